@@ -1,0 +1,18 @@
+//! Watchstand's shared crate: everything the agent and the collector must agree on.
+//!
+//! # Layout
+//! - [`wire`]: the MQTT payloads of protocol v1, one message per file, with decode/encode and
+//!   the reasons a payload is rejected.
+//! - [`topic`]: the topic layout (`{root}/v1/{site}/{agent}/{channel}`) and id validation.
+//! - [`config`]: config pieces both binaries use: durations (`"10s"`), the MQTT connection block,
+//!   key-path errors, and the reconnect backoff.
+//! - [`storage`]: the storage trait with its sled engine and the in-memory model that the
+//!   conformance suite checks it against. The agent's outbox and the collector's store both use it.
+//! - [`time`]: the wall clock in epoch milliseconds, the unit of every `*_ms` field.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod storage;
+pub mod time;
+pub mod topic;
+pub mod wire;

@@ -1,0 +1,201 @@
+//! Durable storage behind one small trait, so that the engine could be swapped.
+//!
+//! A [`Storage`] is a set of named [`Tree`]s of ordered byte keys. Writes become durable only at
+//! [`Storage::flush`]; callers acknowledge anything to anyone (an MQTT PUBACK, an ack watermark)
+//! only after it. [`SledStorage`] is the engine (sled 0.34, pinned); [`MemoryStorage`] is the
+//! model the conformance suite checks it against. The agent's outbox and the collector's store
+//! both go through this module.
+//!
+//! Keys are built with [`key`] helpers so that big-endian integers sort numerically.
+
+mod memory;
+mod sled_engine;
+
+pub use memory::MemoryStorage;
+pub use sled_engine::SledStorage;
+
+use std::sync::Arc;
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The engine failed (I/O, corruption, lock held by another process).
+    #[error("storage {op}: {source}")]
+    Engine {
+        /// What was being done (`open`, `insert`, `flush`…).
+        op: &'static str,
+        /// The engine's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StorageError {
+    /// Wraps an engine error for operation `op`.
+    pub fn engine(
+        op: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StorageError::Engine {
+            op,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Result of storage calls.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A key/value pair as returned by scans.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Insert or overwrite.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove if present.
+    Delete(Vec<u8>),
+}
+
+/// A storage engine: named trees and a flush that makes all previous writes durable.
+pub trait Storage: Send + Sync + 'static {
+    /// Opens (or creates) the tree `name`.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn tree(&self, name: &str) -> Result<Arc<dyn Tree>>;
+
+    /// Makes every write so far durable.
+    ///
+    /// # Errors
+    /// Engine failure; nothing written since the last successful flush may be acknowledged.
+    fn flush(&self) -> Result<()>;
+
+    /// Bytes the store occupies on disk (0 for the in-memory model).
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn size_on_disk(&self) -> Result<u64>;
+}
+
+/// An ordered map of byte keys to byte values.
+pub trait Tree: Send + Sync {
+    /// The value at `key`.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Inserts or overwrites.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Removes `key` if present.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn delete(&self, key: &[u8]) -> Result<()>;
+
+    /// Applies all writes atomically: after a crash either all or none are visible.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn apply(&self, batch: Vec<Write>) -> Result<()>;
+
+    /// Up to `limit` entries with `start <= key < end` (no `end`: to the last key), in key order.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>>;
+
+    /// Up to `limit` entries with `start <= key < end`, last key first.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn range_rev(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>>;
+
+    /// Removes every key with `start <= key < end`; returns how many.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn delete_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<usize>;
+
+    /// Number of entries (may scan).
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn len(&self) -> Result<usize>;
+
+    /// True when the tree has no entries.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.range(&[], None, 1)?.is_empty())
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// Engine failure.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let end = key::prefix_end(prefix);
+        self.range(prefix, end.as_deref(), usize::MAX)
+    }
+}
+
+/// Key building: components joined so that byte order is the natural order.
+pub mod key {
+    /// Separator between string components; ids never contain it.
+    pub const SEP: u8 = 0;
+
+    /// A key builder.
+    #[derive(Debug, Default, Clone)]
+    pub struct KeyBuf(Vec<u8>);
+
+    impl KeyBuf {
+        /// An empty key.
+        pub fn new() -> Self {
+            Self(Vec::with_capacity(64))
+        }
+        /// Appends a string component followed by the separator.
+        pub fn str(mut self, s: &str) -> Self {
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(SEP);
+            self
+        }
+        /// Appends a big-endian u64 (sorts numerically).
+        pub fn u64(mut self, n: u64) -> Self {
+            self.0.extend_from_slice(&n.to_be_bytes());
+            self
+        }
+        /// The key bytes.
+        pub fn build(self) -> Vec<u8> {
+            self.0
+        }
+    }
+
+    /// The smallest key greater than every key with `prefix`, or `None` if there is none.
+    pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+        let mut end = prefix.to_vec();
+        while let Some(last) = end.pop() {
+            if last < u8::MAX {
+                end.push(last + 1);
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Reads a big-endian u64 at `offset`, if the key is long enough.
+    pub fn read_u64(key: &[u8], offset: usize) -> Option<u64> {
+        let bytes: [u8; 8] = key.get(offset..offset + 8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod conformance;
