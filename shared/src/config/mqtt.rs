@@ -286,7 +286,8 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key_and_quote_the_value() {
-        let cases: Vec<(Box<dyn FnOnce(&mut MqttConfig)>, &str)> = vec![
+        type Edit = Box<dyn FnOnce(&mut MqttConfig)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|c| c.url = "http://x:1".into()),
                 "mqtt.url: url \"http://x:1\" is not mqtt://host:port (scheme must be mqtt:// or tcp://)",
