@@ -8,10 +8,12 @@
 //!   key-path errors, and the reconnect backoff.
 //! - [`storage`]: the storage trait with its sled engine and the in-memory model that the
 //!   conformance suite checks it against. The agent's outbox and the collector's store both use it.
+//! - [`mqtt`]: the event-loop driver task (backoff, publish routing, connection events).
 //! - [`time`]: the wall clock in epoch milliseconds, the unit of every `*_ms` field.
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod mqtt;
 pub mod storage;
 pub mod time;
 pub mod topic;
