@@ -54,6 +54,13 @@ impl MqttDriver {
         }
     }
 
+    fn report(&self, event: ConnectionEvent) {
+        // The receiver gone means the owner is shutting down; there is nobody left to tell.
+        if self.connection.send(event).is_err() {
+            tracing::debug!(driver = self.name, "Connection event dropped: owner gone.");
+        }
+    }
+
     /// Polls until `shutdown` is cancelled. Keeps polling for `drain` after cancellation so that
     /// a final publish (offline status) and DISCONNECT go out.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
@@ -73,8 +80,7 @@ impl MqttDriver {
                         session_present = ack.session_present,
                         "MQTT connected."
                     );
-                    // The receiver gone means the owner is shutting down; nothing to tell.
-                    let _ = self.connection.send(ConnectionEvent::Connected {
+                    self.report(ConnectionEvent::Connected {
                         session_present: ack.session_present,
                     });
                 }
@@ -92,7 +98,7 @@ impl MqttDriver {
                         tracing::debug!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connect failed.");
                     }
                     connected = false;
-                    let _ = self.connection.send(ConnectionEvent::Disconnected {
+                    self.report(ConnectionEvent::Disconnected {
                         error: e.to_string(),
                     });
                     tokio::select! {
