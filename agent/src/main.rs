@@ -1,1 +1,274 @@
-fn main() {}
+//! `watchstand-agent`: the command line over the library's pipeline (probe → scheduler → outbox
+//! → publisher → mqtt). It parses arguments, installs tracing and the signal handlers, and calls
+//! `watchstand_agent::{load_config, run, probe_once}`.
+//!
+//! Exit codes: 0 ok; 1 `check` found problems (or `probe` saw a probe down); 2 error.
+
+// `check` and `probe` print their results to stdout: that is their job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use watchstand_agent::probe::ProbeConfig;
+use watchstand_agent::{load_config, ValidatedAgentConfig};
+use watchstand_shared::config::LoadError;
+use watchstand_shared::wire::v1::{ProbeResult, ProbeState};
+
+/// Exit code: success.
+const EXIT_OK: u8 = 0;
+/// Exit code: `check` found problems, or `probe` saw a probe that is down.
+const EXIT_PROBLEMS: u8 = 1;
+/// Exit code: an error stopped the command.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "watchstand-agent",
+    version,
+    about = "Watchstand agent: probes services, samples host capacity, publishes over MQTT"
+)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter such as
+    /// `watchstand_agent=debug,info`). Logs go to stderr.
+    #[arg(long, global = true, default_value = "info", env = "WATCHSTAND_LOG")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM or ctrl-c.
+    Run {
+        /// Config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate the config and print what would run; exit 1 listing every problem.
+    Check {
+        /// Config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the probes once (or only probe ID) and print the results.
+    Probe {
+        /// Config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this probe.
+        id: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn install_tracing(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("--log-level {filter:?}: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// Waits for ctrl-c; if no handler can be installed, waits forever (SIGTERM may still come).
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "Ctrl-c handler not installed.");
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Cancels `token` on ctrl-c or SIGTERM.
+fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        () = ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGTERM handler not installed; ctrl-c only.");
+                    ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        ctrl_c().await;
+        tracing::info!("Shutdown requested.");
+        token.cancel();
+    });
+}
+
+fn describe_probe(p: &ProbeConfig) -> String {
+    let schedule = format!("every {} timeout {}", p.interval(), p.timeout());
+    match p {
+        ProbeConfig::Http(h) => {
+            let mut s = format!(
+                "{} {} {schedule} expect {:?}",
+                h.method, h.url, h.expect_status
+            );
+            if let Some(b) = &h.body_contains {
+                s.push_str(&format!(" body_contains {b:?}"));
+            }
+            if let Some(r) = &h.body_regex {
+                s.push_str(&format!(" body_regex {r:?}"));
+            }
+            if let Some(d) = h.degraded_after {
+                s.push_str(&format!(" degraded_after {d}"));
+            }
+            if !h.tls_verify {
+                s.push_str(" tls_verify=false");
+            }
+            if !h.headers.is_empty() {
+                s.push_str(&format!(" headers {}", h.headers.len()));
+            }
+            s
+        }
+        ProbeConfig::Tcp(t) => format!("connect {} {schedule}", t.address),
+    }
+}
+
+fn print_plan(path: &Path, c: &ValidatedAgentConfig) {
+    println!("{}: ok", path.display());
+    println!(
+        "agent     {}/{}  data_dir {}  max_concurrent_probes {}",
+        c.site,
+        c.agent_id,
+        c.data_dir.display(),
+        c.max_concurrent_probes
+    );
+    match c.health_listen {
+        Some(addr) => println!("health    http://{addr}/health"),
+        None => println!("health    off"),
+    }
+    println!(
+        "mqtt      {}  topic_root {}  client_id {}  max_packet_size {}",
+        c.mqtt.url,
+        c.mqtt.topic_root,
+        c.mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| c.default_client_id()),
+        c.mqtt.max_packet_size
+    );
+    println!(
+        "outbox    max_entries {}  max_bytes {}  resend_after {}",
+        c.outbox.max_entries,
+        c.outbox.max_bytes,
+        watchstand_shared::config::Duration(c.outbox.resend_after)
+    );
+    println!(
+        "publish   batch_max_entries {}  linger {}",
+        c.publish.batch_max_entries,
+        watchstand_shared::config::Duration(c.publish.linger)
+    );
+    println!(
+        "capacity  every {}",
+        watchstand_shared::config::Duration(c.capacity_interval)
+    );
+    println!("probes    {}", c.probes.len());
+    let width = c.probes.iter().map(|p| p.id().len()).max().unwrap_or(0);
+    for p in &c.probes {
+        println!("  {:width$}  {:4}  {}", p.id(), p.kind(), describe_probe(p));
+    }
+}
+
+fn print_results(results: &[ProbeResult], json: bool) {
+    if json {
+        for r in results {
+            let line = serde_json::json!({
+                "probe": r.probe,
+                "kind": r.kind,
+                "target": r.target,
+                "observed_ms": r.observed_ms,
+                "state": r.state,
+                "latency_us": r.latency_us,
+                "error": r.error,
+            });
+            println!("{line}");
+        }
+        return;
+    }
+    let width = results
+        .iter()
+        .map(|r| r.probe.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:width$}  KIND  STATE     LATENCY     TARGET / ERROR",
+        "PROBE"
+    );
+    for r in results {
+        let latency = format!("{:.1}ms", r.latency_us as f64 / 1_000.0);
+        println!(
+            "{:width$}  {:4}  {:8}  {:>10}  {}",
+            r.probe,
+            r.kind,
+            r.state.as_str(),
+            latency,
+            r.target
+        );
+        if let Some(e) = &r.error {
+            println!("{:width$}  {:4}  {:8}  {:>10}  {e}", "", "", "", "");
+        }
+    }
+}
+
+async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Check { config } => match load_config(&config) {
+            Ok(c) => {
+                print_plan(&config, &c);
+                Ok(EXIT_OK)
+            }
+            Err(e @ (LoadError::Invalid(_) | LoadError::Parse { .. })) => {
+                println!("{e}");
+                Ok(EXIT_PROBLEMS)
+            }
+            Err(e) => Err(e.into()),
+        },
+        Command::Probe { config, id, json } => {
+            let c = load_config(&config)?;
+            let results = watchstand_agent::probe_once(&c, id.as_deref()).await?;
+            print_results(&results, json);
+            let all_up = results.iter().all(|r| r.state != ProbeState::Down);
+            Ok(if all_up { EXIT_OK } else { EXIT_PROBLEMS })
+        }
+        Command::Run { config } => {
+            let c = load_config(&config)?;
+            let shutdown = CancellationToken::new();
+            spawn_signal_handler(shutdown.clone());
+            watchstand_agent::run(c, shutdown).await?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = install_tracing(&cli.log_level) {
+        eprintln!("watchstand-agent: {e:#}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    match main_inner(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("watchstand-agent: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The optional local health endpoint (`[agent].health_listen`): a window onto the pipeline
+//! probe → scheduler → outbox → publisher → mqtt for operators and test harnesses.
+//!
+//! `GET /health` answers with
+//! `{"site","agent","boot","mqtt_connected","outbox":{"entries","bytes","dropped","gap_records"},
+//! "watermarks":{"<boot>":seq},"published","resent"}`. `dropped` and `gap_records` count since
+//! this start; `entries` and `bytes` are what the outbox holds now.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::mqtt::LinkState;
+use crate::outbox::Outbox;
+use crate::publisher::PublisherStats;
+
+/// What the endpoint reads.
+#[derive(Debug)]
+pub struct HealthState {
+    /// Site id.
+    pub site: String,
+    /// Agent id.
+    pub agent: String,
+    /// This start's boot id.
+    pub boot: String,
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// The connection state.
+    pub link: watch::Receiver<LinkState>,
+    /// The publisher's counters.
+    pub published: Arc<PublisherStats>,
+}
+
+/// The health document.
+pub fn snapshot(state: &HealthState) -> Value {
+    let stats = state.outbox.stats();
+    let watermarks: Map<String, Value> = stats
+        .boots
+        .iter()
+        .map(|b| (b.id.clone(), json!(b.watermark)))
+        .collect();
+    json!({
+        "site": state.site,
+        "agent": state.agent,
+        "boot": state.boot,
+        "mqtt_connected": state.link.borrow().connected,
+        "outbox": {
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+            "dropped": stats.dropped,
+            "gap_records": stats.gap_records,
+        },
+        "watermarks": watermarks,
+        "published": state.published.published.load(Ordering::Relaxed),
+        "resent": state.published.resent.load(Ordering::Relaxed),
+    })
+}
+
+async fn health(State(state): State<Arc<HealthState>>) -> Json<Value> {
+    Json(snapshot(&state))
+}
+
+/// The router: `GET /health`.
+pub fn router(state: Arc<HealthState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown`.
+///
+/// # Errors
+/// The server failed while accepting.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HealthState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Measurement, OutboxLimits};
+    use watchstand_shared::storage::MemoryStorage;
+    use watchstand_shared::wire::v1::{ProbeResult, ProbeState};
+
+    #[tokio::test]
+    async fn get_health_reports_outbox_watermarks_and_connection_on_a_real_socket() {
+        let outbox = Arc::new(
+            Outbox::open(
+                Arc::new(MemoryStorage::new()),
+                OutboxLimits {
+                    max_entries: 100,
+                    max_bytes: u64::MAX,
+                    max_entry_bytes: 64 * 1024,
+                },
+            )
+            .unwrap(),
+        );
+        for _ in 0..3 {
+            outbox
+                .append(Measurement::Result(ProbeResult {
+                    seq: 0,
+                    probe: "web".into(),
+                    kind: "http".into(),
+                    target: "http://x/".into(),
+                    observed_ms: 1_800_000_000_000,
+                    interval_ms: 1_000,
+                    state: ProbeState::Up,
+                    latency_us: 1,
+                    error: None,
+                }))
+                .unwrap();
+        }
+        let boot = outbox.boot_id();
+        outbox.apply_ack(&boot, 1).unwrap();
+        let (_link_tx, link) = watch::channel(LinkState {
+            connected: true,
+            epoch: 1,
+        });
+        let state = Arc::new(HealthState {
+            site: "lab".into(),
+            agent: "a1".into(),
+            boot: boot.clone(),
+            outbox,
+            link,
+            published: Arc::new(PublisherStats::default()),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, state, stop.clone()));
+        let body: Value = reqwest::get(format!("http://{addr}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "site": "lab",
+                "agent": "a1",
+                "boot": boot,
+                "mqtt_connected": true,
+                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "gap_records": 0},
+                "watermarks": {boot.clone(): 1},
+                "published": 0,
+                "resent": 0,
+            })
+        );
+        assert!(body["outbox"]["bytes"].as_u64().unwrap() > 0);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,1236 @@
+//! The durable, bounded outbox: the third stage of probe → scheduler → **outbox** → publisher →
+//! mqtt. Every probe result and capacity sample is appended here (and gets its seq) before it is
+//! published, and stays until the collector's ack watermark for its boot covers it.
+//!
+//! # Layout on storage
+//! - tree `outbox_entries`: key = (boot ordinal, seq) as big-endian u64s, so a scan returns
+//!   earlier boots first and seqs in order; value = the JSON of an [`Entry`].
+//! - tree `outbox_boots`: key = boot ordinal; value = [`BootMeta`] (boot id, ack watermark, last
+//!   dropped seq). Every start is a new boot with the next ordinal and a fresh random id; entries
+//!   of earlier boots that were never acked are re-sent under their own boot id.
+//!
+//! # Invariants (checked by [`Outbox::check_integrity`])
+//! - Within a boot, seqs are assigned once, from 1, and never reused.
+//! - Above `floor = max(watermark, dropped_upto)` the seqs of a boot are contiguous. Below it
+//!   only gap records may remain: dropping at the cap takes the oldest *non-gap* entries, so a
+//!   gap record (which has its own seq and is the only trace of the loss) is never dropped.
+//! - Only an ack trims: entries with `seq <= watermark` of their boot are deleted, nothing else.
+//!
+//! # Durability
+//! Appends are not flushed one by one. The publisher calls [`Outbox::ensure_durable`] once per
+//! publish cycle, before it publishes anything it read, so nothing reaches the broker that a
+//! crash could take back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+use watchstand_shared::storage::key::{read_u64, KeyBuf};
+use watchstand_shared::storage::{Storage, StorageError, Tree};
+use watchstand_shared::time::now_ms;
+use watchstand_shared::wire::v1::{CapacitySample, GapReason, GapRecord, ProbeResult};
+
+use crate::events;
+
+const ENTRIES_TREE: &str = "outbox_entries";
+const BOOTS_TREE: &str = "outbox_boots";
+/// Every key is two u64s.
+const KEY_BYTES: u64 = 16;
+
+/// Something measured, before it has a seq.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measurement {
+    /// A probe result (its `seq` is ignored and assigned on append).
+    Result(ProbeResult),
+    /// A capacity sample (its `seq` is ignored and assigned on append).
+    Capacity(CapacitySample),
+}
+
+/// One stored entry, as it will be published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    /// Goes to `/results`.
+    Result(ProbeResult),
+    /// Goes to `/capacity`.
+    Capacity(CapacitySample),
+    /// Goes to `/results`, in `gaps`.
+    Gap(GapRecord),
+}
+
+/// The kind of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A probe result.
+    Result,
+    /// A capacity sample.
+    Capacity,
+    /// A gap record.
+    Gap,
+}
+
+impl Entry {
+    /// The entry's seq in its boot.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Entry::Result(r) => r.seq,
+            Entry::Capacity(c) => c.seq,
+            Entry::Gap(g) => g.seq,
+        }
+    }
+
+    fn set_seq(&mut self, seq: u64) {
+        match self {
+            Entry::Result(r) => r.seq = seq,
+            Entry::Capacity(c) => c.seq = seq,
+            Entry::Gap(g) => g.seq = seq,
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Entry::Result(_) => EntryKind::Result,
+            Entry::Capacity(_) => EntryKind::Capacity,
+            Entry::Gap(_) => EntryKind::Gap,
+        }
+    }
+
+    /// When it was observed (for a gap record: the start of the range).
+    pub fn observed_ms(&self) -> u64 {
+        match self {
+            Entry::Result(r) => r.observed_ms,
+            Entry::Capacity(c) => c.observed_ms,
+            Entry::Gap(g) => g.from_ms,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        // Our own plain structs serialise to a Vec without failing (no non-string map keys,
+        // no I/O); floats are checked finite by the sampler.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl From<Measurement> for Entry {
+    fn from(m: Measurement) -> Self {
+        match m {
+            Measurement::Result(r) => Entry::Result(r),
+            Measurement::Capacity(c) => Entry::Capacity(c),
+        }
+    }
+}
+
+/// Why an outbox call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The storage engine failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The flush task could not run.
+    #[error("outbox flush task failed: {0}")]
+    FlushTask(String),
+    /// An entry too large to be published in one MQTT packet.
+    #[error("{what} of {bytes} bytes exceeds the {limit}-byte limit of one entry")]
+    TooLarge {
+        /// `result` or `capacity`.
+        what: &'static str,
+        /// Encoded size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The integrity check found problems.
+    #[error("outbox integrity: {}", .0.join("; "))]
+    Integrity(Vec<String>),
+}
+
+/// Caps of the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Most entries (gap records included).
+    pub max_entries: usize,
+    /// Most bytes (keys and values).
+    pub max_bytes: u64,
+    /// Largest single entry: what still fits one MQTT packet with its batch envelope.
+    pub max_entry_bytes: usize,
+}
+
+/// What the outbox keeps per boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootMeta {
+    /// The boot id as published.
+    pub id: String,
+    /// Highest seq the collector acked; everything up to it is deleted.
+    pub watermark: u64,
+    /// Highest seq dropped at the cap; every non-gap entry up to it is gone.
+    pub dropped_upto: u64,
+    /// Seqs above the floor deleted because they no longer decoded (booked in gap records);
+    /// rare, and kept so the integrity check can tell them from holes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct BootState {
+    meta: BootMeta,
+    /// Highest seq ever stored for this boot (the current boot: the last one assigned).
+    last_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IndexEntry {
+    kind: EntryKind,
+    bytes: u64,
+    observed_ms: u64,
+}
+
+/// A boot as the publisher and health endpoint see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootView {
+    /// Storage ordinal (order of starts).
+    pub ordinal: u64,
+    /// Boot id.
+    pub id: String,
+    /// Ack watermark.
+    pub watermark: u64,
+    /// Highest seq stored so far.
+    pub last_seq: u64,
+    /// This process's boot.
+    pub is_current: bool,
+}
+
+/// Counters and gauges of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Entries stored now.
+    pub entries: usize,
+    /// Bytes stored now (keys and values).
+    pub bytes: u64,
+    /// Entries dropped at the cap since start.
+    pub dropped: u64,
+    /// Gap records created since start.
+    pub gap_records: u64,
+    /// Every boot with entries, oldest first.
+    pub boots: Vec<BootView>,
+}
+
+/// What an ack did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The outbox holds nothing of that boot.
+    UnknownBoot,
+    /// The watermark was already at or past it.
+    Stale,
+    /// Entries up to the new watermark were deleted.
+    Trimmed {
+        /// The boot's ordinal.
+        ordinal: u64,
+        /// How many entries were deleted.
+        removed: usize,
+    },
+}
+
+#[derive(Debug)]
+struct State {
+    index: BTreeMap<(u64, u64), IndexEntry>,
+    boots: BTreeMap<u64, BootState>,
+    current: u64,
+    next_seq: u64,
+    bytes: u64,
+    /// The last gap record, while the publisher has not read it: successive drops that extend
+    /// its range rewrite it in place instead of adding records.
+    open_gap: Option<GapRecord>,
+    /// Writes the publisher may read, and how many of them a flush has covered.
+    written: u64,
+    durable: u64,
+    dropped: u64,
+    gap_records: u64,
+}
+
+/// The outbox. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Outbox {
+    storage: Arc<dyn Storage>,
+    entries: Arc<dyn Tree>,
+    boots: Arc<dyn Tree>,
+    limits: OutboxLimits,
+    /// Storage calls happen under this lock: they are short, never span an `.await`, and the
+    /// lock makes "read, then close the open gap" atomic against a concurrent drop.
+    state: Mutex<State>,
+    /// Wakes the publisher after appends and acks.
+    changed: Notify,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn entry_key(ordinal: u64, seq: u64) -> Vec<u8> {
+    KeyBuf::new().u64(ordinal).u64(seq).build()
+}
+
+fn boot_key(ordinal: u64) -> Vec<u8> {
+    KeyBuf::new().u64(ordinal).build()
+}
+
+/// A new boot id: 16 hex characters, the start time in seconds then 32 random bits, so ids sort
+/// roughly by start and two agents started in the same second still differ.
+pub fn new_boot_id() -> String {
+    let secs = (now_ms() / 1_000) as u32;
+    format!("{secs:08x}{:08x}", rand::random::<u32>())
+}
+
+impl Outbox {
+    /// Opens the outbox on `storage` and starts a new boot. Entries of earlier boots are kept
+    /// for re-sending; entries that no longer decode are deleted and booked in a gap record.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn open(storage: Arc<dyn Storage>, limits: OutboxLimits) -> Result<Self, OutboxError> {
+        let entries = storage.tree(ENTRIES_TREE)?;
+        let boots_tree = storage.tree(BOOTS_TREE)?;
+
+        let mut boots = BTreeMap::new();
+        for (key, value) in boots_tree.range(&[], None, usize::MAX)? {
+            let meta = read_u64(&key, 0)
+                .zip(serde_json::from_slice::<BootMeta>(&value).ok())
+                .filter(|(ordinal, _)| *ordinal > 0 && key.len() == 8);
+            match meta {
+                Some((ordinal, meta)) => {
+                    let last_seq = meta.watermark.max(meta.dropped_upto);
+                    boots.insert(ordinal, BootState { meta, last_seq });
+                }
+                None => {
+                    events::StorageFailed {
+                        op: "decode boot meta",
+                        error: &format!("key {key:?} dropped"),
+                    }
+                    .emit();
+                    boots_tree.delete(&key)?;
+                }
+            }
+        }
+
+        let mut index = BTreeMap::new();
+        let mut bytes = 0;
+        // Entries that no longer decode: (ordinal, seq, time of the entry before), to book.
+        let mut corrupt: Vec<(u64, u64, u64)> = Vec::new();
+        let mut last_ms: HashMap<u64, u64> = HashMap::new();
+        for (key, value) in entries.range(&[], None, usize::MAX)? {
+            let position = read_u64(&key, 0).zip(read_u64(&key, 8));
+            let decoded = serde_json::from_slice::<Entry>(&value).ok();
+            match (position, decoded) {
+                (Some((ordinal, seq)), Some(entry))
+                    if key.len() == 16 && entry.seq() == seq && boots.contains_key(&ordinal) =>
+                {
+                    let size = KEY_BYTES + value.len() as u64;
+                    bytes += size;
+                    last_ms.insert(ordinal, entry.observed_ms());
+                    index.insert(
+                        (ordinal, seq),
+                        IndexEntry {
+                            kind: entry.kind(),
+                            bytes: size,
+                            observed_ms: entry.observed_ms(),
+                        },
+                    );
+                    if let Some(boot) = boots.get_mut(&ordinal) {
+                        boot.last_seq = boot.last_seq.max(seq);
+                    }
+                }
+                (position, _) => {
+                    events::StorageFailed {
+                        op: "decode outbox entry",
+                        error: &format!("key {key:?} does not decode; deleted"),
+                    }
+                    .emit();
+                    entries.delete(&key)?;
+                    if let Some((ordinal, seq)) =
+                        position.filter(|(o, s)| key.len() == 16 && *s > 0 && boots.contains_key(o))
+                    {
+                        let at = last_ms.get(&ordinal).copied().unwrap_or_else(now_ms);
+                        corrupt.push((ordinal, seq, at));
+                    }
+                }
+            }
+        }
+
+        // Boots with nothing left to send are forgotten.
+        let empty: Vec<u64> = boots
+            .keys()
+            .copied()
+            .filter(|o| {
+                index.range((*o, 0)..=(*o, u64::MAX)).next().is_none()
+                    && !corrupt.iter().any(|(c, _, _)| c == o)
+            })
+            .collect();
+        for ordinal in empty {
+            boots.remove(&ordinal);
+            boots_tree.delete(&boot_key(ordinal))?;
+        }
+
+        let current = boots
+            .keys()
+            .chain(index.keys().map(|(o, _)| o))
+            .max()
+            .copied()
+            .unwrap_or(0)
+            + 1;
+        let meta = BootMeta {
+            id: new_boot_id(),
+            watermark: 0,
+            dropped_upto: 0,
+            lost: Vec::new(),
+        };
+        boots_tree.put(
+            &boot_key(current),
+            &serde_json::to_vec(&meta).unwrap_or_default(),
+        )?;
+        boots.insert(current, BootState { meta, last_seq: 0 });
+
+        let outbox = Self {
+            storage,
+            entries,
+            boots: boots_tree,
+            limits,
+            state: Mutex::new(State {
+                index,
+                boots,
+                current,
+                next_seq: 1,
+                bytes,
+                open_gap: None,
+                written: 0,
+                durable: 0,
+                dropped: 0,
+                gap_records: 0,
+            }),
+            changed: Notify::new(),
+        };
+        {
+            let mut state = outbox.lock();
+            for (ordinal, seq, at) in corrupt {
+                if let Some(boot) = state.boots.get_mut(&ordinal) {
+                    boot.meta.lost.push(seq);
+                }
+                // The only reason the protocol has is `outbox_full`; the entry is lost either
+                // way, and without a record the collector's watermark for that boot would stall.
+                outbox.record_drop(&mut state, ordinal, seq, at)?;
+                outbox.persist_boot(&state, ordinal)?;
+            }
+        }
+        outbox.storage.flush()?;
+        Ok(outbox)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation keeps the state consistent between statements that can panic, so a
+        // poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The boot id of this process.
+    pub fn boot_id(&self) -> String {
+        let state = self.lock();
+        state
+            .boots
+            .get(&state.current)
+            .map(|b| b.meta.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// The limits it was opened with.
+    pub fn limits(&self) -> OutboxLimits {
+        self.limits
+    }
+
+    /// Waits until something was appended or acked since the last wake-up.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn persist_boot(&self, state: &State, ordinal: u64) -> Result<(), OutboxError> {
+        if let Some(boot) = state.boots.get(&ordinal) {
+            self.boots.put(
+                &boot_key(ordinal),
+                &serde_json::to_vec(&boot.meta).unwrap_or_default(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn put_entry(&self, state: &mut State, ordinal: u64, entry: &Entry) -> Result<(), OutboxError> {
+        let value = entry.encode();
+        let seq = entry.seq();
+        self.entries.put(&entry_key(ordinal, seq), &value)?;
+        let size = KEY_BYTES + value.len() as u64;
+        let previous = state.index.insert(
+            (ordinal, seq),
+            IndexEntry {
+                kind: entry.kind(),
+                bytes: size,
+                observed_ms: entry.observed_ms(),
+            },
+        );
+        state.bytes = state.bytes + size - previous.map_or(0, |p| p.bytes);
+        if let Some(boot) = state.boots.get_mut(&ordinal) {
+            boot.last_seq = boot.last_seq.max(seq);
+        }
+        state.written += 1;
+        Ok(())
+    }
+
+    /// Stores a measurement under the next seq of this boot and returns that seq. At the cap,
+    /// drops the oldest entries and books them in a gap record.
+    ///
+    /// # Errors
+    /// The entry cannot fit one MQTT packet (it is not stored and takes no seq), or storage
+    /// failed.
+    pub fn append(&self, measurement: Measurement) -> Result<u64, OutboxError> {
+        let what = match measurement {
+            Measurement::Result(_) => "result",
+            Measurement::Capacity(_) => "capacity sample",
+        };
+        let mut entry = Entry::from(measurement);
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        entry.set_seq(seq);
+        let size = entry.encode().len();
+        if size > self.limits.max_entry_bytes {
+            return Err(OutboxError::TooLarge {
+                what,
+                bytes: size,
+                limit: self.limits.max_entry_bytes,
+            });
+        }
+        let current = state.current;
+        self.put_entry(&mut state, current, &entry)?;
+        state.next_seq += 1;
+        self.enforce_caps(&mut state)?;
+        drop(state);
+        self.changed.notify_one();
+        Ok(seq)
+    }
+
+    fn over_cap(&self, state: &State) -> bool {
+        state.index.len() > self.limits.max_entries || state.bytes > self.limits.max_bytes
+    }
+
+    /// Drops oldest entries until the outbox is within its caps. Gap records are never dropped,
+    /// except the open one (never published): it is carried forward under a fresh seq and its
+    /// old seq joins the dropped range, so one long overflow stays one gap record.
+    fn enforce_caps(&self, state: &mut State) -> Result<(), OutboxError> {
+        let mut touched = Vec::new();
+        let mut dropped = 0;
+        let mut carried = false;
+        while self.over_cap(state) {
+            let current = state.current;
+            let open_seq = state.open_gap.as_ref().map(|g| g.seq);
+            let victim = state
+                .index
+                .iter()
+                .find(|((o, s), e)| {
+                    e.kind != EntryKind::Gap || (*o == current && Some(*s) == open_seq)
+                })
+                .map(|(k, e)| (*k, *e));
+            let Some(((ordinal, seq), entry)) = victim else {
+                // Only gap records are left; they are the record of the loss and stay.
+                break;
+            };
+            let is_open_gap = entry.kind == EntryKind::Gap;
+            if is_open_gap && carried {
+                // The caps are too small to hold even the carried record; keep it.
+                break;
+            }
+            self.entries.delete(&entry_key(ordinal, seq))?;
+            state.index.remove(&(ordinal, seq));
+            state.bytes -= entry.bytes;
+            if let Some(boot) = state.boots.get_mut(&ordinal) {
+                boot.meta.dropped_upto = boot.meta.dropped_upto.max(seq);
+            }
+            if !touched.contains(&ordinal) {
+                touched.push(ordinal);
+            }
+            if is_open_gap {
+                carried = true;
+                if let Some(mut gap) = state.open_gap.take() {
+                    let last_ms = gap.to_ms.saturating_sub(1);
+                    gap.seq = state.next_seq;
+                    state.next_seq += 1;
+                    self.put_entry(state, current, &Entry::Gap(gap.clone()))?;
+                    state.open_gap = Some(gap);
+                    self.record_drop(state, ordinal, seq, last_ms)?;
+                }
+                continue;
+            }
+            state.dropped += 1;
+            dropped += 1;
+            self.record_drop(state, ordinal, seq, entry.observed_ms)?;
+        }
+        if dropped > 0 {
+            events::OutboxDropped { count: dropped }.emit();
+        }
+        for ordinal in touched {
+            self.persist_boot(state, ordinal)?;
+        }
+        Ok(())
+    }
+
+    /// Books dropped entry `seq` of boot `ordinal`: extends the open gap record when the range
+    /// continues it, else appends a new gap record under the current boot.
+    fn record_drop(
+        &self,
+        state: &mut State,
+        ordinal: u64,
+        seq: u64,
+        observed_ms: u64,
+    ) -> Result<(), OutboxError> {
+        let boot_id = match state.boots.get(&ordinal) {
+            Some(b) => b.meta.id.clone(),
+            None => return Ok(()),
+        };
+        let current = state.current;
+        if let Some(mut gap) = state.open_gap.take() {
+            if gap.boot == boot_id && gap.to_seq + 1 == seq {
+                gap.to_seq = seq;
+                gap.to_ms = gap.to_ms.max(observed_ms + 1);
+                self.put_entry(state, current, &Entry::Gap(gap.clone()))?;
+                state.open_gap = Some(gap);
+                return Ok(());
+            }
+        }
+        let gap = GapRecord {
+            seq: state.next_seq,
+            boot: boot_id,
+            from_seq: seq,
+            to_seq: seq,
+            from_ms: observed_ms,
+            to_ms: observed_ms + 1,
+            reason: GapReason::OutboxFull,
+        };
+        state.next_seq += 1;
+        state.gap_records += 1;
+        self.put_entry(state, current, &Entry::Gap(gap.clone()))?;
+        events::OutboxOverflow {
+            boot: &gap.boot,
+            from_seq: seq,
+            gap_seq: gap.seq,
+        }
+        .emit();
+        state.open_gap = Some(gap);
+        Ok(())
+    }
+
+    /// Up to `limit` entries of boot `ordinal` with `after < seq <= upto`, in seq order. Reading
+    /// the open gap record freezes it: later drops start a new record, because this one may now
+    /// be on its way to the collector.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn read(
+        &self,
+        ordinal: u64,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, OutboxError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let mut state = self.lock();
+        let start = entry_key(ordinal, after + 1);
+        let rows = match upto.checked_add(1) {
+            Some(end) => self
+                .entries
+                .range(&start, Some(&entry_key(ordinal, end)), limit)?,
+            None => {
+                self.entries
+                    .range(&start, Some(&KeyBuf::new().u64(ordinal + 1).build()), limit)?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            match serde_json::from_slice::<Entry>(&value) {
+                Ok(entry) => out.push(entry),
+                Err(e) => events::StorageFailed {
+                    op: "decode outbox entry",
+                    error: &format!("key {key:?}: {e}"),
+                }
+                .emit(),
+            }
+        }
+        if ordinal == state.current {
+            let read_gap = state.open_gap.as_ref().is_some_and(|g| {
+                out.iter()
+                    .any(|e| matches!(e, Entry::Gap(r) if r.seq == g.seq))
+            });
+            if read_gap {
+                state.open_gap = None;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes every entry written so far durable (one flush per call, skipped when nothing was
+    /// written since the last one). Call it after reading a batch and before publishing it.
+    ///
+    /// # Errors
+    /// The flush failed: nothing read since the last successful flush may be published.
+    pub async fn ensure_durable(&self) -> Result<(), OutboxError> {
+        let target = {
+            let state = self.lock();
+            if state.durable >= state.written {
+                return Ok(());
+            }
+            state.written
+        };
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.flush())
+            .await
+            .map_err(|e| OutboxError::FlushTask(e.to_string()))??;
+        let mut state = self.lock();
+        state.durable = state.durable.max(target);
+        Ok(())
+    }
+
+    /// Flushes unconditionally (shutdown).
+    ///
+    /// # Errors
+    /// The flush failed.
+    pub async fn flush(&self) -> Result<(), OutboxError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.flush())
+            .await
+            .map_err(|e| OutboxError::FlushTask(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Applies the collector's watermark for `boot`: deletes its entries up to `seq`. Acks never
+    /// move a watermark back.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn apply_ack(&self, boot: &str, seq: u64) -> Result<AckOutcome, OutboxError> {
+        let mut state = self.lock();
+        let Some(ordinal) = state
+            .boots
+            .iter()
+            .find(|(_, b)| b.meta.id == boot)
+            .map(|(o, _)| *o)
+        else {
+            return Ok(AckOutcome::UnknownBoot);
+        };
+        let Some(boot_state) = state.boots.get_mut(&ordinal) else {
+            return Ok(AckOutcome::UnknownBoot);
+        };
+        // An ack past what was ever stored would pre-acknowledge future seqs; clamp it.
+        let seq = seq.min(boot_state.last_seq);
+        if seq <= boot_state.meta.watermark {
+            return Ok(AckOutcome::Stale);
+        }
+        boot_state.meta.watermark = seq;
+        boot_state.meta.lost.retain(|lost| *lost > seq);
+        let removed = self
+            .entries
+            .delete_range(&entry_key(ordinal, 0), Some(&entry_key(ordinal, seq + 1)))?;
+        let gone: Vec<(u64, u64)> = state
+            .index
+            .range((ordinal, 0)..=(ordinal, seq))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            if let Some(e) = state.index.remove(&k) {
+                state.bytes -= e.bytes;
+            }
+        }
+        let is_empty = state
+            .index
+            .range((ordinal, 0)..=(ordinal, u64::MAX))
+            .next()
+            .is_none();
+        if ordinal != state.current && is_empty {
+            state.boots.remove(&ordinal);
+            self.boots.delete(&boot_key(ordinal))?;
+        } else {
+            self.persist_boot(&state, ordinal)?;
+        }
+        drop(state);
+        self.changed.notify_one();
+        Ok(AckOutcome::Trimmed { ordinal, removed })
+    }
+
+    /// Every boot with entries (and the current one), oldest first.
+    pub fn boots(&self) -> Vec<BootView> {
+        let state = self.lock();
+        state
+            .boots
+            .iter()
+            .map(|(ordinal, b)| BootView {
+                ordinal: *ordinal,
+                id: b.meta.id.clone(),
+                watermark: b.meta.watermark,
+                last_seq: b.last_seq,
+                is_current: *ordinal == state.current,
+            })
+            .collect()
+    }
+
+    /// Depth, bytes, counters and boots.
+    pub fn stats(&self) -> OutboxStats {
+        let boots = self.boots();
+        let state = self.lock();
+        OutboxStats {
+            entries: state.index.len(),
+            bytes: state.bytes,
+            dropped: state.dropped,
+            gap_records: state.gap_records,
+            boots,
+        }
+    }
+
+    /// Scans storage and checks the invariants: every value decodes, keys match their entry's
+    /// seq and a known boot, no entry sits at or below its boot's watermark, non-gap entries lie
+    /// above the last dropped seq, seqs above the floor are contiguous, and the in-memory index
+    /// agrees with storage.
+    ///
+    /// # Errors
+    /// [`OutboxError::Integrity`] listing every problem, or a storage failure.
+    pub fn check_integrity(&self) -> Result<usize, OutboxError> {
+        let state = self.lock();
+        let mut problems = Vec::new();
+        let mut per_boot: BTreeMap<u64, Vec<(u64, EntryKind)>> = BTreeMap::new();
+        let mut bytes = 0;
+        let rows = self.entries.range(&[], None, usize::MAX)?;
+        for (key, value) in &rows {
+            bytes += KEY_BYTES + value.len() as u64;
+            let Some((ordinal, seq)) = read_u64(key, 0).zip(read_u64(key, 8)) else {
+                problems.push(format!("malformed key {key:?}"));
+                continue;
+            };
+            match serde_json::from_slice::<Entry>(value) {
+                Ok(entry) if entry.seq() == seq => {
+                    per_boot
+                        .entry(ordinal)
+                        .or_default()
+                        .push((seq, entry.kind()));
+                }
+                Ok(entry) => problems.push(format!(
+                    "boot #{ordinal} key seq {seq} holds entry seq {}",
+                    entry.seq()
+                )),
+                Err(e) => problems.push(format!("boot #{ordinal} seq {seq} does not decode: {e}")),
+            }
+        }
+        for (ordinal, seqs) in &per_boot {
+            let Some(boot) = state.boots.get(ordinal) else {
+                problems.push(format!("entries of unknown boot #{ordinal}"));
+                continue;
+            };
+            let meta = &boot.meta;
+            let floor = meta.watermark.max(meta.dropped_upto);
+            let mut expected = floor + 1;
+            let skip_lost = |mut e: u64| {
+                while meta.lost.contains(&e) {
+                    e += 1;
+                }
+                e
+            };
+            for (seq, kind) in seqs {
+                if *seq > floor {
+                    expected = skip_lost(expected);
+                }
+                if *seq <= meta.watermark {
+                    problems.push(format!(
+                        "boot {} seq {seq} is at or below watermark {}",
+                        meta.id, meta.watermark
+                    ));
+                } else if *seq <= floor {
+                    if *kind != EntryKind::Gap {
+                        problems.push(format!(
+                            "boot {} seq {seq} survived a drop up to {}",
+                            meta.id, meta.dropped_upto
+                        ));
+                    }
+                } else if *seq != expected {
+                    problems.push(format!(
+                        "boot {} seqs jump from {} to {seq}",
+                        meta.id,
+                        expected - 1
+                    ));
+                    expected = seq + 1;
+                } else {
+                    expected += 1;
+                }
+            }
+            if *ordinal == state.current && expected > floor + 1 && expected != state.next_seq {
+                problems.push(format!(
+                    "current boot ends at seq {} but the next seq is {}",
+                    expected - 1,
+                    state.next_seq
+                ));
+            }
+        }
+        if rows.len() != state.index.len() || bytes != state.bytes {
+            problems.push(format!(
+                "index holds {} entries / {} bytes, storage {} / {bytes}",
+                state.index.len(),
+                state.bytes,
+                rows.len()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(rows.len())
+        } else {
+            Err(OutboxError::Integrity(problems))
+        }
+    }
+}
+
+/// The writer task: drains measurements from the scheduler and the capacity sampler in batches
+/// and appends them. It ends when every sender is gone, which is how shutdown knows that
+/// everything measured is in the outbox.
+pub async fn run_writer(outbox: Arc<Outbox>, mut measurements: mpsc::Receiver<Measurement>) {
+    const DRAIN: usize = 256;
+    while let Some(first) = measurements.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < DRAIN {
+            match measurements.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        for m in batch {
+            match outbox.append(m) {
+                Ok(_) => {}
+                Err(OutboxError::TooLarge { what, bytes, limit }) => {
+                    events::MeasurementRejected {
+                        what: if what == "result" {
+                            "result"
+                        } else {
+                            "capacity"
+                        },
+                        bytes,
+                        limit,
+                    }
+                    .emit();
+                }
+                Err(e) => events::StorageFailed {
+                    op: "append",
+                    error: &e,
+                }
+                .emit(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watchstand_shared::storage::{MemoryStorage, SledStorage};
+    use watchstand_shared::wire::v1::ProbeState;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn result(i: u64) -> Measurement {
+        Measurement::Result(ProbeResult {
+            seq: 0,
+            probe: "web".into(),
+            kind: "http".into(),
+            target: "http://127.0.0.1/".into(),
+            observed_ms: T0 + i * 1_000,
+            interval_ms: 1_000,
+            state: ProbeState::Up,
+            latency_us: 100,
+            error: None,
+        })
+    }
+
+    fn limits(max_entries: usize) -> OutboxLimits {
+        OutboxLimits {
+            max_entries,
+            max_bytes: u64::MAX,
+            max_entry_bytes: 64 * 1024,
+        }
+    }
+
+    fn open(storage: &MemoryStorage, max_entries: usize) -> Outbox {
+        Outbox::open(Arc::new(storage.clone()), limits(max_entries)).unwrap()
+    }
+
+    fn seqs(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(Entry::seq).collect()
+    }
+
+    fn gaps(outbox: &Outbox) -> Vec<GapRecord> {
+        let current = outbox.boots().into_iter().find(|b| b.is_current).unwrap();
+        outbox
+            .read(current.ordinal, 0, u64::MAX, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Gap(g) => Some(g),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn append_assigns_seqs_from_one_and_ack_trims_only_up_to_the_watermark() {
+        let storage = MemoryStorage::new();
+        let outbox = open(&storage, 100);
+        let boot = outbox.boot_id();
+        assert_eq!(boot.len(), 16);
+        for i in 1..=5 {
+            assert_eq!(outbox.append(result(i)).unwrap(), i);
+        }
+        let ordinal = outbox.boots()[0].ordinal;
+        assert_eq!(
+            outbox.apply_ack(&boot, 3).unwrap(),
+            AckOutcome::Trimmed {
+                ordinal,
+                removed: 3
+            }
+        );
+        let left = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&left), vec![4, 5]);
+        assert_eq!(outbox.apply_ack(&boot, 2).unwrap(), AckOutcome::Stale);
+        assert_eq!(
+            outbox.apply_ack("other", 9).unwrap(),
+            AckOutcome::UnknownBoot
+        );
+        assert_eq!(outbox.stats().entries, 2);
+        outbox.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn reopening_keeps_unacked_entries_under_their_old_boot_and_starts_a_new_boot() {
+        let storage = MemoryStorage::new();
+        let old_boot = {
+            let outbox = open(&storage, 100);
+            for i in 1..=5 {
+                outbox.append(result(i)).unwrap();
+            }
+            outbox.apply_ack(&outbox.boot_id(), 2).unwrap();
+            outbox.boot_id()
+        };
+        let outbox = open(&storage, 100);
+        let boots = outbox.boots();
+        assert_eq!(boots.len(), 2);
+        assert_eq!(boots[0].id, old_boot);
+        assert_eq!(boots[0].watermark, 2);
+        assert!(!boots[0].is_current);
+        assert!(boots[1].is_current);
+        assert_ne!(boots[1].id, old_boot);
+        let old = outbox.read(boots[0].ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&old), vec![3, 4, 5]);
+        // The new boot starts at seq 1 again, in its own seq space.
+        assert_eq!(outbox.append(result(9)).unwrap(), 1);
+        outbox.check_integrity().unwrap();
+
+        // Once the old boot is fully acked it is forgotten.
+        outbox.apply_ack(&old_boot, 5).unwrap();
+        assert_eq!(outbox.boots().len(), 1);
+        let outbox = open(&storage, 100);
+        assert_eq!(outbox.boots().len(), 2, "current boot's entry kept");
+    }
+
+    #[test]
+    fn a_boot_left_with_nothing_is_forgotten_on_reopen() {
+        let storage = MemoryStorage::new();
+        drop(open(&storage, 100));
+        let outbox = open(&storage, 100);
+        assert_eq!(outbox.boots().len(), 1);
+    }
+
+    #[test]
+    fn cap_overflow_drops_the_oldest_and_books_them_in_exactly_one_gap_record() {
+        let storage = MemoryStorage::new();
+        let outbox = open(&storage, 10);
+        for i in 1..=30 {
+            outbox.append(result(i)).unwrap();
+        }
+        let stats = outbox.stats();
+        assert_eq!(stats.entries, 10);
+        assert_eq!(stats.gap_records, 1);
+        let gaps = gaps(&outbox);
+        assert_eq!(gaps.len(), 1);
+        let gap = &gaps[0];
+        assert_eq!(gap.boot, outbox.boot_id());
+        // Results took seqs 1..=11, the gap record 12, results 13..; when the drop front
+        // reached the still unpublished gap record it was carried forward to seq 23 and its old
+        // seq joined the range, so the whole loss is one record for 1..=22.
+        assert_eq!(gap.seq, 23);
+        assert_eq!((gap.from_seq, gap.to_seq), (1, 22));
+        assert_eq!(gap.from_ms, T0 + 1_000);
+        assert_eq!(gap.to_ms, T0 + 21_000 + 1);
+        let current = outbox.boots()[0].ordinal;
+        let left = seqs(&outbox.read(current, 0, u64::MAX, 100).unwrap());
+        assert_eq!(left, (23..=32).collect::<Vec<_>>());
+        assert_eq!(stats.dropped, 21);
+        outbox.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn successive_drops_extend_one_gap_record_until_it_is_read() {
+        let storage = MemoryStorage::new();
+        // An old boot with 20 entries, then a new boot that overflows into them.
+        let old_boot = {
+            let outbox = open(&storage, 1_000);
+            for i in 1..=20 {
+                outbox.append(result(i)).unwrap();
+            }
+            outbox.boot_id()
+        };
+        let outbox = open(&storage, 20);
+        for i in 21..=25 {
+            outbox.append(result(i)).unwrap();
+        }
+        let found = gaps(&outbox);
+        assert_eq!(found.len(), 1);
+        let gap = &found[0];
+        assert_eq!(gap.boot, old_boot);
+        assert_eq!(gap.seq, 2, "gap record of the current boot");
+        assert_eq!((gap.from_seq, gap.to_seq), (1, 6));
+        assert_eq!(gap.from_ms, T0 + 1_000);
+        assert_eq!(gap.to_ms, T0 + 6_000 + 1);
+        assert_eq!(gap.reason, GapReason::OutboxFull);
+        // `gaps()` read the record, so it is frozen: the next drop opens a new one.
+        outbox.append(result(26)).unwrap();
+        let found = gaps(&outbox);
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].from_seq, found[0].to_seq), (1, 6));
+        assert_eq!(found[1].boot, old_boot);
+        assert_eq!(found[1].from_seq, 7);
+        outbox.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn the_byte_cap_drops_oldest_entries_too() {
+        let storage = MemoryStorage::new();
+        let one = Entry::from(result(1)).encode().len() as u64 + KEY_BYTES;
+        let outbox = Outbox::open(
+            Arc::new(storage.clone()),
+            OutboxLimits {
+                max_entries: 1_000,
+                max_bytes: one * 5 + one / 2,
+                max_entry_bytes: 64 * 1024,
+            },
+        )
+        .unwrap();
+        for i in 1..=20 {
+            outbox.append(result(i)).unwrap();
+        }
+        let stats = outbox.stats();
+        assert!(stats.bytes <= one * 5 + one / 2, "{stats:?}");
+        assert_eq!(stats.gap_records, 1);
+        outbox.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn seqs_are_never_reused_within_a_boot_even_across_drops_and_acks() {
+        let storage = MemoryStorage::new();
+        let outbox = open(&storage, 5);
+        let mut seen = std::collections::HashSet::new();
+        for i in 1..=50 {
+            let seq = outbox.append(result(i)).unwrap();
+            assert!(seen.insert(seq), "seq {seq} reused");
+            if i % 7 == 0 {
+                let boot = outbox.boots()[0].clone();
+                outbox.apply_ack(&boot.id, boot.last_seq - 2).unwrap();
+            }
+            outbox.check_integrity().unwrap();
+        }
+        for g in gaps(&outbox) {
+            assert!(seen.insert(g.seq), "gap seq {} reused", g.seq);
+        }
+    }
+
+    #[test]
+    fn an_entry_too_large_for_one_packet_is_refused_without_taking_a_seq() {
+        let storage = MemoryStorage::new();
+        let outbox = Outbox::open(
+            Arc::new(storage),
+            OutboxLimits {
+                max_entries: 10,
+                max_bytes: u64::MAX,
+                max_entry_bytes: 100,
+            },
+        )
+        .unwrap();
+        let err = outbox.append(result(1)).unwrap_err();
+        assert!(
+            matches!(err, OutboxError::TooLarge { limit: 100, .. }),
+            "{err}"
+        );
+        assert_eq!(outbox.stats().entries, 0);
+    }
+
+    #[test]
+    fn undecodable_entries_are_deleted_and_booked_in_a_gap_record_on_open() {
+        let storage = MemoryStorage::new();
+        let boot = {
+            let outbox = open(&storage, 100);
+            for i in 1..=3 {
+                outbox.append(result(i)).unwrap();
+            }
+            outbox.boot_id()
+        };
+        let tree = storage.tree(ENTRIES_TREE).unwrap();
+        tree.put(&entry_key(1, 2), b"{not json").unwrap();
+        let outbox = open(&storage, 100);
+        let found = gaps(&outbox);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].boot.as_str(), found[0].from_seq, found[0].to_seq),
+            (boot.as_str(), 2, 2)
+        );
+        let old = outbox.read(1, 0, u64::MAX, 10).unwrap();
+        assert_eq!(seqs(&old), vec![1, 3]);
+        outbox.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn the_integrity_check_reports_a_hole_above_the_watermark() {
+        let storage = MemoryStorage::new();
+        let outbox = open(&storage, 100);
+        for i in 1..=4 {
+            outbox.append(result(i)).unwrap();
+        }
+        let ordinal = outbox.boots()[0].ordinal;
+        // Bypass the outbox: storage loses seq 2.
+        outbox.entries.delete(&entry_key(ordinal, 2)).unwrap();
+        let err = outbox.check_integrity().unwrap_err().to_string();
+        assert!(err.contains("seqs jump from 1 to 3"), "{err}");
+        assert!(err.contains("index holds 4 entries"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn sled_outbox_survives_a_reopen_with_unacked_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_boot = {
+            let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+            let outbox = Outbox::open(storage, limits(100)).unwrap();
+            for i in 1..=3 {
+                outbox.append(result(i)).unwrap();
+            }
+            outbox.ensure_durable().await.unwrap();
+            outbox.boot_id()
+        };
+        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let outbox = Outbox::open(storage, limits(100)).unwrap();
+        let boots = outbox.boots();
+        assert_eq!(boots[0].id, old_boot);
+        assert_eq!(
+            seqs(&outbox.read(boots[0].ordinal, 0, u64::MAX, 10).unwrap()),
+            vec![1, 2, 3]
+        );
+        outbox.check_integrity().unwrap();
+    }
+}

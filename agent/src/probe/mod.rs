@@ -1,0 +1,351 @@
+//! Probes: the first stage of the agent's flow (**probe** → scheduler → outbox → publisher →
+//! mqtt). One probe checks one target once and reports an [`Observation`].
+//!
+//! Probe kinds are a closed set: [`ProbeConfig`] is the serde enum tagged by `kind` in TOML, and
+//! [`ProbeKind`] the runtime enum it builds. Each kind lives in its own module (`http`, `tcp`)
+//! with a config type, a runtime type that implements [`Check`], and its own validation. Adding a
+//! kind (DNS, ICMP, TLS expiry, exec, Modbus) is one new file, one variant and one arm per
+//! `match`.
+
+pub mod http;
+pub mod tcp;
+
+use std::future::Future;
+use std::time::Duration as StdDuration;
+
+use serde::Deserialize;
+use watchstand_shared::config::{Duration, Problems};
+use watchstand_shared::wire::v1::{ProbeInventory, ProbeState};
+
+pub use http::{HttpProbe, HttpProbeConfig};
+pub use tcp::{TcpProbe, TcpProbeConfig};
+
+/// Longest error text a probe reports; longer texts are cut at a character boundary.
+pub const MAX_ERROR_CHARS: usize = 200;
+
+/// Shortest probe interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest probe interval accepted (the wire protocol's limit: one day).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// One `[[probes]]` entry as written in TOML, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeConfig {
+    /// `kind = "http"`: an HTTP(S) request with status, body and latency checks.
+    Http(HttpProbeConfig),
+    /// `kind = "tcp"`: a TCP connect.
+    Tcp(TcpProbeConfig),
+}
+
+/// Limits that depend on the rest of the config (the MQTT packet size bounds the target length).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeLimits {
+    /// Longest target (URL, address) whose results still fit one MQTT packet.
+    pub max_target_len: usize,
+}
+
+impl ProbeConfig {
+    /// The probe id.
+    pub fn id(&self) -> &str {
+        match self {
+            ProbeConfig::Http(c) => &c.id,
+            ProbeConfig::Tcp(c) => &c.id,
+        }
+    }
+
+    /// The wire name of the kind (`http`, `tcp`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeConfig::Http(_) => http::KIND,
+            ProbeConfig::Tcp(_) => tcp::KIND,
+        }
+    }
+
+    /// What is probed, as reported in results.
+    pub fn target(&self) -> &str {
+        match self {
+            ProbeConfig::Http(c) => &c.url,
+            ProbeConfig::Tcp(c) => &c.address,
+        }
+    }
+
+    /// How often the probe runs.
+    pub fn interval(&self) -> Duration {
+        match self {
+            ProbeConfig::Http(c) => c.interval,
+            ProbeConfig::Tcp(c) => c.interval,
+        }
+    }
+
+    /// The hard timeout of one check.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            ProbeConfig::Http(c) => c.timeout,
+            ProbeConfig::Tcp(c) => c.timeout,
+        }
+    }
+
+    /// The probe as announced in the birth message.
+    pub fn inventory(&self) -> ProbeInventory {
+        ProbeInventory {
+            id: self.id().to_owned(),
+            kind: self.kind().to_owned(),
+            target: self.target().to_owned(),
+            interval_ms: self.interval().as_millis(),
+        }
+    }
+
+    /// Pure checks of this probe; `key` is its place in the file (e.g. `probes[id="web"]`).
+    /// The id itself is checked by the caller, which also knows about duplicates.
+    pub fn validate(&self, key: &str, limits: ProbeLimits, problems: &mut Problems) {
+        let (interval, timeout) = (self.interval(), self.timeout());
+        if interval < MIN_INTERVAL {
+            problems.push(
+                format!("{key}.interval"),
+                format!("{interval} is too short; use at least {MIN_INTERVAL}"),
+            );
+        } else if interval > MAX_INTERVAL {
+            problems.push(
+                format!("{key}.interval"),
+                format!("{interval} is too long; use at most {MAX_INTERVAL}"),
+            );
+        }
+        if timeout.as_millis() == 0 {
+            problems.push(format!("{key}.timeout"), "must be longer than 0s");
+        } else if timeout >= interval {
+            problems.push(
+                format!("{key}.timeout"),
+                format!("{timeout} must be shorter than interval {interval}"),
+            );
+        }
+        let target_key = match self {
+            ProbeConfig::Http(_) => "url",
+            ProbeConfig::Tcp(_) => "address",
+        };
+        let len = self.target().len();
+        if len > limits.max_target_len {
+            problems.push(
+                format!("{key}.{target_key}"),
+                format!(
+                    "is {len} bytes long; at most {} fit in one result with this mqtt.max_packet_size",
+                    limits.max_target_len
+                ),
+            );
+        }
+        match self {
+            ProbeConfig::Http(c) => c.validate(key, problems),
+            ProbeConfig::Tcp(c) => c.validate(key, problems),
+        }
+    }
+}
+
+/// What one check observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Up, degraded or down.
+    pub state: ProbeState,
+    /// How long the check took (the timeout when it timed out).
+    pub latency: StdDuration,
+    /// Short error text when not up (at most [`MAX_ERROR_CHARS`] characters).
+    pub error: Option<String>,
+}
+
+impl Observation {
+    /// An `up` observation.
+    pub fn up(latency: StdDuration) -> Self {
+        Self {
+            state: ProbeState::Up,
+            latency,
+            error: None,
+        }
+    }
+
+    /// A `down` observation with a (shortened) error text.
+    pub fn down(latency: StdDuration, error: impl Into<String>) -> Self {
+        Self {
+            state: ProbeState::Down,
+            latency,
+            error: Some(short_error(error.into())),
+        }
+    }
+
+    /// Turns `up` into `degraded` when the latency exceeds `threshold`.
+    pub fn with_threshold(self, threshold: Option<StdDuration>) -> Self {
+        match threshold {
+            Some(limit) if self.state == ProbeState::Up && self.latency > limit => Self {
+                state: ProbeState::Degraded,
+                error: Some(format!(
+                    "slow: {}ms over degraded_after {}",
+                    self.latency.as_millis(),
+                    Duration(limit)
+                )),
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
+/// Cuts `text` to [`MAX_ERROR_CHARS`] characters (on a character boundary) and flattens lines.
+pub fn short_error(text: String) -> String {
+    let flat = if text.contains(['\n', '\r']) {
+        text.split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        text
+    };
+    match flat.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => flat[..cut].to_owned(),
+        None => flat,
+    }
+}
+
+/// One probe kind at run time: checks its target once.
+pub trait Check {
+    /// The wire name of the kind.
+    fn kind(&self) -> &'static str;
+    /// What is probed.
+    fn target(&self) -> &str;
+    /// Runs one check. The caller enforces the hard timeout; the check may also stop earlier.
+    fn check(&self) -> impl Future<Output = Observation> + Send;
+}
+
+/// Why a probe could not be built from a validated config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// The HTTP client could not be built (TLS roots, resolver).
+    #[error("probe {id:?}: cannot build http client: {source}")]
+    HttpClient {
+        /// The probe id.
+        id: String,
+        /// reqwest's error.
+        source: reqwest::Error,
+    },
+    /// A value that validation accepted could not be used (a bug in validation).
+    #[error("probe {id:?}: {what}")]
+    Invalid {
+        /// The probe id.
+        id: String,
+        /// What could not be used.
+        what: String,
+    },
+}
+
+/// The runtime variants, one per kind.
+#[derive(Debug)]
+pub enum ProbeKind {
+    /// An HTTP probe (boxed: it is much larger than the others).
+    Http(Box<HttpProbe>),
+    /// A TCP probe.
+    Tcp(TcpProbe),
+    /// A scripted probe for scheduler tests.
+    #[cfg(test)]
+    Fake(crate::testutil::FakeProbe),
+}
+
+/// A runnable probe: its id, schedule, and kind.
+#[derive(Debug)]
+pub struct Probe {
+    /// The probe id.
+    pub id: String,
+    /// How often it runs.
+    pub interval: StdDuration,
+    /// Hard timeout of one check.
+    pub timeout: StdDuration,
+    /// The kind-specific runtime.
+    pub kind: ProbeKind,
+}
+
+impl Probe {
+    /// Builds the runtime probe from its (validated) config.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built, or a value validation accepted cannot be used.
+    pub fn build(config: &ProbeConfig) -> Result<Self, ProbeError> {
+        let kind = match config {
+            ProbeConfig::Http(c) => ProbeKind::Http(Box::new(HttpProbe::build(c)?)),
+            ProbeConfig::Tcp(c) => ProbeKind::Tcp(TcpProbe::build(c)),
+        };
+        Ok(Self {
+            id: config.id().to_owned(),
+            interval: config.interval().get(),
+            timeout: config.timeout().get(),
+            kind,
+        })
+    }
+
+    /// The wire name of the kind.
+    pub fn kind(&self) -> &'static str {
+        match &self.kind {
+            ProbeKind::Http(p) => p.kind(),
+            ProbeKind::Tcp(p) => p.kind(),
+            #[cfg(test)]
+            ProbeKind::Fake(p) => p.kind(),
+        }
+    }
+
+    /// What is probed.
+    pub fn target(&self) -> &str {
+        match &self.kind {
+            ProbeKind::Http(p) => p.target(),
+            ProbeKind::Tcp(p) => p.target(),
+            #[cfg(test)]
+            ProbeKind::Fake(p) => p.target(),
+        }
+    }
+
+    /// Runs one check under the hard timeout: a check that does not finish in time is `down`
+    /// with latency = timeout.
+    pub async fn check(&self) -> Observation {
+        let run = async {
+            match &self.kind {
+                ProbeKind::Http(p) => p.check().await,
+                ProbeKind::Tcp(p) => p.check().await,
+                #[cfg(test)]
+                ProbeKind::Fake(p) => p.check().await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(observation) => observation,
+            Err(_) => Observation::down(
+                self.timeout,
+                format!("timed out after {}", Duration(self.timeout)),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_is_cut_to_two_hundred_characters_on_a_char_boundary() {
+        let long = "é".repeat(300);
+        let cut = short_error(long);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS);
+        assert_eq!(short_error("a\n  b\r\nc".into()), "a b c");
+    }
+
+    #[test]
+    fn latency_over_threshold_turns_up_into_degraded_but_never_down_into_degraded() {
+        let slow = Observation::up(StdDuration::from_millis(800))
+            .with_threshold(Some(StdDuration::from_millis(500)));
+        assert_eq!(slow.state, ProbeState::Degraded);
+        assert_eq!(
+            slow.error.as_deref(),
+            Some("slow: 800ms over degraded_after 500ms")
+        );
+        let fast = Observation::up(StdDuration::from_millis(100))
+            .with_threshold(Some(StdDuration::from_millis(500)));
+        assert_eq!(fast.state, ProbeState::Up);
+        let down = Observation::down(StdDuration::from_millis(900), "refused")
+            .with_threshold(Some(StdDuration::from_millis(500)));
+        assert_eq!(down.state, ProbeState::Down);
+    }
+}

@@ -1,0 +1,891 @@
+//! The publisher: the fourth stage of probe → scheduler → outbox → **publisher** → mqtt. It
+//! reads the outbox in seq order, per boot, and publishes `ResultBatch`es (results and gap
+//! records) on `/results` and `CapacityBatch`es on `/capacity`, QoS 1.
+//!
+//! - **Batching**: a batch closes at `batch_max_entries`, at the MQTT `max_packet_size` (never
+//!   exceeded), or when the oldest new entry has waited `linger`.
+//! - **No delete on PUBACK**: a PUBACK only proves the broker got it. Only the collector's ack
+//!   watermark trims the outbox (the MQTT task applies it; see `mqtt.rs`).
+//! - **Re-send**: per boot the publisher remembers how far it published. After a reconnect, or
+//!   when the watermark has not moved for `resend_after` while entries are unacked, it goes back
+//!   to the watermark and publishes again; the collector drops duplicates by (agent, boot, seq).
+//! - **Bounded in flight**: per boot it never publishes more than [`INFLIGHT_BATCHES`] ×
+//!   `batch_max_entries` seqs beyond the watermark, so a collector that is away does not make
+//!   the agent flood the broker.
+//! - **Durable first**: after reading and before publishing it calls
+//!   [`Outbox::ensure_durable`], one flush per cycle.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use watchstand_shared::topic::{Channel, TopicLayout, MAX_ID_LEN};
+use watchstand_shared::wire::v1::{encode, CapacityBatch, ResultBatch, VERSION};
+
+use crate::config::PublishSettings;
+use crate::events::{self, ResendReason};
+use crate::mqtt::LinkState;
+use crate::outbox::{Entry, Outbox};
+
+/// Batches per boot that may be published beyond the ack watermark.
+pub const INFLIGHT_BATCHES: usize = 8;
+
+/// MQTT PUBLISH overhead besides topic and payload: fixed header (1 + up to 4 length bytes),
+/// topic length (2) and packet id (2).
+const PUBLISH_HEADER_BYTES: usize = 9;
+
+/// The largest payload that fits one packet on `topic_len`-byte topics.
+pub fn payload_limit(max_packet_size: usize, topic_len: usize) -> usize {
+    max_packet_size.saturating_sub(PUBLISH_HEADER_BYTES + topic_len)
+}
+
+/// Envelope bytes of a batch without entries (ids at their longest, both lists present).
+fn envelope_bytes(site: &str, agent: &str, boot_len: usize) -> usize {
+    // {"v":1,"site":"…","agent":"…","boot":"…","results":[],"gaps":[]}
+    let sample = ResultBatch {
+        v: VERSION,
+        site: site.to_owned(),
+        agent: agent.to_owned(),
+        boot: "x".repeat(boot_len),
+        results: Vec::new(),
+        gaps: Vec::new(),
+    };
+    encode(&sample).len() + ",\"gaps\":[]".len()
+}
+
+/// The largest outbox entry that still fits one packet alone, for the agent's topics.
+pub fn max_entry_bytes(
+    max_packet_size: usize,
+    topics: &TopicLayout,
+    site: &str,
+    agent: &str,
+) -> usize {
+    let topic_len = topics.agent(site, agent, Channel::Capacity).len();
+    payload_limit(max_packet_size, topic_len)
+        .saturating_sub(envelope_bytes(site, agent, MAX_ID_LEN))
+}
+
+/// One payload ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// `Results` or `Capacity`.
+    pub channel: Channel,
+    /// The encoded batch.
+    pub payload: Vec<u8>,
+    /// Entries in it.
+    pub entries: usize,
+}
+
+/// Splits `entries` (one boot, seq order) into batches of at most `max_entries` entries and
+/// `max_payload` bytes each: results and gap records to `/results`, samples to `/capacity`.
+/// An entry larger than `max_payload` on its own still gets a batch of its own (the outbox
+/// refuses such entries, so this does not happen).
+pub fn build_batches(
+    site: &str,
+    agent: &str,
+    boot: &str,
+    entries: &[Entry],
+    max_entries: usize,
+    max_payload: usize,
+) -> Vec<Outgoing> {
+    let envelope = envelope_bytes(site, agent, boot.len());
+    let max_entries = max_entries.max(1);
+    let mut out = Vec::new();
+    let mut results = ResultBatch {
+        v: VERSION,
+        site: site.to_owned(),
+        agent: agent.to_owned(),
+        boot: boot.to_owned(),
+        results: Vec::new(),
+        gaps: Vec::new(),
+    };
+    let mut capacity = CapacityBatch {
+        v: VERSION,
+        site: site.to_owned(),
+        agent: agent.to_owned(),
+        boot: boot.to_owned(),
+        samples: Vec::new(),
+    };
+    let (mut results_bytes, mut capacity_bytes) = (envelope, envelope);
+
+    fn close_results(batch: &mut ResultBatch, out: &mut Vec<Outgoing>) {
+        let n = batch.results.len() + batch.gaps.len();
+        if n > 0 {
+            out.push(Outgoing {
+                channel: Channel::Results,
+                payload: encode(batch),
+                entries: n,
+            });
+            batch.results.clear();
+            batch.gaps.clear();
+        }
+    }
+    fn close_capacity(batch: &mut CapacityBatch, out: &mut Vec<Outgoing>) {
+        if !batch.samples.is_empty() {
+            out.push(Outgoing {
+                channel: Channel::Capacity,
+                payload: encode(batch),
+                entries: batch.samples.len(),
+            });
+            batch.samples.clear();
+        }
+    }
+
+    for entry in entries {
+        // Each entry costs its own JSON plus a separating comma.
+        let size = match entry {
+            Entry::Result(r) => encode(r).len(),
+            Entry::Capacity(c) => encode(c).len(),
+            Entry::Gap(g) => encode(g).len(),
+        } + 1;
+        match entry {
+            Entry::Capacity(sample) => {
+                if capacity.samples.len() >= max_entries || capacity_bytes + size > max_payload {
+                    close_capacity(&mut capacity, &mut out);
+                    capacity_bytes = envelope;
+                }
+                capacity.samples.push(sample.clone());
+                capacity_bytes += size;
+            }
+            Entry::Result(_) | Entry::Gap(_) => {
+                let n = results.results.len() + results.gaps.len();
+                if n >= max_entries || results_bytes + size > max_payload {
+                    close_results(&mut results, &mut out);
+                    results_bytes = envelope;
+                }
+                match entry {
+                    Entry::Result(r) => results.results.push(r.clone()),
+                    Entry::Gap(g) => results.gaps.push(g.clone()),
+                    Entry::Capacity(_) => {}
+                }
+                results_bytes += size;
+            }
+        }
+    }
+    close_results(&mut results, &mut out);
+    close_capacity(&mut capacity, &mut out);
+    out
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The MQTT client's request channel is closed (the driver stopped).
+    #[error("mqtt client closed: {0}")]
+    Client(#[from] rumqttc::ClientError),
+}
+
+/// Where batches go: the MQTT client in production, a recorder in tests.
+pub trait Sink: Send + Sync {
+    /// Hands one payload to the broker connection, QoS 1, not retained.
+    fn publish(
+        &self,
+        channel: Channel,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// The production sink: a clone of the MQTT client and the agent's topics.
+#[derive(Debug, Clone)]
+pub struct MqttSink {
+    client: AsyncClient,
+    results_topic: String,
+    capacity_topic: String,
+}
+
+impl MqttSink {
+    /// A sink publishing under `topics` for one agent.
+    pub fn new(client: AsyncClient, topics: &TopicLayout, site: &str, agent: &str) -> Self {
+        Self {
+            client,
+            results_topic: topics.agent(site, agent, Channel::Results),
+            capacity_topic: topics.agent(site, agent, Channel::Capacity),
+        }
+    }
+}
+
+impl Sink for MqttSink {
+    async fn publish(&self, channel: Channel, payload: Vec<u8>) -> Result<(), PublishError> {
+        let topic = match channel {
+            Channel::Capacity => &self.capacity_topic,
+            _ => &self.results_topic,
+        };
+        self.client
+            .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Counters the health endpoint shows.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Entries published (first sends and re-sends).
+    pub published: AtomicU64,
+    /// Entries published again after a re-send.
+    pub resent: AtomicU64,
+}
+
+/// Per-boot progress.
+#[derive(Debug, Clone)]
+struct Cursor {
+    /// The watermark as last seen.
+    watermark: u64,
+    /// Highest seq published in the current pass (back to the watermark on a re-send).
+    published_upto: u64,
+    /// Highest seq ever published (to count re-sends).
+    max_published: u64,
+    /// When the watermark last moved or an unacked stretch began.
+    last_progress: Instant,
+    /// When new entries of the current boot started to wait for their batch to fill.
+    pending_since: Option<Instant>,
+}
+
+/// The publisher task.
+pub struct Publisher<S> {
+    outbox: Arc<Outbox>,
+    sink: S,
+    link: watch::Receiver<LinkState>,
+    site: String,
+    agent: String,
+    settings: PublishSettings,
+    resend_after: Duration,
+    max_payload: usize,
+    stats: Arc<PublisherStats>,
+    cursors: HashMap<u64, Cursor>,
+}
+
+impl<S> std::fmt::Debug for Publisher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("site", &self.site)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Sink> Publisher<S> {
+    /// A publisher of `outbox` into `sink`, following the connection state in `link`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        outbox: Arc<Outbox>,
+        sink: S,
+        link: watch::Receiver<LinkState>,
+        site: &str,
+        agent: &str,
+        settings: PublishSettings,
+        resend_after: Duration,
+        max_payload: usize,
+    ) -> Self {
+        Self {
+            outbox,
+            sink,
+            link,
+            site: site.to_owned(),
+            agent: agent.to_owned(),
+            settings,
+            resend_after,
+            max_payload,
+            stats: Arc::new(PublisherStats::default()),
+            cursors: HashMap::new(),
+        }
+    }
+
+    /// The counters, for the health endpoint.
+    pub fn stats(&self) -> Arc<PublisherStats> {
+        self.stats.clone()
+    }
+
+    fn window(&self) -> u64 {
+        (self.settings.batch_max_entries * INFLIGHT_BATCHES) as u64
+    }
+
+    /// Goes back to the watermark for every boot with unacked published entries.
+    fn rewind_all(&mut self, reason: ResendReason) {
+        let now = Instant::now();
+        let boots = self.outbox.boots();
+        for boot in boots {
+            if let Some(c) = self.cursors.get_mut(&boot.ordinal) {
+                c.watermark = c.watermark.max(boot.watermark);
+                if c.published_upto > c.watermark {
+                    events::Resend {
+                        boot: &boot.id,
+                        watermark: c.watermark,
+                        published_upto: c.published_upto,
+                        reason,
+                    }
+                    .emit();
+                    c.published_upto = c.watermark;
+                    c.last_progress = now;
+                }
+            }
+        }
+    }
+
+    /// Publishes what is due; returns when it next needs to wake (linger or re-send timer).
+    async fn pump(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut wake: Option<Instant> = None;
+        let mut soonest = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+        let boots = self.outbox.boots();
+        self.cursors
+            .retain(|ordinal, _| boots.iter().any(|b| b.ordinal == *ordinal));
+        let window = self.window();
+        for boot in boots {
+            let mut c = self.cursors.get(&boot.ordinal).cloned().unwrap_or(Cursor {
+                watermark: boot.watermark,
+                published_upto: boot.watermark,
+                max_published: boot.watermark,
+                last_progress: now,
+                pending_since: None,
+            });
+            if boot.watermark > c.watermark {
+                c.watermark = boot.watermark;
+                c.last_progress = now;
+            }
+            c.published_upto = c.published_upto.max(c.watermark);
+            if c.published_upto > c.watermark && now >= c.last_progress + self.resend_after {
+                events::Resend {
+                    boot: &boot.id,
+                    watermark: c.watermark,
+                    published_upto: c.published_upto,
+                    reason: ResendReason::Stalled,
+                }
+                .emit();
+                c.published_upto = c.watermark;
+                c.last_progress = now;
+            }
+            let outcome = self
+                .publish_boot(
+                    &boot.id,
+                    boot.ordinal,
+                    boot.last_seq,
+                    boot.is_current,
+                    &mut c,
+                    window,
+                    now,
+                )
+                .await;
+            if let Some(t) = outcome {
+                soonest(t);
+            }
+            if c.published_upto > c.watermark {
+                soonest(c.last_progress + self.resend_after);
+            }
+            self.cursors.insert(boot.ordinal, c);
+        }
+        wake
+    }
+
+    /// Publishes the due entries of one boot; returns a linger deadline if it waits for more.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_boot(
+        &self,
+        boot: &str,
+        ordinal: u64,
+        last_seq: u64,
+        is_current: bool,
+        c: &mut Cursor,
+        window: u64,
+        now: Instant,
+    ) -> Option<Instant> {
+        let batch_max = self.settings.batch_max_entries;
+        loop {
+            let upto = last_seq.min(c.watermark.saturating_add(window));
+            if upto <= c.published_upto {
+                return None;
+            }
+            let fresh = c.published_upto >= c.max_published;
+            if is_current && fresh && upto - c.published_upto < batch_max as u64 {
+                let since = *c.pending_since.get_or_insert(now);
+                if now < since + self.settings.linger {
+                    return Some(since + self.settings.linger);
+                }
+            }
+            let entries = match self.outbox.read(ordinal, c.published_upto, upto, batch_max) {
+                Ok(e) => e,
+                Err(e) => {
+                    events::StorageFailed {
+                        op: "read",
+                        error: &e,
+                    }
+                    .emit();
+                    return Some(now + Duration::from_secs(1));
+                }
+            };
+            let Some(last) = entries.last().map(Entry::seq) else {
+                // Everything in range was dropped at the cap (and booked in a gap record).
+                c.published_upto = upto;
+                continue;
+            };
+            if let Err(e) = self.outbox.ensure_durable().await {
+                events::StorageFailed {
+                    op: "flush",
+                    error: &e,
+                }
+                .emit();
+                return Some(now + Duration::from_secs(1));
+            }
+            for batch in build_batches(
+                &self.site,
+                &self.agent,
+                boot,
+                &entries,
+                batch_max,
+                self.max_payload,
+            ) {
+                let (entries, bytes, channel) = (batch.entries, batch.payload.len(), batch.channel);
+                if let Err(e) = self.sink.publish(channel, batch.payload).await {
+                    events::PublishFailed { error: &e }.emit();
+                    return Some(now + Duration::from_secs(1));
+                }
+                events::BatchPublished {
+                    channel: channel.suffix(),
+                    boot,
+                    entries,
+                    bytes,
+                }
+                .emit();
+            }
+            let resent = entries
+                .iter()
+                .filter(|e| e.seq() <= c.max_published)
+                .count();
+            self.stats
+                .published
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            self.stats
+                .resent
+                .fetch_add(resent as u64, Ordering::Relaxed);
+            if c.published_upto == c.watermark {
+                // An unacked stretch begins; the re-send timer counts from here.
+                c.last_progress = now;
+            }
+            c.published_upto = last;
+            c.max_published = c.max_published.max(last);
+            c.pending_since = None;
+        }
+    }
+
+    /// Runs until `shutdown`. Publishes only while connected; a new connection re-sends from the
+    /// watermark.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut epoch_seen = 0;
+        let mut link_open = true;
+        loop {
+            let link = *self.link.borrow_and_update();
+            let wake = if link.connected {
+                if link.epoch != epoch_seen {
+                    epoch_seen = link.epoch;
+                    self.rewind_all(ResendReason::Reconnect);
+                }
+                self.pump().await
+            } else {
+                None
+            };
+            let timer = async move {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                changed = self.link.changed(), if link_open => {
+                    if changed.is_err() {
+                        // The MQTT task is gone: nothing more can be published.
+                        link_open = false;
+                    }
+                }
+                () = self.outbox.changed() => {}
+                () = timer => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Measurement, OutboxLimits};
+    use std::sync::Mutex;
+    use watchstand_shared::storage::MemoryStorage;
+    use watchstand_shared::wire::v1::{
+        decode, CapacitySample, GapReason, GapRecord, ProbeResult, ProbeState,
+    };
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn result(seq: u64, error: Option<String>) -> ProbeResult {
+        ProbeResult {
+            seq,
+            probe: "web".into(),
+            kind: "http".into(),
+            target: "http://127.0.0.1:8080/health".into(),
+            observed_ms: T0 + seq,
+            interval_ms: 10_000,
+            state: if error.is_some() {
+                ProbeState::Down
+            } else {
+                ProbeState::Up
+            },
+            latency_us: 1_000,
+            error,
+        }
+    }
+
+    fn sample(seq: u64) -> CapacitySample {
+        CapacitySample {
+            seq,
+            observed_ms: T0 + seq,
+            cpu_pct: 12.5,
+            load_1: 0.5,
+            load_5: 0.4,
+            load_15: 0.3,
+            mem_used_bytes: 1,
+            mem_total_bytes: 2,
+            swap_used_bytes: 0,
+            swap_total_bytes: 0,
+            disks: Vec::new(),
+            nets: Vec::new(),
+        }
+    }
+
+    fn seqs_of(batches: &[Outgoing]) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for b in batches {
+            match b.channel {
+                Channel::Results => {
+                    let r: ResultBatch = decode(&b.payload, usize::MAX, T0).unwrap();
+                    seqs.extend(r.results.iter().map(|r| r.seq));
+                    seqs.extend(r.gaps.iter().map(|g| g.seq));
+                }
+                _ => {
+                    let c: CapacityBatch = decode(&b.payload, usize::MAX, T0).unwrap();
+                    seqs.extend(c.samples.iter().map(|s| s.seq));
+                }
+            }
+        }
+        seqs.sort_unstable();
+        seqs
+    }
+
+    #[test]
+    fn batches_hold_at_most_batch_max_entries() {
+        let entries: Vec<Entry> = (1..=25).map(|s| Entry::Result(result(s, None))).collect();
+        let batches = build_batches("lab", "a1", "0123456789abcdef", &entries, 10, 256 * 1024);
+        let sizes: Vec<usize> = batches.iter().map(|b| b.entries).collect();
+        assert_eq!(sizes, vec![10, 10, 5]);
+        assert_eq!(seqs_of(&batches), (1..=25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn batches_never_exceed_the_payload_limit() {
+        let entries: Vec<Entry> = (1..=200)
+            .map(|s| Entry::Result(result(s, Some("é".repeat(150)))))
+            .collect();
+        for limit in [1_000, 4_096, 20_000] {
+            let batches = build_batches("lab", "a1", "0123456789abcdef", &entries, 500, limit);
+            for b in &batches {
+                assert!(b.payload.len() <= limit, "{} > {limit}", b.payload.len());
+                assert!(b.entries >= 1);
+            }
+            assert_eq!(
+                seqs_of(&batches),
+                (1..=200).collect::<Vec<_>>(),
+                "every entry once"
+            );
+        }
+    }
+
+    #[test]
+    fn results_and_gaps_go_to_results_and_samples_to_capacity() {
+        let entries = vec![
+            Entry::Result(result(1, None)),
+            Entry::Capacity(sample(2)),
+            Entry::Gap(GapRecord {
+                seq: 3,
+                boot: "old".into(),
+                from_seq: 1,
+                to_seq: 9,
+                from_ms: T0,
+                to_ms: T0 + 9,
+                reason: GapReason::OutboxFull,
+            }),
+            Entry::Result(result(4, Some("refused".into()))),
+        ];
+        let batches = build_batches("lab", "a1", "b1", &entries, 500, 64 * 1024);
+        assert_eq!(batches.len(), 2);
+        let r: ResultBatch = decode(&batches[0].payload, usize::MAX, T0).unwrap();
+        assert_eq!(batches[0].channel, Channel::Results);
+        assert_eq!(
+            r.results.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        assert_eq!(r.gaps.len(), 1);
+        assert_eq!(
+            (r.site.as_str(), r.agent.as_str(), r.boot.as_str()),
+            ("lab", "a1", "b1")
+        );
+        let c: CapacityBatch = decode(&batches[1].payload, usize::MAX, T0).unwrap();
+        assert_eq!(batches[1].channel, Channel::Capacity);
+        assert_eq!(c.samples[0].seq, 2);
+    }
+
+    #[test]
+    fn max_entry_bytes_leaves_room_for_the_envelope_and_topic() {
+        let topics = TopicLayout::default();
+        let limit = max_entry_bytes(4_096, &topics, "lab", "a1");
+        let topic = topics.agent("lab", "a1", Channel::Capacity);
+        assert!(limit + envelope_bytes("lab", "a1", 64) + topic.len() + 9 <= 4_096);
+        assert!(limit > 3_500, "{limit}");
+    }
+
+    /// A sink that records payloads by seq.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Outgoing>>>);
+
+    impl Sink for Recorder {
+        async fn publish(&self, channel: Channel, payload: Vec<u8>) -> Result<(), PublishError> {
+            self.0.lock().unwrap().push(Outgoing {
+                channel,
+                payload,
+                entries: 0,
+            });
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn seqs(&self) -> Vec<u64> {
+            let all = self.0.lock().unwrap().clone();
+            let mut out = Vec::new();
+            for b in all {
+                let r: ResultBatch = decode(&b.payload, usize::MAX, T0).unwrap();
+                out.extend(r.results.iter().map(|r| r.seq));
+            }
+            out
+        }
+        fn clear(&self) {
+            self.0.lock().unwrap().clear();
+        }
+    }
+
+    struct Rig {
+        outbox: Arc<Outbox>,
+        sink: Recorder,
+        link: watch::Sender<LinkState>,
+        stop: CancellationToken,
+        stats: Arc<PublisherStats>,
+    }
+
+    fn rig(batch_max_entries: usize) -> Rig {
+        let outbox = Arc::new(
+            Outbox::open(
+                Arc::new(MemoryStorage::new()),
+                OutboxLimits {
+                    max_entries: 100_000,
+                    max_bytes: u64::MAX,
+                    max_entry_bytes: 64 * 1024,
+                },
+            )
+            .unwrap(),
+        );
+        let sink = Recorder::default();
+        let (link, link_rx) = watch::channel(LinkState::default());
+        let publisher = Publisher::new(
+            outbox.clone(),
+            sink.clone(),
+            link_rx,
+            "lab",
+            "a1",
+            PublishSettings {
+                batch_max_entries,
+                linger: Duration::from_millis(200),
+            },
+            Duration::from_secs(15),
+            256 * 1024,
+        );
+        let stats = publisher.stats();
+        let stop = CancellationToken::new();
+        tokio::spawn(publisher.run(stop.clone()));
+        Rig {
+            outbox,
+            sink,
+            link,
+            stop,
+            stats,
+        }
+    }
+
+    impl Rig {
+        fn append(&self, n: u64) {
+            for _ in 0..n {
+                self.outbox
+                    .append(Measurement::Result(result(0, None)))
+                    .unwrap();
+            }
+        }
+        fn connect(&self, epoch: u64) {
+            self.link.send_replace(LinkState {
+                connected: true,
+                epoch,
+            });
+        }
+        fn disconnect(&self) {
+            self.link.send_modify(|l| l.connected = false);
+        }
+    }
+
+    async fn settle(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_published_while_disconnected_and_everything_after_connect() {
+        let rig = rig(100);
+        rig.append(5);
+        settle(1_000).await;
+        assert!(rig.sink.seqs().is_empty());
+        rig.connect(1);
+        settle(1_000).await;
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3, 4, 5]);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_batch_waits_for_linger_and_a_full_one_goes_at_once() {
+        let rig = rig(10);
+        rig.connect(1);
+        settle(10).await;
+        rig.append(3);
+        settle(100).await;
+        assert!(rig.sink.seqs().is_empty(), "lingering");
+        settle(200).await;
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3]);
+        rig.sink.clear();
+        rig.append(10);
+        settle(1).await;
+        assert_eq!(
+            rig.sink.seqs(),
+            (4..=13).collect::<Vec<_>>(),
+            "full batch without linger"
+        );
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publishing_stops_at_the_in_flight_window_until_the_watermark_moves() {
+        let rig = rig(10);
+        rig.append(200);
+        rig.connect(1);
+        settle(1_000).await;
+        let window = (10 * INFLIGHT_BATCHES) as u64;
+        assert_eq!(rig.sink.seqs(), (1..=window).collect::<Vec<_>>());
+        rig.outbox.apply_ack(&rig.outbox.boot_id(), 50).unwrap();
+        settle(1_000).await;
+        assert_eq!(*rig.sink.seqs().last().unwrap(), 50 + window);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acked_entries_are_not_resent_and_a_stalled_watermark_triggers_a_resend() {
+        let rig = rig(100);
+        rig.connect(1);
+        rig.append(10);
+        settle(1_000).await;
+        assert_eq!(rig.sink.seqs().len(), 10);
+        rig.outbox.apply_ack(&rig.outbox.boot_id(), 6).unwrap();
+        rig.sink.clear();
+        settle(10_000).await;
+        assert!(rig.sink.seqs().is_empty(), "no re-send before resend_after");
+        settle(6_000).await;
+        assert_eq!(
+            rig.sink.seqs(),
+            vec![7, 8, 9, 10],
+            "re-sent from the watermark"
+        );
+        assert_eq!(rig.stats.resent.load(Ordering::Relaxed), 4);
+        assert_eq!(rig.stats.published.load(Ordering::Relaxed), 14);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_resends_everything_above_the_watermark() {
+        let rig = rig(100);
+        rig.connect(1);
+        rig.append(8);
+        settle(1_000).await;
+        rig.outbox.apply_ack(&rig.outbox.boot_id(), 3).unwrap();
+        rig.disconnect();
+        settle(100).await;
+        rig.sink.clear();
+        rig.connect(2);
+        settle(100).await;
+        assert_eq!(rig.sink.seqs(), vec![4, 5, 6, 7, 8]);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_of_an_earlier_boot_are_sent_under_their_own_boot_id() {
+        let storage = MemoryStorage::new();
+        let limits = OutboxLimits {
+            max_entries: 1_000,
+            max_bytes: u64::MAX,
+            max_entry_bytes: 64 * 1024,
+        };
+        let old_boot = {
+            let old = Outbox::open(Arc::new(storage.clone()), limits).unwrap();
+            for _ in 0..3 {
+                old.append(Measurement::Result(result(0, None))).unwrap();
+            }
+            old.boot_id()
+        };
+        let outbox = Arc::new(Outbox::open(Arc::new(storage), limits).unwrap());
+        outbox.append(Measurement::Result(result(0, None))).unwrap();
+        let sink = Recorder::default();
+        let (link, link_rx) = watch::channel(LinkState {
+            connected: true,
+            epoch: 1,
+        });
+        let publisher = Publisher::new(
+            outbox.clone(),
+            sink.clone(),
+            link_rx,
+            "lab",
+            "a1",
+            PublishSettings {
+                batch_max_entries: 100,
+                linger: Duration::from_millis(200),
+            },
+            Duration::from_secs(15),
+            256 * 1024,
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(publisher.run(stop.clone()));
+        settle(1_000).await;
+        let batches = sink.0.lock().unwrap().clone();
+        let decoded: Vec<ResultBatch> = batches
+            .iter()
+            .map(|b| decode(&b.payload, usize::MAX, T0).unwrap())
+            .collect();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].boot, old_boot);
+        assert_eq!(
+            decoded[0].results.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(decoded[1].boot, outbox.boot_id());
+        assert_eq!(decoded[1].results[0].seq, 1);
+        stop.cancel();
+        drop(link);
+    }
+}

@@ -1,0 +1,240 @@
+//! The scheduler: the second stage of probe → **scheduler** → outbox → publisher → mqtt. It runs
+//! each probe on its own interval and sends every result to the outbox writer.
+//!
+//! - Each probe is its own task, so a slow probe never delays the others.
+//! - The first run of each probe is at a random offset within its interval, so probes (and many
+//!   agents started together) do not fire in lockstep.
+//! - A [`Semaphore`] bounds how many checks run at once; every check has a hard timeout
+//!   ([`Probe::check`]).
+//! - Ticks missed while a probe waited for a permit are skipped, never run in a burst.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use watchstand_shared::time::now_ms;
+use watchstand_shared::wire::v1::result::MAX_LATENCY_US;
+use watchstand_shared::wire::v1::ProbeResult;
+
+use crate::events;
+use crate::outbox::Measurement;
+use crate::probe::Probe;
+
+/// Runs one check of `probe` under its hard timeout and returns the result (with seq 0; the
+/// outbox assigns it).
+pub async fn check_once(probe: &Probe) -> ProbeResult {
+    let observed_ms = now_ms();
+    let o = probe.check().await;
+    let latency_us = u64::try_from(o.latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .min(MAX_LATENCY_US);
+    let result = ProbeResult {
+        seq: 0,
+        probe: probe.id.clone(),
+        kind: probe.kind().to_owned(),
+        target: probe.target().to_owned(),
+        observed_ms,
+        interval_ms: u64::try_from(probe.interval.as_millis()).unwrap_or(u64::MAX),
+        state: o.state,
+        latency_us,
+        error: o.error,
+    };
+    events::ProbeChecked {
+        probe: &result.probe,
+        state: result.state,
+        latency_us,
+        error: result.error.as_deref(),
+    }
+    .emit();
+    result
+}
+
+/// A random first-run offset in `[0, interval)`.
+fn initial_offset(interval: Duration) -> Duration {
+    let ms = u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_millis(rand::thread_rng().gen_range(0..ms))
+}
+
+/// Runs every probe on its own schedule.
+#[derive(Debug)]
+pub struct Scheduler {
+    probes: Vec<Arc<Probe>>,
+    limit: Arc<Semaphore>,
+    out: mpsc::Sender<Measurement>,
+}
+
+impl Scheduler {
+    /// A scheduler for `probes`, at most `max_concurrent` checks at once, sending results to
+    /// `out`.
+    pub fn new(probes: Vec<Probe>, max_concurrent: usize, out: mpsc::Sender<Measurement>) -> Self {
+        Self {
+            probes: probes.into_iter().map(Arc::new).collect(),
+            limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            out,
+        }
+    }
+
+    /// Runs until `shutdown`; returns when every probe task has stopped (so the result sender is
+    /// dropped and the outbox writer can finish).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tasks = TaskTracker::new();
+        for probe in self.probes {
+            tasks.spawn(run_probe(
+                probe,
+                self.limit.clone(),
+                self.out.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.close();
+        drop(self.out);
+        tasks.wait().await;
+    }
+}
+
+async fn run_probe(
+    probe: Arc<Probe>,
+    limit: Arc<Semaphore>,
+    out: mpsc::Sender<Measurement>,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = interval_at(
+        Instant::now() + initial_offset(probe.interval),
+        probe.interval,
+    );
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let result = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            r = check_once(&probe) => r,
+        };
+        drop(permit);
+        if out.send(Measurement::Result(result)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::ProbeKind;
+    use crate::testutil::{FakeProbe, FakeStats};
+    use std::sync::atomic::Ordering;
+    use watchstand_shared::wire::v1::ProbeState;
+
+    fn fake(
+        id: &str,
+        interval_ms: u64,
+        timeout_ms: u64,
+        delay_ms: u64,
+        stats: &Arc<FakeStats>,
+    ) -> Probe {
+        Probe {
+            id: id.into(),
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            kind: ProbeKind::Fake(FakeProbe {
+                delay: Duration::from_millis(delay_ms),
+                stats: stats.clone(),
+            }),
+        }
+    }
+
+    /// Runs the scheduler for `for_ms` of virtual time and returns the results.
+    async fn run_for(probes: Vec<Probe>, max_concurrent: usize, for_ms: u64) -> Vec<ProbeResult> {
+        let (tx, mut rx) = mpsc::channel(10_000);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(Scheduler::new(probes, max_concurrent, tx).run(shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(for_ms)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let mut out = Vec::new();
+        while let Some(Measurement::Result(r)) = rx.recv().await {
+            out.push(r);
+        }
+        out
+    }
+
+    fn count(results: &[ProbeResult], id: &str) -> usize {
+        results.iter().filter(|r| r.probe == id).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_probe_does_not_delay_a_fast_one() {
+        let stats = Arc::new(FakeStats::default());
+        let probes = vec![
+            fake("slow", 10_000, 9_000, 60_000, &stats),
+            fake("fast", 1_000, 500, 10, &stats),
+        ];
+        let results = run_for(probes, 4, 30_000).await;
+        let fast = count(&results, "fast");
+        assert!((29..=31).contains(&fast), "fast ran {fast} times in 30s");
+        let slow: Vec<_> = results.iter().filter(|r| r.probe == "slow").collect();
+        assert!(!slow.is_empty());
+        for r in slow {
+            assert_eq!(r.state, ProbeState::Down);
+            assert_eq!(
+                r.latency_us, 9_000_000,
+                "a timed-out check reports the timeout"
+            );
+            assert_eq!(r.error.as_deref(), Some("timed out after 9s"));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_than_max_concurrent_probes_run_at_once() {
+        let stats = Arc::new(FakeStats::default());
+        let probes = (0..6)
+            .map(|i| fake(&format!("p{i}"), 1_000, 950, 900, &stats))
+            .collect();
+        let results = run_for(probes, 2, 20_000).await;
+        assert_eq!(stats.max_running.load(Ordering::SeqCst), 2);
+        assert!(!results.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_missed_while_waiting_for_a_permit_are_skipped_not_bursted() {
+        let stats = Arc::new(FakeStats::default());
+        // With one permit, "hog" holds it 5 s of every 10 s; "quick" (every 1 s) must wait.
+        let probes = vec![
+            fake("hog", 10_000, 9_000, 5_000, &stats),
+            fake("quick", 1_000, 500, 1, &stats),
+        ];
+        let results = run_for(probes, 1, 30_000).await;
+        let quick = count(&results, "quick");
+        // Bursting would catch up to ~30 runs; skipping leaves ~15-20.
+        assert!((10..=22).contains(&quick), "quick ran {quick} times");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_runs_are_spread_over_the_interval() {
+        let stats = Arc::new(FakeStats::default());
+        let probes = (0..20)
+            .map(|i| fake(&format!("p{i}"), 10_000, 1_000, 1, &stats))
+            .collect();
+        // After half an interval roughly half of the probes have run once.
+        let results = run_for(probes, 32, 5_000).await;
+        assert!((2..=18).contains(&results.len()), "{} ran", results.len());
+    }
+}
