@@ -217,9 +217,9 @@ impl ValidatedAgentConfig {
     }
 }
 
-/// The key of probe `index`: by id when the id is usable, else by position.
-fn probe_key(index: usize, probe: &ProbeConfig) -> String {
-    if watchstand_shared::topic::validate_id(probe.id()).is_ok() {
+/// The key of probe `index`: by id when the id is usable and its first use, else by position.
+fn probe_key(index: usize, probe: &ProbeConfig, is_duplicate: bool) -> String {
+    if !is_duplicate && watchstand_shared::topic::validate_id(probe.id()).is_ok() {
         format!("probes[id={:?}]", probe.id())
     } else {
         format!("probes[{index}]")
@@ -330,9 +330,10 @@ impl AgentConfig {
         };
         let mut first_seen: HashMap<&str, usize> = HashMap::new();
         for (i, probe) in self.probes.iter().enumerate() {
-            let key = probe_key(i, probe);
+            let first = first_seen.get(probe.id()).copied();
+            let key = probe_key(i, probe, first.is_some());
             problems.check_id(&format!("{key}.id"), probe.id());
-            if let Some(first) = first_seen.get(probe.id()) {
+            if let Some(first) = first {
                 problems.push(
                     format!("probes[{i}].id"),
                     format!(
@@ -482,6 +483,13 @@ timeout = "3s"
             (
                 edit("id = \"db\"", "id = \"web\""),
                 vec!["probes[1].id: duplicate probe id \"web\" (first used by probes[0])"],
+            ),
+            (
+                edit("id = \"db\"", "id = \"web\"").replacen("timeout = \"3s\"", "timeout = \"30s\"", 1),
+                vec![
+                    "probes[1].id: duplicate probe id \"web\" (first used by probes[0])",
+                    "probes[1].timeout: 30s must be shorter than interval 10s",
+                ],
             ),
             (
                 edit("id = \"web\"", "id = \"w/b\""),

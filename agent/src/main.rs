@@ -67,6 +67,12 @@ enum Command {
     },
 }
 
+/// A load error as one message: its text already names the file and the cause, so the source
+/// chain (which `{:#}` would append) is left out.
+fn load(path: &Path) -> anyhow::Result<ValidatedAgentConfig> {
+    load_config(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn install_tracing(filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("--log-level {filter:?}: {e}"))?;
@@ -238,17 +244,17 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
                 println!("{e}");
                 Ok(EXIT_PROBLEMS)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
         },
         Command::Probe { config, id, json } => {
-            let c = load_config(&config)?;
+            let c = load(&config)?;
             let results = watchstand_agent::probe_once(&c, id.as_deref()).await?;
             print_results(&results, json);
             let all_up = results.iter().all(|r| r.state != ProbeState::Down);
             Ok(if all_up { EXIT_OK } else { EXIT_PROBLEMS })
         }
         Command::Run { config } => {
-            let c = load_config(&config)?;
+            let c = load(&config)?;
             let shutdown = CancellationToken::new();
             spawn_signal_handler(shutdown.clone());
             watchstand_agent::run(c, shutdown).await?;

@@ -677,6 +677,19 @@ impl Outbox {
         Ok(out)
     }
 
+    /// How many entries of boot `ordinal` have `after < seq <= upto`, counting at most `cap`.
+    pub fn count(&self, ordinal: u64, after: u64, upto: u64, cap: usize) -> usize {
+        if upto <= after {
+            return 0;
+        }
+        let state = self.lock();
+        state
+            .index
+            .range((ordinal, after + 1)..=(ordinal, upto))
+            .take(cap)
+            .count()
+    }
+
     /// Makes every entry written so far durable (one flush per call, skipped when nothing was
     /// written since the last one). Call it after reading a batch and before publishing it.
     ///

@@ -303,8 +303,13 @@ impl<S: Sink> Publisher<S> {
         self.stats.clone()
     }
 
-    fn window(&self) -> u64 {
-        (self.settings.batch_max_entries * INFLIGHT_BATCHES) as u64
+    /// Most entries per boot published beyond the watermark: [`INFLIGHT_BATCHES`] batches, but
+    /// never more than half the outbox, so that with a small outbox the newest entries (and
+    /// the open gap record, which then keeps growing instead of being frozen) wait their turn.
+    fn window(&self) -> usize {
+        (self.settings.batch_max_entries * INFLIGHT_BATCHES)
+            .min(self.outbox.limits().max_entries / 2)
+            .max(1)
     }
 
     /// Goes back to the watermark for every boot with unacked published entries.
@@ -393,23 +398,34 @@ impl<S: Sink> Publisher<S> {
         last_seq: u64,
         is_current: bool,
         c: &mut Cursor,
-        window: u64,
+        window: usize,
         now: Instant,
     ) -> Option<Instant> {
         let batch_max = self.settings.batch_max_entries;
         loop {
-            let upto = last_seq.min(c.watermark.saturating_add(window));
-            if upto <= c.published_upto {
+            if last_seq <= c.published_upto {
                 return None;
             }
+            // The window counts entries, not seqs: seqs dropped at the cap leave holes, and the
+            // oldest entries present must always be publishable.
+            let in_flight = self
+                .outbox
+                .count(ordinal, c.watermark, c.published_upto, window);
+            if in_flight >= window {
+                return None;
+            }
+            let room = (window - in_flight).min(batch_max);
             let fresh = c.published_upto >= c.max_published;
-            if is_current && fresh && upto - c.published_upto < batch_max as u64 {
+            if is_current
+                && fresh
+                && self.outbox.count(ordinal, c.published_upto, last_seq, room) < room
+            {
                 let since = *c.pending_since.get_or_insert(now);
                 if now < since + self.settings.linger {
                     return Some(since + self.settings.linger);
                 }
             }
-            let entries = match self.outbox.read(ordinal, c.published_upto, upto, batch_max) {
+            let entries = match self.outbox.read(ordinal, c.published_upto, last_seq, room) {
                 Ok(e) => e,
                 Err(e) => {
                     events::StorageFailed {
@@ -421,8 +437,8 @@ impl<S: Sink> Publisher<S> {
                 }
             };
             let Some(last) = entries.last().map(Entry::seq) else {
-                // Everything in range was dropped at the cap (and booked in a gap record).
-                c.published_upto = upto;
+                // Everything left was dropped at the cap (and booked in a gap record).
+                c.published_upto = last_seq;
                 continue;
             };
             if let Err(e) = self.outbox.ensure_durable().await {
@@ -679,6 +695,19 @@ mod tests {
         }
     }
 
+    impl Recorder {
+        fn gaps(&self) -> Vec<GapRecord> {
+            let all = self.0.lock().unwrap().clone();
+            all.iter()
+                .flat_map(|b| {
+                    decode::<ResultBatch>(&b.payload, usize::MAX, T0)
+                        .unwrap()
+                        .gaps
+                })
+                .collect()
+        }
+    }
+
     struct Rig {
         outbox: Arc<Outbox>,
         sink: Recorder,
@@ -688,11 +717,15 @@ mod tests {
     }
 
     fn rig(batch_max_entries: usize) -> Rig {
+        rig_capped(batch_max_entries, 100_000)
+    }
+
+    fn rig_capped(batch_max_entries: usize, max_entries: usize) -> Rig {
         let outbox = Arc::new(
             Outbox::open(
                 Arc::new(MemoryStorage::new()),
                 OutboxLimits {
-                    max_entries: 100_000,
+                    max_entries,
                     max_bytes: u64::MAX,
                     max_entry_bytes: 64 * 1024,
                 },
@@ -789,6 +822,10 @@ mod tests {
         rig.connect(1);
         settle(1_000).await;
         let window = (10 * INFLIGHT_BATCHES) as u64;
+        assert!(
+            window < 100_000 / 2,
+            "the outbox cap does not shrink the window here"
+        );
         assert_eq!(rig.sink.seqs(), (1..=window).collect::<Vec<_>>());
         rig.outbox.apply_ack(&rig.outbox.boot_id(), 50).unwrap();
         settle(1_000).await;
@@ -831,6 +868,33 @@ mod tests {
         rig.connect(2);
         settle(100).await;
         assert_eq!(rig.sink.seqs(), vec![4, 5, 6, 7, 8]);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_overflow_the_oldest_entries_left_and_the_gap_record_are_delivered() {
+        let rig = rig_capped(100, 20);
+        rig.append(50);
+        let present = rig.outbox.count(1, 0, u64::MAX, usize::MAX);
+        assert_eq!(present, 20);
+        rig.connect(1);
+        let boot = rig.outbox.boot_id();
+        // A collector that acks whatever it got: the outbox drains completely.
+        for _ in 0..10 {
+            settle(500).await;
+            let mut all = rig.sink.seqs();
+            all.extend(rig.sink.gaps().iter().map(|g| g.seq));
+            if let Some(max) = all.iter().max() {
+                rig.outbox.apply_ack(&boot, *max).unwrap();
+            }
+        }
+        assert_eq!(rig.outbox.stats().entries, 0);
+        let gaps = rig.sink.gaps();
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].from_seq, 1);
+        let results = rig.sink.seqs();
+        assert_eq!(results.len(), 19);
+        assert_eq!(*results.first().unwrap(), gaps[0].to_seq + 1);
         rig.stop.cancel();
     }
 
