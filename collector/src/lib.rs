@@ -1,1 +1,35 @@
-//! placeholder
+//! Watchstand collector: receives what agents measure over MQTT, stores it durably, and reports
+//! SLA attainment per service.
+//!
+//! # Flow
+//! ```text
+//! agents ─► broker (embedded rumqttd or Mosquitto) ─► ingest ─► store (sled) ─► SLA ─► API / CLI
+//!                 ▲                                      │
+//!                 └────────── ack watermark ◄────────────┘ (after the flush)
+//! ```
+//!
+//! # Layout
+//! - [`config`]: raw TOML → pure `validate()` → [`config::CollectorConfig`]; the service catalogue.
+//! - [`broker`]: the embedded rumqttd (port check, readiness by a real connect).
+//! - [`ingest`]: decode, dedupe by (agent, boot, seq), book gaps, commit, then acknowledge.
+//! - [`store`]: the collector's trees over the shared storage trait.
+//! - [`rollup`]: per-probe per-minute rollups and capacity rollups, recomputed from raw data.
+//! - [`registry`]: agents, their online/offline state and counters.
+//! - [`sla`]: the SLA arithmetic (pure); [`availability`] feeds it from the store.
+//! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
+//! - [`server`]: wires all of the above for `serve`; [`demo`] runs the whole loop on loopback.
+//! - [`events`]: ingest counters and their log lines.
+
+pub mod api;
+pub mod availability;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod events;
+pub mod ingest;
+pub mod registry;
+pub mod rollup;
+pub mod server;
+pub mod sla;
+pub mod store;

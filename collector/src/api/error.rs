@@ -1,0 +1,53 @@
+//! The API's one error type: client errors are 4xx with a JSON body that names the parameter;
+//! internal errors are a generic 500, logged once here.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter or body field is invalid.
+    #[error("invalid {param}: {message}")]
+    BadRequest {
+        /// The parameter or field.
+        param: &'static str,
+        /// What is wrong, quoting the value.
+        message: String,
+    },
+    /// The thing asked for does not exist.
+    #[error("{what} {id:?} not found")]
+    NotFound {
+        /// Kind of thing.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// Something broke inside.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::BadRequest { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": self.to_string(), "param": param}),
+            ),
+            ApiError::NotFound { .. } => {
+                (StatusCode::NOT_FOUND, json!({"error": self.to_string()}))
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "API request failed.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal error"}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

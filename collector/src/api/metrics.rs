@@ -1,0 +1,162 @@
+//! `GET /metrics`: Prometheus text. Labels come from enums, the catalogue and the registry
+//! (validated ids), never from free payload text, so cardinality stays bounded.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use watchstand_shared::time::now_ms;
+use watchstand_shared::wire::v1::{AgentState, ProbeState};
+
+use super::{ApiError, AppState};
+use crate::availability;
+use crate::events::names;
+
+/// Prometheus text exposition, one family at a time.
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        self.out
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            self.out.push('{');
+            self.out.push_str(&l.join(","));
+            self.out.push('}');
+        }
+        self.out.push_str(&format!(" {value}\n"));
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// What `/metrics` reads from the store for one service.
+struct ServiceFigures {
+    id: String,
+    availability_pct: Option<f64>,
+    target_pct: f64,
+}
+
+/// Renders every metric.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let now = now_ms();
+    let st = state.clone();
+    let (services, probes) = tokio::task::spawn_blocking(move || {
+        let mut services = Vec::new();
+        let mut probes = Vec::new();
+        for s in &st.catalogue.services {
+            let r = availability::service_report(&st.store, s, s.window.resolve(now))?;
+            services.push(ServiceFigures {
+                id: s.id.clone(),
+                availability_pct: r.availability_pct,
+                target_pct: r.target_pct,
+            });
+            for p in &s.probes {
+                // The last result, if it still holds (2 × interval): 1 up or degraded, 0 down.
+                let last = st.store.observations(&p.agent, &p.probe, now, now)?.pop();
+                if let Some(r) = last.filter(|r| r.observed_ms + 2 * r.interval_ms >= now) {
+                    probes.push((
+                        p.agent.clone(),
+                        p.probe.clone(),
+                        u8::from(r.state != ProbeState::Down),
+                    ));
+                }
+            }
+        }
+        probes.sort();
+        probes.dedup();
+        Ok::<_, anyhow::Error>((services, probes))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+
+    let c = &state.counters;
+    let mut m = Exposition::default();
+    m.counter(
+        names::MESSAGES_RECEIVED,
+        "MQTT messages received by ingest.",
+        c.messages.load(Relaxed),
+    );
+    m.counter(
+        names::ENTRIES_STORED,
+        "Results and capacity samples stored.",
+        c.results_stored.load(Relaxed) + c.samples_stored.load(Relaxed),
+    );
+    m.counter(
+        names::DUPLICATES,
+        "Duplicate entries dropped.",
+        c.duplicates.load(Relaxed),
+    );
+    m.counter(
+        names::GAP_RECORDS,
+        "Gap records received.",
+        c.gap_records.load(Relaxed),
+    );
+    m.counter(
+        names::LOST_ENTRIES,
+        "Entries agents declared lost.",
+        c.lost_entries.load(Relaxed),
+    );
+    m.counter(
+        names::BATCHES,
+        "Ingest batches committed.",
+        c.batches.load(Relaxed),
+    );
+    m.family(names::REJECTED, "counter", "Payloads rejected, by reason.");
+    for (reason, n) in c.rejected() {
+        m.sample(names::REJECTED, &[("reason", reason.as_str())], n);
+    }
+    m.family(
+        "watchstand_sla_attainment_pct",
+        "gauge",
+        "Availability over the SLO window.",
+    );
+    for s in &services {
+        if let Some(a) = s.availability_pct {
+            m.sample("watchstand_sla_attainment_pct", &[("service", &s.id)], a);
+        }
+    }
+    m.family("watchstand_sla_target_pct", "gauge", "Availability target.");
+    for s in &services {
+        m.sample(
+            "watchstand_sla_target_pct",
+            &[("service", &s.id)],
+            s.target_pct,
+        );
+    }
+    m.family("watchstand_probe_up", "gauge", "1 when the probe's last result (still holding) is up or degraded, 0 when down; absent when unknown.");
+    for (agent, probe, up) in &probes {
+        m.sample(
+            "watchstand_probe_up",
+            &[("agent", agent), ("probe", probe)],
+            up,
+        );
+    }
+    m.family(
+        "watchstand_agent_up",
+        "gauge",
+        "1 when the agent is online.",
+    );
+    for a in state.registry.snapshot() {
+        let up = u8::from(a.state_at(now) == AgentState::Online);
+        m.sample(
+            "watchstand_agent_up",
+            &[("agent", &a.agent), ("site", &a.site)],
+            up,
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.out))
+}

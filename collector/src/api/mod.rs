@@ -1,0 +1,62 @@
+//! The HTTP API under `/api/v1` and `/metrics`: `router(state)` builds everything, `main`
+//! serves it, tests drive it with `oneshot` (no socket). Routes are in [`routes`], the
+//! Prometheus text in [`metrics`], the one error type in [`error`].
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/v1/health` | ingest counters, rejected by reason, store size |
+//! | `GET /api/v1/agents` | the agent registry |
+//! | `GET /api/v1/services` | the catalogue with current attainment |
+//! | `GET /api/v1/services/{id}/sla?from=&to=` | SLA report (RFC 3339 or epoch ms; default: the SLO window) |
+//! | `GET /api/v1/capacity?agent=&metric=&from=&to=` | capacity series and summary |
+//! | `GET /metrics` | Prometheus text |
+
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::Catalogue;
+use crate::events::Counters;
+use crate::registry::Registry;
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// What every handler can read.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store (read-only use here).
+    pub store: Store,
+    /// The service catalogue.
+    pub catalogue: Arc<Catalogue>,
+    /// The agent registry.
+    pub registry: Arc<Registry>,
+    /// Ingest counters.
+    pub counters: Arc<Counters>,
+    /// Collector id.
+    pub collector_id: String,
+    /// Process start, epoch ms.
+    pub started_ms: u64,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(routes::health))
+        .route("/api/v1/agents", get(routes::agents))
+        .route("/api/v1/services", get(routes::services))
+        .route("/api/v1/services/{id}/sla", get(routes::service_sla))
+        .route("/api/v1/capacity", get(routes::capacity))
+        .route("/metrics", get(metrics::metrics))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(Arc::new(state))
+}

@@ -1,0 +1,306 @@
+//! The `/api/v1` handlers. Each reads the shared state, does blocking store work on the
+//! blocking pool, and answers JSON with field names as the spec gives them.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use watchstand_shared::time::now_ms;
+
+use super::{ApiError, AppState};
+use crate::availability;
+use crate::config::Service;
+use crate::sla::{SlaReport, Span};
+
+type Shared = State<Arc<AppState>>;
+
+/// Parses a time parameter: epoch milliseconds or RFC 3339.
+///
+/// # Errors
+/// `BadRequest` naming the parameter and quoting the value.
+pub fn parse_time(param: &'static str, text: &str) -> Result<u64, ApiError> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .ok_or_else(|| ApiError::BadRequest {
+            param,
+            message: format!("{text:?} is neither epoch milliseconds nor an RFC 3339 time"),
+        })
+}
+
+/// Runs blocking store work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(ApiError::Internal)
+}
+
+/// `GET /api/v1/health`.
+pub async fn health(State(state): Shared) -> Result<Json<Value>, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &state.counters;
+    let rejected: serde_json::Map<String, Value> = c
+        .rejected()
+        .into_iter()
+        .map(|(r, n)| (r.as_str().to_owned(), n.into()))
+        .collect();
+    let store = state.store.clone();
+    let store_bytes = blocking(move || Ok(store.size_on_disk()?)).await?;
+    let agents = state.registry.snapshot();
+    Ok(Json(json!({
+        "status": "ok",
+        "collector": state.collector_id,
+        "started_ms": state.started_ms,
+        "ingest": {
+            "messages": c.messages.load(Relaxed),
+            "results_stored": c.results_stored.load(Relaxed),
+            "samples_stored": c.samples_stored.load(Relaxed),
+            "duplicates": c.duplicates.load(Relaxed),
+            "gap_records": c.gap_records.load(Relaxed),
+            "lost_entries": c.lost_entries.load(Relaxed),
+            "gaps_open": agents.iter().map(|a| a.gaps_open).sum::<u64>(),
+            "batches": c.batches.load(Relaxed),
+            "rejected_total": c.rejected_total(),
+            "rejected": rejected,
+        },
+        "agents": agents.len(),
+        "services": state.catalogue.services.len(),
+        "store_bytes": store_bytes,
+    })))
+}
+
+/// One agent in `GET /api/v1/agents`.
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    #[serde(flatten)]
+    record: crate::registry::AgentRecord,
+    /// Online/offline now (announced state and silence).
+    state: watchstand_shared::wire::v1::AgentState,
+}
+
+/// `GET /api/v1/agents`.
+pub async fn agents(State(state): Shared) -> Json<Vec<AgentView>> {
+    let now = now_ms();
+    Json(
+        state
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|record| AgentView {
+                state: record.state_at(now),
+                record,
+            })
+            .collect(),
+    )
+}
+
+/// A service with its SLA over its SLO window.
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    id: String,
+    name: String,
+    criticality: crate::config::Criticality,
+    rto_s: f64,
+    rpo_s: f64,
+    probes: Vec<String>,
+    mode: String,
+    window: String,
+    sla: SlaReport,
+}
+
+fn service_view(s: &Service, sla: SlaReport) -> ServiceView {
+    ServiceView {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        criticality: s.criticality,
+        rto_s: s.rto.as_millis() as f64 / 1_000.0,
+        rpo_s: s.rpo.as_millis() as f64 / 1_000.0,
+        probes: s.probes.iter().map(ToString::to_string).collect(),
+        mode: s.mode_text.clone(),
+        window: s.window_text.clone(),
+        sla,
+    }
+}
+
+/// `GET /api/v1/services`: every service with its attainment over its own SLO window.
+pub async fn services(State(state): Shared) -> Result<Json<Vec<ServiceView>>, ApiError> {
+    let now = now_ms();
+    blocking(move || {
+        state
+            .catalogue
+            .services
+            .iter()
+            .map(|s| {
+                let report = availability::service_report(&state.store, s, s.window.resolve(now))?;
+                Ok(service_view(s, report))
+            })
+            .collect()
+    })
+    .await
+    .map(Json)
+}
+
+/// `from`/`to` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Resolves a range query against a default span.
+fn resolve_range(q: &RangeQuery, default: Span) -> Result<Span, ApiError> {
+    let from_ms = q
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?
+        .unwrap_or(default.from_ms);
+    let to_ms =
+        q.to.as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?
+            .unwrap_or(default.to_ms);
+    if from_ms >= to_ms {
+        return Err(ApiError::BadRequest {
+            param: "from",
+            message: format!("from {from_ms} must be before to {to_ms}"),
+        });
+    }
+    Ok(Span { from_ms, to_ms })
+}
+
+/// The SLA response: which service, then the report fields at top level.
+#[derive(Debug, Serialize)]
+pub struct SlaView {
+    service: String,
+    name: String,
+    window: String,
+    #[serde(flatten)]
+    report: SlaReport,
+}
+
+/// `GET /api/v1/services/{id}/sla?from=&to=`.
+pub async fn service_sla(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<SlaView>, ApiError> {
+    let service = state
+        .catalogue
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            what: "service",
+            id: id.clone(),
+        })?;
+    let span = resolve_range(&q, service.window.resolve(now_ms()))?;
+    let store = state.store.clone();
+    let report = {
+        let service = service.clone();
+        blocking(move || Ok(availability::service_report(&store, &service, span)?)).await?
+    };
+    Ok(Json(SlaView {
+        service: service.id,
+        name: service.name,
+        window: service.window_text,
+        report,
+    }))
+}
+
+/// `agent`, `metric`, `from`, `to`.
+#[derive(Debug, Deserialize)]
+pub struct CapacityQuery {
+    agent: Option<String>,
+    metric: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/capacity?agent=&metric=&from=&to=`: without `metric`, the agent's metrics with
+/// their latest values; with it, the series and its current, peak, p95 and mean.
+pub async fn capacity(
+    State(state): Shared,
+    Query(q): Query<CapacityQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = q.agent.clone().ok_or(ApiError::BadRequest {
+        param: "agent",
+        message: "is required".into(),
+    })?;
+    let now = now_ms();
+    let span = resolve_range(
+        &RangeQuery {
+            from: q.from.clone(),
+            to: q.to.clone(),
+        },
+        Span {
+            from_ms: now.saturating_sub(watchstand_shared::time::DAY_MS),
+            to_ms: now + 1,
+        },
+    )?;
+    let store = state.store.clone();
+    blocking(move || {
+        let metrics = match &q.metric {
+            Some(m) => vec![m.clone()],
+            None => store.capacity_metrics(&agent)?,
+        };
+        let mut out = Vec::new();
+        for metric in metrics {
+            let series = store.capacity_series(&agent, &metric, span.from_ms, span.to_ms)?;
+            let mut values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
+            values.sort_by(f64::total_cmp);
+            let p95 = values
+                .get(((values.len() as f64 * 0.95).ceil() as usize).saturating_sub(1))
+                .copied();
+            let mean =
+                (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+            let mut entry = json!({
+                "metric": metric,
+                "samples": series.len(),
+                "current": series.last().map(|(_, v)| *v),
+                "peak": values.last().copied(),
+                "p95": p95,
+                "mean": mean,
+            });
+            if q.metric.is_some() {
+                entry["points"] = json!(series
+                    .iter()
+                    .map(|(t, v)| json!([t, v]))
+                    .collect::<Vec<_>>());
+            }
+            out.push(entry);
+        }
+        Ok(json!({"agent": agent, "from_ms": span.from_ms, "to_ms": span.to_ms, "metrics": out}))
+    })
+    .await
+    .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_epoch_ms_or_rfc3339() {
+        assert_eq!(
+            parse_time("from", "1700000000000").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("from", "2026-01-01T00:00:00Z").unwrap(),
+            1_767_225_600_000
+        );
+        let e = parse_time("to", "yesterday").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid to: \"yesterday\" is neither epoch milliseconds nor an RFC 3339 time"
+        );
+    }
+}

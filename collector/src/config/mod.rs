@@ -1,0 +1,304 @@
+//! Collector config: raw TOML types (exactly the file), a pure `validate()` that reports every
+//! problem at once with its key path, and the validated [`CollectorConfig`] the rest of the
+//! collector runs on. The service catalogue lives in [`catalogue`] and may come from its own
+//! file (`collector.services_file`).
+
+pub mod catalogue;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use watchstand_shared::config::{ConfigErrors, Duration, LoadError, MqttConfig, Problems};
+
+pub use catalogue::{Catalogue, Criticality, ProbeRef, Service};
+
+/// `[collector]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollectorSection {
+    /// Collector id (used in its MQTT client id and state topic).
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// HTTP API listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How long raw results and samples are kept.
+    #[serde(default = "default_raw_retention")]
+    pub raw_retention: Duration,
+    /// How long rollups are kept.
+    #[serde(default = "default_rollup_retention")]
+    pub rollup_retention: Duration,
+    /// Service catalogue file, relative to this config file.
+    #[serde(default)]
+    pub services_file: Option<PathBuf>,
+    /// Largest MQTT payload accepted, bytes.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: usize,
+    /// Most messages per ingest batch (one flush and one ack round per batch).
+    #[serde(default = "default_batch_max")]
+    pub ingest_batch_max: usize,
+}
+
+/// `[broker]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBrokerSection {
+    /// Run the embedded broker.
+    #[serde(default = "default_true")]
+    pub embedded: bool,
+    /// Embedded broker listen address (loopback by default).
+    #[serde(default = "default_broker_listen")]
+    pub listen: String,
+}
+
+impl Default for RawBrokerSection {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            listen: default_broker_listen(),
+        }
+    }
+}
+
+/// The whole file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollectorConfig {
+    /// `[collector]`.
+    pub collector: RawCollectorSection,
+    /// `[broker]`.
+    #[serde(default)]
+    pub broker: RawBrokerSection,
+    /// `[mqtt]`.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// `[[services]]` inline (more may come from `services_file`).
+    #[serde(default)]
+    pub services: Vec<catalogue::RawService>,
+}
+
+fn default_id() -> String {
+    "main".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:8088".into()
+}
+fn default_broker_listen() -> String {
+    "127.0.0.1:1883".into()
+}
+const fn default_raw_retention() -> Duration {
+    Duration::from_secs(35 * 86_400)
+}
+const fn default_rollup_retention() -> Duration {
+    Duration::from_secs(400 * 86_400)
+}
+const fn default_max_payload() -> usize {
+    watchstand_shared::wire::v1::MAX_PAYLOAD_BYTES
+}
+const fn default_batch_max() -> usize {
+    1_000
+}
+const fn default_true() -> bool {
+    true
+}
+
+/// Broker choice after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerMode {
+    /// Start rumqttd on this address; `[mqtt].url` is derived from it.
+    Embedded {
+        /// Listen address.
+        listen: SocketAddr,
+    },
+    /// Connect to the broker at `[mqtt].url`.
+    External,
+}
+
+/// The validated collector config.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Where it came from.
+    pub origin: PathBuf,
+    /// Collector id.
+    pub id: String,
+    /// Store directory (relative paths resolved against the config file's directory).
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Raw retention.
+    pub raw_retention: Duration,
+    /// Rollup retention.
+    pub rollup_retention: Duration,
+    /// Largest payload.
+    pub max_payload_bytes: usize,
+    /// Ingest batch size.
+    pub ingest_batch_max: usize,
+    /// Broker.
+    pub broker: BrokerMode,
+    /// MQTT connection.
+    pub mqtt: MqttConfig,
+    /// Services.
+    pub catalogue: Catalogue,
+}
+
+/// Reads, parses and validates a collector config and its services file.
+///
+/// # Errors
+/// Unreadable file, TOML errors (with path, line and key), or every semantic problem at once.
+pub fn load(path: &Path) -> Result<CollectorConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut raw = from_str(&text, path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(file) = &raw.collector.services_file {
+        let services_path = base.join(file);
+        raw.services
+            .extend(catalogue::load_services_file(&services_path)?);
+    }
+    validate(raw, path, base).map_err(LoadError::Invalid)
+}
+
+/// Parses TOML text; `origin` names the file in errors.
+///
+/// # Errors
+/// TOML syntax or shape errors, prefixed with the file.
+pub fn from_str(text: &str, origin: &Path) -> Result<RawCollectorConfig, LoadError> {
+    toml::from_str(text).map_err(|e| LoadError::parse(origin, e))
+}
+
+/// Checks everything; pure (no I/O). `base` resolves relative paths.
+///
+/// # Errors
+/// Every problem, each naming its key.
+pub fn validate(
+    raw: RawCollectorConfig,
+    origin: &Path,
+    base: &Path,
+) -> Result<CollectorConfig, ConfigErrors> {
+    let mut p = Problems::default();
+    p.check_id("collector.id", &raw.collector.id);
+    let listen = parse_addr(&mut p, "collector.listen", &raw.collector.listen);
+    p.extend(raw.mqtt.validate("mqtt"));
+    let broker = if raw.broker.embedded {
+        parse_addr(&mut p, "broker.listen", &raw.broker.listen)
+            .map(|listen| BrokerMode::Embedded { listen })
+    } else {
+        Some(BrokerMode::External)
+    };
+    if raw.collector.max_payload_bytes < 1_024 {
+        p.push(
+            "collector.max_payload_bytes",
+            format!(
+                "{} is too small; use at least 1024",
+                raw.collector.max_payload_bytes
+            ),
+        );
+    }
+    if raw.collector.ingest_batch_max == 0 {
+        p.push("collector.ingest_batch_max", "must be at least 1");
+    }
+    if raw.collector.raw_retention.as_millis() < 86_400_000 {
+        p.push(
+            "collector.raw_retention",
+            format!("{} is shorter than one day", raw.collector.raw_retention),
+        );
+    }
+    let catalogue = catalogue::validate(&raw.services, &mut p);
+    let data_dir = base.join(&raw.collector.data_dir);
+    match (listen, broker) {
+        (Some(listen), Some(broker)) if p.is_empty() => Ok(CollectorConfig {
+            origin: origin.to_owned(),
+            id: raw.collector.id,
+            data_dir,
+            listen,
+            raw_retention: raw.collector.raw_retention,
+            rollup_retention: raw.collector.rollup_retention,
+            max_payload_bytes: raw.collector.max_payload_bytes,
+            ingest_batch_max: raw.collector.ingest_batch_max,
+            broker,
+            mqtt: raw.mqtt,
+            catalogue,
+        }),
+        _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
+            origin: origin.to_owned(),
+            errors: Vec::new(),
+        })),
+    }
+}
+
+fn parse_addr(p: &mut Problems, key: &str, text: &str) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(
+                key,
+                format!("{text:?} is not an address like 127.0.0.1:8088"),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[collector]\ndata_dir = \"d\"\n";
+
+    fn errors(text: &str) -> Vec<String> {
+        let origin = Path::new("c.toml");
+        match from_str(text, origin) {
+            Err(e) => vec![e.to_string()],
+            Ok(raw) => match validate(raw, origin, Path::new("/base")) {
+                Ok(_) => vec![],
+                Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_minimal_config_is_valid_with_the_embedded_broker_on_loopback() {
+        let raw = from_str(MINIMAL, Path::new("c.toml")).unwrap();
+        let c = validate(raw, Path::new("c.toml"), Path::new("/base")).unwrap();
+        assert_eq!(c.data_dir, Path::new("/base/d"));
+        assert_eq!(
+            c.broker,
+            BrokerMode::Embedded {
+                listen: "127.0.0.1:1883".parse().unwrap()
+            }
+        );
+        assert_eq!(c.listen, "127.0.0.1:8088".parse().unwrap());
+    }
+
+    #[test]
+    fn config_errors_name_file_key_and_value() {
+        let cases: &[(&str, &str)] = &[
+            ("[collector]\n", "c.toml: TOML parse error at line 1, column 1\n  |\n1 | [collector]\n  | ^^^^^^^^^^^\nmissing field `data_dir`"),
+            ("[collector]\ndata_dir = \"d\"\nlisten = \"nowhere\"\n", "collector.listen: \"nowhere\" is not an address like 127.0.0.1:8088"),
+            ("[collector]\ndata_dir = \"d\"\nid = \"a b\"\n", "collector.id: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
+            ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
+            ("[collector]\ndata_dir = \"d\"\n[broker]\nlisten = \"x\"\n", "broker.listen: \"x\" is not an address like 127.0.0.1:8088"),
+            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port (scheme must be mqtt:// or tcp://)"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(errors(text), vec![(*want).to_owned()], "{text}");
+        }
+        let unknown = errors("[collector]\ndata_dir = \"d\"\nbogus = 1\n");
+        assert!(
+            unknown[0].starts_with("c.toml: TOML parse error at line 3"),
+            "{unknown:?}"
+        );
+        assert!(unknown[0].contains("unknown field `bogus`"), "{unknown:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[collector]\ndata_dir = \"d\"\nlisten = \"x\"\nid = \"\"\n[mqtt]\nkeep_alive = \"1ms\"\n";
+        assert_eq!(errors(text).len(), 3);
+    }
+}

@@ -1,0 +1,410 @@
+//! Ingest: MQTT messages in, durable store writes out, then acknowledgements — in that order.
+//!
+//! Flow per batch (habit: one owner drains its inbox in batches):
+//! 1. block for the first publish, drain up to `batch_max` more without waiting;
+//! 2. decode each (v1 checks; topic/payload agreement), reject by reason, drop duplicates by
+//!    (agent, boot, seq), book gap records;
+//! 3. commit the batch to the store and flush it;
+//! 4. only then PUBACK the MQTT messages (manual acks on a persistent session) and publish the
+//!    retained ack watermark of every (agent, boot) the batch touched.
+//!
+//! A bad message never stops ingest: it is counted, logged and acknowledged (so the broker does
+//! not redeliver it forever). A store failure does stop it: nothing may be acknowledged that is
+//! not durable, and an operator must act.
+
+pub mod dedup;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rumqttc::{AsyncClient, Publish, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use watchstand_shared::storage::{key::KeyBuf, Write};
+use watchstand_shared::time::now_ms;
+use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
+use watchstand_shared::wire::v1::{
+    self, Ack, AgentState, CapacityBatch, Envelope, RejectReason, Rejection, ResultBatch, Status,
+};
+
+use crate::events::{Counters, DuplicatesDropped, GapBooked, PayloadRejected};
+use crate::registry::Registry;
+use crate::rollup::dirty_marks;
+use crate::store::{capacity_key, gap_key, trees, Store, StoreBatch};
+use dedup::SeqTracker;
+
+/// Ingest settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Topic layout.
+    pub layout: TopicLayout,
+    /// Largest payload accepted.
+    pub max_payload_bytes: usize,
+    /// Most messages per store batch.
+    pub batch_max: usize,
+}
+
+/// The ingest task.
+pub struct Ingest {
+    config: IngestConfig,
+    store: Store,
+    client: AsyncClient,
+    inbox: mpsc::Receiver<Publish>,
+    registry: Arc<Registry>,
+    counters: Arc<Counters>,
+    /// Dedup state per (agent, boot), loaded from the store at start.
+    trackers: HashMap<(String, String), SeqTracker>,
+}
+
+/// Key of a (agent, boot) dedup record.
+fn seqs_key(agent: &str, boot: &str) -> Vec<u8> {
+    KeyBuf::new().str(agent).str(boot).build()
+}
+
+/// What one message contributed to a batch, for the acks after the commit.
+#[derive(Default)]
+struct BatchEffects {
+    /// (site, agent, boot) whose watermark to publish.
+    touched: BTreeSet<(String, String, String)>,
+    /// Agents whose registry record changed.
+    agents: BTreeSet<String>,
+}
+
+impl Ingest {
+    /// An ingest task reading `inbox`, writing `store`, acknowledging through `client`.
+    ///
+    /// # Errors
+    /// The dedup state in the store cannot be read.
+    pub fn new(
+        config: IngestConfig,
+        store: Store,
+        client: AsyncClient,
+        inbox: mpsc::Receiver<Publish>,
+        registry: Arc<Registry>,
+        counters: Arc<Counters>,
+    ) -> anyhow::Result<Self> {
+        let mut trackers = HashMap::new();
+        for (key, tracker) in store
+            .load_all::<SeqTracker>(trees::SEQS)
+            .context("loading dedup state")?
+        {
+            let mut parts = key
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            if let (Some(agent), Some(boot)) = (parts.next(), parts.next()) {
+                trackers.insert((agent, boot), tracker);
+            }
+        }
+        Ok(Self {
+            config,
+            store,
+            client,
+            inbox,
+            registry,
+            counters,
+            trackers,
+        })
+    }
+
+    /// Runs until `shutdown` or until the inbox closes. Messages still in the inbox at shutdown
+    /// are not acknowledged, so the broker redelivers them to the persistent session.
+    ///
+    /// # Errors
+    /// A store failure (nothing of the failed batch was acknowledged).
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                msg = self.inbox.recv() => match msg {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let mut msgs = vec![first];
+            while msgs.len() < self.config.batch_max {
+                match self.inbox.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+            self.process(msgs).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores one batch of messages, then acknowledges them.
+    async fn process(&mut self, msgs: Vec<Publish>) -> anyhow::Result<()> {
+        let now = now_ms();
+        let mut batch = StoreBatch::default();
+        let mut effects = BatchEffects::default();
+        for msg in &msgs {
+            self.counters
+                .messages
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(rejection) = self.handle(msg, now, &mut batch, &mut effects) {
+                PayloadRejected {
+                    topic: &msg.topic,
+                    rejection: &rejection,
+                }
+                .emit(&self.counters);
+            }
+        }
+        // State after data: a crash in between leaves the dedup state behind the data, which
+        // costs a harmless idempotent rewrite on re-send, never a lost entry.
+        for (_, agent, boot) in &effects.touched {
+            if let Some(t) = self.trackers.get(&(agent.clone(), boot.clone())) {
+                batch.put_json(trees::SEQS, seqs_key(agent, boot), t);
+            }
+        }
+        for agent in &effects.agents {
+            let gaps_open = self
+                .trackers
+                .iter()
+                .filter(|((a, _), _)| a == agent)
+                .map(|(_, t)| t.missing())
+                .sum();
+            if let Some(site) = self.registry.get(agent).map(|r| r.site) {
+                let record = self
+                    .registry
+                    .update(&site, agent, "", now, |r| r.gaps_open = gaps_open);
+                batch.put_json(trees::AGENTS, KeyBuf::new().str(agent).build(), &record);
+            }
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.commit(batch))
+            .await
+            .context("store task")?
+            .context("committing an ingest batch; nothing of it was acknowledged")?;
+        self.counters
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+        for msg in &msgs {
+            if msg.qos != QoS::AtMostOnce {
+                self.client.ack(msg).await.context("MQTT client closed")?;
+            }
+        }
+        for (site, agent, boot) in effects.touched {
+            let Some(t) = self.trackers.get(&(agent.clone(), boot.clone())) else {
+                continue;
+            };
+            let ack = Ack {
+                v: v1::VERSION,
+                site: site.clone(),
+                agent: agent.clone(),
+                boot,
+                seq: t.watermark(),
+            };
+            let topic = self.config.layout.agent(&site, &agent, Channel::Ack);
+            self.client
+                .publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
+                .await
+                .context("MQTT client closed")?;
+        }
+        Ok(())
+    }
+
+    /// Decodes one message and adds its writes to `batch`.
+    fn handle(
+        &mut self,
+        msg: &Publish,
+        now: u64,
+        batch: &mut StoreBatch,
+        effects: &mut BatchEffects,
+    ) -> Result<(), Rejection> {
+        let topic = self
+            .config
+            .layout
+            .parse(&msg.topic)
+            .map_err(|e| Rejection::new(RejectReason::UnknownTopic, e.to_string()))?;
+        match topic.channel {
+            Channel::Results => {
+                let b: ResultBatch = self.decode(&topic, &msg.payload, now)?;
+                self.ingest_results(&b, now, batch, effects);
+            }
+            Channel::Capacity => {
+                let b: CapacityBatch = self.decode(&topic, &msg.payload, now)?;
+                self.ingest_capacity(&b, now, batch, effects);
+            }
+            Channel::Status => {
+                // An empty retained payload clears the topic; nothing to record.
+                if msg.payload.is_empty() {
+                    return Ok(());
+                }
+                let s: Status = self.decode(&topic, &msg.payload, now)?;
+                let record = self.registry.apply_status(&s, now);
+                if s.state == AgentState::Offline {
+                    tracing::warn!(agent = %s.agent, site = %s.site, "Agent went offline.");
+                } else {
+                    tracing::info!(agent = %s.agent, site = %s.site, boot = %s.boot, "Agent online.");
+                }
+                batch.put_json(trees::AGENTS, KeyBuf::new().str(&s.agent).build(), &record);
+            }
+            Channel::Ack | Channel::Cmd | Channel::CmdAck => {
+                return Err(Rejection::new(
+                    RejectReason::UnknownTopic,
+                    format!("{} is not an ingest channel", topic.channel),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn decode<M: Envelope>(
+        &self,
+        topic: &AgentTopic,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<M, Rejection> {
+        let m: M = v1::decode(payload, self.config.max_payload_bytes, now)?;
+        if m.site() != topic.site || m.agent() != topic.agent {
+            return Err(Rejection::new(
+                RejectReason::TopicMismatch,
+                format!(
+                    "payload says site {:?} agent {:?}, topic says {:?} {:?}",
+                    m.site(),
+                    m.agent(),
+                    topic.site,
+                    topic.agent
+                ),
+            ));
+        }
+        Ok(m)
+    }
+
+    fn tracker(&mut self, agent: &str, boot: &str) -> &mut SeqTracker {
+        self.trackers
+            .entry((agent.to_owned(), boot.to_owned()))
+            .or_default()
+    }
+
+    fn ingest_results(
+        &mut self,
+        b: &ResultBatch,
+        now: u64,
+        batch: &mut StoreBatch,
+        effects: &mut BatchEffects,
+    ) {
+        let (mut stored, mut dups) = (0u64, 0u64);
+        for r in &b.results {
+            if self.tracker(&b.agent, &b.boot).insert(r.seq) {
+                batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
+                for mark in dirty_marks(&b.agent, &r.probe, r.observed_ms, r.interval_ms) {
+                    batch.push(trees::DIRTY, mark);
+                }
+                stored += 1;
+            } else {
+                dups += 1;
+            }
+        }
+        for g in &b.gaps {
+            if !self.tracker(&b.agent, &b.boot).insert(g.seq) {
+                dups += 1;
+                continue;
+            }
+            stored += 1;
+            batch.put_json(trees::GAPS, gap_key(&b.agent, g), g);
+            let newly_lost = self
+                .tracker(&b.agent, &g.boot)
+                .insert_range(g.from_seq, g.to_seq);
+            GapBooked {
+                agent: &b.agent,
+                boot: &g.boot,
+                from_seq: g.from_seq,
+                to_seq: g.to_seq,
+                from_ms: g.from_ms,
+                to_ms: g.to_ms,
+            }
+            .emit(&self.counters);
+            self.registry.update(&b.site, &b.agent, &b.boot, now, |r| {
+                r.lost_entries += newly_lost
+            });
+            effects
+                .touched
+                .insert((b.site.clone(), b.agent.clone(), g.boot.clone()));
+        }
+        self.counters
+            .results_stored
+            .fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
+        self.account(&b.site, &b.agent, &b.boot, now, stored, dups, effects);
+    }
+
+    fn ingest_capacity(
+        &mut self,
+        b: &CapacityBatch,
+        now: u64,
+        batch: &mut StoreBatch,
+        effects: &mut BatchEffects,
+    ) {
+        let (mut stored, mut dups) = (0u64, 0u64);
+        for s in &b.samples {
+            if !self.tracker(&b.agent, &b.boot).insert(s.seq) {
+                dups += 1;
+                continue;
+            }
+            stored += 1;
+            for (metric, value) in s.metrics() {
+                batch.push(
+                    trees::CAPACITY,
+                    Write::Put(
+                        capacity_key(&b.agent, &metric, s.observed_ms),
+                        value.to_be_bytes().to_vec(),
+                    ),
+                );
+            }
+        }
+        self.counters
+            .samples_stored
+            .fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
+        self.account(&b.site, &b.agent, &b.boot, now, stored, dups, effects);
+    }
+
+    /// Counts what a data message did and marks its (agent, boot) for an ack.
+    #[allow(clippy::too_many_arguments)]
+    fn account(
+        &mut self,
+        site: &str,
+        agent: &str,
+        boot: &str,
+        now: u64,
+        stored: u64,
+        dups: u64,
+        effects: &mut BatchEffects,
+    ) {
+        if dups > 0 {
+            DuplicatesDropped {
+                agent,
+                boot,
+                count: dups,
+            }
+            .emit(&self.counters);
+        }
+        self.registry.update(site, agent, boot, now, |r| {
+            r.stored += stored;
+            r.duplicates += dups;
+        });
+        // Acked even when everything was a duplicate: a re-send means the agent missed an ack.
+        effects
+            .touched
+            .insert((site.to_owned(), agent.to_owned(), boot.to_owned()));
+        effects.agents.insert(agent.to_owned());
+    }
+}
+
+/// Subscribes the collector's client to every ingest channel (QoS 1).
+///
+/// # Errors
+/// The client's request channel is closed.
+pub async fn subscribe(
+    client: &AsyncClient,
+    layout: &TopicLayout,
+) -> Result<(), rumqttc::ClientError> {
+    for channel in [Channel::Results, Channel::Capacity, Channel::Status] {
+        client
+            .subscribe(layout.all_agents(channel), QoS::AtLeastOnce)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! `serve`: wires the collector together and runs it until told to stop.
+//!
+//! Start order: store (sled lock: one collector per data dir) → embedded broker (if configured)
+//! → HTTP listener (so a taken port fails before anything connects) → MQTT client with a
+//! persistent session, manual acks and a retained last will on the collector state topic →
+//! ingest, rollups, API.
+//!
+//! Stop order (on the shutdown token): stop the API, stop ingest (messages not yet stored stay
+//! unacknowledged and the broker redelivers them to the persistent session), final rollup pass,
+//! publish the retained offline state, disconnect, flush the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rumqttc::{AsyncClient, LastWill, QoS};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use watchstand_shared::config::{Backoff, MqttConnector};
+use watchstand_shared::mqtt::{ConnectionEvent, MqttDriver};
+use watchstand_shared::time::now_ms;
+use watchstand_shared::topic::TopicLayout;
+
+use crate::api::{self, AppState};
+use crate::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
+use crate::config::{BrokerMode, CollectorConfig};
+use crate::events::Counters;
+use crate::ingest::{self, Ingest, IngestConfig};
+use crate::registry::{AgentRecord, Registry};
+use crate::rollup::{self, Retention};
+use crate::store::{trees, Store};
+
+/// How often dirty rollup buckets are recomputed.
+pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
+/// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown.
+const MQTT_DRAIN: Duration = Duration::from_secs(2);
+/// Publishes buffered between the MQTT driver and ingest; when full, the driver stops reading
+/// the socket and the broker holds the rest (back-pressure, not loss).
+const INBOX_CAPACITY: usize = 10_000;
+
+/// The retained payload of `watchstand/v1/_collector/{id}/state`.
+#[derive(Debug, Serialize)]
+struct CollectorState<'a> {
+    v: u64,
+    id: &'a str,
+    state: &'a str,
+    at_ms: u64,
+}
+
+fn state_payload(id: &str, state: &str) -> Vec<u8> {
+    serde_json::to_vec(&CollectorState {
+        v: watchstand_shared::wire::v1::VERSION,
+        id,
+        state,
+        at_ms: now_ms(),
+    })
+    .unwrap_or_default()
+}
+
+/// A started collector.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub api_addr: SocketAddr,
+    /// The broker URL the collector (and local agents) use.
+    pub broker_url: String,
+    /// Ends when the collector has stopped (after the shutdown token is cancelled) or failed.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the collector; returns once the store is open, the broker (if embedded) accepts
+/// connections and the API listens.
+///
+/// # Errors
+/// The store cannot be opened (held by another collector?), the broker or API port is taken,
+/// or the MQTT options are invalid.
+pub async fn start(
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let store = {
+        let dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .context("store open task failed")?
+            .with_context(|| {
+                format!(
+                    "cannot open the store in {} (is another collector using this data_dir?)",
+                    config.data_dir.display()
+                )
+            })?
+    };
+
+    let mut mqtt = config.mqtt.clone();
+    if let BrokerMode::Embedded { listen } = config.broker {
+        let broker = EmbeddedBroker::start(&EmbeddedBrokerConfig {
+            listen,
+            max_payload_bytes: config.max_payload_bytes,
+            max_inflight: usize::from(mqtt.inflight),
+        })
+        .await?;
+        mqtt.url = broker.url();
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the API on {} (collector.listen)",
+                config.listen
+            )
+        })?;
+    let api_addr = listener.local_addr().context("API listener address")?;
+
+    let layout = TopicLayout::new(&mqtt.topic_root);
+    let state_topic = layout.collector_state(&config.id);
+    let will = LastWill::new(
+        state_topic.clone(),
+        state_payload(&config.id, "offline"),
+        QoS::AtLeastOnce,
+        true,
+    );
+    let mut options = MqttConnector::new(mqtt.clone())
+        .options(
+            &format!("watchstand-collector-{}", config.id),
+            false,
+            Some(will),
+        )
+        .context("[mqtt]")?;
+    options.set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(options.clone(), options.request_channel_capacity());
+    let (publish_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+    let (connection_tx, connection) = mpsc::unbounded_channel();
+    let driver = MqttDriver::new(
+        eventloop,
+        Backoff::new(mqtt.reconnect_min.get(), mqtt.reconnect_max.get()),
+        publish_tx,
+        connection_tx,
+        "collector",
+    );
+
+    let records = store
+        .load_all::<AgentRecord>(trees::AGENTS)
+        .context("loading the agent registry")?
+        .into_iter()
+        .map(|(_, r)| r);
+    let registry = Arc::new(Registry::new(records));
+    let counters = Arc::new(Counters::default());
+    let ingest = Ingest::new(
+        IngestConfig {
+            layout: layout.clone(),
+            max_payload_bytes: config.max_payload_bytes,
+            batch_max: config.ingest_batch_max,
+        },
+        store.clone(),
+        client.clone(),
+        inbox,
+        registry.clone(),
+        counters.clone(),
+    )?;
+    let app = api::router(AppState {
+        store: store.clone(),
+        catalogue: Arc::new(config.catalogue.clone()),
+        registry,
+        counters,
+        collector_id: config.id.clone(),
+        started_ms: now_ms(),
+    });
+
+    tracing::info!(
+        id = %config.id,
+        api = %api_addr,
+        broker = %mqtt.url,
+        data_dir = %config.data_dir.display(),
+        services = config.catalogue.services.len(),
+        "Collector started."
+    );
+    let broker_url = mqtt.url.clone();
+    let task = tokio::spawn(async move {
+        let driver_stop = CancellationToken::new();
+        let ingest_stop = CancellationToken::new();
+        let rollup_stop = CancellationToken::new();
+        let driver = tokio::spawn(driver.run(driver_stop.clone(), MQTT_DRAIN));
+        let session = tokio::spawn(keep_session(
+            client.clone(),
+            layout,
+            state_topic.clone(),
+            config.id.clone(),
+            connection,
+        ));
+        let mut ingest = tokio::spawn(ingest.run(ingest_stop.clone()));
+        let rollups = tokio::spawn(rollup::run(
+            store.clone(),
+            Retention {
+                raw_ms: config.raw_retention.as_millis(),
+                rollup_ms: config.rollup_retention.as_millis(),
+            },
+            ROLLUP_EVERY,
+            rollup_stop.clone(),
+        ));
+        let api_stop = shutdown.clone();
+        let api = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { api_stop.cancelled().await })
+                .await
+        });
+
+        // Run until asked to stop, or until ingest fails (a store failure: stop loudly rather
+        // than acknowledge what is not stored).
+        let ingest_outcome = tokio::select! {
+            () = shutdown.cancelled() => None,
+            r = &mut ingest => Some(r),
+        };
+        tracing::info!("Collector stopping.");
+        shutdown.cancel();
+        ingest_stop.cancel();
+        let ingest_outcome = match ingest_outcome {
+            Some(r) => r,
+            None => ingest.await,
+        };
+        rollup_stop.cancel();
+        if let Err(e) = rollups.await {
+            tracing::warn!(error = %e, "Rollup task failed at shutdown.");
+        }
+        session.abort();
+        if let Err(e) = client
+            .publish(
+                state_topic,
+                QoS::AtLeastOnce,
+                true,
+                state_payload(&config.id, "offline"),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "Could not queue the offline state.");
+        }
+        if let Err(e) = client.disconnect().await {
+            tracing::debug!(error = %e, "Disconnect not queued.");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        driver_stop.cancel();
+        if let Err(e) = driver.await {
+            tracing::warn!(error = %e, "MQTT driver task failed.");
+        }
+        match api.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "API server error."),
+            Err(e) => tracing::warn!(error = %e, "API task failed."),
+        }
+        let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::error!("Final store flush failed.");
+        }
+        tracing::info!("Collector stopped.");
+        ingest_outcome.context("ingest task")?
+    });
+    Ok(Running {
+        api_addr,
+        broker_url,
+        task,
+    })
+}
+
+/// On every (re)connect: subscribe to the ingest channels and publish the retained online state.
+/// Subscribing again on a kept session is harmless and covers a broker that lost it.
+async fn keep_session(
+    client: AsyncClient,
+    layout: TopicLayout,
+    state_topic: String,
+    id: String,
+    mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
+) {
+    while let Some(event) = connection.recv().await {
+        match event {
+            ConnectionEvent::Connected { session_present } => {
+                tracing::info!(session_present, "Collector connected to the broker.");
+                let outcome = async {
+                    ingest::subscribe(&client, &layout).await?;
+                    client
+                        .publish(
+                            state_topic.clone(),
+                            QoS::AtLeastOnce,
+                            true,
+                            state_payload(&id, "online"),
+                        )
+                        .await
+                }
+                .await;
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "Could not queue subscriptions; the client is closing.");
+                    return;
+                }
+            }
+            ConnectionEvent::Disconnected { error } => {
+                tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
+            }
+        }
+    }
+}
+
+/// Runs the collector until `shutdown` is cancelled.
+///
+/// # Errors
+/// Start-up failures, or ingest stopping on a store failure.
+pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let running = start(config, shutdown).await?;
+    running.task.await.context("collector task")?
+}

@@ -1,0 +1,525 @@
+//! The collector's store: what ingest writes and what the SLA, capacity and registry queries
+//! read, laid out over the shared storage trait (sled on disk, the model in tests).
+//!
+//! Trees and keys (`\0`-separated strings, big-endian integers, so byte order is time order):
+//! - `results`: `agent \0 probe \0 observed_ms seq` → [`StoredResult`] (raw, kept `raw_retention`)
+//! - `capacity`: `agent \0 metric \0 observed_ms` → f64 (raw samples, flattened per metric)
+//! - `gaps`: `agent \0 from_ms boot \0 from_seq` → [`GapRecord`] (data the agent declared lost)
+//! - `rollups`, `capacity_rollups`: written by [`crate::rollup`]
+//! - `dirty`: rollup buckets that ingest touched and the rollup task has not yet recomputed
+//! - `seqs`: `agent \0 boot` → the dedup state of that boot ([`crate::ingest::dedup::SeqTracker`])
+//! - `agents`: `agent` → the registry record
+//!
+//! Every data key is derived from what the agent sent, so writing a re-sent entry again is
+//! idempotent: a crash between storing and acknowledging can cause a re-send, never a double.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use watchstand_shared::storage::{
+    key::{read_u64, KeyBuf},
+    MemoryStorage, SledStorage, Storage, StorageError, Tree, Write,
+};
+use watchstand_shared::wire::v1::{GapRecord, ProbeResult, ProbeState};
+
+/// Tree names.
+pub mod trees {
+    /// Raw probe results.
+    pub const RESULTS: &str = "results";
+    /// Raw capacity metrics.
+    pub const CAPACITY: &str = "capacity";
+    /// Gap records.
+    pub const GAPS: &str = "gaps";
+    /// Per-probe per-minute rollups.
+    pub const ROLLUPS: &str = "rollups";
+    /// Capacity 5-minute and hourly rollups.
+    pub const CAPACITY_ROLLUPS: &str = "capacity_rollups";
+    /// Rollup buckets to recompute.
+    pub const DIRTY: &str = "dirty";
+    /// Per (agent, boot) dedup state.
+    pub const SEQS: &str = "seqs";
+    /// Agent registry.
+    pub const AGENTS: &str = "agents";
+}
+
+/// A stored raw result (the agent id and probe id are in the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// Boot the result came from.
+    #[serde(rename = "b")]
+    pub boot: String,
+    /// Its seq in that boot.
+    #[serde(rename = "q")]
+    pub seq: u64,
+    /// Observation time, epoch ms.
+    #[serde(rename = "t")]
+    pub observed_ms: u64,
+    /// Outcome.
+    #[serde(rename = "s")]
+    pub state: ProbeState,
+    /// Latency, µs.
+    #[serde(rename = "l")]
+    pub latency_us: u64,
+    /// Probe interval, ms.
+    #[serde(rename = "i")]
+    pub interval_ms: u64,
+    /// Error text when not up.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stored value does not decode (corruption or a format change without migration).
+    #[error("stored value in tree {tree} does not decode: {source}")]
+    Corrupt {
+        /// Which tree.
+        tree: &'static str,
+        /// The decode error.
+        source: serde_json::Error,
+    },
+    /// A stored binary record does not decode.
+    #[error("stored record in tree {tree} does not decode: {detail}")]
+    CorruptRecord {
+        /// Which tree.
+        tree: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Result of store calls.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Writes to several trees, applied tree by tree in the order the trees were first used, then
+/// flushed once. Data trees are used before state trees, so a crash leaves state no further
+/// ahead than data.
+#[derive(Debug, Default)]
+pub struct StoreBatch {
+    writes: Vec<(&'static str, Vec<Write>)>,
+}
+
+impl StoreBatch {
+    /// Adds a write to `tree`.
+    pub fn push(&mut self, tree: &'static str, write: Write) {
+        match self.writes.iter_mut().find(|(t, _)| *t == tree) {
+            Some((_, w)) => w.push(write),
+            None => self.writes.push((tree, vec![write])),
+        }
+    }
+
+    /// Adds a JSON-encoded put.
+    pub fn put_json<T: Serialize>(&mut self, tree: &'static str, key: Vec<u8>, value: &T) {
+        self.push(tree, Write::Put(key, to_json(value)));
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.writes.iter().map(|(_, w)| w.len()).sum()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our own record types hold only strings and numbers: serialising cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    storage: Arc<dyn Storage>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Key of a raw result.
+pub fn result_key(agent: &str, probe: &str, observed_ms: u64, seq: u64) -> Vec<u8> {
+    KeyBuf::new()
+        .str(agent)
+        .str(probe)
+        .u64(observed_ms)
+        .u64(seq)
+        .build()
+}
+
+/// Prefix of all raw results of one probe.
+pub fn probe_prefix(agent: &str, probe: &str) -> Vec<u8> {
+    KeyBuf::new().str(agent).str(probe).build()
+}
+
+/// Key of one capacity metric value.
+pub fn capacity_key(agent: &str, metric: &str, observed_ms: u64) -> Vec<u8> {
+    KeyBuf::new()
+        .str(agent)
+        .str(metric)
+        .u64(observed_ms)
+        .build()
+}
+
+/// Key of a gap record.
+pub fn gap_key(agent: &str, gap: &GapRecord) -> Vec<u8> {
+    KeyBuf::new()
+        .str(agent)
+        .u64(gap.from_ms)
+        .str(&gap.boot)
+        .u64(gap.from_seq)
+        .build()
+}
+
+impl Store {
+    /// Opens the sled store in `dir`.
+    ///
+    /// # Errors
+    /// The store cannot be opened (I/O, lock held by another collector process).
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(Self {
+            storage: Arc::new(SledStorage::open(dir)?),
+        })
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> Self {
+        Self {
+            storage: Arc::new(MemoryStorage::new()),
+        }
+    }
+
+    /// A tree by name.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn tree(&self, name: &str) -> Result<Arc<dyn Tree>> {
+        Ok(self.storage.tree(name)?)
+    }
+
+    /// Applies `batch` and flushes: when this returns Ok, everything in it is durable.
+    ///
+    /// # Errors
+    /// Engine failure; nothing in the batch may then be acknowledged.
+    pub fn commit(&self, batch: StoreBatch) -> Result<()> {
+        for (tree, writes) in batch.writes {
+            self.tree(tree)?.apply(writes)?;
+        }
+        self.storage.flush()?;
+        Ok(())
+    }
+
+    /// Bytes on disk.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.storage.size_on_disk()?)
+    }
+
+    /// The write for one raw result.
+    pub fn result_write(agent: &str, boot: &str, r: &ProbeResult) -> Write {
+        let stored = StoredResult {
+            boot: boot.to_owned(),
+            seq: r.seq,
+            observed_ms: r.observed_ms,
+            state: r.state,
+            latency_us: r.latency_us,
+            interval_ms: r.interval_ms,
+            error: r.error.clone(),
+        };
+        Write::Put(
+            result_key(agent, &r.probe, r.observed_ms, r.seq),
+            to_json(&stored),
+        )
+    }
+
+    /// Raw results of one probe observed in `[from_ms, to_ms)`, plus the last one before
+    /// `from_ms` (whose state may still hold at `from_ms`), in time order.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt record.
+    pub fn observations(
+        &self,
+        agent: &str,
+        probe: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<StoredResult>> {
+        let tree = self.tree(trees::RESULTS)?;
+        let prefix = probe_prefix(agent, probe);
+        let start = result_key(agent, probe, from_ms, 0);
+        let end = result_key(agent, probe, to_ms, 0);
+        let mut entries = tree.range_rev(&prefix, Some(&start), 1)?;
+        entries.extend(tree.range(&start, Some(&end), usize::MAX)?);
+        entries
+            .iter()
+            .map(|(_, v)| decode(trees::RESULTS, v))
+            .collect()
+    }
+
+    /// Capacity values of one agent metric in `[from_ms, to_ms)`.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn capacity_series(
+        &self,
+        agent: &str,
+        metric: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<(u64, f64)>> {
+        let tree = self.tree(trees::CAPACITY)?;
+        let start = capacity_key(agent, metric, from_ms);
+        let end = capacity_key(agent, metric, to_ms);
+        let ts_at = start.len() - 8;
+        Ok(tree
+            .range(&start, Some(&end), usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let ts = read_u64(&k, ts_at)?;
+                let bytes: [u8; 8] = v.as_slice().try_into().ok()?;
+                Some((ts, f64::from_be_bytes(bytes)))
+            })
+            .collect())
+    }
+
+    /// The metric names stored for `agent` (scans the agent's capacity keys once per metric).
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn capacity_metrics(&self, agent: &str) -> Result<Vec<String>> {
+        let tree = self.tree(trees::CAPACITY)?;
+        let agent_prefix = KeyBuf::new().str(agent).build();
+        let mut names = Vec::new();
+        let mut cursor = agent_prefix.clone();
+        let end = watchstand_shared::storage::key::prefix_end(&agent_prefix);
+        // Skip from one metric to the next instead of reading every sample.
+        while let Some((k, _)) = tree.range(&cursor, end.as_deref(), 1)?.into_iter().next() {
+            let rest = &k[agent_prefix.len()..];
+            let Some(sep) = rest.iter().position(|b| *b == 0) else {
+                break;
+            };
+            let name = String::from_utf8_lossy(&rest[..sep]).into_owned();
+            cursor = KeyBuf::new().str(agent).str(&name).u64(u64::MAX).build();
+            cursor.push(0);
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// Gap records of `agent` whose time range may overlap `[from_ms, to_ms)`.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt record.
+    pub fn gaps(&self, agent: &str, from_ms: u64, to_ms: u64) -> Result<Vec<GapRecord>> {
+        let tree = self.tree(trees::GAPS)?;
+        let start = KeyBuf::new().str(agent).build();
+        let end = KeyBuf::new().str(agent).u64(to_ms).build();
+        let mut out = Vec::new();
+        for (_, v) in tree.range(&start, Some(&end), usize::MAX)? {
+            let g: GapRecord = decode(trees::GAPS, &v)?;
+            if g.to_ms > from_ms {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every JSON record of a small tree (registry, dedup state), keyed by its string key.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt record.
+    pub fn load_all<T: for<'de> Deserialize<'de>>(
+        &self,
+        tree: &'static str,
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        self.tree(tree)?
+            .range(&[], None, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| Ok((k, decode(tree, &v)?)))
+            .collect()
+    }
+
+    /// Deletes raw results and capacity samples observed before `cutoff_ms`; returns how many.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn prune_raw(&self, cutoff_ms: u64) -> Result<usize> {
+        let removed = self.prune_series(trees::RESULTS, cutoff_ms)?
+            + self.prune_series(trees::CAPACITY, cutoff_ms)?;
+        self.storage.flush()?;
+        Ok(removed)
+    }
+
+    /// Deletes, in a tree keyed `agent \0 series \0 ts…`, every entry of every series older than
+    /// `cutoff_ms`; returns how many. Not flushed.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn prune_series(&self, tree_name: &str, cutoff_ms: u64) -> Result<usize> {
+        let mut removed = 0;
+        let tree = self.tree(tree_name)?;
+        let mut cursor: Vec<u8> = Vec::new();
+        loop {
+            let Some((k, _)) = tree.range(&cursor, None, 1)?.into_iter().next() else {
+                break;
+            };
+            let Some(series) = series_prefix(&k) else {
+                break;
+            };
+            let mut cutoff = series.clone();
+            cutoff.extend_from_slice(&cutoff_ms.to_be_bytes());
+            removed += tree.delete_range(&series, Some(&cutoff))?;
+            match watchstand_shared::storage::key::prefix_end(&series) {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Flushes everything written so far.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.storage.flush()?)
+    }
+}
+
+/// The `agent \0 series \0` prefix of a two-string key.
+fn series_prefix(key: &[u8]) -> Option<Vec<u8>> {
+    let first = key.iter().position(|b| *b == 0)?;
+    let second = key[first + 1..].iter().position(|b| *b == 0)? + first + 1;
+    Some(key[..=second].to_vec())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(seq: u64, observed_ms: u64, state: ProbeState) -> ProbeResult {
+        ProbeResult {
+            seq,
+            probe: "web".into(),
+            kind: "http".into(),
+            target: "http://127.0.0.1/".into(),
+            observed_ms,
+            interval_ms: 1_000,
+            state,
+            latency_us: 100,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn observations_include_the_one_still_holding_at_the_window_start() {
+        let store = Store::in_memory();
+        let mut batch = StoreBatch::default();
+        for (seq, t) in [(1, 1_000), (2, 2_000), (3, 3_000), (4, 4_000)] {
+            batch.push(
+                trees::RESULTS,
+                Store::result_write("a", "b", &result(seq, t, ProbeState::Up)),
+            );
+        }
+        store.commit(batch).unwrap();
+        let got: Vec<u64> = store
+            .observations("a", "web", 2_500, 4_000)
+            .unwrap()
+            .iter()
+            .map(|r| r.observed_ms)
+            .collect();
+        assert_eq!(got, [2_000, 3_000]);
+        assert!(store
+            .observations("a", "other", 0, 10_000)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn writing_a_resent_result_again_is_idempotent() {
+        let store = Store::in_memory();
+        for _ in 0..3 {
+            let mut batch = StoreBatch::default();
+            batch.push(
+                trees::RESULTS,
+                Store::result_write("a", "b", &result(1, 1_000, ProbeState::Down)),
+            );
+            store.commit(batch).unwrap();
+        }
+        assert_eq!(store.tree(trees::RESULTS).unwrap().len().unwrap(), 1);
+    }
+
+    #[test]
+    fn pruning_drops_only_old_raw_data_of_every_series() {
+        let store = Store::in_memory();
+        let mut batch = StoreBatch::default();
+        for probe in ["p1", "p2"] {
+            for t in [1_000u64, 5_000, 9_000] {
+                let mut r = result(t, t, ProbeState::Up);
+                r.probe = probe.into();
+                batch.push(trees::RESULTS, Store::result_write("a", "b", &r));
+            }
+        }
+        for t in [1_000u64, 9_000] {
+            batch.push(
+                trees::CAPACITY,
+                Write::Put(
+                    capacity_key("a", "cpu_pct", t),
+                    1.0f64.to_be_bytes().to_vec(),
+                ),
+            );
+        }
+        store.commit(batch).unwrap();
+        assert_eq!(store.prune_raw(5_000).unwrap(), 3);
+        assert_eq!(
+            store.observations("a", "p1", 5_000, 10_000).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            store.capacity_series("a", "cpu_pct", 0, 10_000).unwrap(),
+            [(9_000, 1.0)]
+        );
+    }
+
+    #[test]
+    fn capacity_metric_names_are_listed_once_each() {
+        let store = Store::in_memory();
+        let mut batch = StoreBatch::default();
+        for t in [1_000u64, 2_000] {
+            for m in ["cpu_pct", "disk_used_pct:/", "mem_used_pct"] {
+                batch.push(
+                    trees::CAPACITY,
+                    Write::Put(capacity_key("a", m, t), 1.0f64.to_be_bytes().to_vec()),
+                );
+            }
+        }
+        batch.push(
+            trees::CAPACITY,
+            Write::Put(
+                capacity_key("b", "cpu_pct", 1),
+                1.0f64.to_be_bytes().to_vec(),
+            ),
+        );
+        store.commit(batch).unwrap();
+        assert_eq!(
+            store.capacity_metrics("a").unwrap(),
+            ["cpu_pct", "disk_used_pct:/", "mem_used_pct"]
+        );
+    }
+}
