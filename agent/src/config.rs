@@ -383,7 +383,8 @@ pub fn from_str(text: &str, origin: &Path) -> Result<ValidatedAgentConfig, LoadE
     raw.validate(origin)
 }
 
-/// Reads, parses and validates the config file at `path`.
+/// Reads, parses and validates the config file at `path`; a relative `data_dir` is resolved
+/// against the file's directory.
 ///
 /// # Errors
 /// The file cannot be read, does not parse, or breaks a rule (see [`from_str`]).
@@ -392,7 +393,15 @@ pub fn load(path: &Path) -> Result<ValidatedAgentConfig, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    from_str(&text, path)
+    let mut config = from_str(&text, path)?;
+    // Relative paths are relative to the config file, as in the collector's config, so a
+    // service manager's working directory does not matter.
+    if config.data_dir.is_relative() {
+        if let Some(base) = path.parent() {
+            config.data_dir = base.join(&config.data_dir);
+        }
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -1,1 +1,9 @@
-//! e2e
+//! End-to-end tests: the real binaries, a real broker (embedded rumqttd and Mosquitto), real
+//! HTTP/TCP targets on 127.0.0.1. One binary, one module per concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod configs;
+mod delivery;
+mod malformed;
+mod pipeline;

@@ -1,1 +1,127 @@
-//! End-to-end harness.
+//! The end-to-end harness: the real `watchstand-agent` and `watchstand-collector` binaries, a
+//! real broker (the collector's embedded rumqttd, or a Mosquitto started here on a free port),
+//! and real HTTP/TCP targets on 127.0.0.1 whose health a test switches.
+//!
+//! Every process a test starts is killed when its handle drops; every wait is bounded.
+//! Process logs go to files in the test's temporary directory and are printed when a wait
+//! fails, so a red test says what the processes saw.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::missing_panics_doc
+)]
+
+pub mod mqtt;
+pub mod process;
+pub mod target;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use process::{Agent, Collector, Mosquitto};
+pub use target::{HttpTarget, TcpTarget};
+
+/// Epoch milliseconds now.
+pub fn now_ms() -> u64 {
+    watchstand_shared::time::now_ms()
+}
+
+/// A free loopback port (bound and released; the race with other processes is accepted).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A free loopback address.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Directory holding the built binaries (`target/<profile>`), building them on first use with
+/// the same cargo and profile as the running test.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/deps/e2e-<hash>
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "watchstand-agent",
+            "-p",
+            "watchstand-collector",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = dir.parent() {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        let status = cmd.status().expect("run cargo build for the binaries");
+        assert!(status.success(), "building the binaries failed");
+        dir
+    })
+}
+
+/// Path of a built binary.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, at most `limit`; panics with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// RFC 3339 (UTC, milliseconds) of an epoch-ms instant, for configs.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1_000).expect("epoch fits");
+    let nanos = u32::try_from((ms % 1_000) * 1_000_000).expect("nanos fit");
+    chrono::DateTime::from_timestamp(secs, nanos)
+        .expect("valid instant")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether tests that need Mosquitto must run (CI) or may skip with a warning (a laptop
+/// without it).
+pub fn mosquitto_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The Mosquitto binary, if installed.
+pub fn mosquitto_bin() -> Option<PathBuf> {
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}

@@ -1,0 +1,461 @@
+//! Child processes under test: the collector, agents, Mosquitto. Each is described by a spec
+//! (its directory, ports, config) that can be spawned again after a kill, so restart tests keep
+//! their data. Handles kill their process on drop and print its log tail when the test failed.
+
+use std::fs::OpenOptions;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{bin, free_addr, wait_for};
+
+/// A running child with its log file.
+#[derive(Debug)]
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: &Path) -> Self {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
+        let err = file.try_clone().expect("clone log handle");
+        cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL and reap.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ignored = c.kill().is_ok();
+            let _reaped = c.wait().is_ok();
+        }
+    }
+
+    /// SIGTERM, then wait at most `limit` for exit; SIGKILL after. Returns the exit success.
+    fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {}", self.name);
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ignored = c.kill().is_ok();
+        let _reaped = c.wait().is_ok();
+        false
+    }
+
+    fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "----- last log lines of {} ({}) -----",
+                self.name,
+                self.log.display()
+            );
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+async fn get_json(url: &str) -> Option<Value> {
+    let r = http().get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Which broker the collector uses.
+#[derive(Debug, Clone)]
+pub enum BrokerChoice {
+    /// The collector's embedded rumqttd on this address.
+    Embedded(SocketAddr),
+    /// An external broker URL (`mqtt://127.0.0.1:port`).
+    External(String),
+}
+
+impl BrokerChoice {
+    /// The URL agents use.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Embedded(a) => format!("mqtt://{a}"),
+            Self::External(u) => u.clone(),
+        }
+    }
+}
+
+/// How to run a collector.
+#[derive(Debug, Clone)]
+pub struct CollectorSpec {
+    /// Its directory (config, data, log).
+    pub dir: PathBuf,
+    /// API address.
+    pub api: SocketAddr,
+    /// Broker.
+    pub broker: BrokerChoice,
+    /// `[[services]]` TOML.
+    pub services: String,
+}
+
+impl CollectorSpec {
+    /// A collector in `dir` with a free API port.
+    pub fn new(dir: &Path, broker: BrokerChoice, services: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("collector dir");
+        Self {
+            dir: dir.to_owned(),
+            api: free_addr(),
+            broker,
+            services: services.to_owned(),
+        }
+    }
+
+    /// Writes `collector.toml`; returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let (embedded, listen, url) = match &self.broker {
+            BrokerChoice::Embedded(a) => (true, a.to_string(), format!("mqtt://{a}")),
+            BrokerChoice::External(u) => (false, "127.0.0.1:1883".to_owned(), u.clone()),
+        };
+        let text = format!(
+            "[collector]\nid = \"test\"\ndata_dir = \"data\"\nlisten = \"{}\"\n\n[broker]\nembedded = {embedded}\nlisten = \"{listen}\"\n\n[mqtt]\nurl = \"{url}\"\nreconnect_max = \"1s\"\n\n{}\n",
+            self.api, self.services
+        );
+        let path = self.dir.join("collector.toml");
+        std::fs::write(&path, text).expect("write collector.toml");
+        path
+    }
+
+    /// Starts the collector and waits until its API answers.
+    pub async fn spawn(&self) -> Collector {
+        let config = self.write_config();
+        let mut cmd = Command::new(bin("watchstand-collector"));
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&config)
+            .env("RUST_LOG", "info,rumqttd=off");
+        let proc = Proc::spawn("collector", cmd, &self.dir.join("collector.log"));
+        let c = Collector {
+            spec: self.clone(),
+            proc,
+        };
+        let url = c.url("/api/v1/health");
+        wait_for("the collector API", Duration::from_secs(30), || {
+            get_json(&url)
+        })
+        .await;
+        c
+    }
+}
+
+/// A running collector.
+#[derive(Debug)]
+pub struct Collector {
+    /// How it was started.
+    pub spec: CollectorSpec,
+    proc: Proc,
+}
+
+impl Collector {
+    /// `http://api{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.spec.api)
+    }
+
+    /// GET a JSON document; panics on errors.
+    pub async fn get(&self, path: &str) -> Value {
+        let url = self.url(path);
+        let r = http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status();
+        let body = r.text().await.expect("body");
+        assert!(status.is_success(), "GET {url}: {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+    }
+
+    /// GET, returning the status and body text.
+    pub async fn get_raw(&self, path: &str) -> (u16, String) {
+        let url = self.url(path);
+        let r = http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    /// The SLA report of `service` over `[from_ms, to_ms)`.
+    pub async fn sla(&self, service: &str, from_ms: u64, to_ms: u64) -> Value {
+        self.get(&format!(
+            "/api/v1/services/{service}/sla?from={from_ms}&to={to_ms}"
+        ))
+        .await
+    }
+
+    /// `GET /api/v1/health`.
+    pub async fn health(&self) -> Value {
+        self.get("/api/v1/health").await
+    }
+
+    /// One agent's registry entry.
+    pub async fn agent(&self, id: &str) -> Option<Value> {
+        let agents = self.get("/api/v1/agents").await;
+        agents
+            .as_array()?
+            .iter()
+            .find(|a| a["agent"] == id)
+            .cloned()
+    }
+
+    /// The broker URL for agents.
+    pub fn broker_url(&self) -> String {
+        self.spec.broker.url()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// SIGTERM and wait; true if it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        self.proc.terminate(Duration::from_secs(20))
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+/// How to run an agent.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// Its directory (config, outbox, log).
+    pub dir: PathBuf,
+    /// Agent id.
+    pub id: String,
+    /// Site.
+    pub site: String,
+    /// Broker URL.
+    pub broker_url: String,
+    /// Health endpoint.
+    pub health: SocketAddr,
+    /// `[[probes]]` TOML.
+    pub probes: String,
+    /// Extra TOML sections (`[outbox]`, `[publish]`, `[capacity]`).
+    pub extra: String,
+}
+
+impl AgentSpec {
+    /// An agent `id` at site `lab` in `dir`.
+    pub fn new(dir: &Path, id: &str, broker_url: &str, probes: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        Self {
+            dir: dir.to_owned(),
+            id: id.to_owned(),
+            site: "lab".to_owned(),
+            broker_url: broker_url.to_owned(),
+            health: free_addr(),
+            probes: probes.to_owned(),
+            extra: "[capacity]\ninterval = \"5s\"\n\n[publish]\nlinger = \"50ms\"\n".to_owned(),
+        }
+    }
+
+    /// Writes `agent.toml`; returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let text = format!(
+            "[agent]\nsite = \"{}\"\nid = \"{}\"\ndata_dir = \"outbox\"\nhealth_listen = \"{}\"\n\n[mqtt]\nurl = \"{}\"\nreconnect_max = \"1s\"\n\n{}\n{}\n",
+            self.site, self.id, self.health, self.broker_url, self.extra, self.probes
+        );
+        let path = self.dir.join("agent.toml");
+        std::fs::write(&path, text).expect("write agent.toml");
+        path
+    }
+
+    /// Starts the agent and waits until its health endpoint answers.
+    pub async fn spawn(&self) -> Agent {
+        let config = self.write_config();
+        let mut cmd = Command::new(bin("watchstand-agent"));
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&config)
+            .env("RUST_LOG", "info");
+        let proc = Proc::spawn(
+            &format!("agent {}", self.id),
+            cmd,
+            &self.dir.join("agent.log"),
+        );
+        let a = Agent {
+            spec: self.clone(),
+            proc,
+        };
+        let url = format!("http://{}/health", self.health);
+        wait_for("the agent health endpoint", Duration::from_secs(30), || {
+            get_json(&url)
+        })
+        .await;
+        a
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    /// How it was started.
+    pub spec: AgentSpec,
+    proc: Proc,
+}
+
+impl Agent {
+    /// `GET /health`.
+    pub async fn health(&self) -> Value {
+        let url = format!("http://{}/health", self.spec.health);
+        get_json(&url)
+            .await
+            .unwrap_or_else(|| panic!("agent health at {url}"))
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// SIGTERM and wait; true if it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        self.proc.terminate(Duration::from_secs(20))
+    }
+}
+
+/// How to run Mosquitto.
+#[derive(Debug, Clone)]
+pub struct MosquittoSpec {
+    /// Its directory (config, persistence, log).
+    pub dir: PathBuf,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Extra config lines.
+    pub extra: String,
+}
+
+impl MosquittoSpec {
+    /// Mosquitto in `dir` on a free port, persistence on, queues as `configs/mosquitto/`
+    /// recommends, anonymous access (loopback only).
+    pub fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("mosquitto dir");
+        // Mosquitto started as root drops to the `mosquitto` user: let it write its store here.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+                .expect("chmod mosquitto dir");
+        }
+        Self {
+            dir: dir.to_owned(),
+            port: crate::free_port(),
+            extra: String::new(),
+        }
+    }
+
+    /// `mqtt://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts Mosquitto and waits until it accepts TCP connections. `None` when Mosquitto is not
+    /// installed and not required (outside CI); panics when it is required.
+    pub async fn spawn(&self) -> Option<Mosquitto> {
+        let Some(exe) = crate::mosquitto_bin() else {
+            assert!(
+                !crate::mosquitto_required(),
+                "Mosquitto is not installed but CI is set: install it (apt-get install mosquitto) — .ci/run does"
+            );
+            eprintln!("WARNING: Mosquitto not installed; skipping the Mosquitto variant (set CI=true to make this fail)");
+            return None;
+        };
+        let conf = self.dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 100000\nmax_inflight_messages 100\nmessage_size_limit 262144\nlog_dest stderr\n{extra}\n",
+            port = self.port,
+            dir = self.dir.display(),
+            extra = self.extra
+        );
+        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        let mut cmd = Command::new(exe);
+        cmd.arg("-c").arg(&conf);
+        let proc = Proc::spawn("mosquitto", cmd, &self.dir.join("mosquitto.log"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_for(
+            "Mosquitto to listen",
+            Duration::from_secs(10),
+            || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+        )
+        .await;
+        Some(Mosquitto { proc })
+    }
+}
+
+/// A running Mosquitto.
+#[derive(Debug)]
+pub struct Mosquitto {
+    proc: Proc,
+}
+
+impl Mosquitto {
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
