@@ -37,6 +37,8 @@ use crate::store::{trees, Store};
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 /// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown.
 const MQTT_DRAIN: Duration = Duration::from_secs(2);
+/// Bytes a packet may carry beyond the payload limit (topic, headers) at the embedded broker.
+const PACKET_HEADROOM: usize = 64 * 1024;
 /// Publishes buffered between the MQTT driver and ingest; when full, the driver stops reading
 /// the socket and the broker holds the rest (back-pressure, not loss).
 const INBOX_CAPACITY: usize = 10_000;
@@ -100,7 +102,9 @@ pub async fn start(
     if let BrokerMode::Embedded { listen } = config.broker {
         let broker = EmbeddedBroker::start(&EmbeddedBrokerConfig {
             listen,
-            max_payload_bytes: config.max_payload_bytes,
+            // Headroom so an oversized payload reaches ingest and is counted as `too_large`
+            // instead of silently disconnecting its sender.
+            max_payload_bytes: config.max_payload_bytes + PACKET_HEADROOM,
             max_inflight: usize::from(mqtt.inflight),
         })
         .await?;
@@ -132,6 +136,13 @@ pub async fn start(
         )
         .context("[mqtt]")?;
     options.set_manual_acks(true);
+    // Incoming packets larger than the client accepts would disconnect it, and a persistent
+    // session would redeliver the same packet forever: accept more than any broker in front of
+    // us lets through, and let ingest reject it by size.
+    options.set_max_packet_size(
+        config.max_payload_bytes.max(mqtt.max_packet_size) + 2 * PACKET_HEADROOM,
+        mqtt.max_packet_size,
+    );
     let (client, eventloop) = AsyncClient::new(options.clone(), options.request_channel_capacity());
     let (publish_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
     let (connection_tx, connection) = mpsc::unbounded_channel();
