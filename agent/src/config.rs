@@ -482,8 +482,8 @@ timeout = "3s"
                 vec!["probes[id=\"web\"].timeout: 10s must be shorter than interval 5s"],
             ),
             (
-                edit("interval = \"10s\"\ntimeout = \"5s\"", "interval = \"500ms\"\ntimeout = \"100ms\""),
-                vec!["probes[id=\"web\"].interval: 500ms is too short; use at least 1s"],
+                edit("interval = \"10s\"\ntimeout = \"5s\"", "interval = \"50ms\"\ntimeout = \"10ms\""),
+                vec!["probes[id=\"web\"].interval: 50ms is too short; use at least 100ms"],
             ),
             (
                 edit("timeout = \"3s\"", "timeout = \"0s\""),

@@ -23,8 +23,8 @@ pub use tcp::{TcpProbe, TcpProbeConfig};
 /// Longest error text a probe reports; longer texts are cut at a character boundary.
 pub const MAX_ERROR_CHARS: usize = 200;
 
-/// Shortest probe interval accepted.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest probe interval accepted: 100 ms, for gateways that watch fast-failing equipment.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest probe interval accepted (the wire protocol's limit: one day).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
