@@ -20,11 +20,19 @@ pub struct TestClient {
 impl TestClient {
     /// Connects to `url` (`mqtt://127.0.0.1:port`) as `id` and waits for the CONNACK.
     pub async fn connect(url: &str, id: &str) -> Self {
+        Self::connect_as(url, id, None).await
+    }
+
+    /// As [`TestClient::connect`], with a user name and password.
+    pub async fn connect_as(url: &str, id: &str, credentials: Option<(&str, &str)>) -> Self {
         let rest = url.trim_start_matches("mqtt://");
         let (host, port) = rest.rsplit_once(':').expect("url has a port");
         let mut options = MqttOptions::new(id, host, port.parse().expect("port"));
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 1_000);
         let (tx, received) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
