@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use watchstand_agent::probe::ProbeConfig;
 use watchstand_agent::{load_config, ValidatedAgentConfig};
 use watchstand_shared::config::LoadError;
+use watchstand_shared::runtime::{install_tracing, shutdown_on_signals};
 use watchstand_shared::wire::v1::{ProbeResult, ProbeState};
 
 /// Exit code: success.
@@ -71,50 +71,6 @@ enum Command {
 /// chain (which `{:#}` would append) is left out.
 fn load(path: &Path) -> anyhow::Result<ValidatedAgentConfig> {
     load_config(path).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn install_tracing(filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| anyhow::anyhow!("--log-level {filter:?}: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
-}
-
-/// Waits for ctrl-c; if no handler can be installed, waits forever (SIGTERM may still come).
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::warn!(error = %e, "Ctrl-c handler not installed.");
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Cancels `token` on ctrl-c or SIGTERM.
-fn spawn_signal_handler(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        () = ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGTERM handler not installed; ctrl-c only.");
-                    ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        ctrl_c().await;
-        tracing::info!("Shutdown requested.");
-        token.cancel();
-    });
 }
 
 fn describe_probe(p: &ProbeConfig) -> String {
@@ -255,9 +211,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Run { config } => {
             let c = load(&config)?;
-            let shutdown = CancellationToken::new();
-            spawn_signal_handler(shutdown.clone());
-            watchstand_agent::run(c, shutdown).await?;
+            watchstand_agent::run(c, shutdown_on_signals()).await?;
             Ok(EXIT_OK)
         }
     }
@@ -267,7 +221,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = install_tracing(&cli.log_level) {
-        eprintln!("watchstand-agent: {e:#}");
+        eprintln!("watchstand-agent: {e}");
         return ExitCode::from(EXIT_ERROR);
     }
     match main_inner(cli).await {

@@ -1,4 +1,10 @@
-//! `watchstand-collector`: the binary's edge — arguments, logging, signals, exit codes.
+//! `watchstand-collector`: the binary's edge — arguments, logging, signals, exit codes. The work
+//! is in the library (`server`, `demo`, `cli`).
+//!
+//! Exit codes: 0 ok; 1 `check` found problems in the config; 2 error.
+
+// `check` and the API clients print their results to stdout: that is their job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,15 +12,21 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use watchstand_collector::cli::{self, ApiClient, Format};
 use watchstand_collector::{config, demo, server};
-use watchstand_shared::config::Duration;
+use watchstand_shared::config::{Duration, LoadError};
+use watchstand_shared::runtime::{install_tracing, shutdown_on_signals};
 
 /// Watchstand collector: ingest, store, SLA, API.
 #[derive(Debug, Parser)]
 #[command(name = "watchstand-collector", version, about)]
 struct Args {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter such as
+    /// `watchstand_collector=debug,info`). Logs go to stderr. The embedded broker's own logs
+    /// are off unless the filter names `rumqttd`.
+    #[arg(long, global = true, default_value = "info", env = "WATCHSTAND_LOG")]
+    log_level: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -81,14 +93,12 @@ enum Command {
     },
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
+/// Exit code: success.
+const EXIT_OK: u8 = 0;
+/// Exit code: `check` found problems.
+const EXIT_PROBLEMS: u8 = 1;
+/// Exit code: an error stopped the command.
+const EXIT_ERROR: u8 = 2;
 
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -98,45 +108,22 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
     out.flush().context("writing to stdout")
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
-fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot listen for SIGTERM; Ctrl-C only.");
-                    let _ignored = tokio::signal::ctrl_c().await.is_ok();
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ignored = tokio::signal::ctrl_c().await.is_ok();
-        }
-        tracing::info!("Signal received; shutting down.");
-        t.cancel();
-    });
-    token
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Serve { config } => {
             let config = config::load(&config)?;
-            server::run(config, shutdown_on_signals()).await
+            server::run(config, shutdown_on_signals()).await?;
+            Ok(EXIT_OK)
         }
         Command::Check { config } => {
-            let c = config::load(&config)?;
+            let c = match config::load(&config) {
+                Ok(c) => c,
+                Err(e @ (LoadError::Invalid(_) | LoadError::Parse { .. })) => {
+                    println!("{e}");
+                    return Ok(EXIT_PROBLEMS);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let mut out = format!(
                 "{}: ok\n  collector {} · data {} · API {} · broker {}\n  {} services:\n",
                 c.origin.display(),
@@ -160,7 +147,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     s.window_text
                 ));
             }
-            write_stdout(&out)
+            write_stdout(&out)?;
+            Ok(EXIT_OK)
         }
         Command::Demo {
             listen,
@@ -172,7 +160,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 duration: duration.map(|d| d.get()),
                 data_dir,
             })
-            .await
+            .await?;
+            Ok(EXIT_OK)
         }
         Command::Sla {
             service,
@@ -190,11 +179,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 format,
             )
             .await?;
-            write_stdout(&text)
+            write_stdout(&text)?;
+            Ok(EXIT_OK)
         }
         Command::Agents { format, server } => {
             let client = ApiClient::new(&server)?;
-            write_stdout(&cli::agents(&client, format).await?)
+            write_stdout(&cli::agents(&client, format).await?)?;
+            Ok(EXIT_OK)
         }
     }
 }
@@ -202,12 +193,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing();
+    let filter = if args.log_level.contains("rumqttd") {
+        args.log_level.clone()
+    } else {
+        format!("{},rumqttd=off", args.log_level)
+    };
+    if let Err(e) = install_tracing(&filter) {
+        eprintln!("watchstand-collector: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
+            eprintln!("watchstand-collector: {e:#}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }

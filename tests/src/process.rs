@@ -178,7 +178,7 @@ impl CollectorSpec {
         cmd.arg("serve")
             .arg("-c")
             .arg(&config)
-            .env("RUST_LOG", "info,rumqttd=off");
+            .env("WATCHSTAND_LOG", "info");
         let proc = Proc::spawn("collector", cmd, &self.dir.join("collector.log"));
         let c = Collector {
             spec: self.clone(),
@@ -333,7 +333,7 @@ impl AgentSpec {
         cmd.arg("run")
             .arg("-c")
             .arg(&config)
-            .env("RUST_LOG", "info");
+            .env("WATCHSTAND_LOG", "info");
         let proc = Proc::spawn(
             &format!("agent {}", self.id),
             cmd,

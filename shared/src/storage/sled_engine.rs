@@ -19,17 +19,38 @@ impl SledStorage {
     /// # Errors
     /// I/O failure, corruption, or the store is open in another process.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            // Durability comes from explicit flushes at acknowledgement points; the background
-            // flusher only bounds how much unacknowledged work a crash can lose.
-            .flush_every_ms(Some(1_000))
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|e| StorageError::engine("open", e))?;
+        // sled's background flusher keeps the file lock for a moment after the last handle of
+        // a previous open in this process is dropped; wait for it (bounded) instead of failing
+        // a reopen. Another process holding the store still fails after the wait.
+        let mut attempts = 0;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                // Durability comes from explicit flushes at acknowledgement points; the
+                // background flusher only bounds how much unacknowledged work a crash can lose.
+                .flush_every_ms(Some(1_000))
+                .cache_capacity(64 * 1024 * 1024)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(e)
+                    if attempts < LOCK_RETRIES
+                        && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_DELAY);
+                }
+                Err(e) => return Err(StorageError::engine("open", e)),
+            }
+        };
         Ok(Self { db })
     }
 }
+
+/// Attempts to take a lock that a just-dropped handle of this process may still hold.
+const LOCK_RETRIES: u32 = 30;
+/// Wait between those attempts (30 × 100 ms: 3 s at most).
+const LOCK_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Storage for SledStorage {
     fn tree(&self, name: &str) -> Result<Arc<dyn Tree>> {
