@@ -1,7 +1,8 @@
 //! Delivery through a broker crash: Mosquitto is SIGKILLed for 10 s while probes run every
 //! 200 ms, then restarted on the same port and store. Afterwards: no seq missing at the
 //! collector (0 gaps, 0 lost), the agent's outbox drains to 0, the collector's watermark equals
-//! the agent's highest seq, and the re-send after reconnect shows up as duplicates dropped.
+//! the agent's highest seq. Then the collector is frozen past `resend_after`: the agent re-sends
+//! from the stalled watermark and the copies show up as duplicates dropped, still 0 gaps.
 
 use std::time::Duration;
 
@@ -94,6 +95,26 @@ async fn broker_sigkill_for_10s_loses_nothing_and_the_outbox_drains() {
     eprintln!(
         "outbox drained {} ms after the restart: {drained}",
         now_ms() - restarted_at
+    );
+
+    // A stalled watermark makes the agent re-send: freeze the collector longer than
+    // `resend_after`; the broker queues both copies for its persistent session, and the
+    // collector drops the second ones when it thaws.
+    collector.pause();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    collector.resume();
+    let resent = wait_for(
+        "the outbox to drain after the stall",
+        Duration::from_secs(60),
+        || async {
+            let h = agent.health().await;
+            (u(&h["outbox"]["entries"]) <= 20).then_some(h)
+        },
+    )
+    .await;
+    assert!(
+        u(&resent["resent"]) >= 1,
+        "the agent re-sent from the stalled watermark: {resent}"
     );
 
     // Stop the agent cleanly so its last entries are published and acknowledged, then compare.

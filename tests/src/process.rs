@@ -71,6 +71,15 @@ impl Proc {
         false
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process.
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {}", self.name);
+    }
+
     fn running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -273,6 +282,16 @@ impl Collector {
     /// Still running?
     pub fn running(&mut self) -> bool {
         self.proc.running()
+    }
+
+    /// SIGSTOP: the process holds still (its sockets stay open, nothing is read or acked).
+    pub fn pause(&self) {
+        self.proc.signal("STOP");
+    }
+
+    /// SIGCONT after [`Collector::pause`].
+    pub fn resume(&self) {
+        self.proc.signal("CONT");
     }
 
     /// Process id.
