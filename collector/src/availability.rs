@@ -2,7 +2,7 @@
 //! service from the store and hands them to the pure SLA arithmetic in [`crate::sla`].
 
 use crate::config::Service;
-use crate::sla::{self, Observation, ProbeInput, SlaReport, Span};
+use crate::sla::{self, ProbeInput, SlaReport, Span};
 use crate::store::{Store, StoreError};
 
 /// Longest interval a stored result may carry; bounds how far before `from` we look.
@@ -23,12 +23,7 @@ pub fn probe_inputs(
             .observations(&p.agent, &p.probe, span.from_ms, span.to_ms)?
             .into_iter()
             .filter(|r| r.observed_ms + MAX_HOLD_LOOKBACK_MS >= span.from_ms)
-            .map(|r| Observation {
-                at_ms: r.observed_ms,
-                state: r.state,
-                latency_us: r.latency_us,
-                interval_ms: r.interval_ms,
-            })
+            .map(|r| r.observation())
             .collect();
         let lost = store
             .gaps(&p.agent, span.from_ms, span.to_ms)?

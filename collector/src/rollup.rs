@@ -210,12 +210,7 @@ pub fn recompute_dirty(store: &Store, limit: usize) -> Result<usize> {
         let observations: Vec<Observation> = store
             .observations(&agent, &probe, minute, minute + MINUTE_MS)?
             .into_iter()
-            .map(|r| Observation {
-                at_ms: r.observed_ms,
-                state: r.state,
-                latency_us: r.latency_us,
-                interval_ms: r.interval_ms,
-            })
+            .map(|r| r.observation())
             .collect();
         rollups.push(Write::Put(
             key.clone(),

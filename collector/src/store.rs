@@ -69,6 +69,18 @@ pub struct StoredResult {
     pub error: Option<String>,
 }
 
+impl StoredResult {
+    /// What the SLA arithmetic needs of it.
+    pub fn observation(&self) -> crate::sla::Observation {
+        crate::sla::Observation {
+            at_ms: self.observed_ms,
+            state: self.state,
+            latency_us: self.latency_us,
+            interval_ms: self.interval_ms,
+        }
+    }
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
