@@ -363,6 +363,57 @@ impl Store {
             .collect()
     }
 
+    /// Raw results of every probe of `agent` observed in `[from_ms, to_ms)`, as `(probe,
+    /// result)`, by probe then time; at most `limit`.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt record.
+    pub fn agent_results(
+        &self,
+        agent: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredResult)>> {
+        let tree = self.tree(trees::RESULTS)?;
+        let mut out = Vec::new();
+        for (key, value) in tree.scan_prefix(&KeyBuf::new().str(agent).build())? {
+            if out.len() >= limit {
+                break;
+            }
+            let r: StoredResult = decode(trees::RESULTS, &value)?;
+            if r.observed_ms < from_ms || r.observed_ms >= to_ms {
+                continue;
+            }
+            let probe = key
+                .split(|b| *b == 0)
+                .nth(1)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            out.push((probe, r));
+        }
+        Ok(out)
+    }
+
+    /// The delivery state of every boot of `agent`: `(boot, tracker)`.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt record.
+    pub fn boots(&self, agent: &str) -> Result<Vec<(String, crate::ingest::dedup::SeqTracker)>> {
+        let tree = self.tree(trees::SEQS)?;
+        tree.scan_prefix(&KeyBuf::new().str(agent).build())?
+            .into_iter()
+            .map(|(k, v)| {
+                let boot = k
+                    .split(|b| *b == 0)
+                    .nth(1)
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_default();
+                Ok((boot, decode(trees::SEQS, &v)?))
+            })
+            .collect()
+    }
+
     /// Deletes raw results and capacity samples observed before `cutoff_ms`; returns how many.
     ///
     /// # Errors

@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `GET /api/v1/health` | ingest counters, rejected by reason, store size |
 //! | `GET /api/v1/agents` | the agent registry |
+//! | `GET /api/v1/agents/{id}` | one agent with the delivery state of each boot (watermark, highest, missing) |
+//! | `GET /api/v1/agents/{id}/results?from=&to=&limit=` | raw stored results with boot and seq (export, audits) |
 //! | `GET /api/v1/services` | the catalogue with current attainment |
 //! | `GET /api/v1/services/{id}/sla?from=&to=` | SLA report (RFC 3339 or epoch ms; default: the SLO window) |
 //! | `GET /api/v1/capacity?agent=&metric=&from=&to=` | capacity series and summary |
@@ -50,6 +52,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(routes::health))
         .route("/api/v1/agents", get(routes::agents))
+        .route("/api/v1/agents/{id}", get(routes::agent))
+        .route("/api/v1/agents/{id}/results", get(routes::agent_results))
         .route("/api/v1/services", get(routes::services))
         .route("/api/v1/services/{id}/sla", get(routes::service_sla))
         .route("/api/v1/capacity", get(routes::capacity))

@@ -102,6 +102,68 @@ pub async fn agents(State(state): Shared) -> Json<Vec<AgentView>> {
     )
 }
 
+/// `GET /api/v1/agents/{id}`: the registry record and the delivery state of every boot.
+pub async fn agent(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let record = state.registry.get(&id).ok_or_else(|| ApiError::NotFound {
+        what: "agent",
+        id: id.clone(),
+    })?;
+    let store = state.store.clone();
+    let boots = blocking(move || Ok(store.boots(&id)?)).await?;
+    let boots: Vec<Value> = boots
+        .into_iter()
+        .map(|(boot, t)| {
+            json!({"boot": boot, "watermark": t.watermark(), "highest": t.highest(), "missing": t.missing()})
+        })
+        .collect();
+    Ok(Json(json!({
+        "agent": AgentView { state: record.state_at(now_ms()), record },
+        "boots": boots,
+    })))
+}
+
+/// `from`, `to`, `limit` of the raw results export.
+#[derive(Debug, Deserialize)]
+pub struct ResultsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most raw results one export returns.
+const MAX_EXPORT: usize = 1_000_000;
+
+/// `GET /api/v1/agents/{id}/results?from=&to=&limit=`: stored raw results with their boot and
+/// seq (default: everything still kept).
+pub async fn agent_results(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<ResultsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let from_ms = q
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?
+        .unwrap_or(0);
+    let to_ms =
+        q.to.as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?
+            .unwrap_or(u64::MAX);
+    let limit = q.limit.unwrap_or(MAX_EXPORT).min(MAX_EXPORT);
+    let store = state.store.clone();
+    let rows = blocking(move || Ok(store.agent_results(&id, from_ms, to_ms, limit)?)).await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(probe, r)| {
+            json!({"boot": r.boot, "seq": r.seq, "probe": probe, "observed_ms": r.observed_ms, "state": r.state,
+                   "latency_us": r.latency_us, "interval_ms": r.interval_ms, "error": r.error})
+        })
+        .collect();
+    Ok(Json(Value::Array(rows)))
+}
+
 /// A service with its SLA over its SLO window.
 #[derive(Debug, Serialize)]
 pub struct ServiceView {
