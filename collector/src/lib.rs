@@ -19,6 +19,7 @@
 //! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
 //! - [`server`]: wires all of the above for `serve`; [`demo`] runs the whole loop on loopback.
 //! - [`events`]: ingest counters and their log lines.
+//! - [`verify`]: the store's invariant checker (crash tests, audits).
 
 pub mod api;
 pub mod availability;
@@ -33,3 +34,4 @@ pub mod rollup;
 pub mod server;
 pub mod sla;
 pub mod store;
+pub mod verify;
