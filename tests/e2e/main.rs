@@ -5,5 +5,6 @@
 
 mod configs;
 mod delivery;
+mod faults;
 mod malformed;
 mod pipeline;

@@ -14,7 +14,9 @@
 )]
 
 pub mod mqtt;
+pub mod oracle;
 pub mod process;
+pub mod sim;
 pub mod target;
 
 use std::net::{SocketAddr, TcpListener};
