@@ -4,8 +4,9 @@
 //! (`GET /api/v1/agents/{id}/results`) and reports:
 //! - conservation: every obligation is stored exactly once;
 //! - integrity: the stored payload hashes match what was produced;
-//! - no phantoms: nothing is stored that no agent produced;
-//! and [`liveness`] / [`Verdict::exercised`] cover the rest: a fresh result is stored within
+//! - no phantoms: nothing is stored that no agent produced.
+//!
+//! [`liveness`] / [`Verdict::exercised`] cover the rest: a fresh result is stored within
 //! 10 s, and the duplicate and re-send paths really ran.
 
 use std::collections::{BTreeMap, HashMap};
