@@ -8,3 +8,4 @@ mod delivery;
 mod faults;
 mod malformed;
 mod pipeline;
+mod shutdown;
