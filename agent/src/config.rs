@@ -98,6 +98,10 @@ pub struct OutboxSection {
     /// Re-send from the watermark when it has not moved for this long.
     #[serde(default = "default_resend_after")]
     pub resend_after: Duration,
+    /// Warn ("not acknowledged by the collector") when published entries have waited this long
+    /// for the collector's ack watermark while the agent was connected.
+    #[serde(default = "default_unacked_alarm")]
+    pub unacked_alarm: Duration,
 }
 
 const fn default_max_entries() -> usize {
@@ -109,6 +113,9 @@ const fn default_max_bytes() -> u64 {
 const fn default_resend_after() -> Duration {
     Duration::from_secs(15)
 }
+const fn default_unacked_alarm() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl Default for OutboxSection {
     fn default() -> Self {
@@ -116,6 +123,7 @@ impl Default for OutboxSection {
             max_entries: default_max_entries(),
             max_bytes: default_max_bytes(),
             resend_after: default_resend_after(),
+            unacked_alarm: default_unacked_alarm(),
         }
     }
 }
@@ -164,6 +172,9 @@ pub struct OutboxSettings {
     pub max_bytes: u64,
     /// Re-send from the watermark after it has not moved for this long.
     pub resend_after: std::time::Duration,
+    /// Raise the "not acknowledged by the collector" alarm after published entries waited this
+    /// long (connected time) for the ack watermark.
+    pub unacked_alarm: std::time::Duration,
 }
 
 /// Publisher settings after validation.
@@ -299,6 +310,13 @@ impl AgentConfig {
             Duration::from_secs(1),
             Duration::from_secs(3_600),
         );
+        check_interval(
+            &mut problems,
+            "outbox.unacked_alarm",
+            o.unacked_alarm,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        );
 
         let p = &self.publish;
         if p.batch_max_entries == 0 {
@@ -359,6 +377,7 @@ impl AgentConfig {
                 max_entries: self.outbox.max_entries,
                 max_bytes: self.outbox.max_bytes,
                 resend_after: self.outbox.resend_after.get(),
+                unacked_alarm: self.outbox.unacked_alarm.get(),
             },
             publish: PublishSettings {
                 batch_max_entries: self.publish.batch_max_entries,
@@ -449,6 +468,7 @@ timeout = "3s"
         assert_eq!(c.max_concurrent_probes, 32);
         assert_eq!(c.capacity_interval, std::time::Duration::from_secs(30));
         assert_eq!(c.outbox.max_entries, 100_000);
+        assert_eq!(c.outbox.unacked_alarm, std::time::Duration::from_secs(30));
         assert_eq!(c.publish.batch_max_entries, 500);
         assert_eq!(c.mqtt.url, "mqtt://127.0.0.1:1883");
         assert_eq!(c.health_listen, None);
@@ -549,12 +569,17 @@ timeout = "3s"
                 vec!["agent.health_listen: \"localhost\" is not an IP address and port such as 127.0.0.1:9101"],
             ),
             (
-                format!("{BASE}\n[outbox]\nmax_entries = 0\nmax_bytes = 0\nresend_after = \"0s\"\n"),
+                format!("{BASE}\n[outbox]\nmax_entries = 0\nmax_bytes = 0\nresend_after = \"0s\"\nunacked_alarm = \"500ms\"\n"),
                 vec![
                     "outbox.max_entries: must be at least 1",
                     "outbox.max_bytes: 0 bytes is too small; use at least 65536",
                     "outbox.resend_after: 0s is too short; use at least 1s",
+                    "outbox.unacked_alarm: 500ms is too short; use at least 1s",
                 ],
+            ),
+            (
+                format!("{BASE}\n[outbox]\nunacked_alarm = \"2d\"\n"),
+                vec!["outbox.unacked_alarm: 2d is too long; use at most 1d"],
             ),
             (
                 format!("{BASE}\n[publish]\nbatch_max_entries = 0\nlinger = \"1m\"\n"),

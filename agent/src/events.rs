@@ -49,6 +49,9 @@ pub mod names {
     pub const RESENDS: &str = "watchstand_agent_resends_total";
     /// Publish requests that failed.
     pub const PUBLISH_ERRORS: &str = "watchstand_agent_publish_errors_total";
+    /// Episodes of published entries not acknowledged by the collector within
+    /// `outbox.unacked_alarm`.
+    pub const UNACKED_ALARMS: &str = "watchstand_agent_unacked_alarms_total";
 }
 
 /// Process-wide counters.
@@ -74,6 +77,8 @@ pub struct Counters {
     pub resends: [Counter; 2],
     /// See [`names::PUBLISH_ERRORS`].
     pub publish_errors: Counter,
+    /// See [`names::UNACKED_ALARMS`].
+    pub unacked_alarms: Counter,
 }
 
 /// The counters of this process.
@@ -88,6 +93,7 @@ pub static COUNTERS: Counters = Counters {
     batches_published: Counter::new(),
     resends: [Counter::new(), Counter::new()],
     publish_errors: Counter::new(),
+    unacked_alarms: Counter::new(),
 };
 
 /// Every counter as `(name, labels, value)`, for export.
@@ -115,6 +121,7 @@ pub fn snapshot() -> Vec<(&'static str, &'static str, u64)> {
         (names::RESENDS, "reason=reconnect", c.resends[0].get()),
         (names::RESENDS, "reason=stalled", c.resends[1].get()),
         (names::PUBLISH_ERRORS, "", c.publish_errors.get()),
+        (names::UNACKED_ALARMS, "", c.unacked_alarms.get()),
     ]
 }
 
@@ -374,5 +381,57 @@ impl PublishFailed<'_> {
     pub fn emit(self) {
         COUNTERS.publish_errors.add(1);
         tracing::warn!(error = %self.error, "Publish failed; entries stay in the outbox.");
+    }
+}
+
+/// Entries were published while connected, but the collector's ack watermark has not covered
+/// them for `outbox.unacked_alarm`: the broker took them (on MQTT 3.1.1 even a publish an ACL
+/// denies is PUBACKed) and nothing reached the collector's store. Once per episode.
+#[derive(Debug)]
+pub struct UnackedAlarm<'a> {
+    /// The boot whose entries wait.
+    pub boot: &'a str,
+    /// The oldest seq waiting (watermark + 1).
+    pub oldest_seq: u64,
+    /// Highest seq published.
+    pub published_upto: u64,
+    /// How long the oldest has waited (connected time).
+    pub age: std::time::Duration,
+}
+
+impl UnackedAlarm<'_> {
+    /// Logs (warn: an operator must look at the collector or the broker's ACL) and counts.
+    pub fn emit(self) {
+        COUNTERS.unacked_alarms.add(1);
+        tracing::warn!(
+            boot = self.boot,
+            oldest_seq = self.oldest_seq,
+            published_upto = self.published_upto,
+            age_ms = u64::try_from(self.age.as_millis()).unwrap_or(u64::MAX),
+            "Published entries not acknowledged by the collector; they stay in the outbox. Check that the collector runs and that the broker lets this agent publish."
+        );
+    }
+}
+
+/// The collector's watermark moved again after an [`UnackedAlarm`]: the episode is over.
+#[derive(Debug)]
+pub struct AckedAgain<'a> {
+    /// The boot.
+    pub boot: &'a str,
+    /// The new watermark.
+    pub watermark: u64,
+    /// How long the episode lasted since the oldest entry was published.
+    pub after: std::time::Duration,
+}
+
+impl AckedAgain<'_> {
+    /// Logs.
+    pub fn emit(self) {
+        tracing::info!(
+            boot = self.boot,
+            watermark = self.watermark,
+            after_ms = u64::try_from(self.after.as_millis()).unwrap_or(u64::MAX),
+            "Published entries acknowledged again by the collector."
+        );
     }
 }

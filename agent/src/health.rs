@@ -3,8 +3,13 @@
 //!
 //! `GET /health` answers with
 //! `{"site","agent","boot","mqtt_connected","outbox":{"entries","bytes","dropped","gap_records"},
-//! "watermarks":{"<boot>":seq},"published","resent"}`. `dropped` and `gap_records` count since
-//! this start; `entries` and `bytes` are what the outbox holds now.
+//! "watermarks":{"<boot>":seq},"published","resent","unacked_alarms","unacknowledged"}`.
+//! `dropped` and `gap_records` count since this start; `entries` and `bytes` are what the outbox
+//! holds now. `unacknowledged` is `null`, or the oldest stretch of published entries the
+//! collector's watermark has not covered yet:
+//! `{"boot","oldest_seq","published_upto","since_ms","age_ms","alarm"}`, with `alarm` true once
+//! it waited `outbox.unacked_alarm` ("not acknowledged by the collector");
+//! `unacked_alarms` counts such episodes since this start.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use watchstand_shared::time::now_ms;
 
 use crate::mqtt::LinkState;
 use crate::outbox::Outbox;
@@ -46,6 +52,16 @@ pub fn snapshot(state: &HealthState) -> Value {
         .iter()
         .map(|b| (b.id.clone(), json!(b.watermark)))
         .collect();
+    let unacknowledged = state.published.unacknowledged().map(|u| {
+        json!({
+            "boot": u.boot,
+            "oldest_seq": u.oldest_seq,
+            "published_upto": u.published_upto,
+            "since_ms": u.since_ms,
+            "age_ms": now_ms().saturating_sub(u.since_ms),
+            "alarm": u.alarm,
+        })
+    });
     json!({
         "site": state.site,
         "agent": state.agent,
@@ -60,6 +76,8 @@ pub fn snapshot(state: &HealthState) -> Value {
         "watermarks": watermarks,
         "published": state.published.published.load(Ordering::Relaxed),
         "resent": state.published.resent.load(Ordering::Relaxed),
+        "unacked_alarms": state.published.unacked_alarms.load(Ordering::Relaxed),
+        "unacknowledged": unacknowledged,
     })
 }
 
@@ -158,6 +176,8 @@ mod tests {
                 "watermarks": {boot.clone(): 1},
                 "published": 0,
                 "resent": 0,
+                "unacked_alarms": 0,
+                "unacknowledged": null,
             })
         );
         assert!(body["outbox"]["bytes"].as_u64().unwrap() > 0);

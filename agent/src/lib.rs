@@ -216,6 +216,7 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         &config.agent_id,
         config.publish.clone(),
         config.outbox.resend_after,
+        config.outbox.unacked_alarm,
         max_payload,
     );
     let stats = outbox.stats();

@@ -14,17 +14,24 @@
 //!   the agent flood the broker.
 //! - **Durable first**: after reading and before publishing it calls
 //!   [`Outbox::ensure_durable`], one flush per cycle.
+//! - **Unacknowledged alarm**: when entries it published while connected have waited
+//!   `outbox.unacked_alarm` for the watermark (re-sends do not restart the clock, a reconnect
+//!   does), it warns once per episode ("not acknowledged by the collector") and shows it in
+//!   [`PublisherStats::unacknowledged`]; the next move of that boot's watermark ends the
+//!   episode. On MQTT 3.1.1 a broker PUBACKs even a publish its ACL denies, so this, not the
+//!   PUBACK, is how such a loss becomes visible.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{Channel, TopicLayout, MAX_ID_LEN};
 use watchstand_shared::wire::v1::{encode, CapacityBatch, ResultBatch, VERSION};
 
@@ -224,6 +231,21 @@ impl Sink for MqttSink {
     }
 }
 
+/// Published entries waiting for the collector's watermark (the oldest such stretch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unacknowledged {
+    /// The boot of the oldest waiting stretch.
+    pub boot: String,
+    /// Its oldest waiting seq (watermark + 1).
+    pub oldest_seq: u64,
+    /// Highest seq published of that boot.
+    pub published_upto: u64,
+    /// Epoch ms since which it waits (connected time: a reconnect restarts it).
+    pub since_ms: u64,
+    /// The wait passed `outbox.unacked_alarm`: "not acknowledged by the collector".
+    pub alarm: bool,
+}
+
 /// Counters the health endpoint shows.
 #[derive(Debug, Default)]
 pub struct PublisherStats {
@@ -231,11 +253,36 @@ pub struct PublisherStats {
     pub published: AtomicU64,
     /// Entries published again after a re-send.
     pub resent: AtomicU64,
+    /// "Not acknowledged by the collector" episodes since start.
+    pub unacked_alarms: AtomicU64,
+    /// The oldest stretch of published, unacknowledged entries, if any.
+    unacked: Mutex<Option<Unacknowledged>>,
+}
+
+impl PublisherStats {
+    /// The oldest stretch of published entries the collector has not acknowledged yet.
+    pub fn unacknowledged(&self) -> Option<Unacknowledged> {
+        self.unacked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_unacknowledged(&self, view: Option<Unacknowledged>) {
+        *self.unacked.lock().unwrap_or_else(PoisonError::into_inner) = view;
+    }
+}
+
+/// Epoch ms of the monotonic instant `at` (in the past).
+fn wall_ms(at: Instant) -> u64 {
+    now_ms().saturating_sub(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Per-boot progress.
 #[derive(Debug, Clone)]
 struct Cursor {
+    /// The boot id.
+    id: String,
     /// The watermark as last seen.
     watermark: u64,
     /// Highest seq published in the current pass (back to the watermark on a re-send).
@@ -246,6 +293,49 @@ struct Cursor {
     last_progress: Instant,
     /// When new entries of the current boot started to wait for their batch to fill.
     pending_since: Option<Instant>,
+    /// Since when published entries wait for the watermark (and that instant in epoch ms):
+    /// set by the first publish beyond the watermark, restarted when the watermark moves or
+    /// the connection is new, kept across re-sends.
+    unacked_since: Option<(Instant, u64)>,
+    /// The "not acknowledged by the collector" alarm is raised for this boot.
+    alarmed: bool,
+}
+
+impl Cursor {
+    fn new(id: &str, watermark: u64, now: Instant) -> Self {
+        Self {
+            id: id.to_owned(),
+            watermark,
+            published_upto: watermark,
+            max_published: watermark,
+            last_progress: now,
+            pending_since: None,
+            unacked_since: None,
+            alarmed: false,
+        }
+    }
+
+    /// Published entries wait for the watermark.
+    fn outstanding(&self) -> bool {
+        self.max_published > self.watermark
+    }
+
+    /// The collector's watermark moved to `watermark`: progress; ends an alarm episode.
+    fn watermark_moved(&mut self, watermark: u64, now: Instant) {
+        let since = self.unacked_since.map(|(at, _)| at);
+        self.watermark = watermark;
+        self.last_progress = now;
+        self.unacked_since = self.outstanding().then(|| (now, wall_ms(now)));
+        if self.alarmed {
+            self.alarmed = false;
+            events::AckedAgain {
+                boot: &self.id,
+                watermark,
+                after: since.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
+            }
+            .emit();
+        }
+    }
 }
 
 /// The publisher task.
@@ -257,6 +347,7 @@ pub struct Publisher<S> {
     agent: String,
     settings: PublishSettings,
     resend_after: Duration,
+    unacked_alarm: Duration,
     max_payload: usize,
     stats: Arc<PublisherStats>,
     cursors: HashMap<u64, Cursor>,
@@ -282,6 +373,7 @@ impl<S: Sink> Publisher<S> {
         agent: &str,
         settings: PublishSettings,
         resend_after: Duration,
+        unacked_alarm: Duration,
         max_payload: usize,
     ) -> Self {
         Self {
@@ -292,6 +384,7 @@ impl<S: Sink> Publisher<S> {
             agent: agent.to_owned(),
             settings,
             resend_after,
+            unacked_alarm,
             max_payload,
             stats: Arc::new(PublisherStats::default()),
             cursors: HashMap::new(),
@@ -312,13 +405,20 @@ impl<S: Sink> Publisher<S> {
             .max(1)
     }
 
-    /// Goes back to the watermark for every boot with unacked published entries.
+    /// Goes back to the watermark for every boot with unacked published entries. A new
+    /// connection also restarts the unacknowledged clock of a boot not yet in alarm: time
+    /// without a broker is not the collector's silence.
     fn rewind_all(&mut self, reason: ResendReason) {
         let now = Instant::now();
         let boots = self.outbox.boots();
         for boot in boots {
             if let Some(c) = self.cursors.get_mut(&boot.ordinal) {
-                c.watermark = c.watermark.max(boot.watermark);
+                if boot.watermark > c.watermark {
+                    c.watermark_moved(boot.watermark, now);
+                }
+                if reason == ResendReason::Reconnect && !c.alarmed && c.unacked_since.is_some() {
+                    c.unacked_since = Some((now, wall_ms(now)));
+                }
                 if c.published_upto > c.watermark {
                     events::Resend {
                         boot: &boot.id,
@@ -340,20 +440,28 @@ impl<S: Sink> Publisher<S> {
         let mut wake: Option<Instant> = None;
         let mut soonest = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
         let boots = self.outbox.boots();
-        self.cursors
-            .retain(|ordinal, _| boots.iter().any(|b| b.ordinal == *ordinal));
+        let gone: Vec<u64> = self
+            .cursors
+            .keys()
+            .copied()
+            .filter(|ordinal| !boots.iter().any(|b| b.ordinal == *ordinal))
+            .collect();
+        for ordinal in gone {
+            // A boot leaves the outbox when its watermark covered everything.
+            if let Some(mut c) = self.cursors.remove(&ordinal) {
+                let upto = c.max_published.max(c.watermark);
+                c.watermark_moved(upto, now);
+            }
+        }
         let window = self.window();
         for boot in boots {
-            let mut c = self.cursors.get(&boot.ordinal).cloned().unwrap_or(Cursor {
-                watermark: boot.watermark,
-                published_upto: boot.watermark,
-                max_published: boot.watermark,
-                last_progress: now,
-                pending_since: None,
-            });
+            let mut c = self
+                .cursors
+                .get(&boot.ordinal)
+                .cloned()
+                .unwrap_or_else(|| Cursor::new(&boot.id, boot.watermark, now));
             if boot.watermark > c.watermark {
-                c.watermark = boot.watermark;
-                c.last_progress = now;
+                c.watermark_moved(boot.watermark, now);
             }
             c.published_upto = c.published_upto.max(c.watermark);
             if c.published_upto > c.watermark && now >= c.last_progress + self.resend_after {
@@ -384,9 +492,58 @@ impl<S: Sink> Publisher<S> {
             if c.published_upto > c.watermark {
                 soonest(c.last_progress + self.resend_after);
             }
+            if let Some(t) = self.check_unacked(&mut c, now) {
+                soonest(t);
+            }
             self.cursors.insert(boot.ordinal, c);
         }
+        self.show_unacked();
         wake
+    }
+
+    /// Raises the alarm of boot cursor `c` when its published entries waited
+    /// `unacked_alarm`; otherwise returns when they will have.
+    fn check_unacked(&self, c: &mut Cursor, now: Instant) -> Option<Instant> {
+        if !c.outstanding() {
+            c.unacked_since = None;
+            return None;
+        }
+        let (since, _) = c.unacked_since?;
+        if c.alarmed {
+            return None;
+        }
+        let due = since + self.unacked_alarm;
+        if now < due {
+            return Some(due);
+        }
+        c.alarmed = true;
+        self.stats.unacked_alarms.fetch_add(1, Ordering::Relaxed);
+        events::UnackedAlarm {
+            boot: &c.id,
+            oldest_seq: c.watermark + 1,
+            published_upto: c.max_published,
+            age: now.saturating_duration_since(since),
+        }
+        .emit();
+        None
+    }
+
+    /// Publishes the oldest waiting stretch for the health endpoint.
+    fn show_unacked(&self) {
+        let oldest = self
+            .cursors
+            .values()
+            .filter(|c| c.outstanding())
+            .filter_map(|c| c.unacked_since.map(|(at, ms)| (at, ms, c)))
+            .min_by_key(|(at, _, _)| *at)
+            .map(|(_, since_ms, c)| Unacknowledged {
+                boot: c.id.clone(),
+                oldest_seq: c.watermark + 1,
+                published_upto: c.max_published,
+                since_ms,
+                alarm: c.alarmed,
+            });
+        self.stats.set_unacknowledged(oldest);
     }
 
     /// Publishes the due entries of one boot; returns a linger deadline if it waits for more.
@@ -483,6 +640,9 @@ impl<S: Sink> Publisher<S> {
             if c.published_upto == c.watermark {
                 // An unacked stretch begins; the re-send timer counts from here.
                 c.last_progress = now;
+            }
+            if c.unacked_since.is_none() {
+                c.unacked_since = Some((now, wall_ms(now)));
             }
             c.published_upto = last;
             c.max_published = c.max_published.max(last);
@@ -721,6 +881,10 @@ mod tests {
     }
 
     fn rig_capped(batch_max_entries: usize, max_entries: usize) -> Rig {
+        rig_with(batch_max_entries, max_entries, Duration::from_secs(30))
+    }
+
+    fn rig_with(batch_max_entries: usize, max_entries: usize, unacked_alarm: Duration) -> Rig {
         let outbox = Arc::new(
             Outbox::open(
                 Arc::new(MemoryStorage::new()),
@@ -745,6 +909,7 @@ mod tests {
                 linger: Duration::from_millis(200),
             },
             Duration::from_secs(15),
+            unacked_alarm,
             256 * 1024,
         );
         let stats = publisher.stats();
@@ -871,6 +1036,99 @@ mod tests {
         rig.stop.cancel();
     }
 
+    fn alarms(rig: &Rig) -> u64 {
+        rig.stats.unacked_alarms.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn published_entries_the_collector_never_acks_raise_one_alarm_until_the_watermark_moves()
+    {
+        let rig = rig_with(100, 100_000, Duration::from_secs(5));
+        rig.connect(1);
+        rig.append(3);
+        settle(1_000).await;
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3]);
+        let waiting = rig.stats.unacknowledged().unwrap();
+        assert_eq!(
+            (waiting.oldest_seq, waiting.published_upto, waiting.alarm),
+            (1, 3, false)
+        );
+        assert_eq!(waiting.boot, rig.outbox.boot_id());
+        settle(3_000).await;
+        assert!(!rig.stats.unacknowledged().unwrap().alarm, "4 s < 5 s");
+        assert_eq!(alarms(&rig), 0);
+        settle(1_500).await;
+        let alarm = rig.stats.unacknowledged().unwrap();
+        assert!(alarm.alarm, "published 200 ms in, 5 s passed: {alarm:?}");
+        assert_eq!(
+            alarm.since_ms, waiting.since_ms,
+            "the clock did not restart"
+        );
+        assert_eq!(alarms(&rig), 1);
+
+        // The stalled re-send (15 s) publishes again; the episode goes on, one alarm.
+        settle(15_000).await;
+        assert!(rig.stats.resent.load(Ordering::Relaxed) >= 3);
+        assert_eq!(rig.stats.unacknowledged().unwrap(), alarm);
+        assert_eq!(alarms(&rig), 1, "once per episode");
+
+        // A partial ack moves the watermark: the episode ends, the clock restarts for the rest.
+        rig.outbox.apply_ack(&rig.outbox.boot_id(), 2).unwrap();
+        settle(10).await;
+        let rest = rig.stats.unacknowledged().unwrap();
+        assert_eq!((rest.oldest_seq, rest.alarm), (3, false));
+        // (since_ms is wall-clock time, which paused tokio time does not move.)
+        settle(4_900).await;
+        assert_eq!(alarms(&rig), 1, "the clock restarted at the ack");
+        settle(200).await;
+        assert!(rig.stats.unacknowledged().unwrap().alarm, "a new episode");
+        assert_eq!(alarms(&rig), 2);
+
+        // Everything acked: nothing waits.
+        rig.outbox.apply_ack(&rig.outbox.boot_id(), 3).unwrap();
+        settle(10).await;
+        assert_eq!(rig.stats.unacknowledged(), None);
+        settle(30_000).await;
+        assert_eq!(alarms(&rig), 2);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_unacked_clock_counts_connected_time_only() {
+        let rig = rig_with(100, 100_000, Duration::from_secs(5));
+        rig.connect(1);
+        rig.append(2);
+        settle(1_000).await;
+        rig.disconnect();
+        settle(30_000).await;
+        assert_eq!(alarms(&rig), 0, "no broker: not the collector's silence");
+        rig.connect(2);
+        settle(4_000).await;
+        assert_eq!(alarms(&rig), 0, "the clock restarted on the new connection");
+        assert!(!rig.stats.unacknowledged().unwrap().alarm);
+        settle(1_500).await;
+        assert_eq!(alarms(&rig), 1);
+        assert!(rig.stats.unacknowledged().unwrap().alarm);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steadily_moving_watermark_never_raises_the_alarm() {
+        let rig = rig_with(10, 100_000, Duration::from_secs(5));
+        rig.connect(1);
+        let boot = rig.outbox.boot_id();
+        for _ in 0..60 {
+            rig.append(10);
+            settle(500).await;
+            let max = rig.sink.seqs().into_iter().max().unwrap();
+            // The collector lags one batch behind.
+            rig.outbox.apply_ack(&boot, max.saturating_sub(10)).unwrap();
+        }
+        assert_eq!(alarms(&rig), 0);
+        assert!(!rig.stats.unacknowledged().unwrap().alarm);
+        rig.stop.cancel();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn after_an_overflow_the_oldest_entries_left_and_the_gap_record_are_delivered() {
         let rig = rig_capped(100, 20);
@@ -931,6 +1189,7 @@ mod tests {
                 linger: Duration::from_millis(200),
             },
             Duration::from_secs(15),
+            Duration::from_secs(30),
             256 * 1024,
         );
         let stop = CancellationToken::new();

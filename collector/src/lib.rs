@@ -15,6 +15,7 @@
 //! - [`store`]: the collector's trees over the shared storage trait.
 //! - [`rollup`]: per-probe per-minute rollups and capacity rollups, recomputed from raw data.
 //! - [`registry`]: agents, their online/offline state and counters.
+//! - [`incident`]: rules, the incident lifecycle, flapping, inhibition, webhook notifications.
 //! - [`sla`]: the SLA arithmetic (pure); [`availability`] feeds it from the store.
 //! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
 //! - [`server`]: wires all of the above for `serve`; [`demo`] runs the whole loop on loopback.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod incident;
 pub mod ingest;
 pub mod registry;
 pub mod rollup;

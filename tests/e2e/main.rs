@@ -6,6 +6,7 @@
 mod configs;
 mod delivery;
 mod faults;
+mod faults_agent;
 mod malformed;
 mod pipeline;
 mod shutdown;

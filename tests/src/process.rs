@@ -151,6 +151,8 @@ pub struct CollectorSpec {
     pub broker: BrokerChoice,
     /// `[[services]]` TOML.
     pub services: String,
+    /// Extra lines for its `[mqtt]` section (`username`, `password`, …).
+    pub mqtt_extra: String,
 }
 
 impl CollectorSpec {
@@ -162,6 +164,7 @@ impl CollectorSpec {
             api: free_addr(),
             broker,
             services: services.to_owned(),
+            mqtt_extra: String::new(),
         }
     }
 
@@ -172,8 +175,8 @@ impl CollectorSpec {
             BrokerChoice::External(u) => (false, "127.0.0.1:1883".to_owned(), u.clone()),
         };
         let text = format!(
-            "[collector]\nid = \"test\"\ndata_dir = \"data\"\nlisten = \"{}\"\n\n[broker]\nembedded = {embedded}\nlisten = \"{listen}\"\n\n[mqtt]\nurl = \"{url}\"\nreconnect_max = \"1s\"\n\n{}\n",
-            self.api, self.services
+            "[collector]\nid = \"test\"\ndata_dir = \"data\"\nlisten = \"{}\"\n\n[broker]\nembedded = {embedded}\nlisten = \"{listen}\"\n\n[mqtt]\nurl = \"{url}\"\nreconnect_max = \"1s\"\n{}\n\n{}\n",
+            self.api, self.mqtt_extra, self.services
         );
         let path = self.dir.join("collector.toml");
         std::fs::write(&path, text).expect("write collector.toml");
@@ -317,6 +320,8 @@ pub struct AgentSpec {
     pub probes: String,
     /// Extra TOML sections (`[outbox]`, `[publish]`, `[capacity]`).
     pub extra: String,
+    /// Extra lines for its `[mqtt]` section (`username`, `password`, …).
+    pub mqtt_extra: String,
 }
 
 impl AgentSpec {
@@ -331,14 +336,15 @@ impl AgentSpec {
             health: free_addr(),
             probes: probes.to_owned(),
             extra: "[capacity]\ninterval = \"5s\"\n\n[publish]\nlinger = \"50ms\"\n".to_owned(),
+            mqtt_extra: String::new(),
         }
     }
 
     /// Writes `agent.toml`; returns its path.
     pub fn write_config(&self) -> PathBuf {
         let text = format!(
-            "[agent]\nsite = \"{}\"\nid = \"{}\"\ndata_dir = \"outbox\"\nhealth_listen = \"{}\"\n\n[mqtt]\nurl = \"{}\"\nreconnect_max = \"1s\"\n\n{}\n{}\n",
-            self.site, self.id, self.health, self.broker_url, self.extra, self.probes
+            "[agent]\nsite = \"{}\"\nid = \"{}\"\ndata_dir = \"outbox\"\nhealth_listen = \"{}\"\n\n[mqtt]\nurl = \"{}\"\nreconnect_max = \"1s\"\n{}\n\n{}\n{}\n",
+            self.site, self.id, self.health, self.broker_url, self.mqtt_extra, self.extra, self.probes
         );
         let path = self.dir.join("agent.toml");
         std::fs::write(&path, text).expect("write agent.toml");

@@ -97,9 +97,12 @@ pub struct RawService {
     /// Count unmonitored time as downtime.
     #[serde(default)]
     pub count_unknown_as_down: bool,
-    /// Services this one depends on (for incident inhibition later).
+    /// Services this one depends on (their outages inhibit this one's incidents).
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Incident rule overrides (`down_after`, `resolve_after`, `burn_rate`, `flapping`, …).
+    #[serde(default)]
+    pub incidents: Option<crate::incident::policy::RawIncidentPolicy>,
 }
 
 fn default_mode() -> String {

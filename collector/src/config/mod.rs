@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,10 @@ use serde::Deserialize;
 use watchstand_shared::config::{ConfigErrors, Duration, LoadError, MqttConfig, Problems};
 
 pub use catalogue::{Catalogue, Criticality, ProbeRef, Service};
+
+use crate::incident::policy::{
+    self, IncidentPolicy, IncidentSettings, RawIncidentPolicy, RawWebhook, Webhook,
+};
 
 /// `[collector]` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +83,12 @@ pub struct RawCollectorConfig {
     /// `[[services]]` inline (more may come from `services_file`).
     #[serde(default)]
     pub services: Vec<catalogue::RawService>,
+    /// `[incidents]`: rule defaults.
+    #[serde(default)]
+    pub incidents: RawIncidentPolicy,
+    /// `[[webhooks]]`: notification receivers.
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
 }
 
 fn default_id() -> String {
@@ -142,6 +153,12 @@ pub struct CollectorConfig {
     pub mqtt: MqttConfig,
     /// Services.
     pub catalogue: Catalogue,
+    /// Incident rule defaults and evaluation interval.
+    pub incidents: IncidentSettings,
+    /// Each service's incident rules (defaults merged with its overrides).
+    pub incident_policies: HashMap<String, IncidentPolicy>,
+    /// Webhook receivers.
+    pub webhooks: Vec<Webhook>,
 }
 
 /// Reads, parses and validates a collector config and its services file.
@@ -209,6 +226,24 @@ pub fn validate(
         );
     }
     let catalogue = catalogue::validate(&raw.services, &mut p);
+    let incidents = policy::settings(&raw.incidents, &mut p);
+    let incident_policies = raw
+        .services
+        .iter()
+        .map(|s| {
+            let policy = match &s.incidents {
+                Some(o) => policy::merge(
+                    &incidents.defaults,
+                    o,
+                    &format!("services[id={:?}].incidents", s.id),
+                    &mut p,
+                ),
+                None => incidents.defaults.clone(),
+            };
+            (s.id.clone(), policy)
+        })
+        .collect();
+    let webhooks = policy::webhooks(&raw.webhooks, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
     match (listen, broker) {
         (Some(listen), Some(broker)) if p.is_empty() => Ok(CollectorConfig {
@@ -223,6 +258,9 @@ pub fn validate(
             broker,
             mqtt: raw.mqtt,
             catalogue,
+            incidents,
+            incident_policies,
+            webhooks,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
             origin: origin.to_owned(),

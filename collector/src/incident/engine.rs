@@ -1,0 +1,473 @@
+//! The incident lifecycle: conditions in, incident records and notifications out.
+//!
+//! Per dedup key at most one active (open or acknowledged) incident. A breach with no active
+//! incident opens one; a healthy period of `resolve_after` (not while flapping) resolves it; a
+//! breach after that opens a new one with the same key. Flapping (see [`super::flapping`]) keeps
+//! the incident open, marks it and holds notifications back. An incident whose cause is upstream
+//! — an agent measuring the service is offline, or a service it depends on is down — is recorded
+//! as inhibited and not notified.
+//!
+//! Every change is written with the notifications it causes in one flushed store batch; active
+//! incidents are reloaded at start, so a restart never opens a second incident for a cause.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::conditions::Condition;
+use super::flapping::{self, FlapChange};
+use super::policy::{IncidentPolicy, IncidentSettings, Webhook};
+use super::record::{Impact, Incident, IncidentStore, Notification};
+use super::{IncidentState, Rule};
+use crate::store::{Result, StoreBatch};
+
+/// A service's (depends_on, agents measuring it), for inhibition.
+pub type Topology<'a> = dyn Fn(&str) -> (Vec<String>, Vec<String>) + 'a;
+
+/// What an evaluation or an operator action did, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Opened (id, key).
+    Opened(u64, String),
+    /// Resolved automatically.
+    Resolved(u64, String),
+    /// Flapping started.
+    FlappingStarted(u64),
+    /// Flapping stopped.
+    FlappingStopped(u64),
+    /// A notification was queued (incident id, event, receiver).
+    Notified(u64, String, String),
+    /// A notification was held back (flapping or inhibited).
+    Held(u64, String),
+}
+
+/// Why an operator action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No such incident.
+    #[error("incident {0} not found")]
+    NotFound(u64),
+    /// It is resolved already.
+    #[error("incident {0} is already resolved")]
+    AlreadyResolved(u64),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The engine. Not `Sync`-shared by itself: wrap it in a mutex.
+pub struct Engine {
+    store: IncidentStore,
+    settings: IncidentSettings,
+    policies: HashMap<String, IncidentPolicy>,
+    webhooks: Vec<Webhook>,
+    /// Active incidents by dedup key.
+    active: HashMap<String, Incident>,
+    /// Since when each active key has been healthy.
+    healthy_since: HashMap<String, u64>,
+    /// Flapping now, per key (kept without an incident too).
+    flapping: HashMap<String, bool>,
+    next_id: u64,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("active", &self.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads the active incidents from `store`.
+    ///
+    /// # Errors
+    /// Store failure.
+    pub fn load(
+        store: IncidentStore,
+        settings: IncidentSettings,
+        policies: HashMap<String, IncidentPolicy>,
+        webhooks: Vec<Webhook>,
+    ) -> Result<Self> {
+        let (next_id, next_seq) = store.next_ids()?;
+        let mut active = HashMap::new();
+        let mut flapping = HashMap::new();
+        for i in store.all()? {
+            if i.state.is_active() {
+                flapping.insert(i.dedup_key.clone(), i.flapping);
+                active.insert(i.dedup_key.clone(), i);
+            }
+        }
+        Ok(Self {
+            store,
+            settings,
+            policies,
+            webhooks,
+            active,
+            healthy_since: HashMap::new(),
+            flapping,
+            next_id,
+            next_seq,
+        })
+    }
+
+    /// The rules of `service` (defaults for agents and unknown services).
+    pub fn policy(&self, service: &str) -> IncidentPolicy {
+        self.policies
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| self.settings.defaults.clone())
+    }
+
+    /// Global settings.
+    pub fn settings(&self) -> &IncidentSettings {
+        &self.settings
+    }
+
+    /// Active incidents.
+    pub fn active(&self) -> impl Iterator<Item = &Incident> {
+        self.active.values()
+    }
+
+    fn notify(
+        &mut self,
+        batch: &mut StoreBatch,
+        incident: &mut Incident,
+        event: &str,
+        now: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let body = json!({
+            "dedup_key": incident.dedup_key,
+            "event": event,
+            "incident": {
+                "id": incident.id,
+                "service": incident.service,
+                "agent": incident.agent,
+                "rule": incident.rule,
+                "priority": incident.priority,
+                "state": incident.state,
+                "flapping": incident.flapping,
+                "detected_ms": incident.detected_ms,
+                "acknowledged_ms": incident.acknowledged_ms,
+                "acknowledged_by": incident.acknowledged_by,
+                "resolved_ms": incident.resolved_ms,
+                "resolved_by": incident.resolved_by,
+                "resolution_note": incident.resolution_note,
+                "time_to_restore_s": incident.time_to_restore_s(),
+                "impact": incident.impact,
+                "summary": incident.summary,
+            },
+            "sent_ms": now,
+        });
+        let mut receivers = Vec::new();
+        for w in &self.webhooks {
+            if !w.priorities.is_empty() && !w.priorities.contains(&incident.priority) {
+                continue;
+            }
+            let n = Notification {
+                seq: self.next_seq,
+                receiver: w.name.clone(),
+                event: event.to_owned(),
+                body: body.clone(),
+                attempts: 0,
+                next_at_ms: now,
+                last_error: None,
+            };
+            self.next_seq += 1;
+            IncidentStore::enqueue(batch, &n);
+            receivers.push(w.name.clone());
+            changes.push(Change::Notified(
+                incident.id,
+                event.to_owned(),
+                w.name.clone(),
+            ));
+        }
+        incident.last_notified_ms = Some(now);
+        if !receivers.is_empty() {
+            incident.push(
+                now,
+                "notification_queued",
+                None,
+                format!("{event} → {}", receivers.join(", ")),
+            );
+        }
+    }
+
+    /// Why `c` should not notify: an agent measuring its service is offline, or a service it
+    /// depends on has an active service-down incident.
+    fn inhibitor(
+        &self,
+        c: &Condition,
+        offline_agents: &[String],
+        depends_on: &[String],
+        agents_of: &[String],
+    ) -> Option<String> {
+        if matches!(c.rule, Rule::AgentOffline) {
+            return None;
+        }
+        if let Some(a) = agents_of.iter().find(|a| offline_agents.contains(a)) {
+            return Some(format!("agent {a} offline"));
+        }
+        depends_on
+            .iter()
+            .find(|parent| {
+                self.active
+                    .contains_key(&format!("{}:{parent}", Rule::ServiceDown.key_part()))
+            })
+            .map(|parent| format!("service {parent} down"))
+    }
+
+    /// Applies the conditions evaluated at `now`; commits the changes and their notifications.
+    /// `topology(service)` gives (depends_on, agents measuring it); `offline_agents` the agents
+    /// offline now.
+    ///
+    /// # Errors
+    /// Store failure (nothing of this evaluation is kept; the next one retries).
+    pub fn evaluate(
+        &mut self,
+        now: u64,
+        conditions: &[Condition],
+        offline_agents: &[String],
+        topology: &Topology<'_>,
+    ) -> Result<Vec<Change>> {
+        let mut batch = StoreBatch::default();
+        let mut changes = Vec::new();
+        // Parents first, so a child sees its parent's incident in this same evaluation.
+        let mut ordered: Vec<&Condition> = conditions.iter().collect();
+        ordered.sort_by_key(|c| {
+            (
+                !matches!(c.rule, Rule::AgentOffline),
+                !matches!(c.rule, Rule::ServiceDown),
+            )
+        });
+        for c in ordered {
+            let policy = self.policy(&c.service);
+            // Flap detection (service down only).
+            let was_flapping = self.flapping.get(&c.key).copied().unwrap_or(false);
+            let (flapping, flap_change) =
+                if policy.flapping.enabled && matches!(c.rule, Rule::ServiceDown) {
+                    let tail = &c.history[c.history.len().saturating_sub(policy.flapping.window)..];
+                    flapping::update(
+                        was_flapping,
+                        flapping::percent_change(tail),
+                        policy.flapping.high_pct,
+                        policy.flapping.low_pct,
+                    )
+                } else {
+                    (false, was_flapping.then_some(FlapChange::Stopped))
+                };
+            self.flapping.insert(c.key.clone(), flapping);
+
+            if let Some(mut incident) = self.active.remove(&c.key) {
+                let mut dirty = false;
+                match flap_change {
+                    Some(FlapChange::Started) => {
+                        incident.flapping = true;
+                        incident.push(
+                            now,
+                            "flapping_started",
+                            None,
+                            "notifications held while it flaps",
+                        );
+                        changes.push(Change::FlappingStarted(incident.id));
+                        dirty = true;
+                    }
+                    Some(FlapChange::Stopped) => {
+                        incident.flapping = false;
+                        incident.push(now, "flapping_stopped", None, "");
+                        changes.push(Change::FlappingStopped(incident.id));
+                        dirty = true;
+                    }
+                    None => {}
+                }
+                if c.breached {
+                    self.healthy_since.remove(&c.key);
+                    let repeat = policy.repeat_interval_ms;
+                    if incident.state == IncidentState::Open
+                        && repeat > 0
+                        && !incident.inhibited
+                        && !incident.flapping
+                        && incident
+                            .last_notified_ms
+                            .is_some_and(|t| now.saturating_sub(t) >= repeat)
+                    {
+                        self.notify(&mut batch, &mut incident, "repeat", now, &mut changes);
+                        dirty = true;
+                    }
+                } else {
+                    let since = *self.healthy_since.entry(c.key.clone()).or_insert(now);
+                    if !incident.flapping && now.saturating_sub(since) >= policy.resolve_after_ms {
+                        incident.state = IncidentState::Resolved;
+                        incident.resolved_ms = Some(now);
+                        incident.resolved_by = Some("auto".into());
+                        incident.resolution_note = Some(format!(
+                            "healthy for {} s",
+                            now.saturating_sub(since) / 1_000
+                        ));
+                        incident.push(now, "resolved", Some("auto"), "healthy period passed");
+                        changes.push(Change::Resolved(incident.id, c.key.clone()));
+                        self.healthy_since.remove(&c.key);
+                        if incident.inhibited {
+                            changes.push(Change::Held(incident.id, "resolved".into()));
+                        } else {
+                            self.notify(&mut batch, &mut incident, "resolved", now, &mut changes);
+                        }
+                        dirty = true;
+                    }
+                }
+                if dirty {
+                    IncidentStore::put(&mut batch, &incident);
+                }
+                if incident.state.is_active() {
+                    self.active.insert(c.key.clone(), incident);
+                }
+                continue;
+            }
+
+            if !c.breached {
+                continue;
+            }
+            let (depends_on, agents_of) = topology(&c.service);
+            let inhibited_by = self.inhibitor(c, offline_agents, &depends_on, &agents_of);
+            let mut incident = Incident {
+                id: self.next_id,
+                dedup_key: c.key.clone(),
+                service: c.service.clone(),
+                agent: c.agent.clone(),
+                rule: c.rule.clone(),
+                priority: c.priority,
+                state: IncidentState::Open,
+                flapping,
+                inhibited: inhibited_by.is_some(),
+                inhibited_by: inhibited_by.clone(),
+                detected_ms: now,
+                acknowledged_ms: None,
+                acknowledged_by: None,
+                resolved_ms: None,
+                resolved_by: None,
+                resolution_note: None,
+                impact: Impact {
+                    services: if c.service.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![c.service.clone()]
+                    },
+                    scope: if c.partial {
+                        "partial".into()
+                    } else {
+                        "full".into()
+                    },
+                },
+                summary: c.summary.clone(),
+                last_notified_ms: None,
+                timeline: Vec::new(),
+            };
+            self.next_id += 1;
+            incident.push(now, "opened", None, c.summary.clone());
+            changes.push(Change::Opened(incident.id, c.key.clone()));
+            if let Some(why) = &inhibited_by {
+                incident.push(now, "inhibited", None, why.clone());
+                changes.push(Change::Held(incident.id, "opened".into()));
+            } else if flapping {
+                incident.push(now, "notification_held", None, "flapping");
+                changes.push(Change::Held(incident.id, "opened".into()));
+            } else {
+                self.notify(&mut batch, &mut incident, "opened", now, &mut changes);
+            }
+            IncidentStore::put(&mut batch, &incident);
+            self.active.insert(c.key.clone(), incident);
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(changes)
+    }
+
+    /// Acknowledges incident `id` on behalf of `by`.
+    ///
+    /// # Errors
+    /// Not found, already resolved, or a store failure.
+    pub fn acknowledge(
+        &mut self,
+        id: u64,
+        by: &str,
+        comment: &str,
+        now: u64,
+    ) -> std::result::Result<Incident, ActionError> {
+        self.act(id, now, |engine, incident, batch, changes| {
+            if incident.state == IncidentState::Open {
+                incident.state = IncidentState::Acknowledged;
+                incident.acknowledged_ms = Some(now);
+                incident.acknowledged_by = Some(by.to_owned());
+            }
+            incident.push(now, "acknowledged", Some(by), comment);
+            if !incident.inhibited {
+                engine.notify(batch, incident, "acknowledged", now, changes);
+            }
+        })
+    }
+
+    /// Resolves incident `id` by hand.
+    ///
+    /// # Errors
+    /// Not found, already resolved, or a store failure.
+    pub fn resolve(
+        &mut self,
+        id: u64,
+        by: &str,
+        note: &str,
+        now: u64,
+    ) -> std::result::Result<Incident, ActionError> {
+        self.act(id, now, |engine, incident, batch, changes| {
+            incident.state = IncidentState::Resolved;
+            incident.resolved_ms = Some(now);
+            incident.resolved_by = Some(by.to_owned());
+            incident.resolution_note = Some(note.to_owned());
+            incident.push(now, "resolved", Some(by), note);
+            if !incident.inhibited {
+                engine.notify(batch, incident, "resolved", now, changes);
+            }
+        })
+    }
+
+    fn act(
+        &mut self,
+        id: u64,
+        _now: u64,
+        f: impl FnOnce(&mut Self, &mut Incident, &mut StoreBatch, &mut Vec<Change>),
+    ) -> std::result::Result<Incident, ActionError> {
+        let key = self
+            .active
+            .iter()
+            .find(|(_, i)| i.id == id)
+            .map(|(k, _)| k.clone());
+        let Some(key) = key else {
+            return match self.store.get(id)? {
+                Some(_) => Err(ActionError::AlreadyResolved(id)),
+                None => Err(ActionError::NotFound(id)),
+            };
+        };
+        let Some(mut incident) = self.active.remove(&key) else {
+            return Err(ActionError::NotFound(id));
+        };
+        let mut batch = StoreBatch::default();
+        let mut changes = Vec::new();
+        f(self, &mut incident, &mut batch, &mut changes);
+        IncidentStore::put(&mut batch, &incident);
+        if let Err(e) = self.store.commit(batch) {
+            // Keep the in-memory view as stored.
+            if let Ok(Some(stored)) = self.store.get(id) {
+                self.active.insert(key, stored);
+            }
+            return Err(e.into());
+        }
+        if incident.state.is_active() {
+            self.active.insert(key.clone(), incident.clone());
+        } else {
+            self.healthy_since.remove(&key);
+        }
+        Ok(incident)
+    }
+}

@@ -1,0 +1,463 @@
+//! Rules and lifecycle on a virtual clock: results are written straight into an in-memory store
+//! at chosen instants and the engine is evaluated at chosen instants — no sleeps. Timing is
+//! asserted as "at t, within one evaluation".
+
+use std::collections::HashMap;
+
+use watchstand_shared::config::Problems;
+use watchstand_shared::time::{DAY_MS, MINUTE_MS, SECOND_MS};
+use watchstand_shared::wire::v1::{AgentState, ProbeResult, ProbeState, Status};
+
+use super::conditions::conditions;
+use super::engine::{Change, Engine};
+use super::policy::{self, IncidentPolicy, IncidentSettings, RawIncidentPolicy, Webhook};
+use super::record::IncidentStore;
+use super::Rule;
+use crate::config::{self, Catalogue};
+use crate::registry::Registry;
+use crate::store::{trees, Store};
+
+/// 2026-01-01T00:00:00Z.
+const T0: u64 = 1_767_225_600_000;
+const EVERY: u64 = 10 * SECOND_MS;
+
+struct World {
+    store: Store,
+    catalogue: Catalogue,
+    registry: Registry,
+    engine: Engine,
+    seq: u64,
+    changes: Vec<(u64, Change)>,
+}
+
+fn catalogue(services: &str) -> Catalogue {
+    let text = format!("[collector]\ndata_dir = \"d\"\n{services}");
+    let raw = config::from_str(&text, std::path::Path::new("t.toml")).expect("parses");
+    config::validate(
+        raw,
+        std::path::Path::new("t.toml"),
+        std::path::Path::new("."),
+    )
+    .expect("valid")
+    .catalogue
+}
+
+impl World {
+    /// One service `web` over probe `a/p` with `slo` and incident overrides `rules`.
+    fn new(slo: &str, rules: &str) -> Self {
+        let catalogue = catalogue(&format!(
+            "[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = {slo}\n"
+        ));
+        let raw: RawIncidentPolicy = toml::from_str(rules).expect("rules parse");
+        let mut p = Problems::default();
+        let settings = IncidentSettings::default();
+        let web = policy::merge(&settings.defaults, &raw, "incidents", &mut p);
+        assert!(p.is_empty());
+        let store = Store::in_memory();
+        let engine = Engine::load(
+            IncidentStore::new(store.clone()),
+            settings,
+            HashMap::from([("web".to_owned(), web)]),
+            vec![Webhook {
+                name: "ops".into(),
+                url: "http://127.0.0.1:9/".into(),
+                headers: Vec::new(),
+                secret: None,
+                priorities: Vec::new(),
+            }],
+        )
+        .expect("engine");
+        let registry = Registry::new(Vec::new());
+        let mut w = Self {
+            store,
+            catalogue,
+            registry,
+            engine,
+            seq: 0,
+            changes: Vec::new(),
+        };
+        w.status(T0 - DAY_MS, AgentState::Online);
+        w
+    }
+
+    fn status(&mut self, at: u64, state: AgentState) {
+        self.registry.apply_status(
+            &Status {
+                v: 1,
+                site: "lab".into(),
+                agent: "a".into(),
+                boot: "b".into(),
+                state,
+                at_ms: Some(at),
+                version: None,
+                probes: Vec::new(),
+                capacity_interval_ms: Some(60_000),
+            },
+            at,
+        );
+    }
+
+    fn result(&mut self, at: u64, up: bool, interval_ms: u64) {
+        let w = self.result_write(at, up, interval_ms);
+        self.store
+            .tree(trees::RESULTS)
+            .expect("tree")
+            .apply(vec![w])
+            .expect("write");
+        // The registry hears from the agent whenever a result arrives.
+        self.registry.update("lab", "a", "b", at, |_| {});
+    }
+
+    fn result_write(
+        &mut self,
+        at: u64,
+        up: bool,
+        interval_ms: u64,
+    ) -> watchstand_shared::storage::Write {
+        self.seq += 1;
+        let r = ProbeResult {
+            seq: self.seq,
+            probe: "p".into(),
+            kind: "http".into(),
+            target: "t".into(),
+            observed_ms: at,
+            interval_ms,
+            state: if up { ProbeState::Up } else { ProbeState::Down },
+            latency_us: 1_000,
+            error: None,
+        };
+        Store::result_write("a", "b", &r)
+    }
+
+    fn evaluate(&mut self, now: u64) {
+        let agents = self.registry.snapshot();
+        let engine = &self.engine;
+        let policy = |s: &str| -> IncidentPolicy { engine.policy(s) };
+        let c = conditions(&self.store, &self.catalogue, &agents, &policy, EVERY, now)
+            .expect("conditions");
+        let offline: Vec<String> = agents
+            .iter()
+            .filter(|a| a.state_at(now) == AgentState::Offline)
+            .map(|a| a.agent.clone())
+            .collect();
+        let topo = |_: &str| (Vec::new(), vec!["a".to_owned()]);
+        let changes = self
+            .engine
+            .evaluate(now, &c, &offline, &topo)
+            .expect("evaluate");
+        self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
+    }
+
+    fn count(&self, f: impl Fn(&Change) -> bool) -> usize {
+        self.changes.iter().filter(|(_, c)| f(c)).count()
+    }
+
+    fn first_at(&self, f: impl Fn(&Change) -> bool) -> Option<u64> {
+        self.changes.iter().find(|(_, c)| f(c)).map(|(t, _)| *t)
+    }
+
+    fn incidents(&self) -> Vec<super::record::Incident> {
+        IncidentStore::new(self.store.clone())
+            .all()
+            .expect("incidents")
+    }
+}
+
+const ONLY_DOWN: &str = "burn_rate = []\nsla_below_target = false\n";
+
+#[test]
+fn a_60_minute_breach_evaluated_every_10s_is_one_incident_with_one_open_and_one_resolve() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let down_from = T0 + 10 * MINUTE_MS;
+    let down_to = down_from + 60 * MINUTE_MS;
+    let end = down_to + 10 * MINUTE_MS;
+    let mut t = T0;
+    while t < end {
+        w.result(t, !(down_from..down_to).contains(&t), EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let incidents = w.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Notified(_, e, _) if e == "opened")),
+        1
+    );
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Notified(_, e, _) if e == "resolved")),
+        1
+    );
+    assert_eq!(w.count(|c| matches!(c, Change::Notified(..))), 2);
+    // Opened at the second down evaluation; resolved after the 60 s healthy period.
+    let opened = w
+        .first_at(|c| matches!(c, Change::Opened(..)))
+        .expect("opened");
+    assert_eq!(opened, down_from + EVERY + 1);
+    let resolved = w
+        .first_at(|c| matches!(c, Change::Resolved(..)))
+        .expect("resolved");
+    assert_eq!(resolved, down_to + MINUTE_MS + 1);
+    let i = &incidents[0];
+    assert_eq!(i.rule, Rule::ServiceDown);
+    assert_eq!(i.priority, super::Priority::P2);
+    assert_eq!(
+        i.time_to_restore_s(),
+        Some(((down_to + MINUTE_MS) - (down_from + EVERY)) as f64 / 1_000.0)
+    );
+    assert_eq!(i.impact.scope, "full");
+}
+
+#[test]
+fn fast_and_slow_burn_rates_fire_at_the_exact_evaluation() {
+    // 99.9 %: fast fires when 1 h and 5 min both burn ≥ 14.4× (51.84 s down in the hour);
+    // slow when 6 h and 30 min both burn ≥ 6× (129.6 s down in six hours).
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "sla_below_target = false\ndown_after = 1000\nflapping = { enabled = false }\n",
+    );
+    let down_from = T0 + 6 * 3_600 * SECOND_MS;
+    let mut t = T0;
+    while t <= down_from + 5 * MINUTE_MS {
+        w.result(t, t < down_from, EVERY);
+        if t >= down_from {
+            w.evaluate(t);
+        }
+        t += EVERY;
+    }
+    let fast = w
+        .first_at(|c| matches!(c, Change::Opened(_, k) if k == "burn_rate.fast:web"))
+        .expect("fast fired");
+    let slow = w
+        .first_at(|c| matches!(c, Change::Opened(_, k) if k == "burn_rate.slow:web"))
+        .expect("slow fired");
+    assert_eq!(
+        fast - down_from,
+        60 * SECOND_MS,
+        "first evaluation with ≥ 51.84 s down"
+    );
+    assert_eq!(
+        slow - down_from,
+        130 * SECOND_MS,
+        "first evaluation with ≥ 129.6 s down"
+    );
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 2);
+}
+
+#[test]
+fn thirty_days_with_43m12s_down_is_99_9000_pct_and_opens_sla_below_target_when_the_budget_is_spent()
+{
+    let mut w = World::new(
+        "{ availability = 99.9, window = \"30d\" }",
+        "burn_rate = []\ndown_after = 1000\nflapping = { enabled = false }\n",
+    );
+    let end = T0 + 30 * DAY_MS;
+    let down_from = end - 2_592 * SECOND_MS;
+    let mut writes = Vec::new();
+    let mut t = T0;
+    while t < down_from {
+        writes.push(w.result_write(t, true, MINUTE_MS));
+        t += MINUTE_MS;
+    }
+    // The outage, sampled on the minute grid, ends exactly at `end`.
+    writes.push(w.result_write(down_from, false, MINUTE_MS));
+    let mut t = down_from - down_from % MINUTE_MS + MINUTE_MS;
+    while t < end {
+        writes.push(w.result_write(t, false, MINUTE_MS));
+        t += MINUTE_MS;
+    }
+    writes.push(w.result_write(end, true, MINUTE_MS));
+    w.store
+        .tree(trees::RESULTS)
+        .expect("tree")
+        .apply(writes)
+        .expect("write");
+    w.registry.update("lab", "a", "b", end, |_| {});
+    // At the outage's start and one minute before its end the budget is not spent yet.
+    for t in [down_from, end - MINUTE_MS] {
+        w.evaluate(t);
+    }
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Opened(..))),
+        0,
+        "budget not spent before the end"
+    );
+    w.evaluate(end);
+    let opened = w.first_at(|c| matches!(c, Change::Opened(_, k) if k == "sla_below_target:web"));
+    assert_eq!(opened, Some(end), "opens the moment the budget is spent");
+    let service = w.catalogue.get("web").expect("web").clone();
+    let r = crate::availability::service_report(
+        &w.store,
+        &service,
+        crate::sla::Span {
+            from_ms: T0,
+            to_ms: end,
+        },
+    )
+    .expect("report");
+    assert_eq!(r.downtime_s, 2_592.0);
+    assert_eq!(
+        format!("{:.4}", r.availability_pct.expect("measured")),
+        "99.9000"
+    );
+}
+
+fn flapping_run(flap: &str) -> World {
+    let mut w = World::new(
+        "{ availability = 99.0 }",
+        &format!("burn_rate = []\nsla_below_target = false\ndown_after = 1\nresolve_after = \"0s\"\n{flap}"),
+    );
+    let mut t = T0;
+    let flaps_until = T0 + 10 * MINUTE_MS;
+    let end = flaps_until + 10 * MINUTE_MS;
+    let mut i = 0u64;
+    while t < end {
+        let up = if t < flaps_until { i % 2 == 1 } else { true };
+        w.result(t, up, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+        i += 1;
+    }
+    w
+}
+
+#[test]
+fn a_flapping_probe_is_one_incident_held_quiet_while_it_flaps() {
+    let w = flapping_run("");
+    assert_eq!(w.count(|c| matches!(c, Change::FlappingStarted(_))), 1);
+    assert_eq!(w.count(|c| matches!(c, Change::FlappingStopped(_))), 1);
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Opened(..))),
+        1,
+        "no open/close churn"
+    );
+    assert_eq!(w.count(|c| matches!(c, Change::Resolved(..))), 1);
+    assert_eq!(w.incidents().len(), 1);
+    // The stop comes within the flap window after the probe settles.
+    let stopped = w
+        .first_at(|c| matches!(c, Change::FlappingStopped(_)))
+        .expect("stopped");
+    assert!(stopped > T0 + 10 * MINUTE_MS && stopped <= T0 + 10 * MINUTE_MS + 20 * EVERY + 1);
+}
+
+#[test]
+fn without_flap_detection_the_same_input_churns() {
+    let w = flapping_run("flapping = { enabled = false }\n");
+    let opened = w.count(|c| matches!(c, Change::Opened(..)));
+    let resolved = w.count(|c| matches!(c, Change::Resolved(..)));
+    assert!(
+        opened >= 25 && resolved >= 25,
+        "the control must churn: {opened} opened, {resolved} resolved"
+    );
+}
+
+#[test]
+fn late_data_after_30_minutes_offline_opens_no_service_down_and_recomputes_to_100_pct() {
+    let mut w = World::new("{ availability = 99.9 }", "");
+    let offline_from = T0 + 10 * MINUTE_MS;
+    let back = offline_from + 30 * MINUTE_MS;
+    let end = back + 5 * MINUTE_MS;
+    let mut t = T0;
+    while t < offline_from {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    w.status(offline_from, AgentState::Offline);
+    while t < back {
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    // The agent returns and replays its outbox: every check of the 30 minutes was up.
+    w.status(back, AgentState::Online);
+    let mut replay = offline_from - offline_from % EVERY;
+    while replay < back {
+        w.result(replay, true, EVERY);
+        replay += EVERY;
+    }
+    while t < end {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let incidents = w.incidents();
+    let service_down = incidents
+        .iter()
+        .filter(|i| i.rule == Rule::ServiceDown)
+        .count();
+    let agent_offline: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.rule == Rule::AgentOffline)
+        .collect();
+    assert_eq!(service_down, 0, "{incidents:#?}");
+    assert_eq!(agent_offline.len(), 1);
+    assert!(
+        agent_offline[0].resolved_ms.is_some(),
+        "the agent-offline incident resolved"
+    );
+    // The unmonitored service incident was recorded but not notified (its cause is the agent).
+    assert!(incidents
+        .iter()
+        .filter(|i| i.rule == Rule::Unmonitored)
+        .all(|i| i.inhibited));
+    let service = w.catalogue.get("web").expect("web").clone();
+    let r = crate::availability::service_report(
+        &w.store,
+        &service,
+        crate::sla::Span {
+            from_ms: T0,
+            to_ms: end,
+        },
+    )
+    .expect("report");
+    assert_eq!(r.availability_pct, Some(100.0));
+    assert!(r.unmonitored_s < 20.0, "the replay filled the gap: {r:?}");
+}
+
+#[test]
+fn incidents_survive_a_restart_without_a_second_one_for_the_same_cause() {
+    let mut w = World::new("{ availability = 99.0 }", ONLY_DOWN);
+    let mut t = T0;
+    for i in 0..10 {
+        w.result(t, i < 3, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    assert_eq!(w.incidents().len(), 1);
+    // A new engine over the same store (a collector restart) keeps the open incident.
+    let settings = IncidentSettings::default();
+    let web = w.engine.policy("web");
+    w.engine = Engine::load(
+        IncidentStore::new(w.store.clone()),
+        settings,
+        HashMap::from([("web".to_owned(), web)]),
+        Vec::new(),
+    )
+    .expect("reload");
+    for _ in 0..10 {
+        w.result(t, false, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    assert_eq!(w.incidents().len(), 1, "still one incident for the cause");
+    // Acknowledge and resolve by hand; a new breach opens a new incident with the same key.
+    let id = w.incidents()[0].id;
+    let acked = w.engine.acknowledge(id, "ana", "looking", t).expect("ack");
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("ana"));
+    let resolved = w
+        .engine
+        .resolve(id, "ana", "restarted the pod", t + 1)
+        .expect("resolve");
+    assert_eq!(
+        resolved.resolution_note.as_deref(),
+        Some("restarted the pod")
+    );
+    assert!(w.engine.resolve(id, "ana", "again", t + 2).is_err());
+    for _ in 0..3 {
+        w.result(t, false, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let all = w.incidents();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].dedup_key, all[1].dedup_key);
+}
