@@ -70,6 +70,43 @@ impl ApiClient {
         })
     }
 
+    /// POSTs JSON to `path`; API errors carry the server's message.
+    ///
+    /// # Errors
+    /// The collector is unreachable or answers with an error.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the collector at {} (is it running? --server)",
+                    self.base
+                )
+            })?;
+        Self::answer(&url, response).await
+    }
+
+    async fn answer(url: &str, response: reqwest::Response) -> anyhow::Result<Value> {
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("{url}: the answer is not JSON"))?;
+        if !status.is_success() {
+            let message = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            anyhow::bail!("{url}: {status}: {message}");
+        }
+        Ok(body)
+    }
+
     /// GETs `path` (with `query`) and returns the JSON body; API errors carry the server's message.
     ///
     /// # Errors
@@ -144,6 +181,94 @@ pub async fn sla(
         );
     }
     Ok(render(&rows, SLA_COLUMNS, format))
+}
+
+/// Columns of the incidents table and CSV.
+const INCIDENT_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("state", "state"),
+    ("priority", "priority"),
+    ("service", "service"),
+    ("agent", "agent"),
+    ("dedup_key", "dedup_key"),
+    ("detected_ms", "detected_ms"),
+    ("flapping", "flapping"),
+    ("inhibited", "inhibited"),
+    ("time_to_restore_s", "time_to_restore_s"),
+    ("summary", "summary"),
+];
+
+/// `incidents list`.
+///
+/// # Errors
+/// As [`ApiClient::get`].
+pub async fn incidents(
+    client: &ApiClient,
+    state: Option<&str>,
+    service: Option<&str>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let mut query = Vec::new();
+    if let Some(s) = state {
+        query.push(("state", s));
+    }
+    if let Some(s) = service {
+        query.push(("service", s));
+    }
+    let body = client.get("/api/v1/incidents", &query).await?;
+    Ok(render(
+        &body.as_array().cloned().unwrap_or_default(),
+        INCIDENT_COLUMNS,
+        format,
+    ))
+}
+
+/// `incidents show ID`: the record and its timeline.
+///
+/// # Errors
+/// As [`ApiClient::get`].
+pub async fn incident(client: &ApiClient, id: u64, format: Format) -> anyhow::Result<String> {
+    let body = client.get(&format!("/api/v1/incidents/{id}"), &[]).await?;
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
+        Format::Table | Format::Csv => {
+            let mut out = render(std::slice::from_ref(&body), INCIDENT_COLUMNS, format);
+            let events = body["timeline"].as_array().cloned().unwrap_or_default();
+            out.push('\n');
+            out.push_str(&render(
+                &events,
+                &[
+                    ("at_ms", "at_ms"),
+                    ("event", "event"),
+                    ("by", "by"),
+                    ("detail", "detail"),
+                ],
+                format,
+            ));
+            out
+        }
+    })
+}
+
+/// `incidents ack|resolve ID --by WHO [--comment TEXT]`.
+///
+/// # Errors
+/// The collector refuses (unknown id, already resolved) or is unreachable.
+pub async fn incident_action(
+    client: &ApiClient,
+    id: u64,
+    action: &str,
+    by: &str,
+    comment: &str,
+    format: Format,
+) -> anyhow::Result<String> {
+    let body = client
+        .post(
+            &format!("/api/v1/incidents/{id}/{action}"),
+            &serde_json::json!({"by": by, "comment": comment}),
+        )
+        .await?;
+    Ok(render(&[body], INCIDENT_COLUMNS, format))
 }
 
 /// `agents`: the registry.

@@ -79,6 +79,21 @@ enum Command {
         )]
         server: String,
     },
+    /// Incidents of a running collector: list, show, acknowledge, resolve.
+    Incidents {
+        #[command(subcommand)]
+        action: IncidentAction,
+        #[arg(long, value_enum, default_value = "table", global = true)]
+        format: Format,
+        /// The collector's API.
+        #[arg(
+            long,
+            env = "WATCHSTAND_SERVER",
+            default_value = "http://127.0.0.1:8088",
+            global = true
+        )]
+        server: String,
+    },
     /// The agent registry of a running collector.
     Agents {
         #[arg(long, value_enum, default_value = "table")]
@@ -99,6 +114,46 @@ const EXIT_OK: u8 = 0;
 const EXIT_PROBLEMS: u8 = 1;
 /// Exit code: an error stopped the command.
 const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Subcommand)]
+enum IncidentAction {
+    /// Newest first.
+    List {
+        /// open, acknowledged or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// One incident with its timeline.
+    Show {
+        /// Incident id.
+        id: u64,
+    },
+    /// Acknowledge: someone is on it.
+    Ack {
+        /// Incident id.
+        id: u64,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// Comment.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Resolve by hand, with a resolution note.
+    Resolve {
+        /// Incident id.
+        id: u64,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// Resolution note.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+}
 
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -179,6 +234,27 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 format,
             )
             .await?;
+            write_stdout(&text)?;
+            Ok(EXIT_OK)
+        }
+        Command::Incidents {
+            action,
+            format,
+            server,
+        } => {
+            let client = ApiClient::new(&server)?;
+            let text = match action {
+                IncidentAction::List { state, service } => {
+                    cli::incidents(&client, state.as_deref(), service.as_deref(), format).await?
+                }
+                IncidentAction::Show { id } => cli::incident(&client, id, format).await?,
+                IncidentAction::Ack { id, by, comment } => {
+                    cli::incident_action(&client, id, "ack", &by, &comment, format).await?
+                }
+                IncidentAction::Resolve { id, by, comment } => {
+                    cli::incident_action(&client, id, "resolve", &by, &comment, format).await?
+                }
+            };
             write_stdout(&text)?;
             Ok(EXIT_OK)
         }

@@ -10,7 +10,7 @@
 //! publish the retained offline state, disconnect, flush the store.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -28,6 +28,7 @@ use crate::api::{self, AppState};
 use crate::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use crate::config::{BrokerMode, CollectorConfig};
 use crate::events::Counters;
+use crate::incident::{self, engine::Engine, record::IncidentStore, SharedEngine};
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::registry::{AgentRecord, Registry};
 use crate::rollup::{self, Retention};
@@ -35,6 +36,8 @@ use crate::store::{trees, Store};
 
 /// How often dirty rollup buckets are recomputed.
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
+/// How often due webhook notifications are sent.
+const NOTIFY_EVERY: Duration = Duration::from_millis(500);
 /// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown.
 const MQTT_DRAIN: Duration = Duration::from_secs(2);
 /// Bytes a packet may carry beyond the payload limit (topic, headers) at the embedded broker.
@@ -173,13 +176,25 @@ pub async fn start(
         registry.clone(),
         counters.clone(),
     )?;
+    let catalogue = Arc::new(config.catalogue.clone());
+    let incident_store = IncidentStore::new(store.clone());
+    let engine: SharedEngine = Arc::new(Mutex::new(
+        Engine::load(
+            incident_store.clone(),
+            config.incidents.clone(),
+            config.incident_policies.clone(),
+            config.webhooks.clone(),
+        )
+        .context("loading incidents")?,
+    ));
     let app = api::router(AppState {
         store: store.clone(),
-        catalogue: Arc::new(config.catalogue.clone()),
-        registry,
+        catalogue: catalogue.clone(),
+        registry: registry.clone(),
         counters,
         collector_id: config.id.clone(),
         started_ms: now_ms(),
+        incidents: engine.clone(),
     });
 
     tracing::info!(
@@ -213,6 +228,20 @@ pub async fn start(
             ROLLUP_EVERY,
             rollup_stop.clone(),
         ));
+        let incidents_stop = CancellationToken::new();
+        let evaluator = tokio::spawn(incident::run_evaluator(
+            engine,
+            store.clone(),
+            catalogue,
+            registry,
+            incidents_stop.clone(),
+        ));
+        let notifier = tokio::spawn(incident::notify::run(
+            incident_store,
+            config.webhooks.clone(),
+            NOTIFY_EVERY,
+            incidents_stop.clone(),
+        ));
         let api_stop = shutdown.clone();
         let api = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -233,6 +262,12 @@ pub async fn start(
             Some(r) => r,
             None => ingest.await,
         };
+        incidents_stop.cancel();
+        for (name, task) in [("incident evaluator", evaluator), ("notifier", notifier)] {
+            if let Err(e) = task.await {
+                tracing::warn!(task = name, error = %e, "Task failed at shutdown.");
+            }
+        }
         rollup_stop.cancel();
         if let Err(e) = rollups.await {
             tracing::warn!(error = %e, "Rollup task failed at shutdown.");

@@ -7,6 +7,7 @@ mod configs;
 mod delivery;
 mod faults;
 mod faults_agent;
+mod incidents;
 mod malformed;
 mod pipeline;
 mod shutdown;

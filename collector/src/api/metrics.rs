@@ -145,6 +145,32 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
             up,
         );
     }
+    let open: Vec<(String, String)> = {
+        let e = state
+            .incidents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        e.active()
+            .map(|i| (format!("{:?}", i.priority), i.rule.key_part()))
+            .collect()
+    };
+    m.family(
+        "watchstand_incidents_open",
+        "gauge",
+        "Open or acknowledged incidents, by priority and rule.",
+    );
+    let mut counted: std::collections::BTreeMap<(String, String), u64> =
+        std::collections::BTreeMap::new();
+    for k in open {
+        *counted.entry(k).or_default() += 1;
+    }
+    for ((priority, rule), n) in &counted {
+        m.sample(
+            "watchstand_incidents_open",
+            &[("priority", priority), ("rule", rule)],
+            n,
+        );
+    }
     m.family(
         "watchstand_agent_up",
         "gauge",

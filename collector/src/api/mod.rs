@@ -11,16 +11,21 @@
 //! | `GET /api/v1/services` | the catalogue with current attainment |
 //! | `GET /api/v1/services/{id}/sla?from=&to=` | SLA report (RFC 3339 or epoch ms; default: the SLO window) |
 //! | `GET /api/v1/capacity?agent=&metric=&from=&to=` | capacity series and summary |
+//! | `GET /api/v1/incidents?state=&service=` | incidents, newest first |
+//! | `GET /api/v1/incidents/{id}` | one incident with its timeline |
+//! | `POST /api/v1/incidents/{id}/ack`, `…/resolve` | `{"by": "…", "comment": "…"}` |
+//! | `GET /api/v1/incidents/stats?service=&from=&to=` | MTTR and MTBF per service |
 //! | `GET /metrics` | Prometheus text |
 
 pub mod error;
+pub mod incidents;
 pub mod metrics;
 pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::Catalogue;
@@ -31,7 +36,7 @@ use crate::store::Store;
 pub use error::ApiError;
 
 /// What every handler can read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     /// The store (read-only use here).
     pub store: Store,
@@ -45,6 +50,8 @@ pub struct AppState {
     pub collector_id: String,
     /// Process start, epoch ms.
     pub started_ms: u64,
+    /// The incident engine.
+    pub incidents: crate::incident::SharedEngine,
 }
 
 /// The whole API.
@@ -57,6 +64,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/services", get(routes::services))
         .route("/api/v1/services/{id}/sla", get(routes::service_sla))
         .route("/api/v1/capacity", get(routes::capacity))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/stats", get(incidents::stats))
+        .route("/api/v1/incidents/{id}", get(incidents::show))
+        .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/metrics", get(metrics::metrics))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -177,6 +177,7 @@ impl Engine {
             };
             self.next_seq += 1;
             IncidentStore::enqueue(batch, &n);
+            IncidentStore::used_seqs_below(batch, self.next_seq);
             receivers.push(w.name.clone());
             changes.push(Change::Notified(
                 incident.id,
@@ -246,18 +247,22 @@ impl Engine {
             let policy = self.policy(&c.service);
             // Flap detection (service down only).
             let was_flapping = self.flapping.get(&c.key).copied().unwrap_or(false);
-            let (flapping, flap_change) =
-                if policy.flapping.enabled && matches!(c.rule, Rule::ServiceDown) {
-                    let tail = &c.history[c.history.len().saturating_sub(policy.flapping.window)..];
-                    flapping::update(
-                        was_flapping,
-                        flapping::percent_change(tail),
-                        policy.flapping.high_pct,
-                        policy.flapping.low_pct,
-                    )
-                } else {
-                    (false, was_flapping.then_some(FlapChange::Stopped))
-                };
+            let detect = policy.flapping.enabled && matches!(c.rule, Rule::ServiceDown);
+            let tail = &c.history[c.history.len().saturating_sub(policy.flapping.window)..];
+            let (flapping, flap_change) = if detect {
+                flapping::update(
+                    was_flapping,
+                    tail,
+                    policy.flapping.high_pct,
+                    policy.flapping.low_pct,
+                )
+            } else {
+                (false, was_flapping.then_some(FlapChange::Stopped))
+            };
+            // An incident is not resolved while its recent history is still unsettled (more
+            // state changes than the low threshold), so a fast flap cannot close and reopen it
+            // before flapping is recognised.
+            let settled = !detect || flapping::percent_change(tail) <= policy.flapping.low_pct;
             self.flapping.insert(c.key.clone(), flapping);
 
             if let Some(mut incident) = self.active.remove(&c.key) {
@@ -298,7 +303,10 @@ impl Engine {
                     }
                 } else {
                     let since = *self.healthy_since.entry(c.key.clone()).or_insert(now);
-                    if !incident.flapping && now.saturating_sub(since) >= policy.resolve_after_ms {
+                    if !incident.flapping
+                        && settled
+                        && now.saturating_sub(since) >= policy.resolve_after_ms
+                    {
                         incident.state = IncidentState::Resolved;
                         incident.resolved_ms = Some(now);
                         incident.resolved_by = Some("auto".into());

@@ -23,9 +23,24 @@ pub enum FlapChange {
     Stopped,
 }
 
-/// Applies hysteresis: returns the new flapping state and whether it changed.
-pub fn update(flapping: bool, pct: f64, high_pct: f64, low_pct: f64) -> (bool, Option<FlapChange>) {
-    if !flapping && pct >= high_pct {
+/// Number of state changes in `history`.
+pub fn changes(history: &[bool]) -> usize {
+    history.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+/// Fewest changes that can be flapping: one transition is an outage starting or ending.
+pub const MIN_CHANGES: usize = 2;
+
+/// Applies hysteresis: returns the new flapping state and whether it changed. Flapping starts
+/// at `high_pct` or more with at least [`MIN_CHANGES`] changes, and stops at `low_pct` or less.
+pub fn update(
+    flapping: bool,
+    history: &[bool],
+    high_pct: f64,
+    low_pct: f64,
+) -> (bool, Option<FlapChange>) {
+    let pct = percent_change(history);
+    if !flapping && pct >= high_pct && changes(history) >= MIN_CHANGES {
         (true, Some(FlapChange::Started))
     } else if flapping && pct <= low_pct {
         (false, Some(FlapChange::Stopped))
@@ -49,15 +64,20 @@ mod tests {
 
     #[test]
     fn hysteresis_starts_high_and_stops_low() {
-        assert_eq!(update(false, 49.9, 50.0, 25.0), (false, None));
+        let (d, u) = (true, false);
+        // 2 changes in 3 pairs: 66.7 %.
         assert_eq!(
-            update(false, 50.0, 50.0, 25.0),
+            update(false, &[u, d, u, u], 50.0, 25.0),
             (true, Some(FlapChange::Started))
         );
-        assert_eq!(update(true, 30.0, 50.0, 25.0), (true, None));
+        // One transition is never flapping, whatever the percentage.
+        assert_eq!(update(false, &[u, d], 50.0, 25.0), (false, None));
+        assert_eq!(update(false, &[u, u, u, u, d], 50.0, 25.0), (false, None));
+        // 1 change in 5 pairs (20 %) stops it; 2 changes in 5 pairs (40 %) keeps it.
         assert_eq!(
-            update(true, 25.0, 50.0, 25.0),
+            update(true, &[d, u, u, u, u, u], 50.0, 25.0),
             (false, Some(FlapChange::Stopped))
         );
+        assert_eq!(update(true, &[u, d, u, u, u, u], 50.0, 25.0), (true, None));
     }
 }

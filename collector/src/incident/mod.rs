@@ -19,7 +19,15 @@ pub mod record;
 #[cfg(test)]
 mod tests;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use watchstand_shared::wire::v1::AgentState;
+
+use crate::config::Catalogue;
+use crate::registry::Registry;
+use crate::store::Store;
 
 use crate::config::Criticality;
 
@@ -115,6 +123,102 @@ impl std::str::FromStr for IncidentState {
             "acknowledged" => Ok(Self::Acknowledged),
             "resolved" => Ok(Self::Resolved),
             other => Err(format!("{other:?} is not open, acknowledged or resolved")),
+        }
+    }
+}
+
+/// The engine shared by the evaluator and the API (actions by people).
+pub type SharedEngine = Arc<Mutex<engine::Engine>>;
+
+/// Evaluates every rule at `now` and applies the result; returns what changed.
+///
+/// # Errors
+/// Store failure.
+pub fn evaluate_once(
+    engine: &SharedEngine,
+    store: &Store,
+    catalogue: &Catalogue,
+    registry: &Registry,
+    now: u64,
+) -> crate::store::Result<Vec<engine::Change>> {
+    let agents = registry.snapshot();
+    let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
+    let every = e.settings().evaluate_every_ms;
+    let policy = |s: &str| e.policy(s);
+    let found = conditions::conditions(store, catalogue, &agents, &policy, every, now)?;
+    let offline: Vec<String> = agents
+        .iter()
+        .filter(|a| a.state_at(now) == AgentState::Offline)
+        .map(|a| a.agent.clone())
+        .collect();
+    let topology = |service: &str| {
+        catalogue
+            .get(service)
+            .map_or((Vec::new(), Vec::new()), |s| {
+                (
+                    s.depends_on.clone(),
+                    s.probes.iter().map(|p| p.agent.clone()).collect(),
+                )
+            })
+    };
+    e.evaluate(now, &found, &offline, &topology)
+}
+
+/// Evaluates the rules every `evaluate_every` until `shutdown`, logging what changed.
+pub async fn run_evaluator(
+    engine: SharedEngine,
+    store: Store,
+    catalogue: Arc<Catalogue>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) {
+    let every = {
+        let e = engine.lock().unwrap_or_else(PoisonError::into_inner);
+        std::time::Duration::from_millis(e.settings().evaluate_every_ms)
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (e, s, c, r) = (
+            engine.clone(),
+            store.clone(),
+            catalogue.clone(),
+            registry.clone(),
+        );
+        let now = watchstand_shared::time::now_ms();
+        match tokio::task::spawn_blocking(move || evaluate_once(&e, &s, &c, &r, now)).await {
+            Ok(Ok(changes)) => {
+                for change in changes {
+                    match change {
+                        engine::Change::Opened(id, key) => {
+                            tracing::warn!(id, key = %key, "Incident opened.")
+                        }
+                        engine::Change::Resolved(id, key) => {
+                            tracing::info!(id, key = %key, "Incident resolved.")
+                        }
+                        engine::Change::FlappingStarted(id) => {
+                            tracing::warn!(id, "Incident flapping; notifications held.")
+                        }
+                        engine::Change::FlappingStopped(id) => {
+                            tracing::info!(id, "Incident stopped flapping.")
+                        }
+                        engine::Change::Notified(id, event, receiver) => {
+                            tracing::debug!(id, event = %event, receiver = %receiver, "Notification queued.");
+                        }
+                        engine::Change::Held(id, event) => {
+                            tracing::info!(id, event = %event, "Notification held back.")
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "Incident evaluation failed; retrying next round.")
+            }
+            Err(e) => tracing::error!(error = %e, "Incident evaluation task failed."),
         }
     }
 }

@@ -14,6 +14,9 @@ use crate::store::{Result, Store, StoreBatch};
 pub const INCIDENTS: &str = "incidents";
 /// Tree of undelivered notifications.
 pub const NOTIFY_OUTBOX: &str = "notify_outbox";
+/// Tree of counters that must never go back (the next notification seq).
+pub const INCIDENT_META: &str = "incident_meta";
+const NEXT_NOTIFY_SEQ: &[u8] = b"next_notify_seq";
 
 /// What happened to an incident, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,7 +198,29 @@ impl IncidentStore {
                 .and_then(|(k, _)| read_u64(k, 0))
                 .unwrap_or(0))
         };
-        Ok((last(INCIDENTS)? + 1, last(NOTIFY_OUTBOX)? + 1))
+        // Notification seqs never repeat, even after the outbox has emptied: receivers dedupe
+        // by them.
+        let stored_next = self
+            .store
+            .tree(INCIDENT_META)?
+            .get(NEXT_NOTIFY_SEQ)?
+            .and_then(|v| read_u64(&v, 0))
+            .unwrap_or(1);
+        Ok((
+            last(INCIDENTS)? + 1,
+            stored_next.max(last(NOTIFY_OUTBOX)? + 1),
+        ))
+    }
+
+    /// Records, in `batch`, that notification seqs below `next` are used.
+    pub fn used_seqs_below(batch: &mut StoreBatch, next: u64) {
+        batch.push(
+            INCIDENT_META,
+            watchstand_shared::storage::Write::Put(
+                NEXT_NOTIFY_SEQ.to_vec(),
+                next.to_be_bytes().to_vec(),
+            ),
+        );
     }
 
     /// Adds the record to `batch`.

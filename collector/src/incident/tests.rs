@@ -461,3 +461,44 @@ fn incidents_survive_a_restart_without_a_second_one_for_the_same_cause() {
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].dedup_key, all[1].dedup_key);
 }
+
+#[test]
+fn notification_seqs_never_repeat_across_a_restart_after_the_outbox_emptied() {
+    let mut w = World::new("{ availability = 99.0 }", ONLY_DOWN);
+    let mut t = T0;
+    for i in 0..4 {
+        w.result(t, i < 1, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let istore = IncidentStore::new(w.store.clone());
+    let first = istore.due(u64::MAX, 10).expect("due");
+    assert_eq!(first.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![1]);
+    // Delivered: the outbox is empty.
+    let mut batch = crate::store::StoreBatch::default();
+    IncidentStore::delivered(&mut batch, 1);
+    istore.commit(batch).expect("commit");
+    let web = w.engine.policy("web");
+    let hook = Webhook {
+        name: "ops".into(),
+        url: "http://127.0.0.1:9/".into(),
+        headers: Vec::new(),
+        secret: None,
+        priorities: Vec::new(),
+    };
+    w.engine = Engine::load(
+        istore.clone(),
+        IncidentSettings::default(),
+        HashMap::from([("web".to_owned(), web)]),
+        vec![hook],
+    )
+    .expect("reload");
+    let id = w.incidents()[0].id;
+    w.engine.resolve(id, "ana", "fixed", t).expect("resolve");
+    let next = istore.due(u64::MAX, 10).expect("due");
+    assert_eq!(
+        next.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        vec![2],
+        "a new seq after the restart"
+    );
+}

@@ -1,0 +1,214 @@
+//! Incident routes: list, show, acknowledge, resolve, and MTTR/MTBF per service.
+
+use std::sync::{Arc, PoisonError};
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use watchstand_shared::time::now_ms;
+
+use super::routes::parse_time;
+use super::{ApiError, AppState};
+use crate::availability;
+use crate::incident::engine::ActionError;
+use crate::incident::record::{Incident, IncidentStore};
+use crate::incident::{IncidentState, Rule};
+use crate::sla::Span;
+
+type Shared = State<Arc<AppState>>;
+
+/// `state`, `service` filters.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    service: Option<String>,
+}
+
+fn all(state: &AppState) -> Result<Vec<Incident>, ApiError> {
+    IncidentStore::new(state.store.clone())
+        .all()
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// `GET /api/v1/incidents?state=&service=`: newest first, without timelines.
+pub async fn list(
+    State(state): Shared,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let wanted = q
+        .state
+        .as_deref()
+        .map(|s| {
+            s.parse::<IncidentState>()
+                .map_err(|message| ApiError::BadRequest {
+                    param: "state",
+                    message,
+                })
+        })
+        .transpose()?;
+    let st = state.clone();
+    let mut incidents = tokio::task::spawn_blocking(move || all(&st))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    incidents.retain(|i| {
+        wanted.is_none_or(|w| i.state == w) && q.service.as_ref().is_none_or(|s| &i.service == s)
+    });
+    incidents.reverse();
+    let rows: Vec<Value> = incidents
+        .into_iter()
+        .map(|mut i| {
+            let events = i.timeline.len();
+            i.timeline.clear();
+            let mut v = json!(i);
+            v["timeline_events"] = json!(events);
+            v["time_to_restore_s"] = json!(i.time_to_restore_s());
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(rows)))
+}
+
+fn parse_id(text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| ApiError::BadRequest {
+        param: "id",
+        message: format!("{text:?} is not an incident id"),
+    })
+}
+
+/// `GET /api/v1/incidents/{id}`: the record with its timeline.
+pub async fn show(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let store = IncidentStore::new(state.store.clone());
+    let incident = tokio::task::spawn_blocking(move || store.get(id))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or(ApiError::NotFound {
+            what: "incident",
+            id: id.to_string(),
+        })?;
+    let mut v = json!(incident);
+    v["time_to_restore_s"] = json!(incident.time_to_restore_s());
+    Ok(Json(v))
+}
+
+/// Body of ack and resolve.
+#[derive(Debug, Deserialize)]
+pub struct ActionBody {
+    /// Who.
+    by: String,
+    /// Comment or resolution note.
+    #[serde(default)]
+    comment: String,
+}
+
+async fn act(
+    state: Arc<AppState>,
+    id: String,
+    body: ActionBody,
+    resolve: bool,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    if body.by.trim().is_empty() {
+        return Err(ApiError::BadRequest {
+            param: "by",
+            message: "say who acts (\"by\")".into(),
+        });
+    }
+    let engine = state.incidents.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
+        if resolve {
+            e.resolve(id, &body.by, &body.comment, now_ms())
+        } else {
+            e.acknowledge(id, &body.by, &body.comment, now_ms())
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    match outcome {
+        Ok(i) => Ok(Json(json!(i))),
+        Err(ActionError::NotFound(id)) => Err(ApiError::NotFound {
+            what: "incident",
+            id: id.to_string(),
+        }),
+        Err(e @ ActionError::AlreadyResolved(_)) => Err(ApiError::BadRequest {
+            param: "id",
+            message: e.to_string(),
+        }),
+        Err(ActionError::Store(e)) => Err(ApiError::Internal(e.into())),
+    }
+}
+
+/// `POST /api/v1/incidents/{id}/ack` with `{"by", "comment"}`.
+pub async fn acknowledge(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Value>, ApiError> {
+    act(state, id, body, false).await
+}
+
+/// `POST /api/v1/incidents/{id}/resolve` with `{"by", "comment"}` (the resolution note).
+pub async fn resolve(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Value>, ApiError> {
+    act(state, id, body, true).await
+}
+
+/// `service`, `from`, `to`.
+#[derive(Debug, Deserialize)]
+pub struct StatsQuery {
+    service: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/incidents/stats?service=&from=&to=`: per service, over the window (default:
+/// its SLO window): service-down incidents detected, MTTR (mean time to restore of the resolved
+/// ones) and MTBF (measured uptime / failures).
+pub async fn stats(
+    State(state): Shared,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?;
+    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
+    let st = state.clone();
+    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
+        let incidents = all(&st)?;
+        let now = now_ms();
+        let mut rows = Vec::new();
+        for s in st.catalogue.services.iter().filter(|s| q.service.as_ref().is_none_or(|id| &s.id == id)) {
+            let default = s.window.resolve(now);
+            let span = Span {
+                from_ms: from.unwrap_or(default.from_ms),
+                to_ms: to.unwrap_or(default.to_ms),
+            };
+            let failures: Vec<&Incident> = incidents
+                .iter()
+                .filter(|i| i.service == s.id && i.rule == Rule::ServiceDown && span.contains(i.detected_ms))
+                .collect();
+            let restores: Vec<f64> = failures.iter().filter_map(|i| i.time_to_restore_s()).collect();
+            let report = availability::service_report(&st.store, s, span).map_err(|e| ApiError::Internal(e.into()))?;
+            rows.push(json!({
+                "service": s.id,
+                "from_ms": span.from_ms,
+                "to_ms": span.to_ms,
+                "incidents": failures.len(),
+                "mttr_s": (!restores.is_empty()).then(|| restores.iter().sum::<f64>() / restores.len() as f64),
+                "mtbf_s": (!failures.is_empty()).then(|| report.uptime_s / failures.len() as f64),
+            }));
+        }
+        Ok(rows)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(Json(Value::Array(rows)))
+}

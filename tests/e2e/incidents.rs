@@ -1,0 +1,230 @@
+//! Incidents end to end: an HTTP target goes down → an incident opens within
+//! interval × `down_after` + 1 s, a webhook receiver on loopback gets "opened"; the receiver goes
+//! down and the collector is SIGKILLed while the incident is open → after the restart there is
+//! still exactly one incident; the target recovers → "resolved" reaches the receiver once it is
+//! back. Notifications are at least once: the receiver dedupes by the notification seq.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+use watchstand_tests::process::{AgentSpec, BrokerChoice, CollectorSpec};
+use watchstand_tests::{free_addr, now_ms, wait_for, HttpTarget};
+
+/// A webhook receiver that records (seq, body) and answers 503 while "down".
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, Value)>>>,
+    down: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    async fn start(&self) -> std::net::SocketAddr {
+        let me = self.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, Json(body): Json<Value>| {
+                let me = me.clone();
+                async move {
+                    if me.down.load(Ordering::Relaxed) {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let seq = headers
+                        .get("x-watchstand-notification")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    assert_eq!(
+                        headers
+                            .get("x-watchstand-secret")
+                            .and_then(|v| v.to_str().ok()),
+                        Some("s3cret")
+                    );
+                    me.got.lock().unwrap().push((seq, body));
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ignored = axum::serve(listener, app).await.is_ok();
+        });
+        addr
+    }
+
+    /// Distinct notifications by event, in arrival order.
+    fn events(&self) -> Vec<String> {
+        let got = self.got.lock().unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        got.iter()
+            .filter(|(seq, _)| seen.insert(seq.clone()))
+            .map(|(_, b)| b["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_one_incident_notified_through_a_receiver_outage_and_a_collector_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let hook = receiver.start().await;
+    let target = HttpTarget::start().await;
+    let services = format!(
+        r#"
+[incidents]
+evaluate_every = "1s"
+down_after = 2
+resolve_after = "3s"
+burn_rate = []
+sla_below_target = false
+
+[[webhooks]]
+name = "ops"
+url = "http://{hook}/hook"
+secret = "s3cret"
+
+[[services]]
+id = "web"
+name = "Web"
+criticality = "critical"
+rto = "5m"
+rpo = "1m"
+probes = ["agent-1/web"]
+slo = {{ availability = 99.9, window = "1d" }}
+"#
+    );
+    let spec = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &services,
+    );
+    let mut collector = spec.spawn().await;
+    let probes = format!(
+        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
+        target.url()
+    );
+    let _agent = AgentSpec::new(
+        &dir.path().join("agent"),
+        "agent-1",
+        &collector.broker_url(),
+        &probes,
+    )
+    .spawn()
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    target.set_healthy(false);
+    let down_at = now_ms();
+    let incident = wait_for("an open incident", Duration::from_secs(15), || async {
+        let list = collector
+            .get("/api/v1/incidents?state=open&service=web")
+            .await;
+        list.as_array()?.first().cloned()
+    })
+    .await;
+    let detection_ms = incident["detected_ms"].as_u64().unwrap() - down_at;
+    eprintln!(
+        "incident {} opened {detection_ms} ms after the target went down",
+        incident["id"]
+    );
+    assert!(
+        detection_ms <= 3_000,
+        "within interval × down_after + 1 s: {detection_ms} ms"
+    );
+    assert_eq!(incident["priority"], "P1");
+    wait_for(
+        "the opened notification",
+        Duration::from_secs(10),
+        || async {
+            receiver
+                .events()
+                .contains(&"opened".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The receiver goes down, the collector crashes with the incident open, and comes back.
+    receiver.down.store(true, Ordering::Relaxed);
+    collector.kill();
+    let mut collector = spec.spawn().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = collector.get("/api/v1/incidents").await;
+    let service_down: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["rule"]["kind"] == "service_down")
+        .collect();
+    assert_eq!(
+        service_down.len(),
+        1,
+        "still one incident after the restart: {all}"
+    );
+    assert_eq!(service_down[0]["state"], "open");
+
+    // Recovery while the receiver is down: resolved, queued, delivered once it is back.
+    target.set_healthy(true);
+    let id = service_down[0]["id"].as_u64().unwrap();
+    wait_for("the incident resolved", Duration::from_secs(20), || async {
+        let i = collector.get(&format!("/api/v1/incidents/{id}")).await;
+        (i["state"] == "resolved").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.events(),
+        vec!["opened".to_owned()],
+        "nothing got through while it was down"
+    );
+    receiver.down.store(false, Ordering::Relaxed);
+    wait_for(
+        "the resolved notification after the receiver returns",
+        Duration::from_secs(30),
+        || async {
+            receiver
+                .events()
+                .contains(&"resolved".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    let events = receiver.events();
+    eprintln!("receiver got {events:?}");
+    assert_eq!(events, vec!["opened".to_owned(), "resolved".to_owned()]);
+    let got = receiver.got.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .all(|(_, b)| b["dedup_key"] == "service_down:web"),
+        "{got:?}"
+    );
+
+    // The record: detected, resolved, time to restore, timeline; MTTR in the stats.
+    let record = collector.get(&format!("/api/v1/incidents/{id}")).await;
+    assert!(
+        record["time_to_restore_s"].as_f64().unwrap() > 0.0,
+        "{record}"
+    );
+    let timeline: Vec<&str> = record["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        timeline.starts_with(&["opened", "notification_queued"]),
+        "{timeline:?}"
+    );
+    assert!(timeline.contains(&"resolved"), "{timeline:?}");
+    let stats = collector.get("/api/v1/incidents/stats?service=web").await;
+    assert_eq!(stats[0]["incidents"], 1, "{stats}");
+    assert!(stats[0]["mttr_s"].as_f64().is_some(), "{stats}");
+    let (_, metrics) = collector.get_raw("/metrics").await;
+    assert!(metrics.contains("watchstand_incidents_open"), "{metrics}");
+    assert!(collector.terminate());
+}
