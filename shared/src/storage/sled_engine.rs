@@ -40,11 +40,26 @@ impl SledStorage {
                     attempts += 1;
                     std::thread::sleep(LOCK_RETRY_DELAY);
                 }
+                Err(e) if attempts < LOCK_RETRIES && never_held_data(path) => {
+                    // sled 0.34 writes `conf` in two unsynced writes on a store's first open;
+                    // a kill in between leaves a store that never opens again. Nothing was
+                    // ever stored in it (no `db` data), so start it afresh.
+                    tracing::warn!(path = %path.display(), error = %e, "Store torn during its first creation held no data; recreating it.");
+                    attempts = LOCK_RETRIES;
+                    std::fs::remove_dir_all(path)
+                        .map_err(|io| StorageError::engine("recreate", io))?;
+                }
                 Err(e) => return Err(StorageError::engine("open", e)),
             }
         };
         Ok(Self { db })
     }
+}
+
+/// True when the sled directory at `path` holds no data file (or an empty one): a store whose
+/// first creation was interrupted.
+fn never_held_data(path: &Path) -> bool {
+    path.is_dir() && std::fs::metadata(path.join("db")).map_or(true, |m| m.len() == 0)
 }
 
 /// Attempts to take a lock that a just-dropped handle of this process may still hold.
