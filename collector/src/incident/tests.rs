@@ -502,3 +502,161 @@ fn notification_seqs_never_repeat_across_a_restart_after_the_outbox_emptied() {
         "a new seq after the restart"
     );
 }
+
+#[test]
+fn an_open_unacknowledged_incident_is_renotified_every_repeat_interval() {
+    let mut w = World::new(
+        "{ availability = 99.0 }",
+        "burn_rate = []\nsla_below_target = false\nrepeat_interval = \"1m\"\n",
+    );
+    let mut t = T0;
+    // Down for 3 minutes 30 s: opened at the 2nd evaluation, repeated at +1 min, +2 min, +3 min.
+    while t < T0 + 210 * SECOND_MS {
+        w.result(t, false, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let repeats: Vec<u64> = w
+        .changes
+        .iter()
+        .filter(|(_, c)| matches!(c, Change::Notified(_, e, _) if e == "repeat"))
+        .map(|(t, _)| *t)
+        .collect();
+    let opened = w
+        .first_at(|c| matches!(c, Change::Opened(..)))
+        .expect("opened");
+    assert_eq!(
+        repeats,
+        vec![
+            opened + MINUTE_MS,
+            opened + 2 * MINUTE_MS,
+            opened + 3 * MINUTE_MS
+        ]
+    );
+    // Acknowledged incidents are not repeated.
+    let id = w.incidents()[0].id;
+    w.engine.acknowledge(id, "ana", "", t).expect("ack");
+    for _ in 0..12 {
+        w.result(t, false, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Notified(_, e, _) if e == "repeat")),
+        3
+    );
+}
+
+#[test]
+fn the_latency_rule_opens_when_too_few_checks_are_fast_enough() {
+    let mut w = World::new(
+        "{ availability = 99.0, latency_ms = 300, latency_pct = 90 }",
+        "burn_rate = []\nsla_below_target = false\nlatency_window = \"5m\"\n",
+    );
+    let latency = |w: &mut World, t: u64, us: u64| {
+        w.seq += 1;
+        let r = ProbeResult {
+            seq: w.seq,
+            probe: "p".into(),
+            kind: "http".into(),
+            target: "t".into(),
+            observed_ms: t,
+            interval_ms: EVERY,
+            state: ProbeState::Up,
+            latency_us: us,
+            error: None,
+        };
+        w.store
+            .tree(trees::RESULTS)
+            .expect("tree")
+            .apply(vec![Store::result_write("a", "b", &r)])
+            .expect("write");
+        w.registry.update("lab", "a", "b", t, |_| {});
+    };
+    let mut t = T0;
+    // 30 fast checks, then slow ones (500 ms): the share within 300 ms drops under 90 % once
+    // more than 3 of the last 30 are slow.
+    for _ in 0..30 {
+        latency(&mut w, t, 20_000);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 0);
+    let slow_from = t;
+    for _ in 0..10 {
+        latency(&mut w, t, 500_000);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let opened = w
+        .first_at(|c| matches!(c, Change::Opened(_, k) if k == "latency:web"))
+        .expect("latency incident");
+    // The 4th slow check makes it 26 of 30 within (86.7 % < 90 %).
+    assert_eq!(opened, slow_from + 3 * EVERY + 1);
+}
+
+#[test]
+fn a_child_of_a_down_parent_is_recorded_inhibited_and_not_notified() {
+    let catalogue = catalogue(
+        "[[services]]\nid = \"db\"\nname = \"DB\"\ncriticality = \"critical\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.0 }\n\
+         [[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.0 }\ndepends_on = [\"db\"]\n",
+    );
+    let mut w = World::new("{ availability = 99.0 }", ONLY_DOWN);
+    w.catalogue = catalogue;
+    let policy = w.engine.policy("web");
+    w.engine = Engine::load(
+        IncidentStore::new(w.store.clone()),
+        IncidentSettings::default(),
+        HashMap::from([
+            ("web".to_owned(), policy.clone()),
+            ("db".to_owned(), policy),
+        ]),
+        vec![Webhook {
+            name: "ops".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers: Vec::new(),
+            secret: None,
+            priorities: Vec::new(),
+        }],
+    )
+    .expect("engine");
+    let mut t = T0;
+    for _ in 0..4 {
+        w.result(t, false, EVERY);
+        let agents = w.registry.snapshot();
+        let engine = &w.engine;
+        let policy = |s: &str| engine.policy(s);
+        let c =
+            conditions(&w.store, &w.catalogue, &agents, &policy, EVERY, t + 1).expect("conditions");
+        let cat = w.catalogue.clone();
+        let topo = move |s: &str| {
+            cat.get(s).map_or((Vec::new(), Vec::new()), |s| {
+                (s.depends_on.clone(), vec!["a".to_owned()])
+            })
+        };
+        let changes = w.engine.evaluate(t + 1, &c, &[], &topo).expect("evaluate");
+        w.changes.extend(changes.into_iter().map(|ch| (t + 1, ch)));
+        t += EVERY;
+    }
+    let incidents = w.incidents();
+    let db = incidents
+        .iter()
+        .find(|i| i.service == "db")
+        .expect("db incident");
+    let web = incidents
+        .iter()
+        .find(|i| i.service == "web")
+        .expect("web incident");
+    assert!(!db.inhibited);
+    assert!(web.inhibited);
+    assert_eq!(web.inhibited_by.as_deref(), Some("service db down"));
+    let notified: Vec<u64> = w
+        .changes
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Change::Notified(id, _, _) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notified, vec![db.id], "only the parent notifies");
+}
