@@ -149,6 +149,42 @@ slo = {{ availability = 99.9, window = "1d" }}
     )
     .await;
 
+    // Acknowledged from the CLI (a client of the API).
+    let id = incident["id"].as_u64().unwrap();
+    let out = std::process::Command::new(watchstand_tests::bin("watchstand-collector"))
+        .args([
+            "incidents",
+            "ack",
+            &id.to_string(),
+            "--by",
+            "ana",
+            "--comment",
+            "on it",
+            "--server",
+        ])
+        .arg(collector.url(""))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acked = collector.get(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(acked["state"], "acknowledged", "{acked}");
+    assert_eq!(acked["acknowledged_by"], "ana");
+    wait_for(
+        "the acknowledged notification",
+        Duration::from_secs(10),
+        || async {
+            receiver
+                .events()
+                .contains(&"acknowledged".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+
     // The receiver goes down, the collector crashes with the incident open, and comes back.
     receiver.down.store(true, Ordering::Relaxed);
     collector.kill();
@@ -166,11 +202,14 @@ slo = {{ availability = 99.9, window = "1d" }}
         1,
         "still one incident after the restart: {all}"
     );
-    assert_eq!(service_down[0]["state"], "open");
+    assert_eq!(
+        service_down[0]["state"], "acknowledged",
+        "its state survived the crash"
+    );
 
     // Recovery while the receiver is down: resolved, queued, delivered once it is back.
     target.set_healthy(true);
-    let id = service_down[0]["id"].as_u64().unwrap();
+    assert_eq!(service_down[0]["id"].as_u64(), Some(id));
     wait_for("the incident resolved", Duration::from_secs(20), || async {
         let i = collector.get(&format!("/api/v1/incidents/{id}")).await;
         (i["state"] == "resolved").then_some(())
@@ -179,7 +218,7 @@ slo = {{ availability = 99.9, window = "1d" }}
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         receiver.events(),
-        vec!["opened".to_owned()],
+        vec!["opened".to_owned(), "acknowledged".to_owned()],
         "nothing got through while it was down"
     );
     receiver.down.store(false, Ordering::Relaxed);
@@ -196,7 +235,14 @@ slo = {{ availability = 99.9, window = "1d" }}
     .await;
     let events = receiver.events();
     eprintln!("receiver got {events:?}");
-    assert_eq!(events, vec!["opened".to_owned(), "resolved".to_owned()]);
+    assert_eq!(
+        events,
+        vec![
+            "opened".to_owned(),
+            "acknowledged".to_owned(),
+            "resolved".to_owned()
+        ]
+    );
     let got = receiver.got.lock().unwrap().clone();
     assert!(
         got.iter()
