@@ -4,8 +4,9 @@
 //! port when that is taken), three local HTTP services and an agent probing them every second,
 //! then runs a script: the shop's primary fails for 25 s of every 90 s (the `any` service over
 //! primary + standby stays up, with a partial outage), and the billing API fails for 10 s (the
-//! `all` service goes down). Every few seconds it prints the live SLA summary. Ctrl-C (or
-//! `--duration`) stops everything in order: agent, collector, demo services.
+//! `all` service goes down, and opens an incident). Every few seconds it prints the live SLA
+//! summary and the incidents. Ctrl-C (or `--duration`) stops everything in order: agent,
+//! collector, demo services.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -114,6 +115,10 @@ listen = "{listen}"
 [broker]
 embedded = true
 listen = "{broker}"
+
+[incidents]
+evaluate_every = "2s"
+resolve_after = "10s"
 
 [[services]]
 id = "shop"
@@ -272,7 +277,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             }
             () = until_deadline => break,
             _ = summary.tick() => match cli::sla(&client, None, Some(&since), None, Format::Table).await {
-                Ok(table) => say(&format!("SLA since the demo started:\n{table}\n")),
+                Ok(table) => {
+                    let incidents = cli::incidents(&client, None, None, Format::Table).await.unwrap_or_default();
+                    say(&format!("SLA since the demo started:\n{table}\nIncidents:\n{incidents}\n"));
+                }
                 Err(e) => tracing::warn!(error = %e, "Summary not available yet."),
             },
         }
