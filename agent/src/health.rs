@@ -2,10 +2,13 @@
 //! probe → scheduler → outbox → publisher → mqtt for operators and test harnesses.
 //!
 //! `GET /health` answers with
-//! `{"site","agent","boot","mqtt_connected","outbox":{"entries","bytes","dropped","gap_records"},
+//! `{"site","agent","boot","mqtt_connected",
+//! "outbox":{"entries","bytes","dropped","dropped_delivered","gap_records"},
 //! "watermarks":{"<boot>":seq},"published","resent","unacked_alarms","unacknowledged"}`.
-//! `dropped` and `gap_records` count since this start; `entries` and `bytes` are what the outbox
-//! holds now. `unacknowledged` is `null`, or the oldest stretch of published entries the
+//! `dropped`, `dropped_delivered` and `gap_records` count since this start; `entries` and
+//! `bytes` are what the outbox holds now. `dropped_delivered` is the part of `dropped` that the
+//! publisher had already sent and the collector acknowledged afterwards: dropped from the outbox
+//! but not lost, so not in any gap record. `unacknowledged` is `null`, or the oldest stretch of published entries the
 //! collector's watermark has not covered yet:
 //! `{"boot","oldest_seq","published_upto","since_ms","age_ms","alarm"}`, with `alarm` true once
 //! it waited `outbox.unacked_alarm` ("not acknowledged by the collector");
@@ -71,6 +74,7 @@ pub fn snapshot(state: &HealthState) -> Value {
             "entries": stats.entries,
             "bytes": stats.bytes,
             "dropped": stats.dropped,
+            "dropped_delivered": stats.dropped_delivered,
             "gap_records": stats.gap_records,
         },
         "watermarks": watermarks,
@@ -172,7 +176,7 @@ mod tests {
                 "agent": "a1",
                 "boot": boot,
                 "mqtt_connected": true,
-                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "gap_records": 0},
+                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "dropped_delivered": 0, "gap_records": 0},
                 "watermarks": {boot.clone(): 1},
                 "published": 0,
                 "resent": 0,

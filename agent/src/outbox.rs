@@ -6,22 +6,56 @@
 //! - tree `outbox_entries`: key = (boot ordinal, seq) as big-endian u64s, so a scan returns
 //!   earlier boots first and seqs in order; value = the JSON of an [`Entry`].
 //! - tree `outbox_boots`: key = boot ordinal; value = [`BootMeta`] (boot id, ack watermark, last
-//!   dropped seq). Every start is a new boot with the next ordinal and a fresh random id; entries
-//!   of earlier boots that were never acked are re-sent under their own boot id.
+//!   dropped seq, unbooked drops). Every start is a new boot with the next ordinal and a fresh
+//!   random id; entries of earlier boots that were never acked are re-sent under their own boot
+//!   id.
+//!
+//! # Dropping at the cap
+//! At the cap the oldest entries that are not gap records are dropped (the open gap record,
+//! never read, is carried forward to a fresh seq instead, its old seq joining its own range,
+//! so that a long outage stays one record). What a drop books depends on whether the publisher
+//! has already read the entry since its last [`Outbox::rewind`] of that boot (the boot's *read
+//! frontier*: every entry present at or below it was read):
+//! - **Not read** (the usual case: the broker is away): the drop is booked in a gap record at
+//!   once. The newest gap record stays *open* until the publisher reads it, and drops that
+//!   continue its range extend it in place, so one overflow episode is one gap record.
+//! - **Read** (published, or about to be, but not acked yet): the collector probably has it, and
+//!   booking it would book time it holds results for as lost. The drop is kept as an *unbooked
+//!   run* in the boot's meta instead. When the ack watermark passes it the collector has it
+//!   (counted in [`OutboxStats::dropped_delivered`], never booked); when the publisher rewinds
+//!   to re-send (reconnect, stalled watermark), or the outbox is reopened, it can no longer be
+//!   re-sent and is booked like any other drop. Booking a drop of an unread entry (or the
+//!   carried open record's old seq) first books the boot's unbooked runs, which all come before
+//!   it, so an outage that begins with entries in flight is still one record.
+//!
+//! So one overflow episode is one gap record, and a second record appears only when a drop must
+//! be booked and cannot continue the open record: the record was read already (the publisher
+//! sends it as soon as it is connected) and then an unread entry is dropped (the agent lost the
+//! broker again, or drops outran the window) or unbooked runs are booked at a rewind or a
+//! reopen (the collector did not ack them for `resend_after`, or the connection dropped first);
+//! the drop belongs to another boot than the record; or a gap record already read sits between
+//! the record's range and the drop. After a usual outage (the broker back, the collector acking
+//! within `resend_after`) none of these happen.
 //!
 //! # Invariants (checked by [`Outbox::check_integrity`])
 //! - Within a boot, seqs are assigned once, from 1, and never reused.
 //! - Above `floor = max(watermark, dropped_upto)` the seqs of a boot are contiguous. Below it
 //!   only gap records may remain: dropping at the cap takes the oldest *non-gap* entries, so a
 //!   gap record (which has its own seq and is the only trace of the loss) is never dropped.
-//! - Only an ack trims: entries with `seq <= watermark` of their boot are deleted, nothing else.
+//! - Every dropped seq is either booked in exactly one gap record's range or held in exactly one
+//!   unbooked run of its boot, never both (gap records are trimmed by acks like any entry, so
+//!   this half is checked by the model test, `agent/tests/outbox_model.rs`). Unbooked runs are
+//!   sorted, disjoint, above the watermark, at or below `dropped_upto`, and no stored entry sits
+//!   in them.
+//! - Only an ack trims: entries with `seq <= watermark` of their boot are deleted, nothing else;
+//!   an ack also settles the unbooked drops it covers.
 //!
 //! # Durability
 //! Appends are not flushed one by one. The publisher calls [`Outbox::ensure_durable`] once per
 //! publish cycle, before it publishes anything it read, so nothing reaches the broker that a
 //! crash could take back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -171,6 +205,33 @@ pub struct BootMeta {
     /// rare, and kept so the integrity check can tell them from holes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lost: Vec<u64>,
+    /// Entries dropped at the cap after the publisher had read them, not booked in a gap record:
+    /// runs of consecutive seqs, oldest first. The watermark passing them settles them as
+    /// delivered; a rewind or a reopen books them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbooked: Vec<UnbookedRun>,
+}
+
+/// Consecutive seqs of one boot dropped at the cap after the publisher had read them, not (yet)
+/// booked in a gap record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnbookedRun {
+    /// First seq.
+    pub from_seq: u64,
+    /// Last seq.
+    pub to_seq: u64,
+    /// `observed_ms` of the first entry (kept when an ack settles the front of the run, so a
+    /// later booking may start a little early: never late).
+    pub from_ms: u64,
+    /// One past the latest `observed_ms` in the run.
+    pub to_ms: u64,
+}
+
+impl UnbookedRun {
+    /// How many seqs it holds.
+    pub fn count(&self) -> u64 {
+        self.to_seq - self.from_seq + 1
+    }
 }
 
 #[derive(Debug)]
@@ -178,6 +239,10 @@ struct BootState {
     meta: BootMeta,
     /// Highest seq ever stored for this boot (the current boot: the last one assigned).
     last_seq: u64,
+    /// The read frontier: every entry present at or below `max(read_upto, watermark)` was
+    /// returned by [`Outbox::read`] since the last [`Outbox::rewind`] of this boot (not
+    /// persisted: a new process has read nothing).
+    read_upto: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -211,6 +276,9 @@ pub struct OutboxStats {
     pub bytes: u64,
     /// Entries dropped at the cap since start.
     pub dropped: u64,
+    /// Of those, entries the publisher had read before the drop and the collector's watermark
+    /// covered afterwards: delivered, so never booked as lost.
+    pub dropped_delivered: u64,
     /// Gap records created since start.
     pub gap_records: u64,
     /// Every boot with entries, oldest first.
@@ -236,6 +304,8 @@ pub enum AckOutcome {
 #[derive(Debug)]
 struct State {
     index: BTreeMap<(u64, u64), IndexEntry>,
+    /// The keys of `index` that are gap records, for [`Outbox::read_gaps`].
+    gap_keys: BTreeSet<(u64, u64)>,
     boots: BTreeMap<u64, BootState>,
     current: u64,
     next_seq: u64,
@@ -247,6 +317,7 @@ struct State {
     written: u64,
     durable: u64,
     dropped: u64,
+    dropped_delivered: u64,
     gap_records: u64,
 }
 
@@ -304,7 +375,14 @@ impl Outbox {
             match meta {
                 Some((ordinal, meta)) => {
                     let last_seq = meta.watermark.max(meta.dropped_upto);
-                    boots.insert(ordinal, BootState { meta, last_seq });
+                    boots.insert(
+                        ordinal,
+                        BootState {
+                            meta,
+                            last_seq,
+                            read_upto: 0,
+                        },
+                    );
                 }
                 None => {
                     events::StorageFailed {
@@ -361,14 +439,15 @@ impl Outbox {
             }
         }
 
-        // Boots with nothing left to send are forgotten.
+        // Boots with nothing left to send or to book are forgotten.
         let empty: Vec<u64> = boots
-            .keys()
-            .copied()
-            .filter(|o| {
-                index.range((*o, 0)..=(*o, u64::MAX)).next().is_none()
-                    && !corrupt.iter().any(|(c, _, _)| c == o)
+            .iter()
+            .filter(|(o, b)| {
+                index.range((**o, 0)..=(**o, u64::MAX)).next().is_none()
+                    && !corrupt.iter().any(|(c, _, _)| c == *o)
+                    && b.meta.unbooked.is_empty()
             })
+            .map(|(o, _)| *o)
             .collect();
         for ordinal in empty {
             boots.remove(&ordinal);
@@ -387,12 +466,30 @@ impl Outbox {
             watermark: 0,
             dropped_upto: 0,
             lost: Vec::new(),
+            unbooked: Vec::new(),
         };
         boots_tree.put(
             &boot_key(current),
             &serde_json::to_vec(&meta).unwrap_or_default(),
         )?;
-        boots.insert(current, BootState { meta, last_seq: 0 });
+        boots.insert(
+            current,
+            BootState {
+                meta,
+                last_seq: 0,
+                read_upto: 0,
+            },
+        );
+        let gap_keys = index
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::Gap)
+            .map(|(k, _)| *k)
+            .collect();
+        let unbooked: Vec<u64> = boots
+            .iter()
+            .filter(|(_, b)| !b.meta.unbooked.is_empty())
+            .map(|(o, _)| *o)
+            .collect();
 
         let outbox = Self {
             storage,
@@ -401,6 +498,7 @@ impl Outbox {
             limits,
             state: Mutex::new(State {
                 index,
+                gap_keys,
                 boots,
                 current,
                 next_seq: 1,
@@ -409,12 +507,19 @@ impl Outbox {
                 written: 0,
                 durable: 0,
                 dropped: 0,
+                dropped_delivered: 0,
                 gap_records: 0,
             }),
             changed: Notify::new(),
         };
         {
             let mut state = outbox.lock();
+            // Drops the last process left unbooked: this one has read nothing, so they can no
+            // longer be re-sent (the collector may have them: booking them is harmless then).
+            for ordinal in unbooked {
+                outbox.book_unbooked(&mut state, ordinal)?;
+                outbox.persist_boot(&state, ordinal)?;
+            }
             for (ordinal, seq, at) in corrupt {
                 if let Some(boot) = state.boots.get_mut(&ordinal) {
                     boot.meta.lost.push(seq);
@@ -478,6 +583,9 @@ impl Outbox {
                 observed_ms: entry.observed_ms(),
             },
         );
+        if entry.kind() == EntryKind::Gap {
+            state.gap_keys.insert((ordinal, seq));
+        }
         state.bytes = state.bytes + size - previous.map_or(0, |p| p.bytes);
         if let Some(boot) = state.boots.get_mut(&ordinal) {
             boot.last_seq = boot.last_seq.max(seq);
@@ -486,8 +594,20 @@ impl Outbox {
         Ok(())
     }
 
+    /// Removes `key` from the in-memory index (not from storage).
+    fn unindex(state: &mut State, key: (u64, u64)) {
+        if let Some(e) = state.index.remove(&key) {
+            state.bytes -= e.bytes;
+            if e.kind == EntryKind::Gap {
+                state.gap_keys.remove(&key);
+            }
+        }
+    }
+
     /// Stores a measurement under the next seq of this boot and returns that seq. At the cap,
-    /// drops the oldest entries and books them in a gap record.
+    /// drops the oldest entries: an entry the publisher has not read is booked in a gap record
+    /// (the open one when the range continues it), one it has read becomes an unbooked drop (see
+    /// the module docs).
     ///
     /// # Errors
     /// The entry cannot fit one MQTT packet (it is not stored and takes no seq), or storage
@@ -524,7 +644,10 @@ impl Outbox {
 
     /// Drops oldest entries until the outbox is within its caps. Gap records are never dropped,
     /// except the open one (never published): it is carried forward under a fresh seq and its
-    /// old seq joins the dropped range, so one long overflow stays one gap record.
+    /// old seq joins the dropped range, so one long overflow stays one gap record. A dropped
+    /// entry the publisher has read becomes an unbooked drop; any other seq (the carried
+    /// record's old one included) is booked at once, after the unbooked drops of its boot, which
+    /// all come before it.
     fn enforce_caps(&self, state: &mut State) -> Result<(), OutboxError> {
         let mut touched = Vec::new();
         let mut dropped = 0;
@@ -549,10 +672,11 @@ impl Outbox {
                 break;
             }
             self.entries.delete(&entry_key(ordinal, seq))?;
-            state.index.remove(&(ordinal, seq));
-            state.bytes -= entry.bytes;
+            Self::unindex(state, (ordinal, seq));
+            let mut was_read = false;
             if let Some(boot) = state.boots.get_mut(&ordinal) {
                 boot.meta.dropped_upto = boot.meta.dropped_upto.max(seq);
+                was_read = seq <= boot.read_upto;
             }
             if !touched.contains(&ordinal) {
                 touched.push(ordinal);
@@ -565,13 +689,36 @@ impl Outbox {
                     state.next_seq += 1;
                     self.put_entry(state, current, &Entry::Gap(gap.clone()))?;
                     state.open_gap = Some(gap);
+                    // Its old seq was never read either: book what was dropped before it.
+                    self.book_unbooked(state, ordinal)?;
                     self.record_drop(state, ordinal, seq, last_ms)?;
                 }
                 continue;
             }
             state.dropped += 1;
             dropped += 1;
-            self.record_drop(state, ordinal, seq, entry.observed_ms)?;
+            if was_read {
+                if let Some(boot) = state.boots.get_mut(&ordinal) {
+                    let to_ms = entry.observed_ms + 1;
+                    match boot.meta.unbooked.last_mut() {
+                        Some(run) if run.to_seq + 1 == seq => {
+                            run.to_seq = seq;
+                            run.to_ms = run.to_ms.max(to_ms);
+                        }
+                        _ => boot.meta.unbooked.push(UnbookedRun {
+                            from_seq: seq,
+                            to_seq: seq,
+                            from_ms: entry.observed_ms,
+                            to_ms,
+                        }),
+                    }
+                }
+                // Right after the delete, as a gap record would be: the run is the only trace.
+                self.persist_boot(state, ordinal)?;
+            } else {
+                self.book_unbooked(state, ordinal)?;
+                self.record_drop(state, ordinal, seq, entry.observed_ms)?;
+            }
         }
         if dropped > 0 {
             events::OutboxDropped { count: dropped }.emit();
@@ -582,8 +729,25 @@ impl Outbox {
         Ok(())
     }
 
-    /// Books dropped entry `seq` of boot `ordinal`: extends the open gap record when the range
-    /// continues it, else appends a new gap record under the current boot.
+    /// Books every unbooked drop of boot `ordinal` in gap records (the caller persists the
+    /// boot's meta).
+    fn book_unbooked(&self, state: &mut State, ordinal: u64) -> Result<(), OutboxError> {
+        let runs = match state.boots.get_mut(&ordinal) {
+            Some(boot) => std::mem::take(&mut boot.meta.unbooked),
+            None => return Ok(()),
+        };
+        for run in runs {
+            self.record_range(
+                state,
+                ordinal,
+                (run.from_seq, run.to_seq),
+                (run.from_ms, run.to_ms),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Books dropped entry `seq` of boot `ordinal`, observed at `observed_ms`.
     fn record_drop(
         &self,
         state: &mut State,
@@ -591,15 +755,28 @@ impl Outbox {
         seq: u64,
         observed_ms: u64,
     ) -> Result<(), OutboxError> {
+        self.record_range(state, ordinal, (seq, seq), (observed_ms, observed_ms + 1))
+    }
+
+    /// Books the dropped seqs `from..=to` of boot `ordinal`, observed over `[from_ms, to_ms)`:
+    /// extends the open gap record when the range continues it, else appends a new gap record
+    /// under the current boot.
+    fn record_range(
+        &self,
+        state: &mut State,
+        ordinal: u64,
+        (from_seq, to_seq): (u64, u64),
+        (from_ms, to_ms): (u64, u64),
+    ) -> Result<(), OutboxError> {
         let boot_id = match state.boots.get(&ordinal) {
             Some(b) => b.meta.id.clone(),
             None => return Ok(()),
         };
         let current = state.current;
         if let Some(mut gap) = state.open_gap.take() {
-            if gap.boot == boot_id && gap.to_seq + 1 == seq {
-                gap.to_seq = seq;
-                gap.to_ms = gap.to_ms.max(observed_ms + 1);
+            if gap.boot == boot_id && gap.to_seq + 1 == from_seq {
+                gap.to_seq = to_seq;
+                gap.to_ms = gap.to_ms.max(to_ms);
                 self.put_entry(state, current, &Entry::Gap(gap.clone()))?;
                 state.open_gap = Some(gap);
                 return Ok(());
@@ -608,10 +785,10 @@ impl Outbox {
         let gap = GapRecord {
             seq: state.next_seq,
             boot: boot_id,
-            from_seq: seq,
-            to_seq: seq,
-            from_ms: observed_ms,
-            to_ms: observed_ms + 1,
+            from_seq,
+            to_seq,
+            from_ms,
+            to_ms,
             reason: GapReason::OutboxFull,
         };
         state.next_seq += 1;
@@ -619,7 +796,7 @@ impl Outbox {
         self.put_entry(state, current, &Entry::Gap(gap.clone()))?;
         events::OutboxOverflow {
             boot: &gap.boot,
-            from_seq: seq,
+            from_seq,
             gap_seq: gap.seq,
         }
         .emit();
@@ -627,9 +804,40 @@ impl Outbox {
         Ok(())
     }
 
-    /// Up to `limit` entries of boot `ordinal` with `after < seq <= upto`, in seq order. Reading
-    /// the open gap record freezes it: later drops start a new record, because this one may now
-    /// be on its way to the collector.
+    fn decode_rows(rows: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            match serde_json::from_slice::<Entry>(&value) {
+                Ok(entry) => out.push(entry),
+                Err(e) => events::StorageFailed {
+                    op: "decode outbox entry",
+                    error: &format!("key {key:?}: {e}"),
+                }
+                .emit(),
+            }
+        }
+        out
+    }
+
+    /// Reading the open gap record freezes it: later drops start a new record, because this one
+    /// may now be on its way to the collector.
+    fn freeze_if_read(state: &mut State, ordinal: u64, out: &[Entry]) {
+        if ordinal == state.current {
+            let read_gap = state.open_gap.as_ref().is_some_and(|g| {
+                out.iter()
+                    .any(|e| matches!(e, Entry::Gap(r) if r.seq == g.seq))
+            });
+            if read_gap {
+                state.open_gap = None;
+            }
+        }
+    }
+
+    /// Up to `limit` entries of boot `ordinal` with `after < seq <= upto`, in seq order: what the
+    /// publisher publishes next. Reading the open gap record freezes it. A read that starts at
+    /// or below the boot's read frontier (or with nothing stored in between) moves the frontier
+    /// to the last entry returned: from then on, dropping one of these entries at the cap waits
+    /// for the watermark before it is booked.
     ///
     /// # Errors
     /// Storage failure.
@@ -654,27 +862,80 @@ impl Outbox {
                     .range(&start, Some(&KeyBuf::new().u64(ordinal + 1).build()), limit)?
             }
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for (key, value) in rows {
-            match serde_json::from_slice::<Entry>(&value) {
-                Ok(entry) => out.push(entry),
-                Err(e) => events::StorageFailed {
-                    op: "decode outbox entry",
-                    error: &format!("key {key:?}: {e}"),
+        let out = Self::decode_rows(rows);
+        Self::freeze_if_read(&mut state, ordinal, &out);
+        if let (Some(last), Some(boot)) = (out.last().map(Entry::seq), state.boots.get(&ordinal)) {
+            let frontier = boot.read_upto.max(boot.meta.watermark);
+            let continues = after <= frontier
+                || state
+                    .index
+                    .range((ordinal, frontier + 1)..=(ordinal, after))
+                    .next()
+                    .is_none();
+            if continues {
+                if let Some(boot) = state.boots.get_mut(&ordinal) {
+                    boot.read_upto = frontier.max(last);
                 }
-                .emit(),
-            }
-        }
-        if ordinal == state.current {
-            let read_gap = state.open_gap.as_ref().is_some_and(|g| {
-                out.iter()
-                    .any(|e| matches!(e, Entry::Gap(r) if r.seq == g.seq))
-            });
-            if read_gap {
-                state.open_gap = None;
             }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` gap records of boot `ordinal` with `after < seq <= upto`, in seq order, for
+    /// the publisher to send ahead of everything else. Reading the open gap record freezes it;
+    /// the read frontier does not move.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn read_gaps(
+        &self,
+        ordinal: u64,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, OutboxError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let mut state = self.lock();
+        let seqs: Vec<u64> = state
+            .gap_keys
+            .range((ordinal, after + 1)..=(ordinal, upto))
+            .take(limit)
+            .map(|(_, s)| *s)
+            .collect();
+        let mut rows = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let key = entry_key(ordinal, seq);
+            if let Some(value) = self.entries.get(&key)? {
+                rows.push((key, value));
+            }
+        }
+        let out = Self::decode_rows(rows);
+        Self::freeze_if_read(&mut state, ordinal, &out);
+        Ok(out)
+    }
+
+    /// The publisher goes back to the watermark of boot `ordinal` to re-send from there: the
+    /// read frontier goes back too, and the boot's unbooked drops, which cannot be re-sent, are
+    /// booked in gap records. Returns how many seqs were booked.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn rewind(&self, ordinal: u64) -> Result<u64, OutboxError> {
+        let mut state = self.lock();
+        let Some(boot) = state.boots.get_mut(&ordinal) else {
+            return Ok(0);
+        };
+        boot.read_upto = 0;
+        let booked: u64 = boot.meta.unbooked.iter().map(UnbookedRun::count).sum();
+        if booked > 0 {
+            self.book_unbooked(&mut state, ordinal)?;
+            self.persist_boot(&state, ordinal)?;
+            drop(state);
+            self.changed.notify_one();
+        }
+        Ok(booked)
     }
 
     /// How many entries of boot `ordinal` have `after < seq <= upto`, counting at most `cap`.
@@ -724,8 +985,9 @@ impl Outbox {
         Ok(())
     }
 
-    /// Applies the collector's watermark for `boot`: deletes its entries up to `seq`. Acks never
-    /// move a watermark back.
+    /// Applies the collector's watermark for `boot`: deletes its entries up to `seq`, and settles
+    /// its unbooked drops up to `seq` as delivered (the collector stored them). Acks never move a
+    /// watermark back.
     ///
     /// # Errors
     /// Storage failure.
@@ -749,6 +1011,21 @@ impl Outbox {
         }
         boot_state.meta.watermark = seq;
         boot_state.meta.lost.retain(|lost| *lost > seq);
+        let mut delivered = 0;
+        boot_state.meta.unbooked.retain_mut(|run| {
+            if run.to_seq <= seq {
+                delivered += run.count();
+                false
+            } else {
+                if run.from_seq <= seq {
+                    delivered += seq - run.from_seq + 1;
+                    run.from_seq = seq + 1;
+                }
+                true
+            }
+        });
+        let settled_all = boot_state.meta.unbooked.is_empty();
+        state.dropped_delivered += delivered;
         let removed = self
             .entries
             .delete_range(&entry_key(ordinal, 0), Some(&entry_key(ordinal, seq + 1)))?;
@@ -758,16 +1035,14 @@ impl Outbox {
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
-            if let Some(e) = state.index.remove(&k) {
-                state.bytes -= e.bytes;
-            }
+            Self::unindex(&mut state, k);
         }
         let is_empty = state
             .index
             .range((ordinal, 0)..=(ordinal, u64::MAX))
             .next()
             .is_none();
-        if ordinal != state.current && is_empty {
+        if ordinal != state.current && is_empty && settled_all {
             state.boots.remove(&ordinal);
             self.boots.delete(&boot_key(ordinal))?;
         } else {
@@ -802,6 +1077,7 @@ impl Outbox {
             entries: state.index.len(),
             bytes: state.bytes,
             dropped: state.dropped,
+            dropped_delivered: state.dropped_delivered,
             gap_records: state.gap_records,
             boots,
         }
@@ -809,8 +1085,9 @@ impl Outbox {
 
     /// Scans storage and checks the invariants: every value decodes, keys match their entry's
     /// seq and a known boot, no entry sits at or below its boot's watermark, non-gap entries lie
-    /// above the last dropped seq, seqs above the floor are contiguous, and the in-memory index
-    /// agrees with storage.
+    /// above the last dropped seq, seqs above the floor are contiguous, unbooked runs are
+    /// ordered, above the watermark, dropped and empty, and the in-memory index agrees with
+    /// storage.
     ///
     /// # Errors
     /// [`OutboxError::Integrity`] listing every problem, or a storage failure.
@@ -888,6 +1165,46 @@ impl Outbox {
                     state.next_seq
                 ));
             }
+        }
+        let stored: BTreeSet<(u64, u64)> = per_boot
+            .iter()
+            .flat_map(|(o, seqs)| seqs.iter().map(move |(s, _)| (*o, *s)))
+            .collect();
+        for (ordinal, boot) in &state.boots {
+            let meta = &boot.meta;
+            let mut after = meta.watermark;
+            for run in &meta.unbooked {
+                if run.from_seq <= after
+                    || run.from_seq > run.to_seq
+                    || run.to_seq > meta.dropped_upto
+                    || run.from_ms >= run.to_ms
+                {
+                    problems.push(format!(
+                        "boot {} unbooked run {}..={} is out of order, at or below {after}, or \
+                         above the last dropped seq {}",
+                        meta.id, run.from_seq, run.to_seq, meta.dropped_upto
+                    ));
+                }
+                after = after.max(run.to_seq);
+                if let Some((_, seq)) = stored
+                    .range((*ordinal, run.from_seq)..=(*ordinal, run.to_seq))
+                    .next()
+                {
+                    problems.push(format!(
+                        "boot {} seq {seq} is stored but in an unbooked run",
+                        meta.id
+                    ));
+                }
+            }
+        }
+        let gap_keys: BTreeSet<(u64, u64)> = state
+            .index
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::Gap)
+            .map(|(k, _)| *k)
+            .collect();
+        if gap_keys != state.gap_keys {
+            problems.push("the gap record index disagrees with the entry index".to_owned());
         }
         if rows.len() != state.index.len() || bytes != state.bytes {
             problems.push(format!(
@@ -1222,6 +1539,43 @@ mod tests {
         let err = outbox.check_integrity().unwrap_err().to_string();
         assert!(err.contains("seqs jump from 1 to 3"), "{err}");
         assert!(err.contains("index holds 4 entries"), "{err}");
+    }
+
+    #[test]
+    fn a_dropped_entry_the_publisher_read_waits_for_the_ack_instead_of_a_gap_record() {
+        let storage = MemoryStorage::new();
+        let outbox = open(&storage, 5);
+        for i in 1..=5 {
+            outbox.append(result(i)).unwrap();
+        }
+        let ordinal = outbox.boots()[0].ordinal;
+        assert_eq!(
+            seqs(&outbox.read(ordinal, 0, u64::MAX, 2).unwrap()),
+            vec![1, 2]
+        );
+        // Seqs 1 and 2 were read: dropping them books nothing yet.
+        outbox.append(result(6)).unwrap();
+        outbox.append(result(7)).unwrap();
+        let stats = outbox.stats();
+        assert_eq!((stats.dropped, stats.gap_records), (2, 0), "{stats:?}");
+        outbox.check_integrity().unwrap();
+        // The collector had them: the ack settles them as delivered.
+        outbox.apply_ack(&outbox.boot_id(), 2).unwrap();
+        let stats = outbox.stats();
+        assert_eq!((stats.dropped_delivered, stats.gap_records), (2, 0));
+        assert_eq!(outbox.rewind(ordinal).unwrap(), 0, "nothing left to book");
+        outbox.check_integrity().unwrap();
+
+        // An unbooked run over a stored entry is reported.
+        outbox.read(ordinal, 2, u64::MAX, 1).unwrap();
+        outbox.append(result(8)).unwrap();
+        outbox.lock().boots.get_mut(&ordinal).unwrap().meta.unbooked[0].to_seq = 4;
+        let err = outbox.check_integrity().unwrap_err().to_string();
+        assert!(
+            err.contains("seq 4 is stored but in an unbooked run"),
+            "{err}"
+        );
+        assert!(err.contains("above the last dropped seq 3"), "{err}");
     }
 
     #[tokio::test]

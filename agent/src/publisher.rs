@@ -10,8 +10,15 @@
 //!   when the watermark has not moved for `resend_after` while entries are unacked, it goes back
 //!   to the watermark and publishes again; the collector drops duplicates by (agent, boot, seq).
 //! - **Bounded in flight**: per boot it never publishes more than [`INFLIGHT_BATCHES`] ×
-//!   `batch_max_entries` seqs beyond the watermark, so a collector that is away does not make
+//!   `batch_max_entries` entries beyond the watermark, so a collector that is away does not make
 //!   the agent flood the broker.
+//! - **Gap records first**: gap records beyond what the window allows are published ahead of it,
+//!   before the entries of the same cycle, outside the window. A gap record is tiny, and the
+//!   collector's watermark cannot pass a dropped range before its record arrives: behind a full
+//!   window it would block the drain while the outbox, still at its cap, drops entries already
+//!   published. Those drops are not booked as lost while the collector may have them (see
+//!   "Dropping at the cap" in `outbox.rs`); re-sending from the watermark books them, because
+//!   they can no longer be re-sent.
 //! - **Durable first**: after reading and before publishing it calls
 //!   [`Outbox::ensure_durable`], one flush per cycle.
 //! - **Unacknowledged alarm**: when entries it published while connected have waited
@@ -293,6 +300,11 @@ struct Cursor {
     last_progress: Instant,
     /// When new entries of the current boot started to wait for their batch to fill.
     pending_since: Option<Instant>,
+    /// Highest gap record seq published ahead of the window in the current pass (back to the
+    /// watermark on a re-send); the window skips gap records up to it.
+    gaps_ahead_upto: u64,
+    /// Highest gap record seq ever published ahead (to count re-sends).
+    max_gap_ahead: u64,
     /// Since when published entries wait for the watermark (and that instant in epoch ms):
     /// set by the first publish beyond the watermark, restarted when the watermark moves or
     /// the connection is new, kept across re-sends.
@@ -310,6 +322,8 @@ impl Cursor {
             max_published: watermark,
             last_progress: now,
             pending_since: None,
+            gaps_ahead_upto: watermark,
+            max_gap_ahead: watermark,
             unacked_since: None,
             alarmed: false,
         }
@@ -397,25 +411,40 @@ impl<S: Sink> Publisher<S> {
     }
 
     /// Most entries per boot published beyond the watermark: [`INFLIGHT_BATCHES`] batches, but
-    /// never more than half the outbox, so that with a small outbox the newest entries (and
-    /// the open gap record, which then keeps growing instead of being frozen) wait their turn.
+    /// never more than half the outbox, so that a small outbox is never all in flight at once.
+    /// Gap records sent ahead do not count.
     fn window(&self) -> usize {
         (self.settings.batch_max_entries * INFLIGHT_BATCHES)
             .min(self.outbox.limits().max_entries / 2)
             .max(1)
     }
 
-    /// Goes back to the watermark for every boot with unacked published entries. A new
-    /// connection also restarts the unacknowledged clock of a boot not yet in alarm: time
-    /// without a broker is not the collector's silence.
+    /// Tells the outbox that boot `ordinal` is re-sent from its watermark: what was dropped
+    /// after being read and is not acknowledged yet can no longer be re-sent, so it is booked.
+    fn rewind_outbox(&self, ordinal: u64) {
+        if let Err(e) = self.outbox.rewind(ordinal) {
+            events::StorageFailed {
+                op: "rewind",
+                error: &e,
+            }
+            .emit();
+        }
+    }
+
+    /// Goes back to the watermark for every boot with unacked published entries (and books
+    /// their unbooked drops). A new connection also restarts the unacknowledged clock of a boot
+    /// not yet in alarm: time without a broker is not the collector's silence.
     fn rewind_all(&mut self, reason: ResendReason) {
         let now = Instant::now();
         let boots = self.outbox.boots();
         for boot in boots {
+            self.rewind_outbox(boot.ordinal);
             if let Some(c) = self.cursors.get_mut(&boot.ordinal) {
                 if boot.watermark > c.watermark {
                     c.watermark_moved(boot.watermark, now);
                 }
+                // What went ahead on the old connection may be lost with it.
+                c.gaps_ahead_upto = c.watermark;
                 if reason == ResendReason::Reconnect && !c.alarmed && c.unacked_since.is_some() {
                     c.unacked_since = Some((now, wall_ms(now)));
                 }
@@ -473,7 +502,9 @@ impl<S: Sink> Publisher<S> {
                 }
                 .emit();
                 c.published_upto = c.watermark;
+                c.gaps_ahead_upto = c.watermark;
                 c.last_progress = now;
+                self.rewind_outbox(boot.ordinal);
             }
             let outcome = self
                 .publish_boot(
@@ -546,7 +577,9 @@ impl<S: Sink> Publisher<S> {
         self.stats.set_unacknowledged(oldest);
     }
 
-    /// Publishes the due entries of one boot; returns a linger deadline if it waits for more.
+    /// Publishes the due entries of one boot: gap records ahead of the window, then the next
+    /// entries in seq order as far as the window allows. Returns a linger deadline if it waits
+    /// for more.
     #[allow(clippy::too_many_arguments)]
     async fn publish_boot(
         &self,
@@ -559,84 +592,109 @@ impl<S: Sink> Publisher<S> {
         now: Instant,
     ) -> Option<Instant> {
         let batch_max = self.settings.batch_max_entries;
+        let retry = Some(now + Duration::from_secs(1));
         loop {
-            if last_seq <= c.published_upto {
-                return None;
-            }
-            // The window counts entries, not seqs: seqs dropped at the cap leave holes, and the
-            // oldest entries present must always be publishable.
-            let in_flight = self
-                .outbox
-                .count(ordinal, c.watermark, c.published_upto, window);
-            if in_flight >= window {
-                return None;
-            }
-            let room = (window - in_flight).min(batch_max);
-            let fresh = c.published_upto >= c.max_published;
-            if is_current
-                && fresh
-                && self.outbox.count(ordinal, c.published_upto, last_seq, room) < room
-            {
-                let since = *c.pending_since.get_or_insert(now);
-                if now < since + self.settings.linger {
-                    return Some(since + self.settings.linger);
+            // The window pass: what the window allows, unless a small batch lingers.
+            let mut linger_until = None;
+            let mut entries = Vec::new();
+            if last_seq > c.published_upto {
+                // The window counts entries, not seqs: seqs dropped at the cap leave holes, and
+                // the oldest entries present must always be publishable.
+                let in_flight = self
+                    .outbox
+                    .count(ordinal, c.watermark, c.published_upto, window);
+                if in_flight < window {
+                    let room = (window - in_flight).min(batch_max);
+                    let fresh = c.published_upto >= c.max_published;
+                    if is_current
+                        && fresh
+                        && self.outbox.count(ordinal, c.published_upto, last_seq, room) < room
+                    {
+                        let since = *c.pending_since.get_or_insert(now);
+                        if now < since + self.settings.linger {
+                            linger_until = Some(since + self.settings.linger);
+                        }
+                    }
+                    if linger_until.is_none() {
+                        entries = match self.outbox.read(ordinal, c.published_upto, last_seq, room)
+                        {
+                            Ok(e) => e,
+                            Err(e) => {
+                                events::StorageFailed {
+                                    op: "read",
+                                    error: &e,
+                                }
+                                .emit();
+                                return retry;
+                            }
+                        };
+                        if entries.is_empty() {
+                            // Everything left was dropped at the cap (and booked, or waiting
+                            // for the watermark as an unbooked drop).
+                            c.published_upto = last_seq;
+                            continue;
+                        }
+                    }
                 }
             }
-            let entries = match self.outbox.read(ordinal, c.published_upto, last_seq, room) {
-                Ok(e) => e,
+            let pass_upto = entries.last().map(Entry::seq);
+            // Gap records beyond the pass go ahead of it, whatever the window holds. They are
+            // read (which freezes the open one) after the pass: by then the oldest entries, the
+            // next to be dropped at the cap, are read, so a drop racing the collector's ack is
+            // held for that ack instead of needing a new gap record.
+            let ahead_after = pass_upto.unwrap_or(c.published_upto).max(c.gaps_ahead_upto);
+            let gaps = match self
+                .outbox
+                .read_gaps(ordinal, ahead_after, last_seq, batch_max)
+            {
+                Ok(g) => g,
                 Err(e) => {
                     events::StorageFailed {
                         op: "read",
                         error: &e,
                     }
                     .emit();
-                    return Some(now + Duration::from_secs(1));
+                    return retry;
                 }
             };
-            let Some(last) = entries.last().map(Entry::seq) else {
-                // Everything left was dropped at the cap (and booked in a gap record).
-                c.published_upto = last_seq;
-                continue;
-            };
+            // Gap records the pass meets again already went ahead.
+            let sent_ahead = c.gaps_ahead_upto;
+            entries.retain(|e| !matches!(e, Entry::Gap(g) if g.seq <= sent_ahead));
+            if gaps.is_empty() && pass_upto.is_none() {
+                return linger_until;
+            }
             if let Err(e) = self.outbox.ensure_durable().await {
                 events::StorageFailed {
                     op: "flush",
                     error: &e,
                 }
                 .emit();
-                return Some(now + Duration::from_secs(1));
+                return retry;
             }
-            for batch in build_batches(
-                &self.site,
-                &self.agent,
-                boot,
-                &entries,
-                batch_max,
-                self.max_payload,
-            ) {
-                let (entries, bytes, channel) = (batch.entries, batch.payload.len(), batch.channel);
-                if let Err(e) = self.sink.publish(channel, batch.payload).await {
-                    events::PublishFailed { error: &e }.emit();
-                    return Some(now + Duration::from_secs(1));
+            if let Some(last_gap) = gaps.last().map(Entry::seq) {
+                if self.send(boot, &gaps).await.is_err() {
+                    return retry;
                 }
-                events::BatchPublished {
-                    channel: channel.suffix(),
-                    boot,
-                    entries,
-                    bytes,
-                }
-                .emit();
+                let resent = gaps
+                    .iter()
+                    .filter(|g| g.seq() <= c.max_gap_ahead.max(c.max_published))
+                    .count();
+                self.count_published(gaps.len(), resent);
+                c.gaps_ahead_upto = last_gap;
+                c.max_gap_ahead = c.max_gap_ahead.max(last_gap);
+            }
+            let Some(last) = pass_upto else {
+                // Only gap records went: the window is full or a batch lingers.
+                continue;
+            };
+            if self.send(boot, &entries).await.is_err() {
+                return retry;
             }
             let resent = entries
                 .iter()
                 .filter(|e| e.seq() <= c.max_published)
                 .count();
-            self.stats
-                .published
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            self.stats
-                .resent
-                .fetch_add(resent as u64, Ordering::Relaxed);
+            self.count_published(entries.len(), resent);
             if c.published_upto == c.watermark {
                 // An unacked stretch begins; the re-send timer counts from here.
                 c.last_progress = now;
@@ -648,6 +706,41 @@ impl<S: Sink> Publisher<S> {
             c.max_published = c.max_published.max(last);
             c.pending_since = None;
         }
+    }
+
+    /// Publishes `entries` (one boot, seq order) in batches.
+    async fn send(&self, boot: &str, entries: &[Entry]) -> Result<(), PublishError> {
+        for batch in build_batches(
+            &self.site,
+            &self.agent,
+            boot,
+            entries,
+            self.settings.batch_max_entries,
+            self.max_payload,
+        ) {
+            let (entries, bytes, channel) = (batch.entries, batch.payload.len(), batch.channel);
+            if let Err(e) = self.sink.publish(channel, batch.payload).await {
+                events::PublishFailed { error: &e }.emit();
+                return Err(e);
+            }
+            events::BatchPublished {
+                channel: channel.suffix(),
+                boot,
+                entries,
+                bytes,
+            }
+            .emit();
+        }
+        Ok(())
+    }
+
+    fn count_published(&self, entries: usize, resent: usize) {
+        self.stats
+            .published
+            .fetch_add(entries as u64, Ordering::Relaxed);
+        self.stats
+            .resent
+            .fetch_add(resent as u64, Ordering::Relaxed);
     }
 
     /// Runs until `shutdown`. Publishes only while connected; a new connection re-sends from the
@@ -692,6 +785,8 @@ impl<S: Sink> Publisher<S> {
 mod tests {
     use super::*;
     use crate::outbox::{Measurement, OutboxLimits};
+    use crate::testutil::FakeCollector;
+    use std::collections::BTreeSet;
     use std::sync::Mutex;
     use watchstand_shared::storage::MemoryStorage;
     use watchstand_shared::wire::v1::{
@@ -941,6 +1036,14 @@ mod tests {
         fn disconnect(&self) {
             self.link.send_modify(|l| l.connected = false);
         }
+        /// Hands `collector` what was published since `fed` and applies its ack.
+        fn deliver(&self, collector: &mut FakeCollector, fed: &mut usize) {
+            collector_feed(self, collector, fed);
+            let boot = self.outbox.boot_id();
+            self.outbox
+                .apply_ack(&boot, collector.watermark(&boot))
+                .unwrap();
+        }
     }
 
     async fn settle(ms: u64) {
@@ -1137,14 +1240,12 @@ mod tests {
         assert_eq!(present, 20);
         rig.connect(1);
         let boot = rig.outbox.boot_id();
-        // A collector that acks whatever it got: the outbox drains completely.
+        // A collector that acks its contiguous watermark: the outbox drains completely.
+        let mut collector = FakeCollector::default();
+        let mut delivered = 0;
         for _ in 0..10 {
             settle(500).await;
-            let mut all = rig.sink.seqs();
-            all.extend(rig.sink.gaps().iter().map(|g| g.seq));
-            if let Some(max) = all.iter().max() {
-                rig.outbox.apply_ack(&boot, *max).unwrap();
-            }
+            rig.deliver(&mut collector, &mut delivered);
         }
         assert_eq!(rig.outbox.stats().entries, 0);
         let gaps = rig.sink.gaps();
@@ -1153,6 +1254,197 @@ mod tests {
         let results = rig.sink.seqs();
         assert_eq!(results.len(), 19);
         assert_eq!(*results.first().unwrap(), gaps[0].to_seq + 1);
+        assert_eq!(collector.watermark(&boot), rig.outbox.boots()[0].last_seq);
+        rig.stop.cancel();
+    }
+
+    /// The rig's outbox seqs dropped while it held them (not in the outbox, never published).
+    fn published_seqs(rig: &Rig) -> BTreeSet<u64> {
+        let mut all: BTreeSet<u64> = rig.sink.seqs().into_iter().collect();
+        all.extend(rig.sink.gaps().iter().map(|g| g.seq));
+        all
+    }
+
+    /// The blocked-window situation: the broker goes away with entries in flight, the outbox
+    /// overflows until the gap record sits behind more entries than the window holds, then the
+    /// broker comes back while results keep coming at their interval, the outbox at its cap.
+    /// Returns the rig, the collector, how far it was fed, and the seqs of the results the
+    /// collector never got before the broker went away.
+    async fn overflow_then_reconnect(
+        collector_lag_ms: u64,
+    ) -> (Rig, FakeCollector, usize, BTreeSet<u64>) {
+        // Window = min(10 × 8, 200 / 2) = 80 entries.
+        let rig = rig_capped(10, 200);
+        let mut collector = FakeCollector::default();
+        let mut fed = 0;
+        rig.connect(1);
+        // Steady state: one result per 100 ms, acked as it goes.
+        for _ in 0..30 {
+            rig.append(1);
+            settle(100).await;
+            rig.deliver(&mut collector, &mut fed);
+        }
+        assert_eq!(rig.outbox.stats().entries, 0);
+        // Three more are published and stored, but the broker dies before their ack comes back.
+        rig.append(3);
+        settle(300).await;
+        collector_feed(&rig, &mut collector, &mut fed);
+        rig.disconnect();
+        // 250 results while the broker is away: 3 + 250 + the gap record over the cap of 200
+        // drops 54, the 3 in flight (seqs 31..=33) and 51 never sent (34..=84), and the gap
+        // record ends up behind ~145 entries, beyond the window of 80.
+        rig.append(250);
+        settle(100).await;
+        let stats = rig.outbox.stats();
+        assert_eq!(
+            (stats.entries, stats.dropped, stats.gap_records),
+            (200, 54, 1)
+        );
+        let sent = published_seqs(&rig);
+        let never_sent: BTreeSet<u64> = (1..=rig.outbox.boots()[0].last_seq)
+            .filter(|s| !sent.contains(s) && rig.outbox.count(1, s - 1, *s, 1) == 0)
+            .collect();
+        rig.sink.clear();
+        fed = 0;
+        rig.connect(2);
+        settle(1).await;
+        // Results keep coming; the collector comes back `collector_lag_ms` after the agent.
+        let mut t = 0;
+        while t < 5_000 {
+            if t >= collector_lag_ms {
+                rig.deliver(&mut collector, &mut fed);
+            }
+            rig.append(1);
+            settle(100).await;
+            t += 100;
+        }
+        // The last result lingers for its batch.
+        settle(500).await;
+        rig.deliver(&mut collector, &mut fed);
+        (rig, collector, fed, never_sent)
+    }
+
+    /// Feeds the collector without acking (the ack is lost with the broker).
+    fn collector_feed(rig: &Rig, collector: &mut FakeCollector, fed: &mut usize) {
+        let all = rig.sink.0.lock().unwrap().clone();
+        for b in &all[*fed..] {
+            collector.ingest(b.channel, &b.payload, T0);
+        }
+        *fed = all.len();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_record_behind_a_full_window_goes_ahead_and_books_only_what_never_arrived() {
+        let (rig, collector, _, never_sent) = overflow_then_reconnect(0).await;
+        let boot = rig.outbox.boot_id();
+        // The first thing published on the new connection is the gap record, alone.
+        let first: ResultBatch =
+            decode(&rig.sink.0.lock().unwrap()[0].payload, usize::MAX, T0).unwrap();
+        assert_eq!((first.results.len(), first.gaps.len()), (0, 1), "{first:?}");
+        // One gap record, booking the 51 results never sent and the 3 whose ack was lost with
+        // the broker (the agent cannot know the collector has them), nothing published later.
+        let gaps = collector.gaps();
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(rig.outbox.stats().gap_records, 1);
+        let gap = &gaps[0];
+        assert_eq!((gap.from_seq, gap.to_seq), (31, 84), "{gap:?}");
+        assert_eq!(
+            never_sent,
+            (34..=84).collect(),
+            "the 3 in flight were sent, the rest was not"
+        );
+        let stored = collector.results(&boot);
+        let needless: Vec<u64> = (gap.from_seq..=gap.to_seq)
+            .filter(|s| stored.contains(s))
+            .collect();
+        assert_eq!(
+            needless,
+            vec![31, 32, 33],
+            "only what was in flight at the outage"
+        );
+        let stats = rig.outbox.stats();
+        assert_eq!(
+            stats.dropped_delivered, 0,
+            "the collector acked at once: {stats:?}"
+        );
+        // Drained: the first ack after the reconnect covered the range and the window.
+        assert!(stats.entries <= 2, "{stats:?}");
+        let last = rig.outbox.boots()[0].last_seq;
+        assert_eq!(
+            collector.watermark(&boot),
+            last,
+            "nothing missing at the collector"
+        );
+        rig.outbox.check_integrity().unwrap();
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drops_while_the_collector_lags_behind_the_broker_wait_for_its_ack_and_are_not_booked()
+    {
+        // The broker is back but the collector reconnects 1.5 s after the agent: 15 more results
+        // arrive at the cap, each dropping an entry published on the new connection.
+        let (rig, collector, _, never_sent) = overflow_then_reconnect(1_500).await;
+        let boot = rig.outbox.boot_id();
+        let gaps = collector.gaps();
+        assert_eq!(
+            gaps.len(),
+            1,
+            "no second record for the drops that raced the ack: {gaps:?}"
+        );
+        assert_eq!((gaps[0].from_seq, gaps[0].to_seq), (31, 84));
+        assert_eq!(never_sent, (34..=84).collect());
+        let stats = rig.outbox.stats();
+        assert_eq!(stats.gap_records, 1);
+        assert_eq!(stats.dropped, 54 + 15, "{stats:?}");
+        assert_eq!(
+            stats.dropped_delivered, 15,
+            "settled by the ack, not booked: {stats:?}"
+        );
+        let stored = collector.results(&boot);
+        let last = rig.outbox.boots()[0].last_seq;
+        assert_eq!(collector.watermark(&boot), last);
+        // Every result the agent measured reached the collector except the 51 never sent.
+        let missing: Vec<u64> = (1..=last)
+            .filter(|s| !stored.contains(s) && !never_sent.contains(s) && *s != gaps[0].seq)
+            .collect();
+        assert_eq!(missing, Vec::<u64>::new());
+        assert!(stats.entries <= 2, "{stats:?}");
+        rig.outbox.check_integrity().unwrap();
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_books_drops_the_collector_never_got() {
+        let rig = rig_capped(10, 40);
+        let boot = rig.outbox.boot_id();
+        rig.append(40);
+        rig.connect(1);
+        settle(10).await;
+        // 20 published (the window), then 5 more results drop 5 of them: not booked.
+        assert_eq!(rig.sink.seqs(), (1..=20).collect::<Vec<_>>());
+        rig.append(5);
+        settle(10).await;
+        let stats = rig.outbox.stats();
+        assert_eq!((stats.dropped, stats.gap_records), (5, 0), "{stats:?}");
+        // The broker lost all of it; the next connection re-sends from the watermark, and the
+        // 5 dropped entries can only be booked.
+        rig.disconnect();
+        rig.sink.clear();
+        rig.connect(2);
+        settle(10).await;
+        let gaps = rig.sink.gaps();
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!((gaps[0].from_seq, gaps[0].to_seq), (1, 5));
+        let mut collector = FakeCollector::default();
+        let mut fed = 0;
+        for _ in 0..10 {
+            rig.deliver(&mut collector, &mut fed);
+            settle(300).await;
+        }
+        assert_eq!(collector.watermark(&boot), rig.outbox.boots()[0].last_seq);
+        assert_eq!(rig.outbox.stats().entries, 0);
+        assert_eq!(rig.outbox.stats().dropped_delivered, 0);
         rig.stop.cancel();
     }
 

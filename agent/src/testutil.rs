@@ -1,7 +1,8 @@
-//! Test helpers for the probe and scheduler stages (probe → scheduler → outbox → publisher →
-//! mqtt): tiny HTTP and TCP targets on `127.0.0.1:0`, a closed port, and a scripted probe kind.
-//! Compiled only for tests.
+//! Test helpers for the stages (probe → scheduler → outbox → publisher → mqtt): tiny HTTP and
+//! TCP targets on `127.0.0.1:0`, a closed port, a scripted probe kind, and a collector-equivalent
+//! for the publisher. Compiled only for tests.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use watchstand_shared::topic::Channel;
+use watchstand_shared::wire::v1::{decode, CapacityBatch, GapRecord, ResultBatch};
 
 use crate::probe::{Check, Observation};
 
@@ -159,5 +163,86 @@ impl Check for FakeProbe {
         tokio::time::sleep(self.delay).await;
         self.stats.finished.fetch_add(1, Ordering::SeqCst);
         Observation::up(self.delay)
+    }
+}
+
+/// A collector-equivalent for publisher tests. It ingests the payloads a test sink recorded the
+/// way the real ingest does (`collector/src/ingest`): results and samples once per (boot, seq),
+/// a gap record once per (boot, seq) with its range booked as accounted for in the range's
+/// boot, and the ack watermark of a boot is the highest seq up to which every seq is stored or
+/// accounted for.
+#[derive(Debug, Default)]
+pub struct FakeCollector {
+    /// Per boot: seqs stored or accounted for by a gap record.
+    seen: HashMap<String, BTreeSet<u64>>,
+    /// Per boot: seqs of the results stored.
+    results: HashMap<String, BTreeSet<u64>>,
+    /// Gap records booked, in arrival order.
+    gaps: Vec<GapRecord>,
+}
+
+impl FakeCollector {
+    /// Ingests one payload published on `channel`; `now_ms` is the clock its timestamps are
+    /// checked against.
+    pub fn ingest(&mut self, channel: Channel, payload: &[u8], now_ms: u64) {
+        match channel {
+            Channel::Results => {
+                let batch: ResultBatch = decode(payload, usize::MAX, now_ms).unwrap();
+                for r in &batch.results {
+                    if self
+                        .seen
+                        .entry(batch.boot.clone())
+                        .or_default()
+                        .insert(r.seq)
+                    {
+                        self.results
+                            .entry(batch.boot.clone())
+                            .or_default()
+                            .insert(r.seq);
+                    }
+                }
+                for g in &batch.gaps {
+                    if self
+                        .seen
+                        .entry(batch.boot.clone())
+                        .or_default()
+                        .insert(g.seq)
+                    {
+                        self.seen
+                            .entry(g.boot.clone())
+                            .or_default()
+                            .extend(g.from_seq..=g.to_seq);
+                        self.gaps.push(g.clone());
+                    }
+                }
+            }
+            _ => {
+                let batch: CapacityBatch = decode(payload, usize::MAX, now_ms).unwrap();
+                let seen = self.seen.entry(batch.boot.clone()).or_default();
+                seen.extend(batch.samples.iter().map(|s| s.seq));
+            }
+        }
+    }
+
+    /// The ack watermark of `boot`.
+    pub fn watermark(&self, boot: &str) -> u64 {
+        let mut watermark = 0;
+        for seq in self.seen.get(boot).into_iter().flatten() {
+            if *seq != watermark + 1 {
+                break;
+            }
+            watermark = *seq;
+        }
+        watermark
+    }
+
+    /// The result seqs of `boot` stored.
+    pub fn results(&self, boot: &str) -> BTreeSet<u64> {
+        self.results.get(boot).cloned().unwrap_or_default()
+    }
+
+    /// The gap records booked, in arrival order.
+    pub fn gaps(&self) -> &[GapRecord] {
+        &self.gaps
     }
 }

@@ -1,28 +1,36 @@
 //! Model-based property test of the outbox over both storage engines.
 //!
 //! Random sequences of actions — append results and capacity samples (a long run overflows the
-//! small caps), the publisher reading batches, the collector acking a watermark, the publisher
-//! rewinding to re-send, and reopening the store (flush, drop, reopen: the same sled directory,
-//! or a clone of the `MemoryStorage` handle) — run against three things at once:
+//! small caps), the publisher reading batches and reading gap records ahead, the collector
+//! acking a watermark, the publisher rewinding to re-send, and reopening the store (flush, drop,
+//! reopen: the same sled directory, or a clone of the `MemoryStorage` handle) — run against
+//! three things at once:
 //!
 //! 1. an [`Outbox`] over [`SledStorage`],
 //! 2. an [`Outbox`] over [`MemoryStorage`],
 //! 3. [`Model`], a reference written here from the outbox's documented rules (seqs per boot from
-//!    1, drop the oldest non-gap entry at the cap, book drops in gap records, one record per
+//!    1, drop the oldest non-gap entry at the cap; a dropped entry the publisher has not read is
+//!    booked in a gap record, after the boot's unbooked drops; one read is kept as an unbooked
+//!    drop, which an ack settles as delivered and a rewind or a reopen books; one record per
 //!    overflow episode until it is read, the open record carried forward, acks trim only up to
 //!    the watermark, empty boots forgotten).
 //!
 //! After every step all three must show the same observable state: what each call returned,
 //! the stored entries (decoded from the `outbox_entries` tree without side effects), the boot
-//! metadata (`outbox_boots`), and the stats (entries, bytes, dropped, gap records, and per boot
-//! its watermark and last seq). Both outboxes must pass `check_integrity`. Boot ids are random,
-//! so ids are compared by which open made them.
+//! metadata (`outbox_boots`, unbooked drops included), and the stats (entries, bytes, dropped,
+//! gap records, dropped-and-delivered, and per boot its watermark and last seq). Both outboxes
+//! must pass `check_integrity`. Boot ids are random, so ids are compared by which open made them.
 //!
 //! Independently of the model, a ledger checks the accounting the issue asks for, from what is
 //! observed: non-gap entries stored = appended − acked − dropped; `stats.dropped` moves by
 //! exactly the number of non-gap entries that vanished in an append; every seq dropped in a
-//! step is covered by exactly one stored gap record; gap records claim only dropped seqs and
-//! never overlap; and a step adds no more gap records than it has contiguous dropped runs.
+//! step is either covered by exactly one stored gap record or held unbooked (never both), and
+//! only a seq the publisher has read may be held unbooked; an unbooked seq is above its boot's
+//! watermark and in no gap record; only an ack settles unbooked seqs, and
+//! `stats.dropped_delivered` moves by exactly the number it settled; a rewind or a reopen books
+//! every unbooked seq in exactly one gap record; gap records claim only dropped seqs and never
+//! overlap; and a step adds no more gap records than it has contiguous runs of newly booked
+//! seqs.
 //!
 //! Acks are realistic: the collector acks only seqs it was sent, i.e. at most the highest seq
 //! the publisher has read of that boot (across reopens), plus acks of an unknown boot.
@@ -35,7 +43,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use watchstand_agent::outbox::{AckOutcome, BootMeta, Entry, Measurement, Outbox, OutboxError};
-use watchstand_agent::outbox::{OutboxLimits, OutboxStats};
+use watchstand_agent::outbox::{OutboxLimits, OutboxStats, UnbookedRun};
 use watchstand_shared::storage::key::read_u64;
 use watchstand_shared::storage::{MemoryStorage, SledStorage, Storage};
 use watchstand_shared::wire::v1::{
@@ -67,7 +75,10 @@ enum Action {
     /// The publisher reads up to `limit` entries of the `boot`-th boot (mod the number of
     /// boots) after what it already read of it (at least after the watermark).
     Publish { boot: usize, limit: usize },
-    /// The publisher forgets what it read (re-send from the watermarks).
+    /// The publisher reads up to `limit` gap records of the `boot`-th boot beyond what it
+    /// already read of it, to send them ahead of the window.
+    PublishGaps { boot: usize, limit: usize },
+    /// The publisher forgets what it read (re-send from the watermarks): `rewind` of every boot.
     Rewind,
     /// The collector acks the `boot`-th boot up to `fraction`/255 of the way from the watermark
     /// to the highest seq ever read of it.
@@ -108,6 +119,7 @@ fn action() -> impl Strategy<Value = Action> {
         // Long runs: overflow caps of 1..=60 entries.
         2 => proptest::collection::vec(item(), 7..=70).prop_map(Action::Append),
         3 => (0usize..4, 1usize..=25).prop_map(|(boot, limit)| Action::Publish { boot, limit }),
+        1 => (0usize..4, 1usize..=3).prop_map(|(boot, limit)| Action::PublishGaps { boot, limit }),
         1 => Just(Action::Rewind),
         3 => (0usize..4, any::<u8>()).prop_map(|(boot, fraction)| Action::Ack { boot, fraction }),
         // A whole publish cycle: read a batch, the collector acks all of it.
@@ -181,15 +193,18 @@ fn norm_entry(entry: &Entry, ids: &HashMap<String, usize>) -> Entry {
     }
 }
 
+/// A boot's metadata as stored: (ordinal, boot, watermark, dropped_upto, lost, unbooked runs).
+type BootMetaView = (u64, String, u64, u64, Vec<u64>, Vec<UnbookedRun>);
+
 /// Everything observable of one outbox at a step boundary.
 #[derive(Debug, Clone, PartialEq)]
 struct Observed {
     /// `outbox_entries`, decoded, boot ids normalised.
     entries: Vec<((u64, u64), Entry)>,
-    /// `outbox_boots`: (ordinal, boot, watermark, dropped_upto, lost).
-    boot_metas: Vec<(u64, String, u64, u64, Vec<u64>)>,
-    /// Stats: entries, bytes, dropped, gap records.
-    counters: (usize, u64, u64, u64),
+    /// `outbox_boots`.
+    boot_metas: Vec<BootMetaView>,
+    /// Stats: entries, bytes, dropped, gap records, dropped and delivered.
+    counters: (usize, u64, u64, u64, u64),
     /// Stats per boot: (ordinal, boot, watermark, last seq, is current).
     boots: Vec<(u64, String, u64, u64, bool)>,
 }
@@ -217,10 +232,34 @@ impl Observed {
             .find(|b| b.0 == ordinal)
             .map(|b| b.1.as_str())
     }
+
+    /// Every unbooked (boot, seq).
+    fn unbooked(&self) -> BTreeSet<(String, u64)> {
+        self.boot_metas
+            .iter()
+            .flat_map(|m| {
+                m.5.iter()
+                    .flat_map(move |r| (r.from_seq..=r.to_seq).map(move |s| (m.1.clone(), s)))
+            })
+            .collect()
+    }
+
+    /// How many stored gap records cover `seq` of `boot`.
+    fn covering(&self, boot: &str, seq: u64) -> usize {
+        self.gaps()
+            .filter(|g| g.boot == boot && g.from_seq <= seq && seq <= g.to_seq)
+            .count()
+    }
 }
 
-fn counters(stats: &OutboxStats) -> (usize, u64, u64, u64) {
-    (stats.entries, stats.bytes, stats.dropped, stats.gap_records)
+fn counters(stats: &OutboxStats) -> (usize, u64, u64, u64, u64) {
+    (
+        stats.entries,
+        stats.bytes,
+        stats.dropped,
+        stats.gap_records,
+        stats.dropped_delivered,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,6 +351,7 @@ impl Real {
                     meta.watermark,
                     meta.dropped_upto,
                     meta.lost,
+                    meta.unbooked,
                 )
             })
             .collect();
@@ -356,6 +396,10 @@ struct ModelBoot {
     watermark: u64,
     dropped_upto: u64,
     last_seq: u64,
+    /// Entries present at or below `max(read_upto, watermark)` were read since the last rewind.
+    read_upto: u64,
+    /// Dropped after being read, not booked: runs of consecutive seqs.
+    unbooked: Vec<UnbookedRun>,
 }
 
 /// The outbox as its documentation describes it, on plain maps.
@@ -369,6 +413,7 @@ struct Model {
     /// extend it.
     open_gap: Option<GapRecord>,
     dropped: u64,
+    dropped_delivered: u64,
     gap_records: u64,
     opens: usize,
     ids: HashMap<String, usize>,
@@ -401,6 +446,7 @@ impl Model {
             next_seq: 1,
             open_gap: None,
             dropped: 0,
+            dropped_delivered: 0,
             gap_records: 0,
             opens: 0,
             ids: HashMap::new(),
@@ -409,12 +455,14 @@ impl Model {
         model
     }
 
-    /// A start: boots without entries are forgotten, a new boot takes the next ordinal, the
-    /// counters and the open gap start over.
+    /// A start: boots with neither entries nor unbooked drops are forgotten, a new boot takes
+    /// the next ordinal, the counters, the open gap and every read frontier start over, and the
+    /// unbooked drops of earlier boots are booked (oldest boot first).
     fn open(&mut self, limits: OutboxLimits) {
         self.limits = limits;
         let with_entries: BTreeSet<u64> = self.entries.keys().map(|(o, _)| *o).collect();
-        self.boots.retain(|o, _| with_entries.contains(o));
+        self.boots
+            .retain(|o, b| with_entries.contains(o) || !b.unbooked.is_empty());
         for (ordinal, boot) in &mut self.boots {
             let stored = self
                 .entries
@@ -423,6 +471,7 @@ impl Model {
                 .max()
                 .unwrap_or(0);
             boot.last_seq = boot.watermark.max(boot.dropped_upto).max(stored);
+            boot.read_upto = 0;
         }
         self.current = self.boots.keys().max().copied().unwrap_or(0) + 1;
         self.opens += 1;
@@ -434,12 +483,19 @@ impl Model {
                 watermark: 0,
                 dropped_upto: 0,
                 last_seq: 0,
+                read_upto: 0,
+                unbooked: Vec::new(),
             },
         );
         self.next_seq = 1;
         self.open_gap = None;
         self.dropped = 0;
+        self.dropped_delivered = 0;
         self.gap_records = 0;
+        let ordinals: Vec<u64> = self.boots.keys().copied().collect();
+        for ordinal in ordinals {
+            self.book_unbooked(ordinal);
+        }
     }
 
     fn bytes(&self) -> u64 {
@@ -477,7 +533,8 @@ impl Model {
     /// Drops the oldest entry that is not a gap record — or is the open (unread) gap record,
     /// which moves to a fresh seq and books its old seq with the rest — until within the caps.
     /// Gap records that may have been published stay; the open one moves at most once per
-    /// call.
+    /// call. A dropped entry at or below its boot's read frontier joins the unbooked drops;
+    /// any other is booked, after the unbooked drops of its boot.
     fn enforce_caps(&mut self) {
         let mut carried = false;
         while self.over_cap() {
@@ -498,8 +555,10 @@ impl Model {
                 break;
             }
             self.entries.remove(&(ordinal, seq));
+            let mut was_read = false;
             if let Some(boot) = self.boots.get_mut(&ordinal) {
                 boot.dropped_upto = boot.dropped_upto.max(seq);
+                was_read = seq <= boot.read_upto;
             }
             if is_open_gap {
                 carried = true;
@@ -509,27 +568,58 @@ impl Model {
                     self.next_seq += 1;
                     self.put(current, Entry::Gap(gap.clone()));
                     self.open_gap = Some(gap);
-                    self.record_drop(ordinal, seq, last_ms);
+                    self.book_unbooked(ordinal);
+                    self.record_range(ordinal, seq, seq, last_ms, last_ms + 1);
                 }
                 continue;
             }
             self.dropped += 1;
-            self.record_drop(ordinal, seq, entry.observed_ms());
+            let ms = entry.observed_ms();
+            if was_read {
+                if let Some(boot) = self.boots.get_mut(&ordinal) {
+                    match boot.unbooked.last_mut() {
+                        Some(run) if run.to_seq + 1 == seq => {
+                            run.to_seq = seq;
+                            run.to_ms = run.to_ms.max(ms + 1);
+                        }
+                        _ => boot.unbooked.push(UnbookedRun {
+                            from_seq: seq,
+                            to_seq: seq,
+                            from_ms: ms,
+                            to_ms: ms + 1,
+                        }),
+                    }
+                }
+            } else {
+                self.book_unbooked(ordinal);
+                self.record_range(ordinal, seq, seq, ms, ms + 1);
+            }
         }
     }
 
-    /// Extends the open gap record when `seq` continues its range in the same boot, else
-    /// starts a new record under the current boot.
-    fn record_drop(&mut self, ordinal: u64, seq: u64, observed_ms: u64) {
+    /// Books every unbooked run of `ordinal`, oldest first.
+    fn book_unbooked(&mut self, ordinal: u64) {
+        let runs = match self.boots.get_mut(&ordinal) {
+            Some(boot) => std::mem::take(&mut boot.unbooked),
+            None => return,
+        };
+        for r in runs {
+            self.record_range(ordinal, r.from_seq, r.to_seq, r.from_ms, r.to_ms);
+        }
+    }
+
+    /// Extends the open gap record when `from_seq..=to_seq` continues its range in the same
+    /// boot, else starts a new record under the current boot.
+    fn record_range(&mut self, ordinal: u64, from_seq: u64, to_seq: u64, from_ms: u64, to_ms: u64) {
         let Some(boot) = self.boots.get(&ordinal) else {
             return;
         };
         let boot_id = model_id(boot.open);
         let current = self.current;
         if let Some(mut gap) = self.open_gap.take() {
-            if gap.boot == boot_id && gap.to_seq + 1 == seq {
-                gap.to_seq = seq;
-                gap.to_ms = gap.to_ms.max(observed_ms + 1);
+            if gap.boot == boot_id && gap.to_seq + 1 == from_seq {
+                gap.to_seq = to_seq;
+                gap.to_ms = gap.to_ms.max(to_ms);
                 self.put(current, Entry::Gap(gap.clone()));
                 self.open_gap = Some(gap);
                 return;
@@ -538,10 +628,10 @@ impl Model {
         let gap = GapRecord {
             seq: self.next_seq,
             boot: boot_id,
-            from_seq: seq,
-            to_seq: seq,
-            from_ms: observed_ms,
-            to_ms: observed_ms + 1,
+            from_seq,
+            to_seq,
+            from_ms,
+            to_ms,
             reason: GapReason::OutboxFull,
         };
         self.next_seq += 1;
@@ -550,15 +640,8 @@ impl Model {
         self.open_gap = Some(gap);
     }
 
-    /// Entries of `ordinal` with `after < seq`, at most `limit`; reading the open gap record
-    /// closes it.
-    fn read(&mut self, ordinal: u64, after: u64, limit: usize) -> Vec<Entry> {
-        let out: Vec<Entry> = self
-            .entries
-            .range((ordinal, after + 1)..=(ordinal, u64::MAX))
-            .take(limit)
-            .map(|(_, e)| e.clone())
-            .collect();
+    /// Reading the open gap record closes it.
+    fn close_if_read(&mut self, ordinal: u64, out: &[Entry]) {
         if ordinal == self.current {
             if let Some(open) = &self.open_gap {
                 if out
@@ -569,10 +652,65 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// Entries of `ordinal` with `after < seq`, at most `limit`; reading the open gap record
+    /// closes it. A read that starts at or below the read frontier (or with nothing stored in
+    /// between) moves the frontier to the last entry read.
+    fn read(&mut self, ordinal: u64, after: u64, limit: usize) -> Vec<Entry> {
+        let out: Vec<Entry> = self
+            .entries
+            .range((ordinal, after + 1)..=(ordinal, u64::MAX))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect();
+        self.close_if_read(ordinal, &out);
+        if let (Some(last), Some(boot)) = (out.last().map(Entry::seq), self.boots.get(&ordinal)) {
+            let frontier = boot.read_upto.max(boot.watermark);
+            let continues = after <= frontier
+                || self
+                    .entries
+                    .range((ordinal, frontier + 1)..=(ordinal, after))
+                    .next()
+                    .is_none();
+            if continues {
+                if let Some(boot) = self.boots.get_mut(&ordinal) {
+                    boot.read_upto = frontier.max(last);
+                }
+            }
+        }
         out
     }
 
-    /// The ack of the boot created by open `open` (`None`: a boot never seen) up to `seq`.
+    /// Gap records of `ordinal` with `after < seq`, at most `limit`; reading the open one closes
+    /// it; the read frontier stays.
+    fn read_gaps(&mut self, ordinal: u64, after: u64, limit: usize) -> Vec<Entry> {
+        let out: Vec<Entry> = self
+            .entries
+            .range((ordinal, after + 1)..=(ordinal, u64::MAX))
+            .filter(|(_, e)| matches!(e, Entry::Gap(_)))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect();
+        self.close_if_read(ordinal, &out);
+        out
+    }
+
+    /// The publisher re-sends `ordinal` from its watermark: the frontier goes back and the
+    /// unbooked drops are booked. Returns how many seqs were booked.
+    fn rewind(&mut self, ordinal: u64) -> u64 {
+        let Some(boot) = self.boots.get_mut(&ordinal) else {
+            return 0;
+        };
+        boot.read_upto = 0;
+        let booked = boot.unbooked.iter().map(UnbookedRun::count).sum();
+        self.book_unbooked(ordinal);
+        booked
+    }
+
+    /// The ack of the boot created by open `open` (`None`: a boot never seen) up to `seq`: trims
+    /// entries and settles unbooked drops up to it; a boot other than the current one with
+    /// neither entries nor unbooked drops left is forgotten.
     fn ack(&mut self, open: Option<usize>, seq: u64) -> AckOutcome {
         let Some(ordinal) = self
             .boots
@@ -590,6 +728,20 @@ impl Model {
             return AckOutcome::Stale;
         }
         boot.watermark = seq;
+        let mut kept = Vec::new();
+        for mut run in std::mem::take(&mut boot.unbooked) {
+            if run.to_seq <= seq {
+                self.dropped_delivered += run.count();
+                continue;
+            }
+            if run.from_seq <= seq {
+                self.dropped_delivered += seq - run.from_seq + 1;
+                run.from_seq = seq + 1;
+            }
+            kept.push(run);
+        }
+        let settled = kept.is_empty();
+        boot.unbooked = kept;
         let gone: Vec<(u64, u64)> = self
             .entries
             .range((ordinal, 0)..=(ordinal, seq))
@@ -603,7 +755,7 @@ impl Model {
             .range((ordinal, 0)..=(ordinal, u64::MAX))
             .next()
             .is_none();
-        if ordinal != self.current && empty {
+        if ordinal != self.current && empty && settled {
             self.boots.remove(&ordinal);
         }
         AckOutcome::Trimmed {
@@ -623,13 +775,23 @@ impl Model {
             boot_metas: self
                 .boots
                 .iter()
-                .map(|(o, b)| (*o, name(b.open), b.watermark, b.dropped_upto, Vec::new()))
+                .map(|(o, b)| {
+                    (
+                        *o,
+                        name(b.open),
+                        b.watermark,
+                        b.dropped_upto,
+                        Vec::new(),
+                        b.unbooked.clone(),
+                    )
+                })
                 .collect(),
             counters: (
                 self.entries.len(),
                 self.bytes(),
                 self.dropped,
                 self.gap_records,
+                self.dropped_delivered,
             ),
             boots: self
                 .boots
@@ -676,8 +838,9 @@ fn runs(dropped: &BTreeSet<(String, u64)>) -> usize {
 }
 
 impl Ledger {
-    /// After every step: stored non-gap entries = appended − acked − dropped, and the stored
-    /// gap records claim only dropped seqs, without overlapping.
+    /// After every step: stored non-gap entries = appended − acked − dropped; the stored gap
+    /// records claim only dropped seqs, without overlapping; every unbooked seq was dropped, is
+    /// above its boot's watermark and in no stored gap record.
     fn check(&self, obs: &Observed) -> Result<(), TestCaseError> {
         let dropped = self.dropped_before + obs.counters.2;
         prop_assert_eq!(
@@ -703,17 +866,42 @@ impl Ledger {
                 prop_assert!(claimed.insert(d), "gap records overlap: {:?}", gap);
             }
         }
+        for (boot, seq) in obs.unbooked() {
+            let watermark = obs.boots.iter().find(|b| b.1 == boot).map(|b| b.2);
+            prop_assert!(
+                watermark.is_some_and(|w| seq > w),
+                "unbooked {} seq {} at or below the watermark {:?}",
+                boot,
+                seq,
+                watermark
+            );
+            prop_assert!(
+                self.dropped_ever.contains(&(boot.clone(), seq)),
+                "unbooked {} seq {} was never dropped",
+                boot,
+                seq
+            );
+            prop_assert!(
+                !claimed.contains(&(boot.clone(), seq)),
+                "unbooked {} seq {} is in a gap record too",
+                boot,
+                seq
+            );
+        }
         Ok(())
     }
 
-    /// After an append step: what vanished was dropped, `stats.dropped` counted it exactly,
-    /// each dropped seq sits in exactly one stored gap record, and the step opened no more
-    /// records than it has contiguous dropped runs.
+    /// After an append step: what vanished was dropped, `stats.dropped` counted it exactly;
+    /// each dropped seq sits in exactly one stored gap record, or is held unbooked if the
+    /// publisher had read it (`read`: per boot, the highest seq read since the last rewind);
+    /// unbooked seqs that got booked sit in exactly one stored gap record; and the step opened
+    /// no more records than it booked contiguous runs.
     fn check_append(
         &mut self,
         before: &Observed,
         after: &Observed,
         appended: &[u64],
+        read: &HashMap<String, u64>,
     ) -> Result<(), TestCaseError> {
         let current = after
             .boots
@@ -756,30 +944,115 @@ impl Ledger {
                 seq
             );
         }
+        let unbooked_before = before.unbooked();
+        let unbooked_after = after.unbooked();
+        for (boot, seq) in &unbooked_after {
+            prop_assert!(
+                step.contains(&(boot.clone(), *seq))
+                    || unbooked_before.contains(&(boot.clone(), *seq)),
+                "{} seq {} became unbooked without being dropped in this step",
+                boot,
+                seq
+            );
+        }
+        let mut booked: BTreeSet<(String, u64)> = BTreeSet::new();
         for (boot, seq) in &step {
-            let covering = after
-                .gaps()
-                .filter(|g| g.boot == *boot && g.from_seq <= *seq && *seq <= g.to_seq)
-                .count();
+            let covering = after.covering(boot, *seq);
+            if unbooked_after.contains(&(boot.clone(), *seq)) {
+                prop_assert_eq!(covering, 0, "{} seq {} unbooked and booked", boot, seq);
+                let read_upto = read.get(boot).copied().unwrap_or(0);
+                prop_assert!(
+                    *seq <= read_upto,
+                    "{} seq {} held unbooked but the publisher read only up to {}",
+                    boot,
+                    seq,
+                    read_upto
+                );
+            } else {
+                prop_assert_eq!(
+                    covering,
+                    1,
+                    "dropped {} seq {} is in {} gap records",
+                    boot,
+                    seq,
+                    covering
+                );
+                booked.insert((boot.clone(), *seq));
+            }
+        }
+        for d in unbooked_before.difference(&unbooked_after) {
+            let covering = after.covering(&d.0, d.1);
             prop_assert_eq!(
                 covering,
                 1,
-                "dropped {} seq {} is in {} gap records",
+                "unbooked {:?} booked in {} records",
+                d,
+                covering
+            );
+            booked.insert(d.clone());
+        }
+        let new_records = after.counters.3 - before.counters.3;
+        prop_assert!(
+            new_records as usize <= runs(&booked),
+            "{} new gap records for {} contiguous booked runs {:?}",
+            new_records,
+            runs(&booked),
+            booked
+        );
+        self.appended += appended.len() as u64;
+        self.dropped_ever.extend(step);
+        Ok(())
+    }
+
+    /// After an ack: the unbooked seqs it covered are settled (and only those), and
+    /// `stats.dropped_delivered` moved by exactly their number.
+    fn check_ack(&self, before: &Observed, after: &Observed) -> Result<(), TestCaseError> {
+        let watermark = |boot: &str| after.boots.iter().find(|b| b.1 == boot).map(|b| b.2);
+        let mut settled = 0u64;
+        for (boot, seq) in before.unbooked() {
+            let covered = watermark(&boot).is_none_or(|w| seq <= w);
+            let still = after.unbooked().contains(&(boot.clone(), seq));
+            prop_assert_eq!(covered, !still, "{} seq {} after the ack", boot, seq);
+            if covered {
+                settled += 1;
+            }
+        }
+        prop_assert!(
+            after.unbooked().is_subset(&before.unbooked()),
+            "an ack made drops unbooked"
+        );
+        prop_assert_eq!(after.counters.4 - before.counters.4, settled);
+        Ok(())
+    }
+
+    /// After a rewind of every boot (`new_records` gap records made) or a reopen: nothing is
+    /// unbooked, every seq that was is now in exactly one stored gap record, and no more
+    /// records were made than runs booked.
+    fn check_booked_all(
+        &self,
+        before: &Observed,
+        after: &Observed,
+        new_records: u64,
+    ) -> Result<(), TestCaseError> {
+        prop_assert!(after.unbooked().is_empty(), "{:?}", after.unbooked());
+        let booked = before.unbooked();
+        for (boot, seq) in &booked {
+            let covering = after.covering(boot, *seq);
+            prop_assert_eq!(
+                covering,
+                1,
+                "{} seq {} booked in {} records",
                 boot,
                 seq,
                 covering
             );
         }
-        let new_records = after.counters.3 - before.counters.3;
         prop_assert!(
-            new_records as usize <= runs(&step),
-            "{} new gap records for {} contiguous dropped runs {:?}",
+            new_records as usize <= runs(&booked),
+            "{} new gap records for the unbooked runs {:?}",
             new_records,
-            runs(&step),
-            step
+            booked
         );
-        self.appended += appended.len() as u64;
-        self.dropped_ever.extend(step);
         Ok(())
     }
 }
@@ -837,7 +1110,7 @@ fn run(initial: OutboxLimits, actions: Vec<Action>) -> Result<Observed, TestCase
                     appended.extend(want);
                 }
                 let after = model.observe();
-                ledger.check_append(&before, &after, &appended)?;
+                ledger.check_append(&before, &after, &appended, &publisher.cursor)?;
             }
             Action::Publish { boot, limit } => {
                 let (ordinal, name, watermark) = {
@@ -871,7 +1144,46 @@ fn run(initial: OutboxLimits, actions: Vec<Action>) -> Result<Observed, TestCase
                     *highest = (*highest).max(last.seq());
                 }
             }
-            Action::Rewind => publisher.cursor.clear(),
+            Action::PublishGaps { boot, limit } => {
+                let (ordinal, name, watermark) = {
+                    let b = &before.boots[boot % before.boots.len()];
+                    (b.0, b.1.clone(), b.2)
+                };
+                let after = publisher
+                    .cursor
+                    .get(&name)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(watermark);
+                let want: Vec<Entry> = model
+                    .read_gaps(ordinal, after, *limit)
+                    .iter()
+                    .map(|e| norm_entry(e, &model.ids))
+                    .collect();
+                for real in &reals {
+                    let got: Vec<Entry> = real
+                        .outbox()
+                        .read_gaps(ordinal, after, u64::MAX, *limit)
+                        .expect("read gaps")
+                        .iter()
+                        .map(|e| norm_entry(e, &real.ids))
+                        .collect();
+                    prop_assert_eq!(&got, &want, "step {}: {} read gaps", step, real.name);
+                }
+                prop_assert!(want.iter().all(|e| matches!(e, Entry::Gap(_))));
+            }
+            Action::Rewind => {
+                for (ordinal, ..) in &before.boots {
+                    let want = model.rewind(*ordinal);
+                    for real in &reals {
+                        let got = real.outbox().rewind(*ordinal).expect("rewind");
+                        prop_assert_eq!(got, want, "step {}: {} rewind", step, real.name);
+                    }
+                }
+                publisher.cursor.clear();
+                let after = model.observe();
+                ledger.check_booked_all(&before, &after, after.counters.3 - before.counters.3)?;
+            }
             Action::Ack { boot, fraction } => {
                 let (ordinal, name, watermark) = {
                     let b = &before.boots[boot % before.boots.len()];
@@ -900,6 +1212,7 @@ fn run(initial: OutboxLimits, actions: Vec<Action>) -> Result<Observed, TestCase
                 if matches!(want, AckOutcome::Trimmed { .. }) {
                     ledger.acked += acked;
                 }
+                ledger.check_ack(&before, &model.observe())?;
             }
             Action::AckUnknown(seq) => {
                 let want = model.ack(None, *seq);
@@ -922,6 +1235,9 @@ fn run(initial: OutboxLimits, actions: Vec<Action>) -> Result<Observed, TestCase
                     real.reopen(limits, model.opens);
                 }
                 publisher.cursor.clear();
+                let after = model.observe();
+                // The counters start over: every gap record this open counts, it made.
+                ledger.check_booked_all(&before, &after, after.counters.3)?;
             }
         }
 
@@ -1026,4 +1342,59 @@ fn drops_of_two_boots_are_booked_in_separate_gap_records() {
         .map(|g| (g.boot.as_str(), g.from_seq, g.to_seq))
         .collect();
     assert_eq!(ranges, [("open#1", 1, 2), ("open#2", 3, 4)], "{obs:?}");
+}
+
+/// Entries dropped after the publisher read them are not booked at once: an ack that covers
+/// them settles them as delivered (no gap record at all), while a rewind or a reopen books them
+/// in one record; a drop of an entry not read yet books them first, in the same record.
+#[test]
+fn drops_of_read_entries_wait_for_the_ack_and_a_rewind_or_reopen_books_them() {
+    let limits = OutboxLimits {
+        max_entries: 10,
+        max_bytes: u64::MAX,
+        max_entry_bytes: 64 * 1024,
+    };
+    let results = |n: usize| Action::Append(vec![Item::Result { error_len: 0 }; n]);
+    let publish = Action::Publish { boot: 0, limit: 5 };
+    let ack = Action::Ack {
+        boot: 0,
+        fraction: 255,
+    };
+    let ranges = |obs: &Observed| -> Vec<(u64, u64)> {
+        obs.gaps().map(|g| (g.from_seq, g.to_seq)).collect()
+    };
+
+    // Seqs 1..=5 read, then 3 appends drop 1..=3: held, not booked.
+    let held = vec![results(10), publish.clone(), results(3)];
+    let obs = run(limits, held.clone()).unwrap();
+    assert_eq!((obs.counters.2, obs.counters.3, obs.counters.4), (3, 0, 0));
+    assert_eq!(obs.boot_metas[0].5.len(), 1, "{obs:?}");
+    assert_eq!(
+        (
+            obs.boot_metas[0].5[0].from_seq,
+            obs.boot_metas[0].5[0].to_seq
+        ),
+        (1, 3)
+    );
+
+    // The collector acks what it was sent (up to 5): delivered, never booked.
+    let obs = run(limits, [held.clone(), vec![ack]].concat()).unwrap();
+    assert_eq!((obs.counters.2, obs.counters.3, obs.counters.4), (3, 0, 3));
+    assert!(obs.boot_metas[0].5.is_empty());
+
+    // A rewind instead: booked in one record.
+    let obs = run(limits, [held.clone(), vec![Action::Rewind]].concat()).unwrap();
+    assert_eq!((obs.counters.3, obs.counters.4), (1, 0));
+    assert_eq!(ranges(&obs), [(1, 3)]);
+
+    // A reopen instead: booked by the open, in one record of the new boot.
+    let obs = run(limits, [held.clone(), vec![Action::Reopen(None)]].concat()).unwrap();
+    assert_eq!(ranges(&obs), [(1, 3)]);
+    assert_eq!(obs.counters.3, 1, "made by this open");
+
+    // Four more appends drop 4 and 5 (read), then 6..=8 (not read; the record takes a slot
+    // too): the first of those books 1..=5, and one record covers 1..=8.
+    let obs = run(limits, [held, vec![results(4)]].concat()).unwrap();
+    assert_eq!(ranges(&obs), [(1, 8)]);
+    assert_eq!((obs.counters.2, obs.counters.3), (8, 1));
 }
