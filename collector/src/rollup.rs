@@ -34,8 +34,8 @@ use crate::store::{trees, Result, Store, StoreError};
 /// Minutes after a result's own minute that it may still hold into are marked dirty, at most
 /// this many (a one-hour interval holds for two hours).
 const MAX_DIRTY_MINUTES: u64 = 120;
-/// Dirty buckets recomputed per pass.
-const PASS_LIMIT: usize = 10_000;
+/// Dirty buckets recomputed per pass (ingest waits while a pass runs).
+const PASS_LIMIT: usize = 2_000;
 
 /// One probe-minute.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +197,8 @@ fn parse_key(key: &[u8]) -> Option<(String, String, u64)> {
 /// # Errors
 /// Store failure (the dirty marks stay, so the next pass retries).
 pub fn recompute_dirty(store: &Store, limit: usize) -> Result<usize> {
+    // No ingest batch may land between reading the marks and clearing them.
+    let _exclusive = store.exclusive();
     let dirty = store.tree(trees::DIRTY)?;
     let marks = dirty.range(&[], None, limit)?;
     let mut rollups = Vec::with_capacity(marks.len());

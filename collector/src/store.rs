@@ -151,6 +151,10 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 #[derive(Clone)]
 pub struct Store {
     storage: Arc<dyn Storage>,
+    /// Serialises committed batches with rollup passes: a pass reads dirty marks, recomputes
+    /// and clears them; a batch landing in between could re-mark a bucket the pass then clears
+    /// with a stale rollup.
+    rollup_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,6 +204,7 @@ impl Store {
     /// The store cannot be opened (I/O, lock held by another collector process).
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(Self {
+            rollup_lock: Arc::default(),
             storage: Arc::new(SledStorage::open(dir)?),
         })
     }
@@ -207,6 +212,7 @@ impl Store {
     /// A store in memory, for tests.
     pub fn in_memory() -> Self {
         Self {
+            rollup_lock: Arc::default(),
             storage: Arc::new(MemoryStorage::new()),
         }
     }
@@ -224,11 +230,19 @@ impl Store {
     /// # Errors
     /// Engine failure; nothing in the batch may then be acknowledged.
     pub fn commit(&self, batch: StoreBatch) -> Result<()> {
+        let _exclusive = self.exclusive();
         for (tree, writes) in batch.writes {
             self.tree(tree)?.apply(writes)?;
         }
         self.storage.flush()?;
         Ok(())
+    }
+
+    /// Holds off commits while the guard lives (rollup passes).
+    pub fn exclusive(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rollup_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Bytes on disk.

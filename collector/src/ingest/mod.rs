@@ -290,10 +290,13 @@ impl Ingest {
         let (mut stored, mut dups) = (0u64, 0u64);
         for r in &b.results {
             if self.tracker(&b.agent, &b.boot).insert(r.seq) {
-                batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
+                // Marks before the result they describe: a crash can leave a mark without its
+                // result (recomputed harmlessly), never a result without its mark (a stale
+                // rollup).
                 for mark in dirty_marks(&b.agent, &r.probe, r.observed_ms, r.interval_ms) {
                     batch.push(trees::DIRTY, mark);
                 }
+                batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
                 stored += 1;
             } else {
                 dups += 1;
