@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod bench_smoke;
 mod configs;
 mod delivery;
 mod faults;

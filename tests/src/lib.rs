@@ -48,13 +48,8 @@ pub fn free_addr() -> SocketAddr {
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        // target/<profile>/deps/e2e-<hash>
         let exe = std::env::current_exe().expect("current exe");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps")
-            .to_path_buf();
+        let dir = profile_dir_of(&exe).expect("the executable lives in target/<profile>");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
         cmd.args([
@@ -75,6 +70,17 @@ pub fn bin_dir() -> &'static Path {
         assert!(status.success(), "building the binaries failed");
         dir
     })
+}
+
+/// `target/<profile>` of a built executable: test binaries live in `target/<profile>/deps`
+/// (`e2e-<hash>`), bin targets such as `bench` directly in `target/<profile>`.
+pub fn profile_dir_of(exe: &Path) -> Option<PathBuf> {
+    let parent = exe.parent()?;
+    if parent.file_name().is_some_and(|n| n == "deps") {
+        parent.parent().map(Path::to_path_buf)
+    } else {
+        Some(parent.to_path_buf())
+    }
 }
 
 /// Path of a built binary.

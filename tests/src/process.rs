@@ -153,6 +153,8 @@ pub struct CollectorSpec {
     pub services: String,
     /// Extra lines for its `[mqtt]` section (`username`, `password`, …).
     pub mqtt_extra: String,
+    /// Extra lines for its `[collector]` section (`ingest_batch_max = 100`, …).
+    pub collector_extra: String,
 }
 
 impl CollectorSpec {
@@ -165,6 +167,7 @@ impl CollectorSpec {
             broker,
             services: services.to_owned(),
             mqtt_extra: String::new(),
+            collector_extra: String::new(),
         }
     }
 
@@ -175,8 +178,8 @@ impl CollectorSpec {
             BrokerChoice::External(u) => (false, "127.0.0.1:1883".to_owned(), u.clone()),
         };
         let text = format!(
-            "[collector]\nid = \"test\"\ndata_dir = \"data\"\nlisten = \"{}\"\n\n[broker]\nembedded = {embedded}\nlisten = \"{listen}\"\n\n[mqtt]\nurl = \"{url}\"\nreconnect_max = \"1s\"\n{}\n\n{}\n",
-            self.api, self.mqtt_extra, self.services
+            "[collector]\nid = \"test\"\ndata_dir = \"data\"\nlisten = \"{}\"\n{}\n\n[broker]\nembedded = {embedded}\nlisten = \"{listen}\"\n\n[mqtt]\nurl = \"{url}\"\nreconnect_max = \"1s\"\n{}\n\n{}\n",
+            self.api, self.collector_extra, self.mqtt_extra, self.services
         );
         let path = self.dir.join("collector.toml");
         std::fs::write(&path, text).expect("write collector.toml");

@@ -1,0 +1,67 @@
+//! The benchmarks' smoke runs: every `bench` subcommand at tiny sizes, so that the benchmarks
+//! keep building and running. Benchmarks do not fail CI on a number: these check only that each
+//! subcommand exits 0 and prints its final summary line.
+
+use std::process::Command;
+use std::time::Instant;
+
+/// Runs `bench <args>` and returns its stdout; panics on a failure, with its output.
+fn bench(args: &[&str]) -> String {
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .output()
+        .expect("run the bench binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    eprintln!("bench {args:?} took {:.1} s", start.elapsed().as_secs_f64());
+    stdout
+}
+
+fn final_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+}
+
+#[test]
+fn bench_ingest_smoke_runs_and_reports() {
+    if watchstand_tests::mosquitto_bin().is_none() {
+        assert!(
+            !watchstand_tests::mosquitto_required(),
+            "Mosquitto is not installed but CI is set"
+        );
+        eprintln!("WARNING: Mosquitto not installed; skipping the ingest bench smoke run");
+        return;
+    }
+    let out = bench(&["ingest", "--smoke"]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("ingest: ")
+            && last.contains(" results/s, baseline ")
+            && last.contains(", ratio ")
+            && last.contains(", lost "),
+        "unexpected final line {last:?}:\n{out}"
+    );
+}
+
+#[test]
+fn bench_sla_query_smoke_runs_and_reports() {
+    let out = bench(&["sla-query", "--smoke"]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("sla-query: ") && last.contains("bytes/probe-minute"),
+        "unexpected final line {last:?}:\n{out}"
+    );
+    assert!(
+        !out.contains("| NO |"),
+        "the three read paths disagree on the sums:\n{out}"
+    );
+}

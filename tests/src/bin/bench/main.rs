@@ -1,0 +1,56 @@
+//! `bench`: benchmarks against the peers and the physical limit, each figure a ratio or a
+//! side-by-side measured in the same run on the same machine (see BENCHMARKS.md).
+//!
+//! - `bench ingest` (P1): simulated agents publish batched results through a Mosquitto this
+//!   command starts; runs alternate between a bare rumqttc subscriber (A, the baseline: what the
+//!   broker can deliver) and the real collector binary (B: stored, deduplicated, flushed and
+//!   acknowledged), each on a fresh broker.
+//! - `bench sla-query` (P6, P7): per-minute rollups of N services × D days loaded into a sled
+//!   store through the storage trait, then an SLA (availability) computation for every service
+//!   over the window, side by side with hourly aggregates and an in-memory floor.
+//!
+//! Each subcommand starts what it needs and stops exactly what it started (child processes are
+//! killed when their handles drop, temporary directories are removed). Benchmarks do not fail on
+//! a number: they exit 0 when they could measure, and print one final summary line. `--smoke`
+//! runs tiny sizes (CI runs it so that the benchmarks do not rot).
+
+// A benchmark reports on stdout (results) and stderr (progress): that is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ingest;
+mod machine;
+mod sla_query;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of Watchstand against the peers and the physical limit.
+#[derive(Debug, Parser)]
+#[command(name = "bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// P1: collector ingest vs a bare MQTT subscriber, same load, same broker, same machine.
+    Ingest(ingest::Args),
+    /// P6 + P7: SLA over per-minute rollups at 100 / 1,000 / 10,000 services; bytes on disk.
+    SlaQuery(sla_query::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The harness builds the collector with `cargo build` run from the current directory:
+    // make that the workspace whatever directory the bench was started from.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if workspace.join("Cargo.toml").exists() {
+        std::env::set_current_dir(&workspace)?;
+    }
+    machine::print_header();
+    match cli.command {
+        Command::Ingest(args) => ingest::main(&args),
+        Command::SlaQuery(args) => sla_query::main(&args),
+    }
+}
