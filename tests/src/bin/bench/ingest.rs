@@ -118,11 +118,19 @@ pub struct Args {
     /// Tiny sizes for CI: 20,000 results, 4 agents, 100 per message, 1 run of each side.
     #[arg(long)]
     smoke: bool,
+    /// Internal: run side C once in this process and report it on one `@store` line (the
+    /// parent runs every side-C run in a fresh child process: sled does not give its memory
+    /// back when a store is dropped, and runs must not inherit each other's heap).
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 impl Args {
     fn effective(&self) -> Self {
         if !self.smoke {
+            return self.clone();
+        }
+        if self.child {
             return self.clone();
         }
         Self {
@@ -711,6 +719,7 @@ async fn run_collector(
     }
     let after = collector.health().await;
     let health = HealthDelta::between(&before, &after);
+    let collector_rss = peak_rss_kb(Some(collector.pid()));
     let published = published_secs(&pubs, t0, deadline).await?;
     drop(pubs);
     drop(acks);
@@ -723,7 +732,9 @@ async fn run_collector(
         published_secs: published,
         complete: done.is_some(),
         health: Some(health),
-        note: String::new(),
+        note: collector_rss.map_or_else(String::new, |kb| {
+            format!(", collector peak RSS {:.1} GB", kb as f64 / 1e6)
+        }),
     })
 }
 
@@ -815,11 +826,75 @@ fn run_store(a: &Args, plan: &Plan, root: &Path) -> anyhow::Result<RunOutcome> {
         complete: results == plan.total,
         health: None,
         note: format!(
-            " (commits only, {} messages per commit, layout {:?}; decode + building the writes took another {:.2} s)",
+            " (commits only, {} messages per commit, layout {}; decode + building the writes took another {:.2} s; peak RSS {:.1} GB)",
             a.store_batch,
-            a.store_layout,
-            build.as_secs_f64()
+            layout_name(a.store_layout),
+            build.as_secs_f64(),
+            peak_rss_kb(None).unwrap_or(0) as f64 / 1e6,
         ),
+    })
+}
+
+fn layout_name(l: StoreLayout) -> String {
+    clap::ValueEnum::to_possible_value(&l).map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// Peak resident memory (VmHWM) of `pid`, or of this process, in kB.
+fn peak_rss_kb(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Side C in a fresh process: `bench ingest --child …` with the same sizes.
+fn run_store_child(a: &Args, root: &Path) -> anyhow::Result<RunOutcome> {
+    let exe = std::env::current_exe().context("the bench's own path")?;
+    let out = Command::new(exe)
+        .arg("ingest")
+        .arg("--child")
+        .args(["--sides", "store"])
+        .args(["--total", &a.total.to_string()])
+        .args(["--agents", &a.agents.to_string()])
+        .args(["--batch", &a.batch.to_string()])
+        .args(["--probes", &a.probes.to_string()])
+        .args(["--store-batch", &a.store_batch.to_string()])
+        .args(["--store-layout", &layout_name(a.store_layout)])
+        .arg("--dir")
+        .arg(root)
+        .stdin(Stdio::null())
+        .output()
+        .context("running side C in a child process")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "side C child failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("@store "))
+        .context("side C child printed no @store line")?;
+    let mut parts = line.splitn(4, ' ');
+    let mut field = || parts.next().context("short @store line");
+    let results: u64 = field()?.parse()?;
+    let secs: f64 = field()?.parse()?;
+    let complete = field()? == "complete";
+    let note = field().unwrap_or_default().to_owned();
+    Ok(RunOutcome {
+        results,
+        secs,
+        published_secs: None,
+        complete,
+        health: None,
+        note,
     })
 }
 
@@ -888,6 +963,19 @@ fn describe(side: &str, run: usize, runs: usize, o: &RunOutcome, total: u64) -> 
 /// `bench ingest`.
 pub fn main(args: &Args) -> anyhow::Result<()> {
     let a = args.effective();
+    if a.child {
+        let plan = plan(&a);
+        let root = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let o = run_store(&a, &plan, &root)?;
+        println!(
+            "@store {} {:.6} {} {}",
+            o.results,
+            o.secs,
+            if o.complete { "complete" } else { "incomplete" },
+            o.note
+        );
+        return Ok(());
+    }
     if watchstand_tests::mosquitto_bin().is_none() {
         bail!("Mosquitto is not installed (apt-get install mosquitto); `bench ingest` needs it");
     }
@@ -934,7 +1022,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
                     collector.push(o);
                 }
                 Side::Store => {
-                    let o = run_store(&a, &plan, &root)?;
+                    let o = run_store_child(&a, &root)?;
                     println!("{}", describe("C store", run, a.runs, &o, plan.total));
                     store.push(o);
                 }

@@ -36,7 +36,7 @@ const HOURLY_TREE: &str = "bench_hourly";
 const DAY_MINUTES: u64 = DAY_MS / MINUTE_MS;
 
 /// One size: `services:<N>d` or `services:<N>h` of per-minute rollups loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Size {
     services: usize,
     hours: u64,
@@ -112,11 +112,16 @@ pub struct Args {
     /// 2 runs.
     #[arg(long)]
     smoke: bool,
+    /// Internal: run the one size given in this process and report it on one `@size` line
+    /// (the parent runs each size in a fresh child process: sled does not give its memory
+    /// back when a store is dropped, and sizes must not inherit each other's heap).
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 impl Args {
     fn effective(&self) -> Self {
-        if !self.smoke {
+        if !self.smoke || self.child {
             return self.clone();
         }
         Self {
@@ -437,6 +442,7 @@ fn query_memory(columns: &[Vec<[u32; 3]>]) -> Totals {
 }
 
 /// One size's figures.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SizeResult {
     size: Size,
     window_days: u64,
@@ -456,7 +462,7 @@ impl SizeResult {
     /// read is one range scan per service: linear in the rollups read), when less was loaded.
     fn full_window_ms(&self) -> Option<f64> {
         let full = self.size.services as u64 * self.window_days * DAY_MINUTES;
-        (self.entries_read < full && self.entries_read > 0)
+        (self.size.hours < self.window_days * 24 && self.entries_read > 0)
             .then(|| self.minutes_ms.median * full as f64 / self.entries_read as f64)
     }
 
@@ -638,6 +644,41 @@ fn run_size(a: &Args, v: &Variants, size: Size, root: &Path) -> anyhow::Result<S
     Ok(out)
 }
 
+/// One size in a fresh process (`bench sla-query --child …`); its progress lines are passed on.
+fn run_size_child(a: &Args, size: Size, root: &Path) -> anyhow::Result<SizeResult> {
+    use std::io::BufRead as _;
+    let exe = std::env::current_exe().context("the bench's own path")?;
+    let mut child = std::process::Command::new(exe)
+        .arg("sla-query")
+        .arg("--child")
+        .args(["--sizes", &format!("{}:{}h", size.services, size.hours)])
+        .args(["--window-days", &a.window_days.to_string()])
+        .args(["--runs", &a.runs.to_string()])
+        .args(["--probes-per-agent", &a.probes_per_agent.to_string()])
+        .args(["--threads", &a.threads.to_string()])
+        .arg("--dir")
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running a size in a child process")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut result = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(json) = line.strip_prefix("@size ") {
+            result = Some(serde_json::from_str::<SizeResult>(json)?);
+        } else if !line.starts_with("# machine:") && !line.starts_with("# versions:") {
+            println!("{line}");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("the child for {} services failed ({status})", size.services);
+    }
+    result.context("the child printed no @size line")
+}
+
 /// `bench sla-query`.
 pub fn main(args: &Args) -> anyhow::Result<()> {
     let a = args.effective();
@@ -645,6 +686,15 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         bail!("nothing to run: --runs and --sizes must not be empty");
     }
     let root = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+    if a.child {
+        let [size] = a.sizes[..] else {
+            bail!("a child runs exactly one size");
+        };
+        let v = build_variants();
+        let r = run_size(&a, &v, size, &root)?;
+        println!("@size {}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
     let v = build_variants();
     let mean_value = v.up.iter().map(|x| x.bytes.len()).sum::<usize>() as f64 / v.up.len() as f64;
     println!(
@@ -659,7 +709,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for size in &a.sizes {
-        results.push(run_size(&a, &v, *size, &root)?);
+        results.push(run_size_child(&a, *size, &root)?);
     }
 
     println!();

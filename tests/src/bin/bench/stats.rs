@@ -1,7 +1,7 @@
 //! Median and range of repeated measurements, and number formatting.
 
 /// Median, minimum and maximum of a set of runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Median (mean of the middle two for an even count).
     pub median: f64,
