@@ -31,8 +31,12 @@ pub mod trees {
     pub const CAPACITY: &str = "capacity";
     /// Gap records.
     pub const GAPS: &str = "gaps";
-    /// Per-probe per-minute rollups.
-    pub const ROLLUPS: &str = "rollups";
+    /// Per-probe per-minute rollups, one record per probe-hour ([`crate::rollup::HourBlock`]).
+    pub const ROLLUPS: &str = "rollup_hours";
+    /// Per-probe per-day sums of the minute rollups.
+    pub const ROLLUP_DAYS: &str = "rollup_days";
+    /// Per-probe state changes ([`crate::rollup::index`]).
+    pub const STATE_INDEX: &str = "state_index";
     /// Capacity 5-minute and hourly rollups.
     pub const CAPACITY_ROLLUPS: &str = "capacity_rollups";
     /// Rollup buckets to recompute.

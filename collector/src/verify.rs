@@ -6,13 +6,15 @@
 //!   result or inside a stored gap record (capacity samples are stored per metric without their
 //!   seq, so boots that sent samples are checked for results and gaps only, and their sample
 //!   seqs are reported as `unverified`);
-//! - every rollup bucket that is not marked dirty equals a recount of the raw results.
+//! - every rollup bucket that is not marked dirty equals a recount of the raw results, and so
+//!   does the state index over that minute; every day sum equals the sum of its hour blocks.
 
 use std::collections::{BTreeSet, HashMap};
 
-use watchstand_shared::time::MINUTE_MS;
+use watchstand_shared::time::{DAY_MS, MINUTE_MS};
 
-use crate::rollup::{self, Rollup};
+use crate::rollup::{self, MinuteRecount, Rollup};
+use crate::sla::Span;
 use crate::store::{trees, Result, Store};
 
 /// What [`verify`] found.
@@ -28,7 +30,8 @@ pub struct VerifyReport {
     pub unverified: u64,
     /// Rollup buckets recounted.
     pub rollups_checked: u64,
-    /// Rollup buckets that differ from the recount.
+    /// Rollup buckets that differ from the recount (a minute, its stretch of the state index,
+    /// or a day sum).
     pub rollups_wrong: u64,
 }
 
@@ -102,8 +105,15 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
+    let index = store.tree(trees::STATE_INDEX)?;
+    let days = store.tree(trees::ROLLUP_DAYS)?;
     for (agent, probe) in &probes {
+        let mut day_sums: std::collections::BTreeMap<u64, Rollup> = Default::default();
         for (minute, stored) in rollup::rollups(store, agent, probe, 0, u64::MAX)? {
+            day_sums
+                .entry(rollup::day_of(minute))
+                .or_default()
+                .add(&stored);
             if dirty.contains(&rollup::rollup_key(agent, probe, minute)) {
                 continue;
             }
@@ -113,7 +123,31 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
                 .iter()
                 .map(crate::store::StoredResult::observation)
                 .collect();
-            if Rollup::compute(&observations, minute) != stored {
+            let recount = MinuteRecount::compute(&observations, minute);
+            let span = Span::new(minute, minute + MINUTE_MS);
+            let mut expected: Vec<(Span, crate::sla::ProbeClass)> = Vec::new();
+            for (s, c) in &recount.timeline {
+                let c = rollup::index::indexed(*c);
+                match expected.last_mut() {
+                    Some((last, lc)) if *lc == c => last.to_ms = s.to_ms,
+                    _ => expected.push((*s, c)),
+                }
+            }
+            let indexed = rollup::index::timeline(&*index, agent, probe, span)?;
+            if recount.rollup != stored || indexed != expected {
+                report.rollups_wrong += 1;
+            }
+        }
+        for (day, sum) in day_sums {
+            let stored = days
+                .get(&rollup::bucket_key(agent, probe, day))?
+                .map(|v| Rollup::decode(&v, DAY_MS))
+                .transpose()
+                .map_err(|detail| crate::store::StoreError::CorruptRecord {
+                    tree: trees::ROLLUP_DAYS,
+                    detail,
+                })?;
+            if stored.as_ref() != Some(&sum) {
                 report.rollups_wrong += 1;
             }
         }
@@ -191,10 +225,16 @@ mod tests {
             .tree(trees::ROLLUPS)
             .expect("tree")
             .apply(vec![Write::Put(
-                rollup::rollup_key("a", "p", m),
-                Rollup::compute(&[], m).encode(),
+                rollup::bucket_key("a", "p", rollup::hour_of(m)),
+                {
+                    let mut block = rollup::HourBlock::default();
+                    let i = ((m - rollup::hour_of(m)) / MINUTE_MS) as usize;
+                    block.set(i, MinuteRecount::compute(&[], m).rollup);
+                    block.encode()
+                },
             )])
             .expect("put");
-        assert_eq!(verify(&store).expect("verify").rollups_wrong, 1);
+        // The minute differs from its recount, and the day sum from its hour blocks.
+        assert_eq!(verify(&store).expect("verify").rollups_wrong, 2);
     }
 }

@@ -21,6 +21,15 @@ use crate::store::{trees, Store};
 const T0: u64 = 1_767_225_600_000;
 const EVERY: u64 = 10 * SECOND_MS;
 
+/// Marks the rollup minutes a result at `at` affects, as ingest does before storing it.
+fn mark_dirty(store: &Store, at: u64, interval_ms: u64) {
+    store
+        .tree(trees::DIRTY)
+        .expect("tree")
+        .apply(crate::rollup::dirty_marks("a", "p", at, interval_ms))
+        .expect("mark");
+}
+
 struct World {
     store: Store,
     catalogue: Catalogue,
@@ -126,6 +135,7 @@ impl World {
             latency_us: 1_000,
             error: None,
         };
+        mark_dirty(&self.store, at, interval_ms);
         Store::result_write("a", "b", &r)
     }
 
@@ -299,6 +309,41 @@ fn thirty_days_with_43m12s_down_is_99_9000_pct_and_opens_sla_below_target_when_t
         format!("{:.4}", r.availability_pct.expect("measured")),
         "99.9000"
     );
+    // Once the rollups hold the month, the report reads them (state index, day and hour
+    // sums) instead of the raw results, and says exactly the same, for the whole window and
+    // for windows that start and end inside minutes.
+    let windows = [
+        (T0, end),
+        (T0 + 12_345, end - 61_001),
+        (down_from - 30_500, down_from + 90_250),
+        (T0 + 3 * DAY_MS + 7, T0 + 4 * DAY_MS + 3_600_001),
+    ];
+    let raw: Vec<_> = windows
+        .iter()
+        .map(|&(from_ms, to_ms)| {
+            crate::availability::service_report(
+                &w.store,
+                &service,
+                crate::sla::Span { from_ms, to_ms },
+            )
+            .expect("report")
+        })
+        .collect();
+    while crate::rollup::recompute_dirty(&w.store, 10_000).expect("pass") > 0 {}
+    assert_eq!(
+        crate::rollup::read::horizon(&w.store, "a", "p").expect("horizon"),
+        None
+    );
+    for (&(from_ms, to_ms), before) in windows.iter().zip(&raw) {
+        let after = crate::availability::service_report(
+            &w.store,
+            &service,
+            crate::sla::Span { from_ms, to_ms },
+        )
+        .expect("report");
+        assert_eq!(&after, before, "window {from_ms}..{to_ms}");
+    }
+    assert!(raw[2].downtime_s > 0.0 && raw[2].checks > 0, "{:?}", raw[2]);
 }
 
 fn flapping_run(flap: &str) -> World {
@@ -567,6 +612,7 @@ fn the_latency_rule_opens_when_too_few_checks_are_fast_enough() {
             latency_us: us,
             error: None,
         };
+        mark_dirty(&w.store, t, EVERY);
         w.store
             .tree(trees::RESULTS)
             .expect("tree")

@@ -6,6 +6,7 @@
 
 use hdrhistogram::Histogram;
 
+#[cfg(test)]
 use super::span::Span;
 use super::timeline::Observation;
 use watchstand_shared::wire::v1::ProbeState;
@@ -51,36 +52,180 @@ pub(crate) struct LatencySummary {
     pub p99_ms: Option<f64>,
 }
 
+/// Latencies counted by histogram bucket: `(bucket value, count)` pairs sorted by value, where
+/// the bucket value is the highest latency (µs) the shared histogram treats as equal to the
+/// recorded one. What rollups keep of a minute's, an hour's or a day's checks: exact counts at
+/// the histogram's resolution, in a few bytes per distinct bucket, and cheap to add up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyCounts(Vec<(u64, u64)>);
+
+/// The shared histogram, used only for its bucket arithmetic (`highest_equivalent`).
+fn quantiser() -> &'static Histogram<u64> {
+    static Q: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
+    Q.get_or_init(new_latency_histogram)
+}
+
+/// The bucket value of `latency_us` (clamped into the histogram's bounds).
+pub fn latency_bucket(latency_us: u64) -> u64 {
+    quantiser().highest_equivalent(latency_us.clamp(LATENCY_HIST_LOW_US, LATENCY_HIST_HIGH_US))
+}
+
+impl LatencyCounts {
+    /// Counts the given latencies (µs) by bucket.
+    pub fn from_latencies(latencies: impl IntoIterator<Item = u64>) -> Self {
+        let mut v: Vec<(u64, u64)> = latencies
+            .into_iter()
+            .map(|l| (latency_bucket(l), 1))
+            .collect();
+        v.sort_unstable_by_key(|p| p.0);
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for (value, n) in v {
+            match out.last_mut() {
+                Some(last) if last.0 == value => last.1 += n,
+                _ => out.push((value, n)),
+            }
+        }
+        Self(out)
+    }
+
+    /// From stored pairs: `None` unless the values strictly increase and every count is > 0.
+    pub fn from_pairs(pairs: Vec<(u64, u64)>) -> Option<Self> {
+        let increasing = pairs.windows(2).all(|w| w[0].0 < w[1].0);
+        (increasing && pairs.iter().all(|p| p.1 > 0)).then_some(Self(pairs))
+    }
+
+    /// The pairs, sorted by bucket value.
+    pub fn pairs(&self) -> &[(u64, u64)] {
+        &self.0
+    }
+
+    /// Number of latencies counted.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|p| p.1).sum()
+    }
+
+    /// Adds `other`'s counts (a merge of two sorted lists).
+    pub fn merge(&mut self, other: &Self) {
+        if other.0.is_empty() {
+            return;
+        }
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let (x, y) = (a[i], b[j]);
+            if x.0 == y.0 {
+                out.push((x.0, x.1 + y.1));
+                i += 1;
+                j += 1;
+            } else if x.0 < y.0 {
+                out.push(x);
+                i += 1;
+            } else {
+                out.push(y);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.0 = out;
+    }
+}
+
+/// Adds up checks and their latencies over a window — from raw observations and from rollups
+/// alike — then gives the report's latency figures.
+#[derive(Debug, Clone)]
+pub struct LatencyTally {
+    hist: Histogram<u64>,
+    objective_ms: Option<f64>,
+    /// Checks of every state.
+    checks: u64,
+    counted: u64,
+    within: u64,
+}
+
+impl LatencyTally {
+    /// An empty tally judging against `objective_ms` (if any).
+    pub fn new(objective_ms: Option<f64>) -> Self {
+        Self {
+            hist: new_latency_histogram(),
+            objective_ms,
+            checks: 0,
+            counted: 0,
+            within: 0,
+        }
+    }
+
+    /// Adds one raw check. Down checks count as checks; their latency (often the timeout) does
+    /// not. Within the objective is decided on the exact latency.
+    pub fn add_observation(&mut self, o: &Observation) {
+        self.checks += 1;
+        if o.state == ProbeState::Down {
+            return;
+        }
+        self.counted += 1;
+        record_latency(&mut self.hist, o.latency_us);
+        // `µs / 1000` is the correctly rounded decimal, so a check of exactly the threshold
+        // (e.g. 950 µs against 0.95 ms) compares equal; `ms * 1000` could round the other way.
+        if self.is_within(o.latency_us) {
+            self.within += 1;
+        }
+    }
+
+    /// Adds rolled-up checks: `checks` of every state and the up/degraded ones' latencies.
+    /// Within the objective is decided on each bucket's highest value (so a bucket straddling
+    /// the threshold counts as outside: at most 0.1 % of the threshold is lost).
+    pub fn add_rollup(&mut self, checks: u64, latency: &LatencyCounts) {
+        self.checks += checks;
+        for &(value, n) in latency.pairs() {
+            self.counted += n;
+            // Values are bucket values of the same histogram: nothing to clamp or lose.
+            self.hist.saturating_record_n(value, n);
+            if self.is_within(value) {
+                self.within += n;
+            }
+        }
+    }
+
+    fn is_within(&self, latency_us: u64) -> bool {
+        self.objective_ms
+            .is_some_and(|ms| latency_us as f64 / 1_000.0 <= ms)
+    }
+
+    /// Checks of every state added.
+    pub fn checks(&self) -> u64 {
+        self.checks
+    }
+
+    /// The latency figures.
+    pub(crate) fn summary(&self) -> LatencySummary {
+        let h = &self.hist;
+        let q = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1_000.0);
+        LatencySummary {
+            counted: self.counted,
+            within: self.within,
+            p50_ms: q(0.50),
+            p90_ms: q(0.90),
+            p99_ms: q(0.99),
+        }
+    }
+}
+
 /// Summarises the up/degraded checks of `observations` whose `at_ms` lies in `window`; counts
 /// exactly how many took at most `objective_ms` (when given).
+#[cfg(test)]
 pub(crate) fn summarise<'a>(
     observations: impl IntoIterator<Item = &'a Observation>,
     window: Span,
     objective_ms: Option<f64>,
 ) -> LatencySummary {
-    let mut h = new_latency_histogram();
-    let mut counted = 0;
-    let mut within = 0;
+    let mut tally = LatencyTally::new(objective_ms);
     for o in observations {
-        if !window.contains(o.at_ms) || o.state == ProbeState::Down {
-            continue;
-        }
-        counted += 1;
-        record_latency(&mut h, o.latency_us);
-        // `µs / 1000` is the correctly rounded decimal, so a check of exactly the threshold
-        // (e.g. 950 µs against 0.95 ms) compares equal; `ms * 1000` could round the other way.
-        if objective_ms.is_some_and(|ms| o.latency_us as f64 / 1_000.0 <= ms) {
-            within += 1;
+        if window.contains(o.at_ms) {
+            tally.add_observation(o);
         }
     }
-    let q = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1_000.0);
-    LatencySummary {
-        counted,
-        within,
-        p50_ms: q(0.50),
-        p90_ms: q(0.90),
-        p99_ms: q(0.99),
-    }
+    tally.summary()
 }
 
 #[cfg(test)]

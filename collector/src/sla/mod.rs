@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 pub use combine::{combine_timelines, Combined, Mode, ModeError, ProbeCounts, ServiceState};
 pub use latency::{
-    new_latency_histogram, record_latency, LATENCY_HIST_HIGH_US, LATENCY_HIST_LOW_US,
-    LATENCY_HIST_SIGFIG,
+    latency_bucket, new_latency_histogram, record_latency, LatencyCounts, LatencyTally,
+    LATENCY_HIST_HIGH_US, LATENCY_HIST_LOW_US, LATENCY_HIST_SIGFIG,
 };
 pub use maintenance::{MaintenanceParseError, MaintenanceWindow};
 pub use span::{merge_spans, Span};
@@ -178,7 +178,21 @@ pub fn service_segments(
         return Vec::new();
     }
     let timelines: Vec<_> = probes.iter().map(|p| probe_timeline(p, window)).collect();
-    let combined = combine_timelines(spec.mode, &timelines, window);
+    segments_from_timelines(spec, &timelines, drills, window)
+}
+
+/// [`service_segments`] from the probes' timelines (each covering `window`, as
+/// [`probe_timeline`] makes them, or as the rollups' state index gives them).
+pub fn segments_from_timelines(
+    spec: &ServiceSlaSpec,
+    timelines: &[Vec<(Span, ProbeClass)>],
+    drills: &[Span],
+    window: Span,
+) -> Vec<ServiceSegment> {
+    if window.is_empty() {
+        return Vec::new();
+    }
+    let combined = combine_timelines(spec.mode, timelines, window);
     let base: Vec<(Span, (ServiceClass, bool))> = combined
         .into_iter()
         .map(|(s, c)| (s, (c.state.into(), c.partial_outage)))
@@ -239,9 +253,32 @@ pub fn report(
     drills: &[Span],
     window: Span,
 ) -> SlaReport {
+    let timelines: Vec<_> = if window.is_empty() {
+        Vec::new()
+    } else {
+        probes.iter().map(|p| probe_timeline(p, window)).collect()
+    };
+    let mut tally = LatencyTally::new(spec.latency.map(|o| o.latency_ms));
+    for o in probes.iter().flat_map(|p| p.observations.iter()) {
+        if window.contains(o.at_ms) {
+            tally.add_observation(o);
+        }
+    }
+    report_from_timelines(spec, &timelines, &tally, drills, window)
+}
+
+/// [`report`] from the probes' timelines over `window` and the checks tallied in it: the form
+/// the rollup read path uses (timelines from the state index, checks from rollups).
+pub fn report_from_timelines(
+    spec: &ServiceSlaSpec,
+    timelines: &[Vec<(Span, ProbeClass)>],
+    tally: &LatencyTally,
+    drills: &[Span],
+    window: Span,
+) -> SlaReport {
     let (mut up, mut down, mut unknown, mut maint, mut drill, mut partial) = (0, 0, 0, 0, 0, 0);
     let mut outages = 0;
-    for seg in service_segments(spec, probes, drills, window) {
+    for seg in segments_from_timelines(spec, timelines, drills, window) {
         let len = seg.span.len_ms();
         match seg.class {
             ServiceClass::Up => {
@@ -276,10 +313,9 @@ pub fn report(
     let budget_share = ((100.0 - spec.target_pct) / 100.0).clamp(0.0, 1.0);
     let budget_ms = (budget_share * counted as f64).round() as u64;
 
-    let all_obs = || probes.iter().flat_map(|p| p.observations.iter());
-    let checks = all_obs().filter(|o| window.contains(o.at_ms)).count() as u64;
+    let checks = tally.checks();
     let objective = spec.latency;
-    let lat = latency::summarise(all_obs(), window, objective.map(|o| o.latency_ms));
+    let lat = tally.summary();
     let latency_within_pct = objective.and_then(|_| pct(lat.within, lat.counted));
 
     SlaReport {

@@ -1,0 +1,179 @@
+//! The stored form of per-minute rollups: one record per probe and hour holding the hour's sum
+//! and its minutes. Keying by hour instead of by minute spends the key once per 60 buckets and
+//! lets the read path take a whole hour from its sum.
+//!
+//! Layout: version byte (1), a 64-bit little-endian mask of the minutes present, the hour's sum
+//! ([`Rollup::encode_into`], full = one hour), then each present minute in order (full = one
+//! minute).
+
+use watchstand_shared::storage::key::{read_u64, KeyBuf};
+use watchstand_shared::time::{HOUR_MS, MINUTE_MS};
+
+use super::bucket::Rollup;
+use super::codec::Reader;
+
+const VERSION: u8 = 1;
+
+/// One probe-hour of minute rollups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourBlock {
+    /// Always 60 slots.
+    minutes: Vec<Option<Rollup>>,
+}
+
+impl Default for HourBlock {
+    fn default() -> Self {
+        Self {
+            minutes: vec![None; 60],
+        }
+    }
+}
+
+impl HourBlock {
+    /// The minute at index `i` (0..60) of the hour.
+    pub fn minute(&self, i: usize) -> Option<&Rollup> {
+        self.minutes.get(i).and_then(Option::as_ref)
+    }
+
+    /// The minutes present, with their index.
+    pub fn minutes(&self) -> impl Iterator<Item = (usize, &Rollup)> {
+        self.minutes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
+    }
+
+    /// Sets the minute at index `i` (ignored outside 0..60).
+    pub fn set(&mut self, i: usize, rollup: Rollup) {
+        if let Some(slot) = self.minutes.get_mut(i) {
+            *slot = Some(rollup);
+        }
+    }
+
+    /// The sum of the hour's minutes.
+    pub fn sum(&self) -> Rollup {
+        let mut sum = Rollup::default();
+        for (_, m) in self.minutes() {
+            sum.add(m);
+        }
+        sum
+    }
+
+    /// The stored bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1_024);
+        out.push(VERSION);
+        let mask = self.minutes().fold(0u64, |mask, (i, _)| mask | (1u64 << i));
+        out.extend_from_slice(&mask.to_le_bytes());
+        self.sum().encode_into(&mut out, HOUR_MS);
+        for (_, m) in self.minutes() {
+            m.encode_into(&mut out, MINUTE_MS);
+        }
+        out
+    }
+
+    /// Reads the header and the hour's sum only (the read path's whole hours).
+    ///
+    /// # Errors
+    /// The bytes are not an hour block.
+    pub fn decode_sum(bytes: &[u8]) -> Result<Rollup, String> {
+        let mut r = Reader::new(bytes);
+        Self::header(&mut r)?;
+        Rollup::decode_from(&mut r, HOUR_MS)
+    }
+
+    fn header(r: &mut Reader<'_>) -> Result<u64, String> {
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(format!("hour block version {version}, expected {VERSION}"));
+        }
+        r.u64_le().map(|mask| mask & ((1u64 << 60) - 1))
+    }
+
+    /// Decodes a whole block.
+    ///
+    /// # Errors
+    /// The bytes are not an hour block.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut r = Reader::new(bytes);
+        let mask = Self::header(&mut r)?;
+        Rollup::decode_from(&mut r, HOUR_MS)?;
+        let mut block = Self::default();
+        for i in 0..60 {
+            if mask & (1u64 << i) != 0 {
+                block.set(i, Rollup::decode_from(&mut r, MINUTE_MS)?);
+            }
+        }
+        if !r.is_done() {
+            return Err("trailing bytes after the hour block".to_owned());
+        }
+        Ok(block)
+    }
+}
+
+/// Key of a probe's bucket starting at `start_ms` (hour blocks and day sums alike; also the
+/// per-minute dirty marks).
+pub fn bucket_key(agent: &str, probe: &str, start_ms: u64) -> Vec<u8> {
+    KeyBuf::new().str(agent).str(probe).u64(start_ms).build()
+}
+
+/// Splits a bucket key into (agent, probe, start).
+pub fn parse_bucket_key(key: &[u8]) -> Option<(String, String, u64)> {
+    let mut parts = key.splitn(3, |b| *b == 0);
+    let agent = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let probe = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let start = read_u64(parts.next()?, 0)?;
+    Some((agent, probe, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::LatencyCounts;
+
+    fn minute(checks: u64, latency: u64) -> Rollup {
+        Rollup {
+            up: checks,
+            up_ms: MINUTE_MS,
+            latency: LatencyCounts::from_latencies((0..checks).map(|i| latency + i * 11)),
+            ..Rollup::default()
+        }
+    }
+
+    #[test]
+    fn a_block_round_trips_with_holes_and_its_sum() {
+        let mut b = HourBlock::default();
+        b.set(0, minute(6, 1_500));
+        b.set(17, minute(3, 900));
+        b.set(59, minute(6, 2_000));
+        b.set(60, minute(1, 1)); // outside the hour: ignored
+        let bytes = b.encode();
+        let back = HourBlock::decode(&bytes).expect("decodes");
+        assert_eq!(back, b);
+        let sum = HourBlock::decode_sum(&bytes).expect("sum");
+        assert_eq!((sum.up, sum.up_ms), (15, 3 * MINUTE_MS));
+        assert_eq!(sum.latency.total(), 15);
+        assert!(HourBlock::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(HourBlock::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn a_full_hour_of_steady_minutes_is_compact() {
+        let mut b = HourBlock::default();
+        for i in 0..60 {
+            b.set(i, minute(6, 1_400 + i as u64 * 3));
+        }
+        let per_minute = b.encode().len() as f64 / 60.0;
+        assert!(per_minute < 20.0, "{per_minute} bytes per minute");
+    }
+
+    #[test]
+    fn keys_parse_back() {
+        let k = bucket_key("agent-1", "web", 42 * HOUR_MS);
+        assert_eq!(
+            parse_bucket_key(&k),
+            Some(("agent-1".into(), "web".into(), 42 * HOUR_MS))
+        );
+        assert_eq!(parse_bucket_key(b"no-nul"), None);
+    }
+}

@@ -1,0 +1,137 @@
+//! What the SLA read path takes from the rollups: how far they are current for a probe (its
+//! horizon), and the checks and latencies over a span, added up from the coarsest buckets that
+//! fit — whole days from the day sums, whole hours from the hour blocks' sums, whole minutes
+//! from the blocks' minutes. About 30 day sums and at most a few dozen blocks per probe for a
+//! 30-day window, whatever the check rate.
+
+use watchstand_shared::storage::key::prefix_end;
+use watchstand_shared::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+
+use super::block::{bucket_key, parse_bucket_key, HourBlock};
+use super::bucket::Rollup;
+use super::{corrupt, hour_of};
+use crate::store::{probe_prefix, trees, Result, Store};
+
+/// The first minute of the probe that the rollups do not yet hold as recounted (its earliest
+/// dirty mark), or `None` when every stored result is rolled up. Before it the rollups and
+/// the state index are exact; from it on the raw results must be read.
+///
+/// # Errors
+/// Store failure.
+pub fn horizon(store: &Store, agent: &str, probe: &str) -> Result<Option<u64>> {
+    let prefix = probe_prefix(agent, probe);
+    let end = prefix_end(&prefix);
+    Ok(store
+        .tree(trees::DIRTY)?
+        .range(&prefix, end.as_deref(), 1)?
+        .first()
+        .and_then(|(k, _)| parse_bucket_key(k))
+        .map(|(_, _, minute)| minute))
+}
+
+const fn ceil_to(t: u64, unit: u64) -> u64 {
+    t.div_ceil(unit) * unit
+}
+
+const fn floor_to(t: u64, unit: u64) -> u64 {
+    t - t % unit
+}
+
+/// The sum of the probe's buckets over `[from_ms, to_ms)`, both whole minutes.
+///
+/// # Errors
+/// Store failure or a corrupt record.
+pub fn sum(store: &Store, agent: &str, probe: &str, from_ms: u64, to_ms: u64) -> Result<Rollup> {
+    let mut total = Rollup::default();
+    if from_ms >= to_ms {
+        return Ok(total);
+    }
+    let (ha, hb) = (ceil_to(from_ms, HOUR_MS), floor_to(to_ms, HOUR_MS));
+    if ha >= hb {
+        add_minutes(store, agent, probe, from_ms, to_ms, &mut total)?;
+        return Ok(total);
+    }
+    add_minutes(store, agent, probe, from_ms, ha, &mut total)?;
+    add_minutes(store, agent, probe, hb, to_ms, &mut total)?;
+    let (da, db) = (ceil_to(ha, DAY_MS), floor_to(hb, DAY_MS));
+    if da >= db {
+        add_hours(store, agent, probe, ha, hb, &mut total)?;
+    } else {
+        add_hours(store, agent, probe, ha, da, &mut total)?;
+        add_days(store, agent, probe, da, db, &mut total)?;
+        add_hours(store, agent, probe, db, hb, &mut total)?;
+    }
+    Ok(total)
+}
+
+fn add_minutes(
+    store: &Store,
+    agent: &str,
+    probe: &str,
+    from_ms: u64,
+    to_ms: u64,
+    total: &mut Rollup,
+) -> Result<()> {
+    if from_ms >= to_ms {
+        return Ok(());
+    }
+    let blocks = store.tree(trees::ROLLUPS)?.range(
+        &bucket_key(agent, probe, hour_of(from_ms)),
+        Some(&bucket_key(agent, probe, to_ms)),
+        usize::MAX,
+    )?;
+    for (k, v) in blocks {
+        let Some((_, _, hour)) = parse_bucket_key(&k) else {
+            continue;
+        };
+        let block = HourBlock::decode(&v).map_err(corrupt(trees::ROLLUPS))?;
+        for (i, m) in block.minutes() {
+            let minute = hour + i as u64 * MINUTE_MS;
+            if minute >= from_ms && minute < to_ms {
+                total.add(m);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_hours(
+    store: &Store,
+    agent: &str,
+    probe: &str,
+    from_ms: u64,
+    to_ms: u64,
+    total: &mut Rollup,
+) -> Result<()> {
+    if from_ms >= to_ms {
+        return Ok(());
+    }
+    let blocks = store.tree(trees::ROLLUPS)?.range(
+        &bucket_key(agent, probe, from_ms),
+        Some(&bucket_key(agent, probe, to_ms)),
+        usize::MAX,
+    )?;
+    for (_, v) in blocks {
+        total.add(&HourBlock::decode_sum(&v).map_err(corrupt(trees::ROLLUPS))?);
+    }
+    Ok(())
+}
+
+fn add_days(
+    store: &Store,
+    agent: &str,
+    probe: &str,
+    from_ms: u64,
+    to_ms: u64,
+    total: &mut Rollup,
+) -> Result<()> {
+    let days = store.tree(trees::ROLLUP_DAYS)?.range(
+        &bucket_key(agent, probe, from_ms),
+        Some(&bucket_key(agent, probe, to_ms)),
+        usize::MAX,
+    )?;
+    for (_, v) in days {
+        total.add(&Rollup::decode(&v, DAY_MS).map_err(corrupt(trees::ROLLUP_DAYS))?);
+    }
+    Ok(())
+}
