@@ -70,9 +70,7 @@ use tokio::sync::{mpsc, Notify};
 use watchstand_shared::storage::key::{read_u64, KeyBuf};
 use watchstand_shared::storage::{Storage, StorageError, Tree};
 use watchstand_shared::time::now_ms;
-use watchstand_shared::wire::v1::{
-    CapacitySample, GapReason, GapRecord, ProbeResult, ProbeState,
-};
+use watchstand_shared::wire::v1::{CapacitySample, GapReason, GapRecord, ProbeResult, ProbeState};
 
 use crate::events;
 

@@ -160,10 +160,7 @@ impl World {
                 .expect("conditions");
         assert!(c.iter().all(|c| c.rule == Rule::ServiceDown));
         let topo = |_: &str| (Vec::new(), vec!["a".to_owned()]);
-        let changes = self
-            .engine
-            .evaluate(now, &c, &[], &topo)
-            .expect("evaluate");
+        let changes = self.engine.evaluate(now, &c, &[], &topo).expect("evaluate");
         self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
         pending
     }
@@ -709,7 +706,10 @@ fn with_down_after_1_the_evaluation_triggered_by_the_first_down_result_opens_at_
         if up != last_up {
             // The result arrives 30 ms after its observation; the evaluation follows at once.
             let pending = w.evaluate_event(&["web"], t + 30);
-            assert!(pending.is_empty(), "down_after = 1 leaves nothing to follow up");
+            assert!(
+                pending.is_empty(),
+                "down_after = 1 leaves nothing to follow up"
+            );
             last_up = up;
         }
         t += SECOND_PROBES;
@@ -721,7 +721,11 @@ fn with_down_after_1_the_evaluation_triggered_by_the_first_down_result_opens_at_
     let resolved = w
         .first_at(|c| matches!(c, Change::Resolved(..)))
         .expect("resolved");
-    assert_eq!(resolved, down_to + 30, "resolve_after = 0s: at the recovery event");
+    assert_eq!(
+        resolved,
+        down_to + 30,
+        "resolve_after = 0s: at the recovery event"
+    );
     assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1);
     assert_eq!(
         w.count(|c| matches!(c, Change::Notified(_, e, _) if e == "opened")),
@@ -741,7 +745,11 @@ fn an_event_evaluation_never_shortens_down_after_and_its_follow_up_opens_one_int
     }
     w.result(down_from, false, SECOND_PROBES);
     let pending = w.evaluate_event(&["web"], down_from + 20);
-    assert_eq!(pending, vec!["web".to_owned()], "down, not for long enough yet");
+    assert_eq!(
+        pending,
+        vec!["web".to_owned()],
+        "down, not for long enough yet"
+    );
     assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 0);
     // More evaluations in between (other events) see the same rule: still not open.
     let mut t = down_from + SECOND_PROBES;
