@@ -151,7 +151,6 @@ impl World {
     /// An event-driven evaluation of `services` at `now` (what ingest's state watch triggers);
     /// returns the services to look at again one evaluation interval later.
     fn evaluate_event(&mut self, services: &[&str], now: u64) -> Vec<String> {
-        let agents = self.registry.snapshot();
         let engine = &self.engine;
         let policy = |s: &str| -> IncidentPolicy { engine.policy(s) };
         let wanted = services.iter().map(|s| (*s).to_owned()).collect();
