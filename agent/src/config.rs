@@ -135,7 +135,7 @@ pub struct PublishSection {
     /// Most entries per batch.
     #[serde(default = "default_batch_max_entries")]
     pub batch_max_entries: usize,
-    /// Longest wait for a batch to fill.
+    /// Longest wait for a batch to fill (a probe state change does not wait).
     #[serde(default = "default_linger")]
     pub linger: Duration,
 }

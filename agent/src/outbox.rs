@@ -50,6 +50,13 @@
 //! - Only an ack trims: entries with `seq <= watermark` of their boot are deleted, nothing else;
 //!   an ack also settles the unbooked drops it covers.
 //!
+//! # State changes
+//! The outbox remembers each probe's last appended state (in memory, per process). A result
+//! whose state differs from it (for a probe's first result in this process: any state but
+//! `up`) is *urgent*: [`Outbox::urgent_after`] tells the publisher to send what is pending at
+//! once instead of lingering, so the collector learns of an outage or a recovery without the
+//! batching delay.
+//!
 //! # Durability
 //! Appends are not flushed one by one. The publisher calls [`Outbox::ensure_durable`] once per
 //! publish cycle, before it publishes anything it read, so nothing reaches the broker that a
@@ -63,7 +70,7 @@ use tokio::sync::{mpsc, Notify};
 use watchstand_shared::storage::key::{read_u64, KeyBuf};
 use watchstand_shared::storage::{Storage, StorageError, Tree};
 use watchstand_shared::time::now_ms;
-use watchstand_shared::wire::v1::{CapacitySample, GapReason, GapRecord, ProbeResult};
+use watchstand_shared::wire::v1::{CapacitySample, GapReason, GapRecord, ProbeResult, ProbeState};
 
 use crate::events;
 
@@ -319,6 +326,10 @@ struct State {
     dropped: u64,
     dropped_delivered: u64,
     gap_records: u64,
+    /// Each probe's last appended state (this process).
+    last_state: HashMap<String, ProbeState>,
+    /// Highest seq of the current boot that is a state change (0: none).
+    urgent_upto: u64,
 }
 
 /// The outbox. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -509,6 +520,8 @@ impl Outbox {
                 dropped: 0,
                 dropped_delivered: 0,
                 gap_records: 0,
+                last_state: HashMap::new(),
+                urgent_upto: 0,
             }),
             changed: Notify::new(),
         };
@@ -631,6 +644,18 @@ impl Outbox {
         }
         let current = state.current;
         self.put_entry(&mut state, current, &entry)?;
+        if let Entry::Result(r) = &entry {
+            let previous = match state.last_state.get_mut(&r.probe) {
+                Some(s) => Some(std::mem::replace(s, r.state)),
+                None => {
+                    state.last_state.insert(r.probe.clone(), r.state);
+                    None
+                }
+            };
+            if previous.unwrap_or(ProbeState::Up) != r.state {
+                state.urgent_upto = seq;
+            }
+        }
         state.next_seq += 1;
         self.enforce_caps(&mut state)?;
         drop(state);
@@ -936,6 +961,13 @@ impl Outbox {
             self.changed.notify_one();
         }
         Ok(booked)
+    }
+
+    /// Whether boot `ordinal` holds a state-change result (see the module docs) above `after`:
+    /// the publisher sends what is pending at once instead of lingering.
+    pub fn urgent_after(&self, ordinal: u64, after: u64) -> bool {
+        let state = self.lock();
+        ordinal == state.current && state.urgent_upto > after
     }
 
     /// How many entries of boot `ordinal` have `after < seq <= upto`, counting at most `cap`.

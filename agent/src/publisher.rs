@@ -3,7 +3,10 @@
 //! records) on `/results` and `CapacityBatch`es on `/capacity`, QoS 1.
 //!
 //! - **Batching**: a batch closes at `batch_max_entries`, at the MQTT `max_packet_size` (never
-//!   exceeded), or when the oldest new entry has waited `linger`.
+//!   exceeded), or when the oldest new entry has waited `linger`, or at once when a result whose
+//!   state differs from its probe's previous one is pending ([`Outbox::urgent_after`]): an
+//!   outage or a recovery reaches the collector without the linger; unchanged results keep
+//!   batching.
 //! - **No delete on PUBACK**: a PUBACK only proves the broker got it. Only the collector's ack
 //!   watermark trims the outbox (the MQTT task applies it; see `mqtt.rs`).
 //! - **Re-send**: per boot the publisher remembers how far it published. After a reconnect, or
@@ -609,6 +612,7 @@ impl<S: Sink> Publisher<S> {
                     if is_current
                         && fresh
                         && self.outbox.count(ordinal, c.published_upto, last_seq, room) < room
+                        && !self.outbox.urgent_after(ordinal, c.published_upto)
                     {
                         let since = *c.pending_since.get_or_insert(now);
                         if now < since + self.settings.linger {
@@ -1080,6 +1084,59 @@ mod tests {
             (4..=13).collect::<Vec<_>>(),
             "full batch without linger"
         );
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_change_is_published_at_once_and_unchanged_results_keep_lingering() {
+        let rig = rig(10);
+        rig.connect(1);
+        settle(10).await;
+        let append = |state: Option<&str>| {
+            rig.outbox
+                .append(Measurement::Result(result(0, state.map(str::to_owned))))
+                .unwrap();
+        };
+        // The first result of a probe, up: nothing to hurry.
+        append(None);
+        settle(100).await;
+        assert!(rig.sink.seqs().is_empty(), "an up first result lingers");
+        settle(200).await;
+        assert_eq!(rig.sink.seqs(), vec![1]);
+        rig.sink.clear();
+        // Unchanged: lingers; then the probe goes down: that result and the pending one go at
+        // once.
+        append(None);
+        settle(50).await;
+        assert!(rig.sink.seqs().is_empty(), "unchanged results linger");
+        append(Some("503"));
+        settle(1).await;
+        assert_eq!(rig.sink.seqs(), vec![2, 3], "the change goes at once");
+        rig.sink.clear();
+        // Still down: unchanged again, lingers.
+        append(Some("503"));
+        settle(50).await;
+        assert!(rig.sink.seqs().is_empty(), "still down: lingers");
+        settle(200).await;
+        assert_eq!(rig.sink.seqs(), vec![4]);
+        rig.sink.clear();
+        // The recovery is a change too.
+        append(None);
+        settle(1).await;
+        assert_eq!(rig.sink.seqs(), vec![5], "the recovery goes at once");
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_result_that_is_not_up_goes_at_once() {
+        let rig = rig(10);
+        rig.connect(1);
+        settle(10).await;
+        rig.outbox
+            .append(Measurement::Result(result(0, Some("refused".into()))))
+            .unwrap();
+        settle(1).await;
+        assert_eq!(rig.sink.seqs(), vec![1]);
         rig.stop.cancel();
     }
 

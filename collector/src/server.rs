@@ -3,7 +3,8 @@
 //! Start order: store (sled lock: one collector per data dir) → embedded broker (if configured)
 //! → HTTP listener (so a taken port fails before anything connects) → MQTT client with a
 //! persistent session, manual acks and a retained last will on the collector state topic →
-//! ingest, rollups, API.
+//! ingest (with a state watch that triggers incident evaluations), rollups, incident evaluator and
+//! notifier, API.
 //!
 //! Stop order (on the shutdown token): stop the API, stop ingest (messages not yet stored stay
 //! unacknowledged and the broker redelivers them to the persistent session), final rollup pass,
@@ -177,6 +178,11 @@ pub async fn start(
         counters.clone(),
     )?;
     let catalogue = Arc::new(config.catalogue.clone());
+    let links = incident::EvaluatorLinks::default();
+    let ingest = ingest.with_state_watch(incident::trigger::StateWatch::new(
+        &catalogue,
+        links.trigger.clone(),
+    ));
     let incident_store = IncidentStore::new(store.clone());
     let engine: SharedEngine = Arc::new(Mutex::new(
         Engine::load(
@@ -234,12 +240,14 @@ pub async fn start(
             store.clone(),
             catalogue,
             registry,
+            links.clone(),
             incidents_stop.clone(),
         ));
         let notifier = tokio::spawn(incident::notify::run(
             incident_store,
             config.webhooks.clone(),
             NOTIFY_EVERY,
+            links.notifier,
             incidents_stop.clone(),
         ));
         let api_stop = shutdown.clone();

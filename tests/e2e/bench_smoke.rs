@@ -65,3 +65,26 @@ fn bench_sla_query_smoke_runs_and_reports() {
         "the three read paths disagree on the sums:\n{out}"
     );
 }
+
+#[test]
+fn bench_detection_smoke_runs_side_by_side_and_reports() {
+    let missing = watchstand_tests::prometheus_missing();
+    if !missing.is_empty() {
+        assert!(
+            !watchstand_tests::mosquitto_required(),
+            "{missing:?} not installed but CI is set: install them (apt-get install prometheus prometheus-blackbox-exporter prometheus-alertmanager) — .ci/run does"
+        );
+        eprintln!("WARNING: {missing:?} not installed; skipping the detection bench smoke run");
+        return;
+    }
+    // Never installs from a test: the packages are there (checked above).
+    let out = bench(&["detection", "--smoke", "--install", "never"]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("detection: watchstand p50 ")
+            && last.contains(" ms, prometheus p50 ")
+            && last.contains(" outages 2"),
+        "unexpected final line {last:?}:\n{out}"
+    );
+    assert!(!last.contains("missed"), "a stack missed an outage:\n{out}");
+}

@@ -3,6 +3,10 @@
 //! down and the collector is SIGKILLed while the incident is open → after the restart there is
 //! still exactly one incident; the target recovers → "resolved" reaches the receiver once it is
 //! back. Notifications are at least once: the receiver dedupes by the notification seq.
+//!
+//! With a periodic tick of a minute, an outage and its recovery are still opened and resolved
+//! (and notified) within seconds: the probe's state change is published without linger and
+//! triggers an evaluation of its service.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -272,5 +276,108 @@ slo = {{ availability = 99.9, window = "1d" }}
     assert!(stats[0]["mttr_s"].as_f64().is_some(), "{stats}");
     let (_, metrics) = collector.get_raw("/metrics").await;
     assert!(metrics.contains("watchstand_incidents_open"), "{metrics}");
+    assert!(collector.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_change_opens_and_resolves_the_incident_long_before_the_periodic_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let hook = receiver.start().await;
+    let target = HttpTarget::start().await;
+    // The tick runs at start and then once a minute: only an event-driven evaluation can open
+    // and resolve within the test's bounds. The product's publish linger (200 ms) applies.
+    let services = format!(
+        r#"
+[incidents]
+evaluate_every = "1m"
+down_after = 1
+resolve_after = "0s"
+burn_rate = []
+sla_below_target = false
+
+[[webhooks]]
+name = "ops"
+url = "http://{hook}/hook"
+secret = "s3cret"
+
+[[services]]
+id = "web"
+name = "Web"
+criticality = "high"
+rto = "5m"
+rpo = "1m"
+probes = ["agent-1/web"]
+slo = {{ availability = 99.9, window = "1d" }}
+"#
+    );
+    let spec = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &services,
+    );
+    let mut collector = spec.spawn().await;
+    let probes = format!(
+        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
+        target.url()
+    );
+    let mut agent_spec = AgentSpec::new(
+        &dir.path().join("agent"),
+        "agent-1",
+        &collector.broker_url(),
+        &probes,
+    );
+    agent_spec.extra = "[capacity]\ninterval = \"60s\"\n".to_owned();
+    let _agent = agent_spec.spawn().await;
+    wait_for("results of the probe", Duration::from_secs(15), || async {
+        let r = collector
+            .get("/api/v1/agents/agent-1/results?limit=1")
+            .await;
+        (!r.as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    target.set_healthy(false);
+    let down_at = now_ms();
+    wait_for(
+        "the opened notification",
+        Duration::from_secs(10),
+        || async {
+            receiver
+                .events()
+                .contains(&"opened".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    let opened = collector.get("/api/v1/incidents?service=web").await;
+    let detected = opened[0]["detected_ms"].as_u64().unwrap();
+    eprintln!(
+        "opened {} ms after the target went down",
+        detected - down_at
+    );
+    target.set_healthy(true);
+    wait_for(
+        "the resolved notification",
+        Duration::from_secs(10),
+        || async {
+            receiver
+                .events()
+                .contains(&"resolved".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        receiver.events(),
+        vec!["opened".to_owned(), "resolved".to_owned()]
+    );
+    let log = std::fs::read_to_string(dir.path().join("collector/collector.log")).unwrap();
+    assert_eq!(
+        log.matches("Incident opened.").count(),
+        1,
+        "one incident, no other rule fired"
+    );
     assert!(collector.terminate());
 }

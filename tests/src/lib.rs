@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use process::{Agent, Collector, Mosquitto};
+pub use process::{Agent, Collector, Daemon, Mosquitto};
 pub use target::{HttpTarget, TcpTarget};
 
 /// Epoch milliseconds now.
@@ -132,4 +132,27 @@ pub fn mosquitto_bin() -> Option<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .find(|p| p.exists())
+}
+
+/// The Debian packages of the Prometheus stack that `bench detection` compares with, and the
+/// binary each installs.
+pub const PROMETHEUS_PACKAGES: [(&str, &str); 3] = [
+    ("prometheus", "/usr/bin/prometheus"),
+    (
+        "prometheus-blackbox-exporter",
+        "/usr/bin/prometheus-blackbox-exporter",
+    ),
+    (
+        "prometheus-alertmanager",
+        "/usr/bin/prometheus-alertmanager",
+    ),
+];
+
+/// The packages of [`PROMETHEUS_PACKAGES`] whose binary is missing.
+pub fn prometheus_missing() -> Vec<&'static str> {
+    PROMETHEUS_PACKAGES
+        .iter()
+        .filter(|(_, bin)| !Path::new(bin).exists())
+        .map(|(package, _)| *package)
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! Child processes under test: the collector, agents, Mosquitto. Each is described by a spec
+//! Child processes under test: the collector, agents, Mosquitto, and any other program a
+//! benchmark starts ([`Daemon`]: Prometheus, exporters). Each is described by a spec
 //! (its directory, ports, config) that can be spawned again after a kill, so restart tests keep
 //! their data. Handles kill their process on drop and print its log tail when the test failed.
 
@@ -483,6 +484,37 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// Any other program a test or benchmark starts (Prometheus, an exporter, …): its output goes to
+/// `log`, and it is killed (this process only, by its pid) when the handle drops.
+#[derive(Debug)]
+pub struct Daemon {
+    proc: Proc,
+}
+
+impl Daemon {
+    /// Starts `cmd` as `name`, output appended to `log`; panics if it cannot be started.
+    pub fn spawn(name: &str, cmd: Command, log: &Path) -> Self {
+        Self {
+            proc: Proc::spawn(name, cmd, log),
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+
+    /// SIGKILL and reap.
     pub fn kill(&mut self) {
         self.proc.kill();
     }

@@ -1,11 +1,13 @@
 //! Probe targets on 127.0.0.1 whose health a test switches: an HTTP server that answers 200 or
-//! 503, and a TCP listener that is open or closed.
+//! 503 (and logs when each request came and from which user agent, so a benchmark can tell when
+//! each prober first saw a change), and a TCP listener that is open or closed.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use tokio::task::JoinHandle;
@@ -17,22 +19,54 @@ pub struct HttpTarget {
     pub addr: SocketAddr,
     healthy: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
+    requests: Arc<Mutex<VecDeque<Request>>>,
     task: JoinHandle<()>,
 }
+
+/// One request an [`HttpTarget`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Epoch ms when it arrived.
+    pub at_ms: u64,
+    /// Its `User-Agent` header.
+    pub user_agent: String,
+    /// Whether it was answered healthy (200).
+    pub healthy: bool,
+}
+
+/// Requests an [`HttpTarget`] remembers (the oldest are forgotten).
+const REQUEST_LOG: usize = 100_000;
 
 impl HttpTarget {
     /// Starts a healthy target on a free loopback port.
     pub async fn start() -> Self {
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
-        let (h, n) = (healthy.clone(), hits.clone());
+        let requests = Arc::new(Mutex::new(VecDeque::new()));
+        let (h, n, log) = (healthy.clone(), hits.clone(), requests.clone());
         let app = Router::new().route(
             "/",
-            get(move || {
-                let (h, n) = (h.clone(), n.clone());
+            get(move |headers: HeaderMap| {
+                let (h, n, log) = (h.clone(), n.clone(), log.clone());
                 async move {
                     n.fetch_add(1, Ordering::Relaxed);
-                    if h.load(Ordering::Relaxed) {
+                    let healthy = h.load(Ordering::Relaxed);
+                    {
+                        let mut log = log.lock().unwrap();
+                        if log.len() >= REQUEST_LOG {
+                            log.pop_front();
+                        }
+                        log.push_back(Request {
+                            at_ms: crate::now_ms(),
+                            user_agent: headers
+                                .get(header::USER_AGENT)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            healthy,
+                        });
+                    }
+                    if healthy {
                         (StatusCode::OK, "ok")
                     } else {
                         (StatusCode::SERVICE_UNAVAILABLE, "down on purpose")
@@ -51,6 +85,7 @@ impl HttpTarget {
             addr,
             healthy,
             hits,
+            requests,
             task,
         }
     }
@@ -68,6 +103,17 @@ impl HttpTarget {
     /// Requests served.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The requests that arrived at or after `from_ms`, oldest first.
+    pub fn requests_since(&self, from_ms: u64) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.at_ms >= from_ms)
+            .cloned()
+            .collect()
     }
 }
 

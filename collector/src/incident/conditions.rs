@@ -5,7 +5,10 @@
 //!
 //! "Service down" is judged on the service's state at the last `down_after` evaluation instants
 //! (`now`, `now − every`, …), recomputed from stored data, so it needs no memory across
-//! evaluations or restarts; unknown instants (no data, agent offline) never count as down.
+//! evaluations or restarts; unknown instants (no data, agent offline) never count as down. The
+//! instants are counted back from the evaluation's own `now`, whether a periodic tick or a
+//! state change caused it, so an extra (event-driven) evaluation never shortens `down_after`:
+//! the service must still be down at `down_after` instants `every` apart.
 
 use std::collections::BTreeSet;
 
@@ -63,6 +66,91 @@ fn key(rule: &Rule, subject: &str) -> String {
     format!("{}:{subject}", rule.key_part())
 }
 
+/// The service-down condition of `s` at `now` (with its flap history), and the service's class
+/// at `now`.
+///
+/// # Errors
+/// Store failure.
+pub fn service_down(
+    store: &Store,
+    s: &Service,
+    p: &IncidentPolicy,
+    every_ms: u64,
+    now: u64,
+) -> Result<(Condition, ServiceClass)> {
+    let samples = p.flapping.window.max(p.down_after as usize);
+    let look_back = every_ms * samples as u64;
+    let span = Span {
+        from_ms: now.saturating_sub(look_back),
+        to_ms: now,
+    };
+    let inputs = availability::probe_inputs(store, s, span)?;
+    let instants: Vec<(ServiceClass, bool)> = (0..samples as u64)
+        .rev()
+        .map(|k| class_at(s, &inputs, now.saturating_sub(k * every_ms)))
+        .collect();
+    let (class_now, partial_now) = instants
+        .last()
+        .copied()
+        .unwrap_or((ServiceClass::Unknown, false));
+    let down_run = instants
+        .iter()
+        .rev()
+        .take(p.down_after as usize)
+        .all(|(c, _)| *c == ServiceClass::Down);
+    let rule = Rule::ServiceDown;
+    let c = Condition {
+        key: key(&rule, &s.id),
+        rule,
+        service: s.id.clone(),
+        agent: None,
+        priority: Priority::from(s.criticality),
+        breached: down_run,
+        history: instants
+            .iter()
+            .filter(|(class, _)| !matches!(class, ServiceClass::Unknown))
+            .map(|(class, _)| *class == ServiceClass::Down)
+            .collect(),
+        partial: partial_now,
+        summary: format!(
+            "{} is down ({} consecutive evaluations)",
+            s.name, p.down_after
+        ),
+    };
+    Ok((c, class_now))
+}
+
+/// The service-down conditions of `services` only, for an event-driven evaluation (the other
+/// rules judge windows and stay on the periodic tick). Also returns the services that are down
+/// at `now` without being breached yet (`down_after` > 1): the evaluator looks at them again
+/// one `every_ms` later.
+///
+/// # Errors
+/// Store failure.
+pub fn service_down_conditions(
+    store: &Store,
+    catalogue: &Catalogue,
+    services: &BTreeSet<String>,
+    policy: &dyn Fn(&str) -> IncidentPolicy,
+    every_ms: u64,
+    now: u64,
+) -> Result<(Vec<Condition>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut pending = Vec::new();
+    for s in catalogue
+        .services
+        .iter()
+        .filter(|s| services.contains(&s.id))
+    {
+        let (c, class_now) = service_down(store, s, &policy(&s.id), every_ms, now)?;
+        if class_now == ServiceClass::Down && !c.breached {
+            pending.push(s.id.clone());
+        }
+        out.push(c);
+    }
+    Ok((out, pending))
+}
+
 /// Every condition at `now`. `policy(service)` gives the service's rules; `agents` is the
 /// registry snapshot; `every_ms` the evaluation interval.
 ///
@@ -98,40 +186,7 @@ pub fn conditions(
         };
 
         // Service down, with the flap history.
-        let samples = p.flapping.window.max(p.down_after as usize);
-        let look_back = every_ms * samples as u64;
-        let span = Span {
-            from_ms: now.saturating_sub(look_back),
-            to_ms: now,
-        };
-        let inputs = availability::probe_inputs(store, s, span)?;
-        let instants: Vec<(ServiceClass, bool)> = (0..samples as u64)
-            .rev()
-            .map(|k| class_at(s, &inputs, now.saturating_sub(k * every_ms)))
-            .collect();
-        let (class_now, partial_now) = instants
-            .last()
-            .copied()
-            .unwrap_or((ServiceClass::Unknown, false));
-        let down_run = instants
-            .iter()
-            .rev()
-            .take(p.down_after as usize)
-            .all(|(c, _)| *c == ServiceClass::Down);
-        let mut c = base(
-            Rule::ServiceDown,
-            down_run,
-            format!(
-                "{} is down ({} consecutive evaluations)",
-                s.name, p.down_after
-            ),
-        );
-        c.history = instants
-            .iter()
-            .filter(|(class, _)| !matches!(class, ServiceClass::Unknown))
-            .map(|(class, _)| *class == ServiceClass::Down)
-            .collect();
-        c.partial = partial_now;
+        let (c, class_now) = service_down(store, s, &p, every_ms, now)?;
         out.push(c);
 
         // Unmonitored: every agent measuring it is offline.

@@ -9,6 +9,14 @@
 //! - [`engine`]: the lifecycle: conditions in, incident records and notifications out.
 //! - [`record`]: the incident record and its durable home.
 //! - [`notify`]: webhook delivery with retries from the notification outbox.
+//! - [`trigger`]: ingest's hand-over of services whose probes changed state.
+//!
+//! The evaluator ([`run_evaluator`]) evaluates every rule every `evaluate_every`, and in
+//! between evaluates the service-down rule of the services ingest reports a probe state change
+//! for (coalesced: one evaluation at a time, requests made meanwhile make one more). A service
+//! found down but not yet for `down_after` instants is looked at again one `evaluate_every`
+//! later, so `down_after = N` opens (N − 1) × `evaluate_every` after the first down result
+//! arrived, whatever the tick's phase. A change that queues a notification wakes the notifier.
 
 pub mod conditions;
 pub mod engine;
@@ -18,15 +26,19 @@ pub mod policy;
 pub mod record;
 #[cfg(test)]
 mod tests;
+pub mod trigger;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::wire::v1::AgentState;
 
 use crate::config::Catalogue;
-use crate::registry::Registry;
+use crate::registry::{AgentRecord, Registry};
 use crate::store::Store;
 
 use crate::config::Criticality;
@@ -130,22 +142,14 @@ impl std::str::FromStr for IncidentState {
 /// The engine shared by the evaluator and the API (actions by people).
 pub type SharedEngine = Arc<Mutex<engine::Engine>>;
 
-/// Evaluates every rule at `now` and applies the result; returns what changed.
-///
-/// # Errors
-/// Store failure.
-pub fn evaluate_once(
-    engine: &SharedEngine,
-    store: &Store,
+/// Applies conditions found at `now` to the engine, with the registry's view of agents.
+fn apply(
+    e: &mut engine::Engine,
     catalogue: &Catalogue,
-    registry: &Registry,
+    agents: &[AgentRecord],
+    found: &[conditions::Condition],
     now: u64,
 ) -> crate::store::Result<Vec<engine::Change>> {
-    let agents = registry.snapshot();
-    let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
-    let every = e.settings().evaluate_every_ms;
-    let policy = |s: &str| e.policy(s);
-    let found = conditions::conditions(store, catalogue, &agents, &policy, every, now)?;
     let offline: Vec<String> = agents
         .iter()
         .filter(|a| a.state_at(now) == AgentState::Offline)
@@ -161,15 +165,107 @@ pub fn evaluate_once(
                 )
             })
     };
-    e.evaluate(now, &found, &offline, &topology)
+    e.evaluate(now, found, &offline, &topology)
 }
 
-/// Evaluates the rules every `evaluate_every` until `shutdown`, logging what changed.
+/// Evaluates every rule at `now` and applies the result; returns what changed.
+///
+/// # Errors
+/// Store failure.
+pub fn evaluate_once(
+    engine: &SharedEngine,
+    store: &Store,
+    catalogue: &Catalogue,
+    registry: &Registry,
+    now: u64,
+) -> crate::store::Result<Vec<engine::Change>> {
+    let agents = registry.snapshot();
+    let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
+    let every = e.settings().evaluate_every_ms;
+    let found = {
+        let policy = |s: &str| e.policy(s);
+        conditions::conditions(store, catalogue, &agents, &policy, every, now)?
+    };
+    apply(&mut e, catalogue, &agents, &found, now)
+}
+
+/// Evaluates the service-down rule of `services` at `now` (an event-driven evaluation) and
+/// applies the result; returns what changed and the services that are down but not yet for
+/// `down_after` instants (to look at again one `evaluate_every` later).
+///
+/// # Errors
+/// Store failure.
+pub fn evaluate_services(
+    engine: &SharedEngine,
+    store: &Store,
+    catalogue: &Catalogue,
+    registry: &Registry,
+    services: &BTreeSet<String>,
+    now: u64,
+) -> crate::store::Result<(Vec<engine::Change>, Vec<String>)> {
+    let agents = registry.snapshot();
+    let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
+    let every = e.settings().evaluate_every_ms;
+    let (found, pending) = {
+        let policy = |s: &str| e.policy(s);
+        conditions::service_down_conditions(store, catalogue, services, &policy, every, now)?
+    };
+    Ok((apply(&mut e, catalogue, &agents, &found, now)?, pending))
+}
+
+/// Logs what an evaluation changed; returns whether it queued a notification.
+fn log_changes(changes: Vec<engine::Change>) -> bool {
+    let mut queued = false;
+    for change in changes {
+        match change {
+            engine::Change::Opened(id, key) => tracing::warn!(id, key = %key, "Incident opened."),
+            engine::Change::Resolved(id, key) => {
+                tracing::info!(id, key = %key, "Incident resolved.")
+            }
+            engine::Change::FlappingStarted(id) => {
+                tracing::warn!(id, "Incident flapping; notifications held.")
+            }
+            engine::Change::FlappingStopped(id) => {
+                tracing::info!(id, "Incident stopped flapping.")
+            }
+            engine::Change::Notified(id, event, receiver) => {
+                queued = true;
+                tracing::debug!(id, event = %event, receiver = %receiver, "Notification queued.");
+            }
+            engine::Change::Held(id, event) => {
+                tracing::info!(id, event = %event, "Notification held back.")
+            }
+        }
+    }
+    queued
+}
+
+/// What the evaluator does next.
+enum Work {
+    /// Every rule of every service (the periodic tick).
+    All,
+    /// The service-down rule of these services (state changes, follow-ups).
+    Services(BTreeSet<String>),
+}
+
+/// What wakes the evaluator besides its tick, and whom it wakes.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluatorLinks {
+    /// Services ingest saw a probe state change for.
+    pub trigger: Arc<trigger::EvaluationTrigger>,
+    /// Woken when an evaluation queued a notification (the notifier sends it at once).
+    pub notifier: Arc<Notify>,
+}
+
+/// Evaluates the rules every `evaluate_every`, and the service-down rule of services with a
+/// probe state change as soon as ingest reports it (one evaluation at a time; requests made
+/// meanwhile coalesce into one more), until `shutdown`, logging what changed.
 pub async fn run_evaluator(
     engine: SharedEngine,
     store: Store,
     catalogue: Arc<Catalogue>,
     registry: Arc<Registry>,
+    links: EvaluatorLinks,
     shutdown: CancellationToken,
 ) {
     let every = {
@@ -178,11 +274,32 @@ pub async fn run_evaluator(
     };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Services down but not yet for `down_after` instants: when to look at them again.
+    let mut follow_ups: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
-        tokio::select! {
+        let next_follow_up = follow_ups.values().min().copied();
+        let follow_up = async move {
+            match next_follow_up {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let work = tokio::select! {
+            biased;
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => Work::All,
+            services = links.trigger.next() => Work::Services(services),
+            () = follow_up => {
+                let now = Instant::now();
+                let due: BTreeSet<String> = follow_ups
+                    .iter()
+                    .filter(|(_, t)| **t <= now)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                follow_ups.retain(|s, _| !due.contains(s));
+                Work::Services(due)
+            }
+        };
         let (e, s, c, r) = (
             engine.clone(),
             store.clone(),
@@ -190,29 +307,28 @@ pub async fn run_evaluator(
             registry.clone(),
         );
         let now = watchstand_shared::time::now_ms();
-        match tokio::task::spawn_blocking(move || evaluate_once(&e, &s, &c, &r, now)).await {
-            Ok(Ok(changes)) => {
-                for change in changes {
-                    match change {
-                        engine::Change::Opened(id, key) => {
-                            tracing::warn!(id, key = %key, "Incident opened.")
-                        }
-                        engine::Change::Resolved(id, key) => {
-                            tracing::info!(id, key = %key, "Incident resolved.")
-                        }
-                        engine::Change::FlappingStarted(id) => {
-                            tracing::warn!(id, "Incident flapping; notifications held.")
-                        }
-                        engine::Change::FlappingStopped(id) => {
-                            tracing::info!(id, "Incident stopped flapping.")
-                        }
-                        engine::Change::Notified(id, event, receiver) => {
-                            tracing::debug!(id, event = %event, receiver = %receiver, "Notification queued.");
-                        }
-                        engine::Change::Held(id, event) => {
-                            tracing::info!(id, event = %event, "Notification held back.")
-                        }
-                    }
+        let outcome = match work {
+            Work::All => {
+                tokio::task::spawn_blocking(move || {
+                    evaluate_once(&e, &s, &c, &r, now).map(|ch| (ch, Vec::new()))
+                })
+                .await
+            }
+            Work::Services(services) => {
+                tokio::task::spawn_blocking(move || {
+                    evaluate_services(&e, &s, &c, &r, &services, now)
+                })
+                .await
+            }
+        };
+        match outcome {
+            Ok(Ok((changes, pending))) => {
+                if log_changes(changes) {
+                    links.notifier.notify_one();
+                }
+                let again = Instant::now() + every;
+                for service in pending {
+                    follow_ups.entry(service).or_insert(again);
                 }
             }
             Ok(Err(e)) => {

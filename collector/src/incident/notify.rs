@@ -3,9 +3,14 @@
 //! later; a collector restart finds the outbox where it was. Delivery is at least once (a crash
 //! between the POST and the delete sends it again); receivers dedupe by `dedup_key` + `event` +
 //! the notification `seq` sent in `X-Watchstand-Notification`.
+//!
+//! It looks at the outbox every `every` (retries) and at once when the evaluator wakes it after
+//! queueing a notification, so an incident is sent as soon as it is committed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::Webhook;
@@ -44,11 +49,12 @@ async fn deliver(http: &reqwest::Client, w: &Webhook, n: &Notification) -> Resul
     }
 }
 
-/// Delivers due notifications every `every` until `shutdown`.
+/// Delivers due notifications every `every`, and whenever `wake` is notified, until `shutdown`.
 pub async fn run(
     store: IncidentStore,
     webhooks: Vec<Webhook>,
     every: Duration,
+    wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let http = match reqwest::Client::builder()
@@ -67,6 +73,7 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            () = wake.notified() => {}
         }
         let now = watchstand_shared::time::now_ms();
         let s = store.clone();

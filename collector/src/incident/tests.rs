@@ -8,7 +8,7 @@ use watchstand_shared::config::Problems;
 use watchstand_shared::time::{DAY_MS, MINUTE_MS, SECOND_MS};
 use watchstand_shared::wire::v1::{AgentState, ProbeResult, ProbeState, Status};
 
-use super::conditions::conditions;
+use super::conditions::{conditions, service_down_conditions};
 use super::engine::{Change, Engine};
 use super::policy::{self, IncidentPolicy, IncidentSettings, RawIncidentPolicy, Webhook};
 use super::record::IncidentStore;
@@ -156,6 +156,22 @@ impl World {
             .evaluate(now, &c, &offline, &topo)
             .expect("evaluate");
         self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
+    }
+
+    /// An event-driven evaluation of `services` at `now` (what ingest's state watch triggers);
+    /// returns the services to look at again one evaluation interval later.
+    fn evaluate_event(&mut self, services: &[&str], now: u64) -> Vec<String> {
+        let engine = &self.engine;
+        let policy = |s: &str| -> IncidentPolicy { engine.policy(s) };
+        let wanted = services.iter().map(|s| (*s).to_owned()).collect();
+        let (c, pending) =
+            service_down_conditions(&self.store, &self.catalogue, &wanted, &policy, EVERY, now)
+                .expect("conditions");
+        assert!(c.iter().all(|c| c.rule == Rule::ServiceDown));
+        let topo = |_: &str| (Vec::new(), vec!["a".to_owned()]);
+        let changes = self.engine.evaluate(now, &c, &[], &topo).expect("evaluate");
+        self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
+        pending
     }
 
     fn count(&self, f: impl Fn(&Change) -> bool) -> usize {
@@ -706,4 +722,192 @@ fn a_child_of_a_down_parent_is_recorded_inhibited_and_not_notified() {
         })
         .collect();
     assert_eq!(notified, vec![db.id], "only the parent notifies");
+}
+
+// Event-driven evaluation: ingest reports a probe state change and the evaluator judges the
+// service-down rule of that service at once, besides the periodic tick.
+
+const SECOND_PROBES: u64 = SECOND_MS;
+
+#[test]
+fn with_down_after_1_the_evaluation_triggered_by_the_first_down_result_opens_at_once() {
+    let mut w = World::new(
+        "{ availability = 99.0 }",
+        "burn_rate = []\nsla_below_target = false\ndown_after = 1\nresolve_after = \"0s\"\n",
+    );
+    // A 1 s probe, ticks every 10 s (at T0 + k·10 s + 1); the outage starts between ticks.
+    let down_from = T0 + 63 * SECOND_MS + 400;
+    let down_to = down_from + 5 * SECOND_MS;
+    let mut t = T0 + 400;
+    let mut last_up = true;
+    let mut tick = T0 + 401;
+    while t < down_to + 5 * SECOND_MS {
+        while tick <= t {
+            w.evaluate(tick);
+            tick += EVERY;
+        }
+        let up = !(down_from..down_to).contains(&t);
+        w.result(t, up, SECOND_PROBES);
+        if up != last_up {
+            // The result arrives 30 ms after its observation; the evaluation follows at once.
+            let pending = w.evaluate_event(&["web"], t + 30);
+            assert!(
+                pending.is_empty(),
+                "down_after = 1 leaves nothing to follow up"
+            );
+            last_up = up;
+        }
+        t += SECOND_PROBES;
+    }
+    let opened = w
+        .first_at(|c| matches!(c, Change::Opened(_, k) if k == "service_down:web"))
+        .expect("opened");
+    assert_eq!(opened, down_from + 30, "at the event, not at the next tick");
+    let resolved = w
+        .first_at(|c| matches!(c, Change::Resolved(..)))
+        .expect("resolved");
+    assert_eq!(
+        resolved,
+        down_to + 30,
+        "resolve_after = 0s: at the recovery event"
+    );
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1);
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Notified(_, e, _) if e == "opened")),
+        1
+    );
+}
+
+#[test]
+fn an_event_evaluation_never_shortens_down_after_and_its_follow_up_opens_one_interval_later() {
+    let mut w = World::new("{ availability = 99.0 }", ONLY_DOWN);
+    // down_after = 2 (default): down at two instants `EVERY` apart.
+    let down_from = T0 + 60 * SECOND_MS + 500;
+    let mut t = T0 + 500;
+    while t < down_from {
+        w.result(t, true, SECOND_PROBES);
+        t += SECOND_PROBES;
+    }
+    w.result(down_from, false, SECOND_PROBES);
+    let pending = w.evaluate_event(&["web"], down_from + 20);
+    assert_eq!(
+        pending,
+        vec!["web".to_owned()],
+        "down, not for long enough yet"
+    );
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 0);
+    // More evaluations in between (other events) see the same rule: still not open.
+    let mut t = down_from + SECOND_PROBES;
+    while t < down_from + EVERY {
+        w.result(t, false, SECOND_PROBES);
+        w.evaluate_event(&["web"], t + 20);
+        t += SECOND_PROBES;
+    }
+    assert_eq!(
+        w.count(|c| matches!(c, Change::Opened(..))),
+        0,
+        "an extra evaluation is not an extra consecutive evaluation"
+    );
+    // The follow-up one interval after the first event opens it.
+    w.result(t, false, SECOND_PROBES);
+    let pending = w.evaluate_event(&["web"], down_from + 20 + EVERY);
+    assert!(pending.is_empty());
+    assert_eq!(
+        w.first_at(|c| matches!(c, Change::Opened(..))),
+        Some(down_from + 20 + EVERY)
+    );
+}
+
+#[test]
+fn a_service_that_recovers_before_its_follow_up_is_not_followed_up_and_opens_nothing() {
+    let mut w = World::new("{ availability = 99.0 }", ONLY_DOWN);
+    let mut t = T0;
+    for _ in 0..30 {
+        w.result(t, true, SECOND_PROBES);
+        t += SECOND_PROBES;
+    }
+    w.result(t, false, SECOND_PROBES);
+    assert_eq!(w.evaluate_event(&["web"], t + 10), vec!["web".to_owned()]);
+    t += SECOND_PROBES;
+    w.result(t, true, SECOND_PROBES);
+    assert!(w.evaluate_event(&["web"], t + 10).is_empty(), "up again");
+    assert!(w.evaluate_event(&["web"], t + 10 + EVERY).is_empty());
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 0);
+}
+
+#[test]
+fn an_event_evaluation_judges_only_the_services_it_names() {
+    let catalogue = catalogue(
+        "[[services]]\nid = \"db\"\nname = \"DB\"\ncriticality = \"critical\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.0 }\n\
+         [[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.0 }\n",
+    );
+    let mut w = World::new(
+        "{ availability = 99.0 }",
+        "burn_rate = []\nsla_below_target = false\ndown_after = 1\n",
+    );
+    w.catalogue = catalogue;
+    let policy = w.engine.policy("web");
+    w.engine = Engine::load(
+        IncidentStore::new(w.store.clone()),
+        IncidentSettings::default(),
+        HashMap::from([
+            ("web".to_owned(), policy.clone()),
+            ("db".to_owned(), policy),
+        ]),
+        Vec::new(),
+    )
+    .expect("engine");
+    w.result(T0, false, SECOND_PROBES);
+    w.evaluate_event(&["web"], T0 + 10);
+    let keys: Vec<String> = w.incidents().into_iter().map(|i| i.dedup_key).collect();
+    assert_eq!(keys, vec!["service_down:web".to_owned()]);
+    // The tick judges everything.
+    w.evaluate(T0 + 20);
+    assert_eq!(w.incidents().len(), 2);
+}
+
+#[test]
+fn event_evaluations_between_ticks_do_not_make_a_flap_out_of_one_outage_or_hide_a_real_flap() {
+    // The flap history is the service's state sampled `EVERY` apart back from each
+    // evaluation's `now`, so extra evaluations add no history entries of their own.
+    for (flapping, expected_flaps) in [(false, 0), (true, 1)] {
+        let mut w = World::new(
+            "{ availability = 99.0 }",
+            "burn_rate = []\nsla_below_target = false\ndown_after = 1\nresolve_after = \"0s\"\n",
+        );
+        let mut t = T0;
+        let end = T0 + 20 * MINUTE_MS;
+        let mut last = None;
+        let mut k = 0u64;
+        while t < end {
+            let up = if flapping {
+                // Down 10 s, up 10 s for ten minutes, then up.
+                t >= T0 + 10 * MINUTE_MS || (t - T0) / EVERY % 2 == 1
+            } else {
+                // One 3-minute outage.
+                !(T0 + 5 * MINUTE_MS..T0 + 8 * MINUTE_MS).contains(&t)
+            };
+            w.result(t, up, SECOND_PROBES);
+            if last != Some(up) {
+                w.evaluate_event(&["web"], t + 5);
+                last = Some(up);
+            }
+            if k % 10 == 0 {
+                w.evaluate(t + 1);
+            }
+            t += SECOND_PROBES;
+            k += 1;
+        }
+        assert_eq!(
+            w.count(|c| matches!(c, Change::FlappingStarted(_))),
+            expected_flaps,
+            "flapping = {flapping}"
+        );
+        if !flapping {
+            assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1);
+            assert_eq!(w.count(|c| matches!(c, Change::Resolved(..))), 1);
+        } else {
+            assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1, "no churn");
+        }
+    }
 }

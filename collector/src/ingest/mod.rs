@@ -8,6 +8,9 @@
 //! 4. only then PUBACK the MQTT messages (manual acks on a persistent session) and publish the
 //!    retained ack watermark of every (agent, boot) the batch touched.
 //!
+//! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
+//! probes changed state in the batch to the incident evaluator; ingest never evaluates.
+//!
 //! A bad message never stops ingest: it is counted, logged and acknowledged (so the broker does
 //! not redeliver it forever). A store failure does stop it: nothing may be acknowledged that is
 //! not durable, and an operator must act.
@@ -29,6 +32,7 @@ use watchstand_shared::wire::v1::{
 };
 
 use crate::events::{Counters, DuplicatesDropped, GapBooked, PayloadRejected};
+use crate::incident::trigger::StateWatch;
 use crate::registry::Registry;
 use crate::rollup::dirty_marks;
 use crate::store::{capacity_key, gap_key, trees, Store, StoreBatch};
@@ -55,6 +59,8 @@ pub struct Ingest {
     counters: Arc<Counters>,
     /// Dedup state per (agent, boot), loaded from the store at start.
     trackers: HashMap<(String, String), SeqTracker>,
+    /// Spots probe state changes for event-driven incident evaluation.
+    watch: Option<StateWatch>,
 }
 
 /// Key of a (agent, boot) dedup record.
@@ -104,7 +110,16 @@ impl Ingest {
             registry,
             counters,
             trackers,
+            watch: None,
         })
+    }
+
+    /// Hands the services of probes that change state to the incident evaluator (after each
+    /// commit).
+    #[must_use]
+    pub fn with_state_watch(mut self, watch: StateWatch) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// Runs until `shutdown` or until the inbox closes. Messages still in the inbox at shutdown
@@ -180,6 +195,9 @@ impl Ingest {
         self.counters
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(watch) = &mut self.watch {
+            watch.fire();
+        }
 
         for msg in &msgs {
             if msg.qos != QoS::AtMostOnce {
@@ -297,6 +315,9 @@ impl Ingest {
                     batch.push(trees::DIRTY, mark);
                 }
                 batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
+                if let Some(watch) = &mut self.watch {
+                    watch.observe(&b.agent, r);
+                }
                 stored += 1;
             } else {
                 dups += 1;

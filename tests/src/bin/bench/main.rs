@@ -8,6 +8,10 @@
 //! - `bench sla-query` (P6, P7): per-minute rollups of N services × D days loaded into a sled
 //!   store through the storage trait, then an SLA (availability) computation for every service
 //!   over the window, side by side with hourly aggregates and an in-memory floor.
+//! - `bench detection` (P5): a loopback HTTP target goes down and up ≥ 20 times; time from down
+//!   to the incident's webhook, the real collector + agent side by side with Prometheus +
+//!   blackbox exporter + Alertmanager (Debian's packages, installed when missing) watching the
+//!   same outages.
 //!
 //! Each subcommand starts what it needs and stops exactly what it started (child processes are
 //! killed when their handles drop, temporary directories are removed). Benchmarks do not fail on
@@ -17,6 +21,7 @@
 // A benchmark reports on stdout (results) and stderr (progress): that is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod detection;
 mod ingest;
 mod machine;
 mod sla_query;
@@ -38,6 +43,8 @@ enum Command {
     Ingest(ingest::Args),
     /// P6 + P7: SLA over per-minute rollups at 100 / 1,000 / 10,000 services; bytes on disk.
     SlaQuery(sla_query::Args),
+    /// P5: target down → incident webhook, Watchstand vs Prometheus + Alertmanager, same outages.
+    Detection(detection::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +59,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ingest(args) => ingest::main(&args),
         Command::SlaQuery(args) => sla_query::main(&args),
+        Command::Detection(args) => detection::main(&args),
     }
 }

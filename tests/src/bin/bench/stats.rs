@@ -47,6 +47,20 @@ impl Summary {
     }
 }
 
+/// The `p`-th percentile (0 < p ≤ 100) by nearest rank: the smallest value with at least p % of
+/// the values at or below it (with 20 values, p99 is the largest). `None` for no values.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    // Ranks are small counts: exact as floats.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = ((p.clamp(0.0, 100.0) / 100.0) * v.len() as f64).ceil() as usize;
+    Some(v[rank.clamp(1, v.len()) - 1])
+}
+
 /// An integer with thousands separators: `1,234,567`.
 pub fn thousands(x: f64) -> String {
     let n = x.round().max(0.0);
@@ -74,6 +88,18 @@ mod tests {
         let s = Summary::of(&[4.0, 1.0, 2.0, 3.0]).expect("runs");
         assert_eq!(s.median, 2.5);
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(10.0));
+        assert_eq!(percentile(&v, 99.0), Some(20.0));
+        assert_eq!(percentile(&v, 95.0), Some(19.0));
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&v, 99.0), Some(198.0));
+        assert_eq!(percentile(&[7.0], 1.0), Some(7.0));
+        assert!(percentile(&[], 50.0).is_none());
     }
 
     #[test]
