@@ -10,7 +10,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::task::JoinHandle;
 
-/// An HTTP server answering `GET /` with 200 `ok` when healthy, 503 otherwise.
+/// An HTTP server answering `GET /` (and every other path, so that one server stands for many
+/// targets: [`HttpTarget::url_path`]) with 200 `ok` when healthy, 503 otherwise.
 #[derive(Debug)]
 pub struct HttpTarget {
     /// Where it listens.
@@ -26,20 +27,17 @@ impl HttpTarget {
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
         let (h, n) = (healthy.clone(), hits.clone());
-        let app = Router::new().route(
-            "/",
-            get(move || {
-                let (h, n) = (h.clone(), n.clone());
-                async move {
-                    n.fetch_add(1, Ordering::Relaxed);
-                    if h.load(Ordering::Relaxed) {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "down on purpose")
-                    }
+        let app = Router::new().fallback(get(move || {
+            let (h, n) = (h.clone(), n.clone());
+            async move {
+                n.fetch_add(1, Ordering::Relaxed);
+                if h.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "down on purpose")
                 }
-            }),
-        );
+            }
+        }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind target");
@@ -58,6 +56,11 @@ impl HttpTarget {
     /// `http://addr/`.
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// `http://addr{path}` (`path` starts with `/`).
+    pub fn url_path(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// Switches health.

@@ -8,6 +8,11 @@
 //! - `bench sla-query` (P6, P7): per-minute rollups of N services × D days loaded into a sled
 //!   store through the storage trait, then an SLA (availability) computation for every service
 //!   over the window, side by side with hourly aggregates and an in-memory floor.
+//! - `bench footprint` (P2, P3): the real agent with 50 and 200 HTTP probes at 10 s plus host
+//!   sampling, against blackbox_exporter (driven at the same probe rate) + node_exporter on the
+//!   same loopback targets: RSS and CPU per probe, agent and peer runs alternating.
+//! - `bench accuracy` (P4): the agent's reported HTTP latency against a minimal reqwest client
+//!   (the floor) and blackbox_exporter's `probe_duration_seconds`, interleaved on one target.
 //!
 //! Each subcommand starts what it needs and stops exactly what it started (child processes are
 //! killed when their handles drop, temporary directories are removed). Benchmarks do not fail on
@@ -17,8 +22,12 @@
 // A benchmark reports on stdout (results) and stderr (progress): that is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod accuracy;
+mod footprint;
 mod ingest;
 mod machine;
+mod peers;
+mod procfs;
 mod sla_query;
 mod stats;
 
@@ -38,6 +47,10 @@ enum Command {
     Ingest(ingest::Args),
     /// P6 + P7: SLA over per-minute rollups at 100 / 1,000 / 10,000 services; bytes on disk.
     SlaQuery(sla_query::Args),
+    /// P2 + P3: agent RSS and CPU per probe vs blackbox_exporter + node_exporter, same targets.
+    Footprint(footprint::Args),
+    /// P4: the agent's reported HTTP latency vs a minimal reqwest client and blackbox_exporter.
+    Accuracy(accuracy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +65,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ingest(args) => ingest::main(&args),
         Command::SlaQuery(args) => sla_query::main(&args),
+        Command::Footprint(args) => footprint::main(&args),
+        Command::Accuracy(args) => accuracy::main(&args),
     }
 }

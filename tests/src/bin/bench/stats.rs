@@ -47,6 +47,19 @@ impl Summary {
     }
 }
 
+/// The `q`-quantile (0 ≤ q ≤ 1, nearest rank) of `values`; `None` for no values.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    // Nearest rank: the smallest value with at least q of the values at or below it.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
+    Some(v[rank.clamp(1, v.len()) - 1])
+}
+
 /// An integer with thousands separators: `1,234,567`.
 pub fn thousands(x: f64) -> String {
     let n = x.round().max(0.0);
@@ -74,6 +87,16 @@ mod tests {
         let s = Summary::of(&[4.0, 1.0, 2.0, 3.0]).expect("runs");
         assert_eq!(s.median, 2.5);
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&v, 1.0), Some(100.0));
+        assert_eq!(quantile(&[7.0], 0.9), Some(7.0));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]
