@@ -88,3 +88,60 @@ fn bench_detection_smoke_runs_side_by_side_and_reports() {
     );
     assert!(!last.contains("missed"), "a stack missed an outage:\n{out}");
 }
+
+/// Whether the Prometheus exporters are installed; when they are not, a CI run fails and a
+/// laptop run skips (the bench itself would install them with apt-get; a test does not).
+fn exporters_installed(which: &[watchstand_tests::Exporter]) -> bool {
+    let missing: Vec<&str> = which
+        .iter()
+        .filter(|e| e.bin().is_none())
+        .map(|e| e.package())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !watchstand_tests::ci(),
+        "{} not installed but CI is set (.ci/run installs them)",
+        missing.join(", ")
+    );
+    eprintln!(
+        "WARNING: {} not installed; skipping this bench smoke run",
+        missing.join(", ")
+    );
+    false
+}
+
+#[test]
+fn bench_footprint_smoke_runs_and_reports() {
+    use watchstand_tests::Exporter;
+    if !exporters_installed(&[Exporter::Blackbox, Exporter::Node]) {
+        return;
+    }
+    let out = bench(&["footprint", "--smoke"]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("footprint: probes ")
+            && last.contains(" MiB vs peers ")
+            && last.contains(", cpu/probe ")
+            && last.contains(" µs vs blackbox ")
+            && last.ends_with(')'),
+        "unexpected final line {last:?}:\n{out}"
+    );
+}
+
+#[test]
+fn bench_accuracy_smoke_runs_and_reports() {
+    if !exporters_installed(&[watchstand_tests::Exporter::Blackbox]) {
+        return;
+    }
+    let out = bench(&["accuracy", "--smoke"]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("accuracy: agent p50 ")
+            && last.contains(" µs, floor ")
+            && last.contains(" µs), blackbox p50 ")
+            && last.ends_with(" µs"),
+        "unexpected final line {last:?}:\n{out}"
+    );
+}

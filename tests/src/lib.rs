@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use process::{Agent, Collector, Daemon, Mosquitto};
+pub use process::{Agent, Collector, Daemon, Mosquitto, RunningExporter};
 pub use target::{HttpTarget, TcpTarget};
 
 /// Epoch milliseconds now.
@@ -116,10 +116,16 @@ pub fn rfc3339(ms: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Whether `CI` is set (to anything but empty, `false` or `0`): tests that need an installed
+/// tool (Mosquitto, the Prometheus exporters) must then fail when it is missing, not skip.
+pub fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
 /// Whether tests that need Mosquitto must run (CI) or may skip with a warning (a laptop
 /// without it).
 pub fn mosquitto_required() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+    ci()
 }
 
 /// The Mosquitto binary, if installed.
@@ -155,4 +161,32 @@ pub fn prometheus_missing() -> Vec<&'static str> {
         .filter(|(_, bin)| !Path::new(bin).exists())
         .map(|(package, _)| *package)
         .collect()
+}
+
+/// The peers the agent is benchmarked against: Debian's `prometheus-blackbox-exporter` and
+/// `prometheus-node-exporter` packages (`apt-get install`; `.ci/run` installs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exporter {
+    /// blackbox_exporter: probes targets on `GET /probe?target=…&module=…`.
+    Blackbox,
+    /// node_exporter: host metrics on `GET /metrics`.
+    Node,
+}
+
+impl Exporter {
+    /// The Debian package (and binary) name.
+    pub fn package(self) -> &'static str {
+        match self {
+            Self::Blackbox => "prometheus-blackbox-exporter",
+            Self::Node => "prometheus-node-exporter",
+        }
+    }
+
+    /// The installed binary, if any.
+    pub fn bin(self) -> Option<PathBuf> {
+        ["/usr/bin", "/usr/local/bin", "/usr/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(self.package()))
+            .find(|p| p.exists())
+    }
 }

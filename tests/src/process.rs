@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{bin, free_addr, wait_for};
+use crate::{bin, free_addr, wait_for, Exporter};
 
 /// A running child with its log file.
 #[derive(Debug)]
@@ -406,6 +406,96 @@ impl Agent {
     /// SIGTERM and wait; true if it exited cleanly.
     pub fn terminate(&mut self) -> bool {
         self.proc.terminate(Duration::from_secs(20))
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+/// How to run a Prometheus exporter for the benchmarks: its own directory (config, log) and its
+/// own free loopback port. The Debian packages also install system services; nothing here uses
+/// or touches them.
+#[derive(Debug, Clone)]
+pub struct ExporterSpec {
+    /// Which exporter.
+    pub exporter: Exporter,
+    /// Its directory (config, log).
+    pub dir: PathBuf,
+    /// Where it listens (127.0.0.1, a free port).
+    pub addr: SocketAddr,
+}
+
+/// The blackbox_exporter config the benchmarks use: one `http_2xx` module (GET, any 2xx),
+/// IPv4 as the targets are on 127.0.0.1.
+pub const BLACKBOX_CONFIG: &str = "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      ip_protocol_fallback: false\n";
+
+impl ExporterSpec {
+    /// `exporter` in `dir` on a free loopback port.
+    pub fn new(exporter: Exporter, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("exporter dir");
+        Self {
+            exporter,
+            dir: dir.to_owned(),
+            addr: free_addr(),
+        }
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Starts the exporter and waits until `GET /metrics` answers. `None` when it is not
+    /// installed and not required (outside CI); panics when it is required.
+    pub async fn spawn(&self) -> Option<RunningExporter> {
+        let package = self.exporter.package();
+        let Some(exe) = self.exporter.bin() else {
+            assert!(
+                !crate::ci(),
+                "{package} is not installed but CI is set: install it (apt-get install {package}) — .ci/run does"
+            );
+            eprintln!("WARNING: {package} not installed; skipping (set CI=true to make this fail)");
+            return None;
+        };
+        let mut cmd = Command::new(exe);
+        cmd.arg(format!("--web.listen-address={}", self.addr));
+        if self.exporter == Exporter::Blackbox {
+            let conf = self.dir.join("blackbox.yml");
+            std::fs::write(&conf, BLACKBOX_CONFIG).expect("write blackbox.yml");
+            cmd.arg(format!("--config.file={}", conf.display()));
+        }
+        let proc = Proc::spawn(package, cmd, &self.dir.join(format!("{package}.log")));
+        let url = self.url("/metrics");
+        wait_for(
+            &format!("{package} to answer on {url}"),
+            Duration::from_secs(15),
+            || async {
+                let r = http().get(&url).send().await.ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+        Some(RunningExporter {
+            spec: self.clone(),
+            proc,
+        })
+    }
+}
+
+/// A running exporter (killed when dropped).
+#[derive(Debug)]
+pub struct RunningExporter {
+    /// How it was started.
+    pub spec: ExporterSpec,
+    proc: Proc,
+}
+
+impl RunningExporter {
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 }
 

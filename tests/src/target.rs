@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::task::JoinHandle;
 
-/// An HTTP server answering `GET /` with 200 `ok` when healthy, 503 otherwise.
+/// An HTTP server answering `GET /` (and every other path, so that one server stands for many
+/// targets: [`HttpTarget::url_path`]) with 200 `ok` when healthy, 503 otherwise.
 #[derive(Debug)]
 pub struct HttpTarget {
     /// Where it listens.
@@ -44,36 +45,33 @@ impl HttpTarget {
         let hits = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(Mutex::new(VecDeque::new()));
         let (h, n, log) = (healthy.clone(), hits.clone(), requests.clone());
-        let app = Router::new().route(
-            "/",
-            get(move |headers: HeaderMap| {
-                let (h, n, log) = (h.clone(), n.clone(), log.clone());
-                async move {
-                    n.fetch_add(1, Ordering::Relaxed);
-                    let healthy = h.load(Ordering::Relaxed);
-                    {
-                        let mut log = log.lock().unwrap();
-                        if log.len() >= REQUEST_LOG {
-                            log.pop_front();
-                        }
-                        log.push_back(Request {
-                            at_ms: crate::now_ms(),
-                            user_agent: headers
-                                .get(header::USER_AGENT)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned(),
-                            healthy,
-                        });
+        let app = Router::new().fallback(get(move |headers: HeaderMap| {
+            let (h, n, log) = (h.clone(), n.clone(), log.clone());
+            async move {
+                n.fetch_add(1, Ordering::Relaxed);
+                let healthy = h.load(Ordering::Relaxed);
+                {
+                    let mut log = log.lock().unwrap();
+                    if log.len() >= REQUEST_LOG {
+                        log.pop_front();
                     }
-                    if healthy {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "down on purpose")
-                    }
+                    log.push_back(Request {
+                        at_ms: crate::now_ms(),
+                        user_agent: headers
+                            .get(header::USER_AGENT)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        healthy,
+                    });
                 }
-            }),
-        );
+                if healthy {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "down on purpose")
+                }
+            }
+        }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind target");
@@ -93,6 +91,11 @@ impl HttpTarget {
     /// `http://addr/`.
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// `http://addr{path}` (`path` starts with `/`).
+    pub fn url_path(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// Switches health.

@@ -31,6 +31,7 @@ use watchstand_shared::topic::{Channel, TopicLayout};
 use watchstand_shared::wire::v1::{self, Ack, ProbeResult, ProbeState, ResultBatch};
 use watchstand_tests::process::{BrokerChoice, CollectorSpec, MosquittoSpec};
 
+use crate::procfs::peak_rss_kb;
 use crate::stats::{thousands, Summary};
 
 /// Site of every simulated agent.
@@ -837,19 +838,6 @@ fn run_store(a: &Args, plan: &Plan, root: &Path) -> anyhow::Result<RunOutcome> {
 
 fn layout_name(l: StoreLayout) -> String {
     clap::ValueEnum::to_possible_value(&l).map_or_else(String::new, |v| v.get_name().to_owned())
-}
-
-/// Peak resident memory (VmHWM) of `pid`, or of this process, in kB.
-fn peak_rss_kb(pid: Option<u32>) -> Option<u64> {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/status"),
-        None => "/proc/self/status".to_owned(),
-    };
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Side C in a fresh process: `bench ingest --child …` with the same sizes.

@@ -12,6 +12,11 @@
 //!   to the incident's webhook, the real collector + agent side by side with Prometheus +
 //!   blackbox exporter + Alertmanager (Debian's packages, installed when missing) watching the
 //!   same outages.
+//! - `bench footprint` (P2, P3): the real agent with 50 and 200 HTTP probes at 10 s plus host
+//!   sampling, against blackbox_exporter (driven at the same probe rate) + node_exporter on the
+//!   same loopback targets: RSS and CPU per probe, agent and peer runs alternating.
+//! - `bench accuracy` (P4): the agent's reported HTTP latency against a minimal reqwest client
+//!   (the floor) and blackbox_exporter's `probe_duration_seconds`, interleaved on one target.
 //!
 //! Each subcommand starts what it needs and stops exactly what it started (child processes are
 //! killed when their handles drop, temporary directories are removed). Benchmarks do not fail on
@@ -21,9 +26,13 @@
 // A benchmark reports on stdout (results) and stderr (progress): that is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod accuracy;
 mod detection;
+mod footprint;
 mod ingest;
 mod machine;
+mod peers;
+mod procfs;
 mod sla_query;
 mod stats;
 
@@ -45,6 +54,10 @@ enum Command {
     SlaQuery(sla_query::Args),
     /// P5: target down → incident webhook, Watchstand vs Prometheus + Alertmanager, same outages.
     Detection(detection::Args),
+    /// P2 + P3: agent RSS and CPU per probe vs blackbox_exporter + node_exporter, same targets.
+    Footprint(footprint::Args),
+    /// P4: the agent's reported HTTP latency vs a minimal reqwest client and blackbox_exporter.
+    Accuracy(accuracy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +73,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::main(&args),
         Command::SlaQuery(args) => sla_query::main(&args),
         Command::Detection(args) => detection::main(&args),
+        Command::Footprint(args) => footprint::main(&args),
+        Command::Accuracy(args) => accuracy::main(&args),
     }
 }

@@ -47,18 +47,23 @@ impl Summary {
     }
 }
 
-/// The `p`-th percentile (0 < p ≤ 100) by nearest rank: the smallest value with at least p % of
-/// the values at or below it (with 20 values, p99 is the largest). `None` for no values.
-pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+/// The `q`-quantile (0 ≤ q ≤ 1, nearest rank) of `values`; `None` for no values.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
     }
     v.sort_by(f64::total_cmp);
-    // Ranks are small counts: exact as floats.
+    // Nearest rank: the smallest value with at least q of the values at or below it.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let rank = ((p.clamp(0.0, 100.0) / 100.0) * v.len() as f64).ceil() as usize;
+    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
     Some(v[rank.clamp(1, v.len()) - 1])
+}
+
+/// The `p`-th percentile (0 < p ≤ 100) by nearest rank: the smallest value with at least p % of
+/// the values at or below it (with 20 values, p99 is the largest). `None` for no values.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    quantile(values, p / 100.0)
 }
 
 /// An integer with thousands separators: `1,234,567`.
@@ -100,6 +105,16 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), Some(198.0));
         assert_eq!(percentile(&[7.0], 1.0), Some(7.0));
         assert!(percentile(&[], 50.0).is_none());
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&v, 1.0), Some(100.0));
+        assert_eq!(quantile(&[7.0], 0.9), Some(7.0));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]
