@@ -91,10 +91,7 @@ pub fn service_report(
         let b = (split - split % MINUTE_MS).max(a);
         let mut timeline =
             rollup::index::timeline(&*index, agent, probe, Span::new(span.from_ms, split))?;
-        if a < b {
-            let sum = rollup::read::sum(store, agent, probe, a, b)?;
-            tally.add_rollup(sum.checks(), &sum.latency);
-        }
+        rollup::read::tally(store, agent, probe, a, b, &mut tally)?;
         // Raw: the partial first minute, and everything from b on (the partial last minute,
         // or the part past the horizon).
         for raw in [Span::new(span.from_ms, a), Span::new(b, span.to_ms)] {
@@ -131,4 +128,46 @@ pub fn service_report(
         &[],
         span,
     ))
+}
+
+/// The SLA reports of many services, each over its own span, computed on every core (reports
+/// are independent reads); in `services` order.
+pub fn service_reports(
+    store: &Store,
+    services: &[(&Service, Span)],
+) -> Vec<Result<SlaReport, StoreError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(services.len().max(1));
+    if threads <= 1 {
+        return services
+            .iter()
+            .map(|(s, span)| service_report(store, s, *span))
+            .collect();
+    }
+    let chunk = services.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = services
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(s, span)| service_report(store, s, *span))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(services.chunks(chunk))
+            .flat_map(|(h, part)| {
+                // A report panicking is a bug; recompute that part here rather than lose it.
+                h.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|(s, span)| service_report(store, s, *span))
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }

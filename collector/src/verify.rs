@@ -138,7 +138,8 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
                 report.rollups_wrong += 1;
             }
         }
-        for (day, sum) in day_sums {
+        for (day, mut sum) in day_sums {
+            sum.latency = sum.latency.coarsened();
             let stored = days
                 .get(&rollup::bucket_key(agent, probe, day))?
                 .map(|v| Rollup::decode(&v, DAY_MS))

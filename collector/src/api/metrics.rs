@@ -57,8 +57,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
     let (services, probes) = tokio::task::spawn_blocking(move || {
         let mut services = Vec::new();
         let mut probes = Vec::new();
-        for s in &st.catalogue.services {
-            let r = availability::service_report(&st.store, s, s.window.resolve(now))?;
+        let jobs: Vec<_> = st
+            .catalogue
+            .services
+            .iter()
+            .map(|s| (s, s.window.resolve(now)))
+            .collect();
+        let reports = availability::service_reports(&st.store, &jobs);
+        for (s, r) in st.catalogue.services.iter().zip(reports) {
+            let r = r?;
             services.push(ServiceFigures {
                 id: s.id.clone(),
                 availability_pct: r.availability_pct,

@@ -196,14 +196,16 @@ fn service_view(s: &Service, sla: SlaReport) -> ServiceView {
 pub async fn services(State(state): Shared) -> Result<Json<Vec<ServiceView>>, ApiError> {
     let now = now_ms();
     blocking(move || {
-        state
+        let jobs: Vec<_> = state
             .catalogue
             .services
             .iter()
-            .map(|s| {
-                let report = availability::service_report(&state.store, s, s.window.resolve(now))?;
-                Ok(service_view(s, report))
-            })
+            .map(|s| (s, s.window.resolve(now)))
+            .collect();
+        availability::service_reports(&state.store, &jobs)
+            .into_iter()
+            .zip(&state.catalogue.services)
+            .map(|(report, s)| Ok(service_view(s, report?)))
             .collect()
     })
     .await

@@ -52,11 +52,7 @@ impl HourBlock {
 
     /// The sum of the hour's minutes.
     pub fn sum(&self) -> Rollup {
-        let mut sum = Rollup::default();
-        for (_, m) in self.minutes() {
-            sum.add(m);
-        }
-        sum
+        Rollup::sum_of(self.minutes.iter().flatten())
     }
 
     /// The stored bytes.
@@ -65,7 +61,9 @@ impl HourBlock {
         out.push(VERSION);
         let mask = self.minutes().fold(0u64, |mask, (i, _)| mask | (1u64 << i));
         out.extend_from_slice(&mask.to_le_bytes());
-        self.sum().encode_into(&mut out, HOUR_MS);
+        let mut sum = self.sum();
+        sum.latency = sum.latency.coarsened();
+        sum.encode_into(&mut out, HOUR_MS);
         for (_, m) in self.minutes() {
             m.encode_into(&mut out, MINUTE_MS);
         }

@@ -126,6 +126,22 @@ impl Rollup {
         self.latency.merge(&other.latency);
     }
 
+    /// The sum of many buckets (latency counts combined in one sort).
+    pub fn sum_of<'a>(all: impl IntoIterator<Item = &'a Rollup> + Clone) -> Rollup {
+        let mut sum = Rollup::default();
+        for r in all.clone() {
+            sum.up += r.up;
+            sum.degraded += r.degraded;
+            sum.down += r.down;
+            sum.up_ms += r.up_ms;
+            sum.degraded_ms += r.degraded_ms;
+            sum.down_ms += r.down_ms;
+            sum.unknown_ms += r.unknown_ms;
+        }
+        sum.latency = LatencyCounts::sum_of(all.into_iter().map(|r| &r.latency));
+        sum
+    }
+
     /// Checks of every state.
     pub fn checks(&self) -> u64 {
         self.up + self.degraded + self.down

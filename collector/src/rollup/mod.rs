@@ -116,15 +116,16 @@ impl PendingBlocks {
         hours.apply(writes)?;
         let mut day_writes = Vec::with_capacity(days.len());
         for (agent, probe, day) in days {
-            let mut sum = Rollup::default();
             let blocks = hours.range(
                 &bucket_key(&agent, &probe, day),
                 Some(&bucket_key(&agent, &probe, day + DAY_MS)),
                 usize::MAX,
             )?;
-            for (_, bytes) in blocks {
-                sum.add(&HourBlock::decode_sum(&bytes).map_err(corrupt(trees::ROLLUPS))?);
-            }
+            let sums = blocks
+                .iter()
+                .map(|(_, bytes)| HourBlock::decode_sum(bytes).map_err(corrupt(trees::ROLLUPS)))
+                .collect::<Result<Vec<_>>>()?;
+            let sum = Rollup::sum_of(&sums);
             day_writes.push(Write::Put(
                 bucket_key(&agent, &probe, day),
                 sum.encode(DAY_MS),

@@ -37,31 +37,65 @@ const fn floor_to(t: u64, unit: u64) -> u64 {
     t - t % unit
 }
 
+/// Where [`tally`] adds the buckets it reads.
+pub trait BucketSink {
+    /// Adds one bucket.
+    fn add(&mut self, bucket: &Rollup);
+}
+
+impl BucketSink for Rollup {
+    fn add(&mut self, bucket: &Rollup) {
+        Rollup::add(self, bucket);
+    }
+}
+
+impl BucketSink for crate::sla::LatencyTally {
+    fn add(&mut self, bucket: &Rollup) {
+        self.add_rollup(bucket.checks(), &bucket.latency);
+    }
+}
+
 /// The sum of the probe's buckets over `[from_ms, to_ms)`, both whole minutes.
 ///
 /// # Errors
 /// Store failure or a corrupt record.
 pub fn sum(store: &Store, agent: &str, probe: &str, from_ms: u64, to_ms: u64) -> Result<Rollup> {
     let mut total = Rollup::default();
+    tally(store, agent, probe, from_ms, to_ms, &mut total)?;
+    Ok(total)
+}
+
+/// Adds the probe's buckets over `[from_ms, to_ms)` (both whole minutes) to `total`, the
+/// coarsest that fit first.
+///
+/// # Errors
+/// Store failure or a corrupt record.
+pub fn tally(
+    store: &Store,
+    agent: &str,
+    probe: &str,
+    from_ms: u64,
+    to_ms: u64,
+    total: &mut impl BucketSink,
+) -> Result<()> {
     if from_ms >= to_ms {
-        return Ok(total);
+        return Ok(());
     }
     let (ha, hb) = (ceil_to(from_ms, HOUR_MS), floor_to(to_ms, HOUR_MS));
     if ha >= hb {
-        add_minutes(store, agent, probe, from_ms, to_ms, &mut total)?;
-        return Ok(total);
+        return add_minutes(store, agent, probe, from_ms, to_ms, total);
     }
-    add_minutes(store, agent, probe, from_ms, ha, &mut total)?;
-    add_minutes(store, agent, probe, hb, to_ms, &mut total)?;
+    add_minutes(store, agent, probe, from_ms, ha, total)?;
+    add_minutes(store, agent, probe, hb, to_ms, total)?;
     let (da, db) = (ceil_to(ha, DAY_MS), floor_to(hb, DAY_MS));
     if da >= db {
-        add_hours(store, agent, probe, ha, hb, &mut total)?;
+        add_hours(store, agent, probe, ha, hb, total)?;
     } else {
-        add_hours(store, agent, probe, ha, da, &mut total)?;
-        add_days(store, agent, probe, da, db, &mut total)?;
-        add_hours(store, agent, probe, db, hb, &mut total)?;
+        add_hours(store, agent, probe, ha, da, total)?;
+        add_days(store, agent, probe, da, db, total)?;
+        add_hours(store, agent, probe, db, hb, total)?;
     }
-    Ok(total)
+    Ok(())
 }
 
 fn add_minutes(
@@ -70,7 +104,7 @@ fn add_minutes(
     probe: &str,
     from_ms: u64,
     to_ms: u64,
-    total: &mut Rollup,
+    total: &mut impl BucketSink,
 ) -> Result<()> {
     if from_ms >= to_ms {
         return Ok(());
@@ -101,7 +135,7 @@ fn add_hours(
     probe: &str,
     from_ms: u64,
     to_ms: u64,
-    total: &mut Rollup,
+    total: &mut impl BucketSink,
 ) -> Result<()> {
     if from_ms >= to_ms {
         return Ok(());
@@ -123,7 +157,7 @@ fn add_days(
     probe: &str,
     from_ms: u64,
     to_ms: u64,
-    total: &mut Rollup,
+    total: &mut impl BucketSink,
 ) -> Result<()> {
     let days = store.tree(trees::ROLLUP_DAYS)?.range(
         &bucket_key(agent, probe, from_ms),

@@ -70,7 +70,39 @@ pub fn latency_bucket(latency_us: u64) -> u64 {
     quantiser().highest_equivalent(latency_us.clamp(LATENCY_HIST_LOW_US, LATENCY_HIST_HIGH_US))
 }
 
+/// Sub-buckets per power of two that hour and day sums keep of latency: 32, so a bucket spans
+/// at most 1/32 (3.1 %) of its value. Minutes keep the histogram's full resolution (0.1 %).
+/// A day of checks then holds a few hundred buckets instead of thousands, which is what makes a
+/// 30-day report over a thousand services cheap; percentiles over long windows are reported to
+/// within 3.1 %.
+pub const COARSE_SUB_BUCKET_BITS: u32 = 5;
+
+/// The coarse bucket of `latency_us` (the highest value it holds).
+pub fn coarse_bucket(latency_us: u64) -> u64 {
+    let v = latency_us.max(1);
+    let magnitude = 63 - v.leading_zeros();
+    if magnitude < COARSE_SUB_BUCKET_BITS {
+        return v;
+    }
+    let step = 1u64 << (magnitude - COARSE_SUB_BUCKET_BITS);
+    (v / step) * step + (step - 1)
+}
+
 impl LatencyCounts {
+    /// The same counts in coarse buckets ([`COARSE_SUB_BUCKET_BITS`]).
+    pub fn coarsened(&self) -> Self {
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(value, n) in &self.0 {
+            // The map is monotonic: equal coarse values are adjacent.
+            let c = coarse_bucket(value);
+            match out.last_mut() {
+                Some(last) if last.0 == c => last.1 += n,
+                _ => out.push((c, n)),
+            }
+        }
+        Self(out)
+    }
+
     /// Counts the given latencies (µs) by bucket.
     pub fn from_latencies(latencies: impl IntoIterator<Item = u64>) -> Self {
         let mut v: Vec<(u64, u64)> = latencies
@@ -102,6 +134,23 @@ impl LatencyCounts {
     /// Number of latencies counted.
     pub fn total(&self) -> u64 {
         self.0.iter().map(|p| p.1).sum()
+    }
+
+    /// The sum of many counts at once (one sort instead of a merge per list).
+    pub fn sum_of<'a>(all: impl IntoIterator<Item = &'a LatencyCounts>) -> Self {
+        let mut v: Vec<(u64, u64)> = Vec::new();
+        for c in all {
+            v.extend_from_slice(&c.0);
+        }
+        v.sort_unstable_by_key(|p| p.0);
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for (value, n) in v {
+            match out.last_mut() {
+                Some(last) if last.0 == value => last.1 += n,
+                _ => out.push((value, n)),
+            }
+        }
+        Self(out)
     }
 
     /// Adds `other`'s counts (a merge of two sorted lists).
@@ -146,9 +195,13 @@ pub struct LatencyTally {
 
 impl LatencyTally {
     /// An empty tally judging against `objective_ms` (if any).
+    #[allow(clippy::expect_used)]
     pub fn new(objective_ms: Option<f64>) -> Self {
+        // The same buckets as the shared histogram (same lowest value and precision), but
+        // growing to the largest value recorded instead of allocating up to an hour at once.
+        let hist = Histogram::new(LATENCY_HIST_SIGFIG).expect("the precision is a valid constant");
         Self {
-            hist: new_latency_histogram(),
+            hist,
             objective_ms,
             checks: 0,
             counted: 0,
@@ -164,7 +217,11 @@ impl LatencyTally {
             return;
         }
         self.counted += 1;
-        record_latency(&mut self.hist, o.latency_us);
+        self.record(
+            o.latency_us
+                .clamp(LATENCY_HIST_LOW_US, LATENCY_HIST_HIGH_US),
+            1,
+        );
         // `µs / 1000` is the correctly rounded decimal, so a check of exactly the threshold
         // (e.g. 950 µs against 0.95 ms) compares equal; `ms * 1000` could round the other way.
         if self.is_within(o.latency_us) {
@@ -179,11 +236,18 @@ impl LatencyTally {
         self.checks += checks;
         for &(value, n) in latency.pairs() {
             self.counted += n;
-            // Values are bucket values of the same histogram: nothing to clamp or lose.
-            self.hist.saturating_record_n(value, n);
+            self.record(value.clamp(LATENCY_HIST_LOW_US, LATENCY_HIST_HIGH_US), n);
             if self.is_within(value) {
                 self.within += n;
             }
+        }
+    }
+
+    /// Records `n` × `value_us` (within the shared bounds), growing the histogram as needed.
+    fn record(&mut self, value_us: u64, n: u64) {
+        if self.hist.record_n(value_us, n).is_err() {
+            // Only if growing failed (allocation): keep the count at the largest value.
+            self.hist.saturating_record_n(value_us, n);
         }
     }
 
@@ -315,6 +379,24 @@ mod tests {
         assert_eq!((sum.counted, sum.within), (3, 2));
         let sum = summarise(&all, Span::new(0, 10), Some(300.001));
         assert_eq!((sum.counted, sum.within), (3, 3));
+    }
+
+    #[test]
+    fn coarse_buckets_are_monotonic_and_within_a_32nd_of_their_value() {
+        let mut last = 0;
+        for v in (1..5_000).chain((5_000..3_600_000_000).step_by(9_973)) {
+            let c = coarse_bucket(v);
+            assert!(c >= v && c >= last, "{v} -> {c}");
+            assert!((c - v) as f64 <= v as f64 / 32.0, "{v} -> {c}");
+            last = c;
+        }
+        // Small values are exact; a bucket's highest value maps to itself.
+        assert_eq!(coarse_bucket(31), 31);
+        assert_eq!(coarse_bucket(coarse_bucket(123_456)), coarse_bucket(123_456));
+        let l = LatencyCounts::from_latencies([1_000, 1_001, 1_010, 50_000]);
+        let c = l.coarsened();
+        assert_eq!(c.total(), 4);
+        assert!(c.pairs().len() < l.pairs().len());
     }
 
     #[test]

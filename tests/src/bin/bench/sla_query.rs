@@ -361,7 +361,8 @@ impl Totals {
     }
 }
 
-/// The product's SLA report of every service over `[from, to)`.
+/// The product's SLA report of every service over `[from, to)` (`service_reports`, what the
+/// API's `/services` and `/metrics` call: the reports computed on every core).
 fn query_product(
     store: &Store,
     catalogue: &Catalogue,
@@ -369,12 +370,13 @@ fn query_product(
     to: u64,
 ) -> anyhow::Result<Totals> {
     let mut t = Totals::default();
-    for service in &catalogue.services {
-        let r = watchstand_collector::availability::service_report(
-            store,
-            service,
-            Span::new(from, to),
-        )?;
+    let jobs: Vec<_> = catalogue
+        .services
+        .iter()
+        .map(|s| (s, Span::new(from, to)))
+        .collect();
+    for r in watchstand_collector::availability::service_reports(store, &jobs) {
+        let r = r?;
         let ms = |s: f64| (s * 1_000.0).round() as u64;
         t.add_service(
             [ms(r.uptime_s), ms(r.downtime_s), ms(r.unmonitored_s)],
