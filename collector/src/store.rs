@@ -33,7 +33,9 @@ pub mod trees {
     pub const GAPS: &str = "gaps";
     /// Per-probe per-minute rollups, one record per probe-hour ([`crate::rollup::HourBlock`]).
     pub const ROLLUPS: &str = "rollup_hours";
-    /// Per-probe per-day sums of the minute rollups.
+    /// Per-probe per-hour sums of the minute rollups (latency in coarse buckets).
+    pub const ROLLUP_HOUR_SUMS: &str = "rollup_hour_sums";
+    /// Per-probe per-day sums of the minute rollups (latency in coarse buckets).
     pub const ROLLUP_DAYS: &str = "rollup_days";
     /// Per-probe state changes ([`crate::rollup::index`]).
     pub const STATE_INDEX: &str = "state_index";

@@ -7,11 +7,12 @@
 //!   seq, so boots that sent samples are checked for results and gaps only, and their sample
 //!   seqs are reported as `unverified`);
 //! - every rollup bucket that is not marked dirty equals a recount of the raw results, and so
-//!   does the state index over that minute; every day sum equals the sum of its hour blocks.
+//!   does the state index over that minute; every hour and day sum equals the sum of its
+//!   minutes.
 
 use std::collections::{BTreeSet, HashMap};
 
-use watchstand_shared::time::{DAY_MS, MINUTE_MS};
+use watchstand_shared::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 use crate::rollup::{self, MinuteRecount, Rollup};
 use crate::sla::Span;
@@ -106,12 +107,16 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         .map(|(k, _)| k)
         .collect();
     let index = store.tree(trees::STATE_INDEX)?;
-    let days = store.tree(trees::ROLLUP_DAYS)?;
     for (agent, probe) in &probes {
         let mut day_sums: std::collections::BTreeMap<u64, Rollup> = Default::default();
+        let mut hour_sums: std::collections::BTreeMap<u64, Rollup> = Default::default();
         for (minute, stored) in rollup::rollups(store, agent, probe, 0, u64::MAX)? {
             day_sums
                 .entry(rollup::day_of(minute))
+                .or_default()
+                .add(&stored);
+            hour_sums
+                .entry(rollup::hour_of(minute))
                 .or_default()
                 .add(&stored);
             if dirty.contains(&rollup::rollup_key(agent, probe, minute)) {
@@ -138,16 +143,22 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
                 report.rollups_wrong += 1;
             }
         }
-        for (day, mut sum) in day_sums {
+        let sums = day_sums
+            .into_iter()
+            .map(|s| (trees::ROLLUP_DAYS, DAY_MS, s))
+            .chain(
+                hour_sums
+                    .into_iter()
+                    .map(|s| (trees::ROLLUP_HOUR_SUMS, HOUR_MS, s)),
+            );
+        for (tree, full_ms, (start, mut sum)) in sums {
             sum.latency = sum.latency.coarsened();
-            let stored = days
-                .get(&rollup::bucket_key(agent, probe, day))?
-                .map(|v| Rollup::decode(&v, DAY_MS))
+            let stored = store
+                .tree(tree)?
+                .get(&rollup::bucket_key(agent, probe, start))?
+                .map(|v| Rollup::decode(&v, full_ms))
                 .transpose()
-                .map_err(|detail| crate::store::StoreError::CorruptRecord {
-                    tree: trees::ROLLUP_DAYS,
-                    detail,
-                })?;
+                .map_err(|detail| crate::store::StoreError::CorruptRecord { tree, detail })?;
             if stored.as_ref() != Some(&sum) {
                 report.rollups_wrong += 1;
             }
@@ -235,7 +246,7 @@ mod tests {
                 },
             )])
             .expect("put");
-        // The minute differs from its recount, and the day sum from its hour blocks.
-        assert_eq!(verify(&store).expect("verify").rollups_wrong, 2);
+        // The minute differs from its recount, and the hour and day sums from the minutes.
+        assert_eq!(verify(&store).expect("verify").rollups_wrong, 3);
     }
 }

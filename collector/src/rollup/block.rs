@@ -7,12 +7,12 @@
 //! minute).
 
 use watchstand_shared::storage::key::{read_u64, KeyBuf};
-use watchstand_shared::time::{HOUR_MS, MINUTE_MS};
+use watchstand_shared::time::MINUTE_MS;
 
 use super::bucket::Rollup;
 use super::codec::Reader;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// One probe-hour of minute rollups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,23 +61,18 @@ impl HourBlock {
         out.push(VERSION);
         let mask = self.minutes().fold(0u64, |mask, (i, _)| mask | (1u64 << i));
         out.extend_from_slice(&mask.to_le_bytes());
-        let mut sum = self.sum();
-        sum.latency = sum.latency.coarsened();
-        sum.encode_into(&mut out, HOUR_MS);
         for (_, m) in self.minutes() {
             m.encode_into(&mut out, MINUTE_MS);
         }
         out
     }
 
-    /// Reads the header and the hour's sum only (the read path's whole hours).
-    ///
-    /// # Errors
-    /// The bytes are not an hour block.
-    pub fn decode_sum(bytes: &[u8]) -> Result<Rollup, String> {
-        let mut r = Reader::new(bytes);
-        Self::header(&mut r)?;
-        Rollup::decode_from(&mut r, HOUR_MS)
+    /// The hour's sum as stored in `rollup_hour_sums` and added into day sums: latency in coarse
+    /// buckets ([`crate::sla::latency::COARSE_SUB_BUCKET_BITS`]).
+    pub fn coarse_sum(&self) -> Rollup {
+        let mut sum = self.sum();
+        sum.latency = sum.latency.coarsened();
+        sum
     }
 
     fn header(r: &mut Reader<'_>) -> Result<u64, String> {
@@ -95,7 +90,6 @@ impl HourBlock {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut r = Reader::new(bytes);
         let mask = Self::header(&mut r)?;
-        Rollup::decode_from(&mut r, HOUR_MS)?;
         let mut block = Self::default();
         for i in 0..60 {
             if mask & (1u64 << i) != 0 {
@@ -128,6 +122,7 @@ pub fn parse_bucket_key(key: &[u8]) -> Option<(String, String, u64)> {
 mod tests {
     use super::*;
     use crate::sla::LatencyCounts;
+    use watchstand_shared::time::HOUR_MS;
 
     fn minute(checks: u64, latency: u64) -> Rollup {
         Rollup {
@@ -148,11 +143,11 @@ mod tests {
         let bytes = b.encode();
         let back = HourBlock::decode(&bytes).expect("decodes");
         assert_eq!(back, b);
-        let sum = HourBlock::decode_sum(&bytes).expect("sum");
+        let sum = back.coarse_sum();
         assert_eq!((sum.up, sum.up_ms), (15, 3 * MINUTE_MS));
         assert_eq!(sum.latency.total(), 15);
         assert!(HourBlock::decode(&bytes[..bytes.len() - 1]).is_err());
-        assert!(HourBlock::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(HourBlock::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! Ingest marks every minute a stored result can affect as dirty (its own minute and the minutes
 //! its state may hold into: up to 2 × interval). The rollup pass takes the dirty marks in key
 //! order and, for each, recounts the minute from the raw results (plus the result before the
-//! minute that may still hold into it), stores it in its probe-hour block, rewrites the minute
-//! in the state index, then recounts the day's sum from its hour blocks. A late or re-sent
+//! minute that may still hold into it), stores it in its probe-hour block (and the hour's sum),
+//! rewrites the minute in the state index, then recounts the day's sum from its hour sums. A late or re-sent
 //! result simply makes the buckets right again: every level always equals a recount of the raw
 //! data, never an increment that could be applied twice, and a pass repeated after a crash
 //! writes the same thing (marks are cleared only after everything is flushed).
@@ -104,31 +104,37 @@ impl PendingBlocks {
         Ok(())
     }
 
-    /// Writes the blocks, then recounts the days they fall in from their hour blocks.
+    /// Writes the blocks and their hour sums, then recounts the days they fall in from their
+    /// hour sums.
     fn write(self, store: &Store) -> Result<()> {
-        let hours = store.tree(trees::ROLLUPS)?;
+        let hours = store.tree(trees::ROLLUP_HOUR_SUMS)?;
         let mut days = BTreeSet::new();
         let mut writes = Vec::with_capacity(self.blocks.len());
+        let mut sums = Vec::with_capacity(self.blocks.len());
         for ((agent, probe, hour), block) in self.blocks {
-            writes.push(Write::Put(bucket_key(&agent, &probe, hour), block.encode()));
+            let key = bucket_key(&agent, &probe, hour);
+            sums.push(Write::Put(key.clone(), block.coarse_sum().encode(HOUR_MS)));
+            writes.push(Write::Put(key, block.encode()));
             days.insert((agent, probe, day_of(hour)));
         }
-        hours.apply(writes)?;
+        store.tree(trees::ROLLUPS)?.apply(writes)?;
+        hours.apply(sums)?;
         let mut day_writes = Vec::with_capacity(days.len());
         for (agent, probe, day) in days {
-            let blocks = hours.range(
-                &bucket_key(&agent, &probe, day),
-                Some(&bucket_key(&agent, &probe, day + DAY_MS)),
-                usize::MAX,
-            )?;
-            let sums = blocks
+            let sums = hours
+                .range(
+                    &bucket_key(&agent, &probe, day),
+                    Some(&bucket_key(&agent, &probe, day + DAY_MS)),
+                    usize::MAX,
+                )?
                 .iter()
-                .map(|(_, bytes)| HourBlock::decode_sum(bytes).map_err(corrupt(trees::ROLLUPS)))
+                .map(|(_, bytes)| {
+                    Rollup::decode(bytes, HOUR_MS).map_err(corrupt(trees::ROLLUP_HOUR_SUMS))
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let sum = Rollup::sum_of(&sums);
             day_writes.push(Write::Put(
                 bucket_key(&agent, &probe, day),
-                sum.encode(DAY_MS),
+                Rollup::sum_of(&sums).encode(DAY_MS),
             ));
         }
         store.tree(trees::ROLLUP_DAYS)?.apply(day_writes)?;
@@ -277,6 +283,7 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
                 pruned += s.prune_raw(now.saturating_sub(retention.raw_ms))?;
                 let rollup_cutoff = now.saturating_sub(retention.rollup_ms);
                 pruned += s.prune_series(trees::ROLLUPS, rollup_cutoff)?;
+                pruned += s.prune_series(trees::ROLLUP_HOUR_SUMS, rollup_cutoff)?;
                 pruned += s.prune_series(trees::ROLLUP_DAYS, rollup_cutoff)?;
                 pruned += index::prune(&*s.tree(trees::STATE_INDEX)?, rollup_cutoff)?;
                 s.flush()?;

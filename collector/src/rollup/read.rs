@@ -1,6 +1,6 @@
 //! What the SLA read path takes from the rollups: how far they are current for a probe (its
 //! horizon), and the checks and latencies over a span, added up from the coarsest buckets that
-//! fit — whole days from the day sums, whole hours from the hour blocks' sums, whole minutes
+//! fit — whole days from the day sums, whole hours from the hour sums, whole minutes
 //! from the blocks' minutes. About 30 day sums and at most a few dozen blocks per probe for a
 //! 30-day window, whatever the check rate.
 
@@ -140,13 +140,13 @@ fn add_hours(
     if from_ms >= to_ms {
         return Ok(());
     }
-    let blocks = store.tree(trees::ROLLUPS)?.range(
+    let sums = store.tree(trees::ROLLUP_HOUR_SUMS)?.range(
         &bucket_key(agent, probe, from_ms),
         Some(&bucket_key(agent, probe, to_ms)),
         usize::MAX,
     )?;
-    for (_, v) in blocks {
-        total.add(&HourBlock::decode_sum(&v).map_err(corrupt(trees::ROLLUPS))?);
+    for (_, v) in sums {
+        total.add(&Rollup::decode(&v, HOUR_MS).map_err(corrupt(trees::ROLLUP_HOUR_SUMS))?);
     }
     Ok(())
 }

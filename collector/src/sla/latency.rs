@@ -392,7 +392,10 @@ mod tests {
         }
         // Small values are exact; a bucket's highest value maps to itself.
         assert_eq!(coarse_bucket(31), 31);
-        assert_eq!(coarse_bucket(coarse_bucket(123_456)), coarse_bucket(123_456));
+        assert_eq!(
+            coarse_bucket(coarse_bucket(123_456)),
+            coarse_bucket(123_456)
+        );
         let l = LatencyCounts::from_latencies([1_000, 1_001, 1_010, 50_000]);
         let c = l.coarsened();
         assert_eq!(c.total(), 4);
