@@ -44,10 +44,23 @@ pub fn free_addr() -> SocketAddr {
 }
 
 /// Directory holding the built binaries (`target/<profile>`), building them on first use with
-/// the same cargo and profile as the running test.
+/// the same cargo and profile as the running test. `WATCHSTAND_BIN_DIR` names a directory of
+/// binaries built beforehand instead (nothing is built): a benchmark on a machine whose target
+/// directory other builds share keeps running the binaries it started with.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("WATCHSTAND_BIN_DIR").filter(|d| !d.is_empty()) {
+            let dir = PathBuf::from(dir);
+            for name in ["watchstand-agent", "watchstand-collector"] {
+                assert!(
+                    dir.join(name).exists(),
+                    "WATCHSTAND_BIN_DIR={} holds no {name}",
+                    dir.display()
+                );
+            }
+            return dir;
+        }
         let exe = std::env::current_exe().expect("current exe");
         let dir = profile_dir_of(&exe).expect("the executable lives in target/<profile>");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -18,6 +18,11 @@
 //!   and is followed by a recovery that lasts until both reported it resolved (at least
 //!   `--up-ms`).
 //!
+//! `--runs` (default 3) repeats this with every stack started afresh: Prometheus evaluates its
+//! rules at a phase to its scrapes that is fixed for the life of the process, so only restarts
+//! sample it. Percentiles are over all outages of all runs; per-run figures are shown with their
+//! median and range.
+//!
 //! Detection = receipt of the "opened" (Watchstand) / "firing" (Alertmanager) webhook − the
 //! instant the bench switched the target down, all on this process's clock. Also shown: when
 //! the first failing check reached the target (the probe's phase: up to one interval) and the
@@ -41,7 +46,7 @@ use serde_json::Value;
 use watchstand_tests::process::{AgentSpec, BrokerChoice, CollectorSpec};
 use watchstand_tests::{free_addr, now_ms, Daemon, HttpTarget, PROMETHEUS_PACKAGES};
 
-use crate::stats::{percentile, thousands};
+use crate::stats::{percentile, thousands, Summary};
 
 /// The agent's id and the service's.
 const AGENT: &str = "bench-agent";
@@ -63,9 +68,13 @@ pub enum Install {
 /// `bench detection` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Outages to measure.
+    /// Outages to measure per run.
     #[arg(long, default_value_t = 20)]
     outages: usize,
+    /// Runs, each with every stack started afresh (Prometheus's rule evaluation keeps a fixed
+    /// phase to its scrapes for the life of the process: only restarts sample it).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Probe interval of both stacks (Prometheus: scrape and rule evaluation interval), ms.
     #[arg(long, default_value_t = 1_000)]
     interval_ms: u64,
@@ -98,6 +107,7 @@ impl Args {
         if self.smoke {
             Self {
                 outages: 2,
+                runs: 1,
                 down_ms: 1_000,
                 up_ms: 1_000,
                 ..self.clone()
@@ -267,14 +277,24 @@ fn version_of(bin: &str) -> String {
         .unwrap_or_else(|| format!("{bin} ?"))
 }
 
+/// The versions and settings of the Prometheus stack, for the report.
+fn prometheus_summary(a: &Args) -> String {
+    let (interval_ms, timeout_ms, group_interval) =
+        (a.interval_ms, a.interval_ms * 8 / 10, &a.am_group_interval);
+    format!(
+        "{}; {}; {}: scrape_interval {interval_ms}ms, evaluation_interval {interval_ms}ms, blackbox http timeout {timeout_ms}ms, alert `probe_success == 0` for: 0s, Alertmanager group_wait 0s, group_interval {group_interval}, send_resolved",
+        version_of("/usr/bin/prometheus"),
+        version_of("/usr/bin/prometheus-blackbox-exporter"),
+        version_of("/usr/bin/prometheus-alertmanager"),
+    )
+}
+
 /// The Prometheus stack, started here: killed when dropped.
 struct PrometheusStack {
     _blackbox: Daemon,
     _alertmanager: Daemon,
     _prometheus: Daemon,
     api: SocketAddr,
-    /// The config lines, for the report.
-    summary: String,
 }
 
 impl PrometheusStack {
@@ -343,18 +363,11 @@ impl PrometheusStack {
         wait_ready(http, "the blackbox exporter", &format!("http://{bb}/")).await?;
         wait_ready(http, "Alertmanager", &format!("http://{am}/-/ready")).await?;
         wait_ready(http, "Prometheus", &format!("http://{prom}/-/ready")).await?;
-        let summary = format!(
-            "{}; {}; {}: scrape_interval {interval_ms}ms, evaluation_interval {interval_ms}ms, blackbox http timeout {timeout_ms}ms, alert `probe_success == 0` for: 0s, Alertmanager group_wait 0s, group_interval {group_interval}, send_resolved",
-            version_of("/usr/bin/prometheus"),
-            version_of("/usr/bin/prometheus-blackbox-exporter"),
-            version_of("/usr/bin/prometheus-alertmanager"),
-        );
         Ok(Self {
             _blackbox: blackbox,
             _alertmanager: alertmanager,
             _prometheus: prometheus,
             api: prom,
-            summary,
         })
     }
 
@@ -384,6 +397,7 @@ struct Seen {
 
 #[derive(Debug, Clone, Copy)]
 struct Outage {
+    run: usize,
     down_at_ms: u64,
     watchstand: Seen,
     prometheus: Seen,
@@ -448,221 +462,61 @@ async fn run(a: &Args) -> anyhow::Result<()> {
     let receiver = Receiver::default();
     let hook = receiver.start().await?;
     let target = HttpTarget::start().await;
-
-    // Watchstand.
-    let interval = format!("{}ms", a.interval_ms);
-    let services = format!(
-        r#"
-[incidents]
-down_after = 1
-resolve_after = "0s"
-burn_rate = []
-sla_below_target = false
-flapping = {{ enabled = false }}
-
-[[webhooks]]
-name = "bench"
-url = "http://{hook}/watchstand"
-
-[[services]]
-id = "{SERVICE}"
-name = "Web"
-criticality = "critical"
-rto = "5m"
-rpo = "1m"
-probes = ["{AGENT}/web"]
-slo = {{ availability = 99.9, window = "1d" }}
-"#
-    );
-    let collector = CollectorSpec::new(
-        &tmp.path().join("collector"),
-        BrokerChoice::Embedded(free_addr()),
-        &services,
-    )
-    .spawn()
-    .await;
-    let mut agent_spec = AgentSpec::new(
-        &tmp.path().join("agent"),
-        AGENT,
-        &collector.broker_url(),
-        &format!(
-            "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"{interval}\"\ntimeout = \"{}ms\"\n",
-            target.url(),
-            a.interval_ms * 8 / 10
-        ),
-    );
-    // The product's publish defaults (linger 200 ms): state changes must not wait for it.
-    agent_spec.extra = "[capacity]\ninterval = \"60s\"\n".to_owned();
-    let _agent = agent_spec.spawn().await;
-
-    // Prometheus.
-    let prometheus = match &prometheus_absent {
-        Some(_) => None,
-        None => Some(
-            PrometheusStack::start(
-                &tmp.path().join("prometheus"),
-                &target.url(),
-                &format!("http://{hook}/alertmanager"),
-                a.interval_ms,
-                &a.am_group_interval,
-                &http,
-            )
-            .await?,
-        ),
-    };
+    let prometheus_on = prometheus_absent.is_none();
 
     println!(
-        "# detection: {} outages of one loopback HTTP target (200 → 503), probe interval {} ms, each outage after a random delay within one interval, down ≥ {} ms and until both stacks reported it, up ≥ {} ms and until both reported the recovery",
-        a.outages, a.interval_ms, a.down_ms, a.up_ms
+        "# detection: {} runs × {} outages of one loopback HTTP target (200 → 503), every stack started afresh for each run; probe interval {} ms, each outage after a random delay within one interval, down ≥ {} ms and until both stacks reported it, up ≥ {} ms and until both reported the recovery",
+        a.runs, a.outages, a.interval_ms, a.down_ms, a.up_ms
     );
     println!(
         "# watchstand: collector (embedded rumqttd) + agent, product defaults (evaluate_every 10s, publish linger 200ms) except [incidents] down_after = 1, resolve_after = \"0s\", flapping off, burn-rate and SLA rules off; webhook on loopback"
     );
-    match (&prometheus, &prometheus_absent) {
-        (Some(p), _) => println!("# prometheus: {}", p.summary),
-        (None, why) => println!(
-            "# prometheus: not run: {}",
-            why.as_deref().unwrap_or("unknown")
-        ),
+    match &prometheus_absent {
+        None => println!("# prometheus: {}", prometheus_summary(a)),
+        Some(why) => println!("# prometheus: not run: {why}"),
     }
 
-    // Warm-up: both stacks have seen the target up.
-    let warm = tokio::time::Instant::now();
-    let ready = loop {
-        let ws = collector
-            .get(&format!("/api/v1/agents/{AGENT}/results?limit=1"))
-            .await
-            .as_array()
-            .is_some_and(|r| !r.is_empty());
-        let prom = match &prometheus {
-            Some(p) => p.probe_success(&http).await.as_deref() == Some("1"),
-            None => true,
-        };
-        if ws && prom {
-            break true;
-        }
-        if warm.elapsed() > Duration::from_secs(60) {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    if !ready {
-        bail!(
-            "the stacks did not see the target up within 60 s (logs in {})",
-            tmp.path().display()
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(2 * a.interval_ms)).await;
-
-    let limit = Duration::from_secs(a.timeout_s);
     let mut outages = Vec::new();
-    let mut rng = rand::thread_rng();
-    for i in 0..a.outages {
-        let phase = rng.gen_range(0..a.interval_ms);
-        tokio::time::sleep(Duration::from_millis(phase)).await;
-        let down_at = now_ms();
-        target.set_healthy(false);
-        let ws_open = poll(limit, || {
-            receiver.first("watchstand", down_at, |b| watchstand_event(b, "opened"))
-        })
-        .await;
-        let prom_open = match &prometheus {
-            Some(_) => {
-                poll(limit, || {
-                    receiver.first("alertmanager", down_at, |b| {
-                        alertmanager_status(b, "firing")
-                    })
-                })
-                .await
-            }
-            None => None,
-        };
-        let held = now_ms().saturating_sub(down_at);
-        if held < a.down_ms {
-            tokio::time::sleep(Duration::from_millis(a.down_ms - held)).await;
-        }
-        let up_at = now_ms();
-        target.set_healthy(true);
-
-        let watchstand = Seen {
-            check: first_failing_check(&target, down_at, "watchstand-agent/")
-                .map(|t| ms_between(down_at, t)),
-            detected: ws_open
-                .as_ref()
-                .and_then(|h| h.body["incident"]["detected_ms"].as_u64())
-                .map(|t| ms_between(down_at, t)),
-            webhook: ws_open.as_ref().map(|h| ms_between(down_at, h.at_ms)),
-        };
-        let prometheus_seen = Seen {
-            check: prometheus
-                .as_ref()
-                .and_then(|_| first_failing_check(&target, down_at, "Blackbox Exporter/"))
-                .map(|t| ms_between(down_at, t)),
-            detected: prom_open
-                .as_ref()
-                .and_then(|h| {
-                    h.body["alerts"]
-                        .as_array()?
-                        .iter()
-                        .filter(|x| x["status"] == "firing")
-                        .find_map(|x| x["startsAt"].as_str().and_then(epoch_ms))
-                })
-                .map(|t| ms_between(down_at, t)),
-            webhook: prom_open.as_ref().map(|h| ms_between(down_at, h.at_ms)),
-        };
-        let o = Outage {
-            down_at_ms: down_at,
-            watchstand,
-            prometheus: prometheus_seen,
-        };
-        eprintln!(
-            "outage {:>2}/{}: watchstand check {} detected {} webhook {} ms; prometheus check {} startsAt {} webhook {} ms",
-            i + 1,
-            a.outages,
-            show(o.watchstand.check),
-            show(o.watchstand.detected),
-            show(o.watchstand.webhook),
-            show(o.prometheus.check),
-            show(o.prometheus.detected),
-            show(o.prometheus.webhook),
+    let mut per_run: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+    for run in 0..a.runs {
+        let dir = tmp.path().join(format!("run-{}", run + 1));
+        let got = run_once(a, run, &dir, &receiver, hook, &target, &http, prometheus_on).await?;
+        let ws: Vec<f64> = got.iter().filter_map(|o| o.watchstand.webhook).collect();
+        let prom: Vec<f64> = got.iter().filter_map(|o| o.prometheus.webhook).collect();
+        let path: Vec<f64> = got
+            .iter()
+            .filter_map(|o| Some(o.prometheus.detected? - o.prometheus.check?))
+            .collect();
+        println!(
+            "# run {}: watchstand p50 {} p99 {} ms; prometheus p50 {} p99 {} ms (its rule evaluation ran a median {} ms after the failing scrape: a phase fixed for the run)",
+            run + 1,
+            show(percentile(&ws, 50.0)),
+            show(percentile(&ws, 99.0)),
+            show(percentile(&prom, 50.0)),
+            show(percentile(&prom, 99.0)),
+            show(percentile(&path, 50.0)),
         );
-        outages.push(o);
-
-        // Recovery: both stacks report it before the next outage.
-        let ws_resolved = poll(limit, || {
-            receiver.first("watchstand", up_at, |b| watchstand_event(b, "resolved"))
-        })
-        .await;
-        if ws_resolved.is_none() {
-            eprintln!("warning: watchstand did not report the recovery within {limit:?}");
-        }
-        if prometheus.is_some() {
-            let resolved = poll(limit, || {
-                receiver.first("alertmanager", up_at, |b| {
-                    alertmanager_status(b, "resolved")
-                })
-            })
-            .await;
-            if resolved.is_none() {
-                eprintln!("warning: prometheus did not report the recovery within {limit:?}");
-            }
-        }
-        let held = now_ms().saturating_sub(up_at);
-        if held < a.up_ms {
-            tokio::time::sleep(Duration::from_millis(a.up_ms - held)).await;
-        }
+        per_run.push((ws, prom));
+        outages.extend(got);
     }
+    let prometheus = prometheus_on.then_some(());
 
     // Report.
-    let first = outages.first().map_or(0, |o| o.down_at_ms);
     println!();
-    println!("| outage | down at (s) | watchstand: first failing check | incident detected_ms | webhook | prometheus: first failing check | alert startsAt | webhook |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (i, o) in outages.iter().enumerate() {
+    println!("| run | outage | down at (s into the run) | watchstand: first failing check | incident detected_ms | webhook | prometheus: first failing check | alert startsAt | webhook |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut run_start = (0, 0);
+    let mut k = 0;
+    for o in &outages {
+        if o.run != run_start.0 {
+            run_start = (o.run, o.down_at_ms);
+            k = 0;
+        }
+        k += 1;
         println!(
-            "| {} | {:.3} | {} | {} | {} | {} | {} | {} |",
-            i + 1,
-            ms_between(first, o.down_at_ms) / 1_000.0,
+            "| {} | {k} | {:.3} | {} | {} | {} | {} | {} | {} |",
+            o.run,
+            ms_between(run_start.1, o.down_at_ms) / 1_000.0,
             show(o.watchstand.check),
             show(o.watchstand.detected),
             show(o.watchstand.webhook),
@@ -706,6 +560,33 @@ slo = {{ availability = 99.9, window = "1d" }}
     for (name, ws, prom) in &rows {
         println!("| {name} | {} | {} |", cells(ws), cells(prom));
     }
+    if a.runs > 1 {
+        let across = |i: usize, q: f64| -> String {
+            let v: Vec<f64> = per_run
+                .iter()
+                .filter_map(|r| percentile(if i == 0 { &r.0 } else { &r.1 }, q))
+                .collect();
+            Summary::of(&v).map_or_else(|| "—".to_owned(), |s| s.show(thousands))
+        };
+        println!();
+        println!(
+            "per-run figures, median (min – max) over the {} runs:",
+            a.runs
+        );
+        println!();
+        println!("| per run | watchstand | prometheus |");
+        println!("|---|---:|---:|");
+        println!(
+            "| webhook p50 | {} | {} |",
+            across(0, 50.0),
+            across(1, 50.0)
+        );
+        println!(
+            "| webhook p99 | {} | {} |",
+            across(0, 99.0),
+            across(1, 99.0)
+        );
+    }
     let missed_ws = outages.len() - ws_webhook.len();
     let missed_prom = if prometheus.is_some() {
         outages.len() - prom_webhook.len()
@@ -740,11 +621,218 @@ slo = {{ availability = 99.9, window = "1d" }}
         String::new()
     };
     println!(
-        "detection: watchstand p50 {} ms p99 {} ms, {prom_part}, outages {}{missed}",
+        "detection: watchstand p50 {} ms p99 {} ms, {prom_part}, outages {}{missed}, runs {}",
         p(&ws_webhook, 50.0),
         p(&ws_webhook, 99.0),
-        outages.len()
+        outages.len(),
+        a.runs
     );
-    drop(prometheus);
     Ok(())
+}
+
+/// One run: every stack started afresh in `dir`, `a.outages` outages, every stack stopped.
+#[allow(clippy::too_many_lines, clippy::too_many_arguments)]
+async fn run_once(
+    a: &Args,
+    run: usize,
+    dir: &Path,
+    receiver: &Receiver,
+    hook: SocketAddr,
+    target: &HttpTarget,
+    http: &reqwest::Client,
+    prometheus_on: bool,
+) -> anyhow::Result<Vec<Outage>> {
+    let http = http.clone();
+    // Watchstand.
+    let interval = format!("{}ms", a.interval_ms);
+    let services = format!(
+        r#"
+[incidents]
+down_after = 1
+resolve_after = "0s"
+burn_rate = []
+sla_below_target = false
+flapping = {{ enabled = false }}
+
+[[webhooks]]
+name = "bench"
+url = "http://{hook}/watchstand"
+
+[[services]]
+id = "{SERVICE}"
+name = "Web"
+criticality = "critical"
+rto = "5m"
+rpo = "1m"
+probes = ["{AGENT}/web"]
+slo = {{ availability = 99.9, window = "1d" }}
+"#
+    );
+    let collector = CollectorSpec::new(
+        &dir.join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &services,
+    )
+    .spawn()
+    .await;
+    let mut agent_spec = AgentSpec::new(
+        &dir.join("agent"),
+        AGENT,
+        &collector.broker_url(),
+        &format!(
+            "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"{interval}\"\ntimeout = \"{}ms\"\n",
+            target.url(),
+            a.interval_ms * 8 / 10
+        ),
+    );
+    // The product's publish defaults (linger 200 ms): state changes must not wait for it.
+    agent_spec.extra = "[capacity]\ninterval = \"60s\"\n".to_owned();
+    let _agent = agent_spec.spawn().await;
+
+    // Prometheus.
+    let prometheus = match prometheus_on {
+        false => None,
+        true => Some(
+            PrometheusStack::start(
+                &dir.join("prometheus"),
+                &target.url(),
+                &format!("http://{hook}/alertmanager"),
+                a.interval_ms,
+                &a.am_group_interval,
+                &http,
+            )
+            .await?,
+        ),
+    };
+
+    // Warm-up: both stacks have seen the target up.
+    let warm = tokio::time::Instant::now();
+    let ready = loop {
+        let ws = collector
+            .get(&format!("/api/v1/agents/{AGENT}/results?limit=1"))
+            .await
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        let prom = match &prometheus {
+            Some(p) => p.probe_success(&http).await.as_deref() == Some("1"),
+            None => true,
+        };
+        if ws && prom {
+            break true;
+        }
+        if warm.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if !ready {
+        bail!(
+            "the stacks did not see the target up within 60 s (logs in {})",
+            dir.display()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2 * a.interval_ms)).await;
+
+    let limit = Duration::from_secs(a.timeout_s);
+    let mut outages = Vec::new();
+    let mut rng = rand::thread_rng();
+    for i in 0..a.outages {
+        let phase = rng.gen_range(0..a.interval_ms);
+        tokio::time::sleep(Duration::from_millis(phase)).await;
+        let down_at = now_ms();
+        target.set_healthy(false);
+        let ws_open = poll(limit, || {
+            receiver.first("watchstand", down_at, |b| watchstand_event(b, "opened"))
+        })
+        .await;
+        let prom_open = match &prometheus {
+            Some(_) => {
+                poll(limit, || {
+                    receiver.first("alertmanager", down_at, |b| {
+                        alertmanager_status(b, "firing")
+                    })
+                })
+                .await
+            }
+            None => None,
+        };
+        let held = now_ms().saturating_sub(down_at);
+        if held < a.down_ms {
+            tokio::time::sleep(Duration::from_millis(a.down_ms - held)).await;
+        }
+        let up_at = now_ms();
+        target.set_healthy(true);
+
+        let watchstand = Seen {
+            check: first_failing_check(target, down_at, "watchstand-agent/")
+                .map(|t| ms_between(down_at, t)),
+            detected: ws_open
+                .as_ref()
+                .and_then(|h| h.body["incident"]["detected_ms"].as_u64())
+                .map(|t| ms_between(down_at, t)),
+            webhook: ws_open.as_ref().map(|h| ms_between(down_at, h.at_ms)),
+        };
+        let prometheus_seen = Seen {
+            check: prometheus
+                .as_ref()
+                .and_then(|_| first_failing_check(target, down_at, "Blackbox Exporter/"))
+                .map(|t| ms_between(down_at, t)),
+            detected: prom_open
+                .as_ref()
+                .and_then(|h| {
+                    h.body["alerts"]
+                        .as_array()?
+                        .iter()
+                        .filter(|x| x["status"] == "firing")
+                        .find_map(|x| x["startsAt"].as_str().and_then(epoch_ms))
+                })
+                .map(|t| ms_between(down_at, t)),
+            webhook: prom_open.as_ref().map(|h| ms_between(down_at, h.at_ms)),
+        };
+        let o = Outage {
+            run: run + 1,
+            down_at_ms: down_at,
+            watchstand,
+            prometheus: prometheus_seen,
+        };
+        eprintln!(
+            "run {} outage {:>2}/{}: watchstand check {} detected {} webhook {} ms; prometheus check {} startsAt {} webhook {} ms",
+            run + 1,
+            i + 1,
+            a.outages,
+            show(o.watchstand.check),
+            show(o.watchstand.detected),
+            show(o.watchstand.webhook),
+            show(o.prometheus.check),
+            show(o.prometheus.detected),
+            show(o.prometheus.webhook),
+        );
+        outages.push(o);
+
+        // Recovery: both stacks report it before the next outage.
+        let ws_resolved = poll(limit, || {
+            receiver.first("watchstand", up_at, |b| watchstand_event(b, "resolved"))
+        })
+        .await;
+        if ws_resolved.is_none() {
+            eprintln!("warning: watchstand did not report the recovery within {limit:?}");
+        }
+        if prometheus.is_some() {
+            let resolved = poll(limit, || {
+                receiver.first("alertmanager", up_at, |b| {
+                    alertmanager_status(b, "resolved")
+                })
+            })
+            .await;
+            if resolved.is_none() {
+                eprintln!("warning: prometheus did not report the recovery within {limit:?}");
+            }
+        }
+        let held = now_ms().saturating_sub(up_at);
+        if held < a.up_ms {
+            tokio::time::sleep(Duration::from_millis(a.up_ms - held)).await;
+        }
+    }
+    drop(prometheus);
+    Ok(outages)
 }
