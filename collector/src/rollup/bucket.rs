@@ -5,7 +5,7 @@
 use watchstand_shared::time::MINUTE_MS;
 use watchstand_shared::wire::v1::ProbeState;
 
-use super::codec::{put_latency, put_varint, read_latency, Reader};
+use super::codec::{put_latency, put_varint, read_latency, read_latency_each, Reader};
 use crate::sla::{probe_timeline, LatencyCounts, Observation, ProbeClass, ProbeInput, Span};
 
 /// Checks, time by state and latency over one bucket.
@@ -211,6 +211,41 @@ impl Rollup {
         })
     }
 
+    /// Reads an encoded bucket (exactly one, as [`Rollup::encode`] wrote it) for its checks and
+    /// latencies only, without building it: `checks` gets the count of every state, `latency`
+    /// each `(bucket value, count)`.
+    ///
+    /// # Errors
+    /// The bytes are not a rollup.
+    pub fn visit_checks(
+        bytes: &[u8],
+        checks: impl FnOnce(u64),
+        latency: impl FnMut(u64, u64),
+    ) -> Result<(), String> {
+        let mut r = Reader::new(bytes);
+        let t = r.u8()?;
+        if t & tag::FULL == 0 {
+            for i in 0..4 {
+                if t & (1 << i) != 0 {
+                    r.varint()?;
+                }
+            }
+        }
+        let mut total = 0u64;
+        for i in 0..3 {
+            if t & (1 << (tag::COUNT_SHIFT + i)) != 0 {
+                total = total.saturating_add(r.varint()?);
+            }
+        }
+        checks(total);
+        read_latency_each(&mut r, latency)?;
+        if r.is_done() {
+            Ok(())
+        } else {
+            Err("trailing bytes after the rollup".to_owned())
+        }
+    }
+
     /// The encoding on its own.
     pub fn encode(&self, full_ms: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(32);
@@ -296,6 +331,21 @@ mod tests {
         );
         assert!(Rollup::decode(&[0x01], MINUTE_MS).is_err());
         assert!(Rollup::decode(&[0x00, 0x00, 0x07], MINUTE_MS).is_err());
+    }
+
+    #[test]
+    fn visiting_an_encoded_bucket_sees_what_decoding_it_gives() {
+        let o: Vec<_> = (0..6)
+            .map(|i| obs(i * 10_000, ProbeState::Up, 1_400 + i * 997))
+            .chain([obs(55_000, ProbeState::Down, 9)])
+            .collect();
+        let r = MinuteRecount::compute(&o, 0).rollup;
+        let bytes = r.encode(MINUTE_MS);
+        let (mut checks, mut pairs) = (0, Vec::new());
+        Rollup::visit_checks(&bytes, |n| checks = n, |v, n| pairs.push((v, n))).expect("visit");
+        assert_eq!(checks, 7);
+        assert_eq!(pairs, r.latency.pairs());
+        assert!(Rollup::visit_checks(&bytes[..bytes.len() - 1], |_| {}, |_, _| {}).is_err());
     }
 
     #[test]

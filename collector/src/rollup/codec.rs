@@ -83,6 +83,29 @@ pub fn put_latency(out: &mut Vec<u8>, latency: &LatencyCounts) {
     }
 }
 
+/// Reads what [`put_latency`] wrote, handing each `(bucket value, count)` to `f` without
+/// collecting them (the read path's hot loop).
+pub fn read_latency_each(r: &mut Reader<'_>, mut f: impl FnMut(u64, u64)) -> Result<(), String> {
+    let n = r.varint()?;
+    let mut prev = 0u64;
+    for i in 0..n {
+        let d = r.varint()?;
+        if i > 0 && d / 2 == 0 {
+            return Err("latency buckets out of order".to_owned());
+        }
+        let value = prev
+            .checked_add(d / 2)
+            .ok_or_else(|| "latency bucket overflows".to_owned())?;
+        let count = if d % 2 == 1 { r.varint()? } else { 1 };
+        if count == 0 {
+            return Err("a latency bucket with no checks".to_owned());
+        }
+        f(value, count);
+        prev = value;
+    }
+    Ok(())
+}
+
 /// Reads what [`put_latency`] wrote.
 pub fn read_latency(r: &mut Reader<'_>) -> Result<LatencyCounts, String> {
     let n = r.varint()?;

@@ -41,6 +41,15 @@ const fn floor_to(t: u64, unit: u64) -> u64 {
 pub trait BucketSink {
     /// Adds one bucket.
     fn add(&mut self, bucket: &Rollup);
+
+    /// Adds one encoded bucket (an hour or day sum).
+    ///
+    /// # Errors
+    /// The bytes are not a rollup.
+    fn add_encoded(&mut self, bytes: &[u8], full_ms: u64) -> std::result::Result<(), String> {
+        self.add(&Rollup::decode(bytes, full_ms)?);
+        Ok(())
+    }
 }
 
 impl BucketSink for Rollup {
@@ -52,6 +61,14 @@ impl BucketSink for Rollup {
 impl BucketSink for crate::sla::LatencyTally {
     fn add(&mut self, bucket: &Rollup) {
         self.add_rollup(bucket.checks(), &bucket.latency);
+    }
+
+    fn add_encoded(&mut self, bytes: &[u8], _full_ms: u64) -> std::result::Result<(), String> {
+        // Streamed: no bucket is built, no pair list allocated.
+        let mut checks = 0;
+        Rollup::visit_checks(bytes, |n| checks = n, |value, n| self.add_bucket(value, n))?;
+        self.add_checks(checks);
+        Ok(())
     }
 }
 
@@ -146,7 +163,9 @@ fn add_hours(
         usize::MAX,
     )?;
     for (_, v) in sums {
-        total.add(&Rollup::decode(&v, HOUR_MS).map_err(corrupt(trees::ROLLUP_HOUR_SUMS))?);
+        total
+            .add_encoded(&v, HOUR_MS)
+            .map_err(corrupt(trees::ROLLUP_HOUR_SUMS))?;
     }
     Ok(())
 }
@@ -165,7 +184,9 @@ fn add_days(
         usize::MAX,
     )?;
     for (_, v) in days {
-        total.add(&Rollup::decode(&v, DAY_MS).map_err(corrupt(trees::ROLLUP_DAYS))?);
+        total
+            .add_encoded(&v, DAY_MS)
+            .map_err(corrupt(trees::ROLLUP_DAYS))?;
     }
     Ok(())
 }

@@ -233,13 +233,24 @@ impl LatencyTally {
     /// Within the objective is decided on each bucket's highest value (so a bucket straddling
     /// the threshold counts as outside: at most 0.1 % of the threshold is lost).
     pub fn add_rollup(&mut self, checks: u64, latency: &LatencyCounts) {
-        self.checks += checks;
+        self.add_checks(checks);
         for &(value, n) in latency.pairs() {
-            self.counted += n;
-            self.record(value.clamp(LATENCY_HIST_LOW_US, LATENCY_HIST_HIGH_US), n);
-            if self.is_within(value) {
-                self.within += n;
-            }
+            self.add_bucket(value, n);
+        }
+    }
+
+    /// Adds `n` checks of any state (their latencies come with [`LatencyTally::add_bucket`]).
+    pub fn add_checks(&mut self, n: u64) {
+        self.checks += n;
+    }
+
+    /// Adds `n` up/degraded checks in the latency bucket `value_us` (see
+    /// [`LatencyTally::add_rollup`] for how the objective is judged).
+    pub fn add_bucket(&mut self, value_us: u64, n: u64) {
+        self.counted += n;
+        self.record(value_us.clamp(LATENCY_HIST_LOW_US, LATENCY_HIST_HIGH_US), n);
+        if self.is_within(value_us) {
+            self.within += n;
         }
     }
 
