@@ -128,13 +128,12 @@ async fn agent_results(
         .unwrap_or_default()
 }
 
-async fn measure(a: &Args) -> anyhow::Result<Vec<Run>> {
+async fn measure(a: &Args, target: &Target) -> anyhow::Result<Vec<Run>> {
     let root = a.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("bench-accuracy-")
         .tempdir_in(&root)
         .with_context(|| format!("temporary directory in {}", root.display()))?;
-    let target = Target::start()?;
     let url = target.http.url_path("/health");
     let blackbox = peers::start_exporter(Exporter::Blackbox, &dir.path().join("blackbox")).await?;
     let timeout = (a.interval_ms / 2).min(5_000);
@@ -241,7 +240,7 @@ async fn measure(a: &Args) -> anyhow::Result<Vec<Run>> {
     if !agent.terminate() {
         eprintln!("WARNING: the agent did not stop cleanly on SIGTERM");
     }
-    drop((collector, blackbox, target));
+    drop((collector, blackbox));
     Ok(runs)
 }
 
@@ -282,7 +281,9 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    let runs = rt.block_on(measure(&a))?;
+    let target = Target::start()?;
+    let runs = rt.block_on(measure(&a, &target))?;
+    drop(target);
     rt.shutdown_timeout(Duration::from_secs(5));
     for (side, count) in [
         ("agent", runs.iter().map(|r| r.agent.len()).sum::<usize>()),
