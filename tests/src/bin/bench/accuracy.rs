@@ -254,8 +254,11 @@ fn quantiles(v: &[f64]) -> String {
         .join(" ")
 }
 
+/// One side's latencies in a run.
+type Side = fn(&Run) -> &[f64];
+
 /// Per-run `q`-quantiles of a side, summarised over the runs.
-fn over_runs(runs: &[Run], side: fn(&Run) -> &[f64], q: f64) -> Option<Summary> {
+fn over_runs(runs: &[Run], side: Side, q: f64) -> Option<Summary> {
     let v: Vec<f64> = runs.iter().filter_map(|r| quantile(side(r), q)).collect();
     Summary::of(&v)
 }
@@ -309,7 +312,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             r.failures
         );
     }
-    let sides: [(&str, fn(&Run) -> &[f64]); 3] = [
+    let sides: [(&str, Side); 3] = [
         ("agent (reported latency_us, via MQTT and the store)", |r| {
             &r.agent
         }),
@@ -333,7 +336,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
                 .join(" | ")
         );
     }
-    let delta = |other: fn(&Run) -> &[f64], q: f64| {
+    let delta = |other: Side, q: f64| {
         let v: Vec<f64> = runs
             .iter()
             .filter_map(|r| Some(quantile(&r.agent, q)? - quantile(other(r), q)?))
