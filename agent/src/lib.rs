@@ -105,9 +105,10 @@ pub async fn probe_once(
                 .join(", ")
         );
     }
+    let clients = probe::HttpClients::default();
     let mut handles = Vec::new();
     for probe in selected {
-        let probe = Probe::build(probe)?;
+        let probe = Probe::build_shared(probe, &clients)?;
         handles.push(tokio::spawn(
             async move { scheduler::check_once(&probe).await },
         ));
@@ -184,10 +185,11 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         .with_context(|| format!("cannot open the outbox in {}", data_dir.display()))?,
     );
     let boot = outbox.boot_id();
+    let clients = probe::HttpClients::default();
     let probes = config
         .probes
         .iter()
-        .map(Probe::build)
+        .map(|p| Probe::build_shared(p, &clients))
         .collect::<Result<Vec<_>, _>>()?;
     let (mqtt, client, link) = MqttLink::build(&config, &boot, outbox.clone())?;
     let health_listener = match config.health_listen {

@@ -217,7 +217,12 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-#[tokio::main]
+/// One runtime thread: probes, outbox, publisher and MQTT are light, I/O-bound tasks. A
+/// multi-threaded runtime cost more CPU per probe in wake-ups and work stealing than it saved
+/// (`bench footprint`), and a worker thread each in RSS. Blocking work (sled flushes, host
+/// sampling, the outbox open) runs on tokio's blocking pool, so the checks' timing is not held
+/// up by it.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = install_tracing(&cli.log_level) {

@@ -4,6 +4,11 @@
 //! Each check opens a fresh connection (no idle pool), so a listener that went away is seen at
 //! once and the latency includes connect and TLS as a user would feel them. TLS certificates are
 //! verified unless `tls_verify = false`.
+//!
+//! The probes of an agent share their HTTP clients ([`HttpClients`]: one per TLS setting; the
+//! timeout is set per request). A client per probe cost about 100 KiB of heap each (200 probes:
+//! +20 MiB of RSS, `bench footprint`); sharing changes nothing on the wire, as no connection is
+//! pooled.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -153,10 +158,45 @@ impl HttpProbeConfig {
     }
 }
 
+/// The HTTP clients the probes of one agent share: one per `tls_verify` setting, built on first
+/// use. No idle connection is kept (`pool_max_idle_per_host(0)`), so sharing a client shares
+/// its TLS configuration and resolver, never a connection.
+#[derive(Debug, Default)]
+pub struct HttpClients {
+    built: std::sync::Mutex<Vec<(bool, reqwest::Client)>>,
+}
+
+impl HttpClients {
+    /// The client for `tls_verify`.
+    ///
+    /// # Errors
+    /// reqwest cannot build a client (TLS roots, resolver).
+    pub fn get(&self, tls_verify: bool) -> Result<reqwest::Client, reqwest::Error> {
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, client)) = built.iter().find(|(v, _)| *v == tls_verify) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            // A fresh connection per check: a dead listener must not hide behind a pooled one.
+            .pool_max_idle_per_host(0)
+            .tls_danger_accept_invalid_certs(!tls_verify)
+            .user_agent(concat!("watchstand-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        built.push((tls_verify, client.clone()));
+        Ok(client)
+    }
+}
+
 /// A runnable HTTP probe.
 #[derive(Debug)]
 pub struct HttpProbe {
     client: reqwest::Client,
+    /// Timeout of the whole request (connect included); the scheduler's hard timeout is the
+    /// same.
+    timeout: std::time::Duration,
     url: Url,
     /// The URL as configured, reported as the target.
     target: String,
@@ -169,11 +209,11 @@ pub struct HttpProbe {
 }
 
 impl HttpProbe {
-    /// Builds the client and compiles the checks of a validated config.
+    /// Takes its client from `clients` and compiles the checks of a validated config.
     ///
     /// # Errors
     /// The HTTP client cannot be built, or a value validation should have refused.
-    pub fn build(config: &HttpProbeConfig) -> Result<Self, ProbeError> {
+    pub fn build(config: &HttpProbeConfig, clients: &HttpClients) -> Result<Self, ProbeError> {
         let invalid = |what: String| ProbeError::Invalid {
             id: config.id.clone(),
             what,
@@ -195,21 +235,15 @@ impl HttpProbe {
                 HeaderValue::from_str(value).map_err(|e| invalid(format!("header {name}: {e}")))?;
             headers.insert(name, value);
         }
-        let timeout = config.timeout.get();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A fresh connection per check: a dead listener must not hide behind a pooled one.
-            .pool_max_idle_per_host(0)
-            .tls_danger_accept_invalid_certs(!config.tls_verify)
-            .user_agent(concat!("watchstand-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = clients
+            .get(config.tls_verify)
             .map_err(|source| ProbeError::HttpClient {
                 id: config.id.clone(),
                 source,
             })?;
         Ok(Self {
             client,
+            timeout: config.timeout.get(),
             url,
             target: config.url.clone(),
             method,
@@ -289,6 +323,7 @@ impl Check for HttpProbe {
         let request = self
             .client
             .request(self.method.clone(), self.url.clone())
+            .timeout(self.timeout)
             .headers(self.headers.clone());
         let response = match request.send().await {
             Ok(r) => r,

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
 use watchstand_shared::wire::v1::{ProbeInventory, ProbeState};
 
-pub use http::{HttpProbe, HttpProbeConfig};
+pub use http::{HttpClients, HttpProbe, HttpProbeConfig};
 pub use tcp::{TcpProbe, TcpProbeConfig};
 
 /// Longest error text a probe reports; longer texts are cut at a character boundary.
@@ -267,8 +267,17 @@ impl Probe {
     /// # Errors
     /// The HTTP client cannot be built, or a value validation accepted cannot be used.
     pub fn build(config: &ProbeConfig) -> Result<Self, ProbeError> {
+        Self::build_shared(config, &HttpClients::default())
+    }
+
+    /// As [`Probe::build`], taking HTTP clients from `clients` (shared by the probes of an
+    /// agent).
+    ///
+    /// # Errors
+    /// As [`Probe::build`].
+    pub fn build_shared(config: &ProbeConfig, clients: &HttpClients) -> Result<Self, ProbeError> {
         let kind = match config {
-            ProbeConfig::Http(c) => ProbeKind::Http(Box::new(HttpProbe::build(c)?)),
+            ProbeConfig::Http(c) => ProbeKind::Http(Box::new(HttpProbe::build(c, clients)?)),
             ProbeConfig::Tcp(c) => ProbeKind::Tcp(TcpProbe::build(c)),
         };
         Ok(Self {

@@ -128,13 +128,12 @@ async fn agent_results(
         .unwrap_or_default()
 }
 
-async fn measure(a: &Args) -> anyhow::Result<Vec<Run>> {
+async fn measure(a: &Args, target: &Target) -> anyhow::Result<Vec<Run>> {
     let root = a.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("bench-accuracy-")
         .tempdir_in(&root)
         .with_context(|| format!("temporary directory in {}", root.display()))?;
-    let target = Target::start()?;
     let url = target.http.url_path("/health");
     let blackbox = peers::start_exporter(Exporter::Blackbox, &dir.path().join("blackbox")).await?;
     let timeout = (a.interval_ms / 2).min(5_000);
@@ -241,12 +240,9 @@ async fn measure(a: &Args) -> anyhow::Result<Vec<Run>> {
     if !agent.terminate() {
         eprintln!("WARNING: the agent did not stop cleanly on SIGTERM");
     }
-    drop((collector, blackbox, target));
+    drop((collector, blackbox));
     Ok(runs)
 }
-
-/// Picks one side's latencies out of a run.
-type SideOf = fn(&Run) -> &[f64];
 
 fn quantiles(v: &[f64]) -> String {
     QUANTILES
@@ -258,8 +254,11 @@ fn quantiles(v: &[f64]) -> String {
         .join(" ")
 }
 
+/// One side's latencies in a run.
+type Side = fn(&Run) -> &[f64];
+
 /// Per-run `q`-quantiles of a side, summarised over the runs.
-fn over_runs(runs: &[Run], side: fn(&Run) -> &[f64], q: f64) -> Option<Summary> {
+fn over_runs(runs: &[Run], side: Side, q: f64) -> Option<Summary> {
     let v: Vec<f64> = runs.iter().filter_map(|r| quantile(side(r), q)).collect();
     Summary::of(&v)
 }
@@ -285,7 +284,9 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    let runs = rt.block_on(measure(&a))?;
+    let target = Target::start()?;
+    let runs = rt.block_on(measure(&a, &target))?;
+    drop(target);
     rt.shutdown_timeout(Duration::from_secs(5));
     for (side, count) in [
         ("agent", runs.iter().map(|r| r.agent.len()).sum::<usize>()),
@@ -311,7 +312,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             r.failures
         );
     }
-    let sides: [(&str, SideOf); 3] = [
+    let sides: [(&str, Side); 3] = [
         ("agent (reported latency_us, via MQTT and the store)", |r| {
             &r.agent
         }),
@@ -335,7 +336,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
                 .join(" | ")
         );
     }
-    let delta = |other: fn(&Run) -> &[f64], q: f64| {
+    let delta = |other: Side, q: f64| {
         let v: Vec<f64> = runs
             .iter()
             .filter_map(|r| Some(quantile(&r.agent, q)? - quantile(other(r), q)?))

@@ -88,6 +88,8 @@ impl Args {
 struct Cost {
     /// VmRSS at the end of the window, MiB.
     rss_mib: f64,
+    /// RssAnon at the end of the window, MiB.
+    anon_mib: f64,
     /// VmHWM at the end of the window, MiB.
     hwm_mib: f64,
     /// CPU seconds over the window.
@@ -100,6 +102,7 @@ impl Cost {
     fn between(start: &Usage, end: &Usage) -> Self {
         Self {
             rss_mib: end.rss_kb as f64 / 1024.0,
+            anon_mib: end.anon_kb as f64 / 1024.0,
             hwm_mib: end.hwm_kb as f64 / 1024.0,
             cpu_s: end.cpu_since(start),
             secs: end.secs_since(start),
@@ -320,6 +323,7 @@ fn report(n: usize, agent: &[AgentRun], peer: &[PeerRun]) -> SizeResult {
     let pairs = || agent.iter().zip(peer);
     let peers_rss = |p: &PeerRun| p.blackbox.rss_mib + p.node.rss_mib;
     let peers_hwm = |p: &PeerRun| p.blackbox.hwm_mib + p.node.hwm_mib;
+    let peers_anon = |p: &PeerRun| p.blackbox.anon_mib + p.node.anon_mib;
     let r = SizeResult {
         probes: n,
         rss: summary(agent.iter().map(|r| r.cost.rss_mib)),
@@ -346,6 +350,15 @@ fn report(n: usize, agent: &[AgentRun], peer: &[PeerRun]) -> SizeResult {
         show(summary(peer.iter().map(peers_hwm)), 1),
         show(
             summary(pairs().map(|(a, p)| a.cost.hwm_mib / peers_hwm(p))),
+            3
+        )
+    );
+    println!(
+        "| anonymous RSS (RssAnon: heap + stacks, no mapped code), MiB | {} | {} | {} |",
+        show(summary(agent.iter().map(|r| r.cost.anon_mib)), 1),
+        show(summary(peer.iter().map(peers_anon)), 1),
+        show(
+            summary(pairs().map(|(a, p)| a.cost.anon_mib / peers_anon(p))),
             3
         )
     );
@@ -444,9 +457,10 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         for run in 1..=a.runs {
             let r = rt.block_on(run_agent(&a, &urls, &root))?;
             println!(
-                "probes {n} run {run}/{} agent: RSS {:.1} MiB (peak {:.1}), CPU {:.3} s over {:.1} s for {} results ({} not up) = {:.0} µs/probe",
+                "probes {n} run {run}/{} agent: RSS {:.1} MiB (anon {:.1}, peak {:.1}), CPU {:.3} s over {:.1} s for {} results ({} not up) = {:.0} µs/probe",
                 a.runs,
                 r.cost.rss_mib,
+                r.cost.anon_mib,
                 r.cost.hwm_mib,
                 r.cost.cpu_s,
                 r.cost.secs,
@@ -460,11 +474,13 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             agent.push(r);
             let p = rt.block_on(run_peers(&a, &urls, &root))?;
             println!(
-                "probes {n} run {run}/{} peers: RSS blackbox {:.1} + node {:.1} = {:.1} MiB (peaks {:.1} + {:.1}), CPU blackbox {:.3} s for {} probes ({} failed) = {:.0} µs/probe, node {:.3} s for {} scrapes",
+                "probes {n} run {run}/{} peers: RSS blackbox {:.1} + node {:.1} = {:.1} MiB (anon {:.1} + {:.1}, peaks {:.1} + {:.1}), CPU blackbox {:.3} s for {} probes ({} failed) = {:.0} µs/probe, node {:.3} s for {} scrapes",
                 a.runs,
                 p.blackbox.rss_mib,
                 p.node.rss_mib,
                 p.blackbox.rss_mib + p.node.rss_mib,
+                p.blackbox.anon_mib,
+                p.node.anon_mib,
                 p.blackbox.hwm_mib,
                 p.node.hwm_mib,
                 p.blackbox.cpu_s,

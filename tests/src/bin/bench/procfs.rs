@@ -1,5 +1,6 @@
-//! What a process costs, read from `/proc`: resident memory now (VmRSS) and at its peak
-//! (VmHWM), and CPU time used (utime + stime, including threads that have exited).
+//! What a process costs, read from `/proc`: resident memory now (VmRSS, and its anonymous part
+//! RssAnon: heap and stacks, without the mapped binary and libraries) and at its peak (VmHWM),
+//! and CPU time used (utime + stime, including threads that have exited).
 
 use std::process::Command;
 use std::time::Instant;
@@ -13,6 +14,8 @@ pub struct Usage {
     pub at: Instant,
     /// Resident set now, kB.
     pub rss_kb: u64,
+    /// Anonymous resident memory now (heap, stacks), kB.
+    pub anon_kb: u64,
     /// Peak resident set so far, kB.
     pub hwm_kb: u64,
     /// User + system CPU time so far, seconds.
@@ -84,6 +87,7 @@ pub fn usage(pid: u32) -> anyhow::Result<Usage> {
     Ok(Usage {
         at,
         rss_kb: status_kb(&status, "VmRSS:").context("no VmRSS in /proc/pid/status")?,
+        anon_kb: status_kb(&status, "RssAnon:").context("no RssAnon in /proc/pid/status")?,
         hwm_kb: status_kb(&status, "VmHWM:").context("no VmHWM in /proc/pid/status")?,
         cpu_s: ticks as f64 / clock_ticks(),
     })
