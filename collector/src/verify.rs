@@ -48,11 +48,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         let mut parts = key.splitn(3, |b| *b == 0);
         let agent = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
         let probe = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-        let r: crate::store::StoredResult =
-            serde_json::from_slice(&value).map_err(|source| crate::store::StoreError::Corrupt {
-                tree: trees::RESULTS,
-                source,
-            })?;
+        let r = crate::store::StoredResult::decode(&value)?;
         report.results += 1;
         if !seen
             .entry((agent.clone(), r.boot))

@@ -212,8 +212,7 @@ fn stored_seqs(
     for (key, value) in tree.scan_prefix(&[]).expect("scan") {
         let agent =
             String::from_utf8_lossy(key.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
-        let r: watchstand_collector::store::StoredResult =
-            serde_json::from_slice(&value).expect("record");
+        let r = watchstand_collector::store::StoredResult::decode(&value).expect("record");
         out.entry(agent).or_default().insert(r.seq);
     }
     out

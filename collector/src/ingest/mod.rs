@@ -306,13 +306,18 @@ impl Ingest {
         effects: &mut BatchEffects,
     ) {
         let (mut stored, mut dups) = (0u64, 0u64);
+        // One lookup per message, not per result.
+        let tracker = self.tracker(&b.agent, &b.boot);
         for r in &b.results {
-            if self.tracker(&b.agent, &b.boot).insert(r.seq) {
-                // Marks before the result they describe: a crash can leave a mark without its
+            if tracker.insert(r.seq) {
+                // Marks before the result they describe: `StoreBatch` writes the (deduplicated)
+                // marks ahead of every other write, so a crash can leave a mark without its
                 // result (recomputed harmlessly), never a result without its mark (a stale
                 // rollup).
                 for mark in dirty_marks(&b.agent, &r.probe, r.observed_ms, r.interval_ms) {
-                    batch.push(trees::DIRTY, mark);
+                    if let Write::Put(key, _) = mark {
+                        batch.mark_dirty(key);
+                    }
                 }
                 batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
                 if let Some(watch) = &mut self.watch {

@@ -44,10 +44,9 @@ const POLL: Duration = Duration::from_millis(5);
 /// The writes side C makes per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreLayout {
-    /// Exactly the collector's: one JSON `StoredResult` per result plus its dirty marks.
+    /// Exactly the collector's: one binary `StoredResult` per result plus its dirty marks
+    /// (deduplicated within the batch).
     AsIs,
-    /// Candidate: the same, with the dirty marks deduplicated within the batch.
-    DedupMarks,
     /// Candidate: one record per message (the batch as received) plus the deduplicated dirty
     /// marks; per-probe records would be derived later, off the ack path.
     Blob,
@@ -767,7 +766,6 @@ fn run_store(a: &Args, plan: &Plan, root: &Path) -> anyhow::Result<RunOutcome> {
         let t = std::time::Instant::now();
         let mut batch = StoreBatch::default();
         let mut last: HashMap<&str, u64> = HashMap::new();
-        let mut marks = std::collections::BTreeSet::new();
         for (load, m) in chunk {
             let b: ResultBatch = v1::decode(&m.payload, v1::MAX_PAYLOAD_BYTES, now)
                 .map_err(|e| anyhow::anyhow!("decode: {e}"))?;
@@ -786,13 +784,8 @@ fn run_store(a: &Args, plan: &Plan, root: &Path) -> anyhow::Result<RunOutcome> {
                     batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
                 }
                 for mark in dirty_marks(&b.agent, &r.probe, r.observed_ms, r.interval_ms) {
-                    match a.store_layout {
-                        StoreLayout::AsIs => batch.push(trees::DIRTY, mark),
-                        StoreLayout::DedupMarks | StoreLayout::Blob => {
-                            if let Write::Put(k, _) = mark {
-                                marks.insert(k);
-                            }
-                        }
+                    if let Write::Put(k, _) = mark {
+                        batch.mark_dirty(k);
                     }
                 }
             }
@@ -800,9 +793,6 @@ fn run_store(a: &Args, plan: &Plan, root: &Path) -> anyhow::Result<RunOutcome> {
             if let Some(r) = b.results.last() {
                 last.insert(&load.id, r.seq);
             }
-        }
-        for k in marks {
-            batch.push(trees::DIRTY, Write::Put(k, Vec::new()));
         }
         // The dedup state the collector writes after the data: one small record per agent.
         for (agent, seq) in last {
