@@ -306,8 +306,12 @@ impl Ingest {
         effects: &mut BatchEffects,
     ) {
         let (mut stored, mut dups) = (0u64, 0u64);
-        // One lookup per message, not per result.
-        let tracker = self.tracker(&b.agent, &b.boot);
+        // One lookup per message, not per result (the field, not `tracker()`, so that the state
+        // watch can be borrowed beside it).
+        let tracker = self
+            .trackers
+            .entry((b.agent.clone(), b.boot.clone()))
+            .or_default();
         for r in &b.results {
             if tracker.insert(r.seq) {
                 // Marks before the result they describe: `StoreBatch` writes the (deduplicated)
