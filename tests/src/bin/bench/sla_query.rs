@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "100:90d,1000:90d,10000:7d"
+        default_value = "100:90d,1000:90d,10000:3d"
     )]
     sizes: Vec<Size>,
     /// The SLA window, days (ending at the last loaded minute).
