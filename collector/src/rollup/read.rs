@@ -5,11 +5,11 @@
 //! 30-day window, whatever the check rate.
 
 use watchstand_shared::storage::key::prefix_end;
-use watchstand_shared::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use watchstand_shared::time::{DAY_MS, HOUR_MS};
 
-use super::block::{bucket_key, parse_bucket_key, HourBlock};
+use super::block::{bucket_key, parse_bucket_key};
 use super::bucket::Rollup;
-use super::{corrupt, hour_of};
+use super::corrupt;
 use crate::store::{probe_prefix, trees, Result, Store};
 
 /// The first minute of the probe that the rollups do not yet hold as recounted (its earliest
@@ -115,6 +115,7 @@ pub fn tally(
     Ok(())
 }
 
+/// Whole minutes from the hour blocks.
 fn add_minutes(
     store: &Store,
     agent: &str,
@@ -123,29 +124,15 @@ fn add_minutes(
     to_ms: u64,
     total: &mut impl BucketSink,
 ) -> Result<()> {
-    if from_ms >= to_ms {
-        return Ok(());
-    }
-    let blocks = store.tree(trees::ROLLUPS)?.range(
-        &bucket_key(agent, probe, hour_of(from_ms)),
-        Some(&bucket_key(agent, probe, to_ms)),
-        usize::MAX,
-    )?;
-    for (k, v) in blocks {
-        let Some((_, _, hour)) = parse_bucket_key(&k) else {
-            continue;
-        };
-        let block = HourBlock::decode(&v).map_err(corrupt(trees::ROLLUPS))?;
-        for (i, m) in block.minutes() {
-            let minute = hour + i as u64 * MINUTE_MS;
-            if minute >= from_ms && minute < to_ms {
-                total.add(m);
-            }
+    if from_ms < to_ms {
+        for (_, m) in super::rollups(store, agent, probe, from_ms, to_ms)? {
+            total.add(&m);
         }
     }
     Ok(())
 }
 
+/// Whole hours from the hour sums.
 fn add_hours(
     store: &Store,
     agent: &str,
@@ -154,22 +141,19 @@ fn add_hours(
     to_ms: u64,
     total: &mut impl BucketSink,
 ) -> Result<()> {
-    if from_ms >= to_ms {
-        return Ok(());
-    }
-    let sums = store.tree(trees::ROLLUP_HOUR_SUMS)?.range(
-        &bucket_key(agent, probe, from_ms),
-        Some(&bucket_key(agent, probe, to_ms)),
-        usize::MAX,
-    )?;
-    for (_, v) in sums {
-        total
-            .add_encoded(&v, HOUR_MS)
-            .map_err(corrupt(trees::ROLLUP_HOUR_SUMS))?;
-    }
-    Ok(())
+    let span = (from_ms, to_ms);
+    add_sums(
+        store,
+        trees::ROLLUP_HOUR_SUMS,
+        HOUR_MS,
+        agent,
+        probe,
+        span,
+        total,
+    )
 }
 
+/// Whole days from the day sums.
 fn add_days(
     store: &Store,
     agent: &str,
@@ -178,15 +162,30 @@ fn add_days(
     to_ms: u64,
     total: &mut impl BucketSink,
 ) -> Result<()> {
-    let days = store.tree(trees::ROLLUP_DAYS)?.range(
+    let span = (from_ms, to_ms);
+    add_sums(store, trees::ROLLUP_DAYS, DAY_MS, agent, probe, span, total)
+}
+
+/// The encoded sums of `tree` (buckets of `full_ms`) starting in `[from, to)`.
+fn add_sums(
+    store: &Store,
+    tree: &'static str,
+    full_ms: u64,
+    agent: &str,
+    probe: &str,
+    (from_ms, to_ms): (u64, u64),
+    total: &mut impl BucketSink,
+) -> Result<()> {
+    if from_ms >= to_ms {
+        return Ok(());
+    }
+    let sums = store.tree(tree)?.range(
         &bucket_key(agent, probe, from_ms),
         Some(&bucket_key(agent, probe, to_ms)),
         usize::MAX,
     )?;
-    for (_, v) in days {
-        total
-            .add_encoded(&v, DAY_MS)
-            .map_err(corrupt(trees::ROLLUP_DAYS))?;
+    for (_, v) in sums {
+        total.add_encoded(&v, full_ms).map_err(corrupt(tree))?;
     }
     Ok(())
 }
