@@ -72,21 +72,13 @@ impl Receiver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_is_one_incident_notified_through_a_receiver_outage_and_a_collector_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::default();
-    let hook = receiver.start().await;
-    let target = HttpTarget::start().await;
-    let services = format!(
+/// The collector's services file: `[incidents]` as given, the receiver at `hook` as webhook
+/// `ops`, and one service `web` of `criticality` measured by `agent-1/web`.
+fn web_service(hook: std::net::SocketAddr, incidents: &str, criticality: &str) -> String {
+    format!(
         r#"
 [incidents]
-evaluate_every = "1s"
-down_after = 2
-resolve_after = "3s"
-burn_rate = []
-sla_below_target = false
-
+{incidents}
 [[webhooks]]
 name = "ops"
 url = "http://{hook}/hook"
@@ -95,12 +87,37 @@ secret = "s3cret"
 [[services]]
 id = "web"
 name = "Web"
-criticality = "critical"
+criticality = "{criticality}"
 rto = "5m"
 rpo = "1m"
 probes = ["agent-1/web"]
 slo = {{ availability = 99.9, window = "1d" }}
 "#
+    )
+}
+
+/// The agent's probe `web`: HTTP every second against `url`.
+fn web_probe(url: &str) -> String {
+    format!(
+        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_one_incident_notified_through_a_receiver_outage_and_a_collector_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::default();
+    let hook = receiver.start().await;
+    let target = HttpTarget::start().await;
+    let services = web_service(
+        hook,
+        r#"evaluate_every = "1s"
+down_after = 2
+resolve_after = "3s"
+burn_rate = []
+sla_below_target = false
+"#,
+        "critical",
     );
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
@@ -108,10 +125,7 @@ slo = {{ availability = 99.9, window = "1d" }}
         &services,
     );
     let mut collector = spec.spawn().await;
-    let probes = format!(
-        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
-        target.url()
-    );
+    let probes = web_probe(&target.url());
     let _agent = AgentSpec::new(
         &dir.path().join("agent"),
         "agent-1",
@@ -287,29 +301,15 @@ async fn a_state_change_opens_and_resolves_the_incident_long_before_the_periodic
     let target = HttpTarget::start().await;
     // The tick runs at start and then once a minute: only an event-driven evaluation can open
     // and resolve within the test's bounds. The product's publish linger (200 ms) applies.
-    let services = format!(
-        r#"
-[incidents]
-evaluate_every = "1m"
+    let services = web_service(
+        hook,
+        r#"evaluate_every = "1m"
 down_after = 1
 resolve_after = "0s"
 burn_rate = []
 sla_below_target = false
-
-[[webhooks]]
-name = "ops"
-url = "http://{hook}/hook"
-secret = "s3cret"
-
-[[services]]
-id = "web"
-name = "Web"
-criticality = "high"
-rto = "5m"
-rpo = "1m"
-probes = ["agent-1/web"]
-slo = {{ availability = 99.9, window = "1d" }}
-"#
+"#,
+        "high",
     );
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
@@ -317,10 +317,7 @@ slo = {{ availability = 99.9, window = "1d" }}
         &services,
     );
     let mut collector = spec.spawn().await;
-    let probes = format!(
-        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
-        target.url()
-    );
+    let probes = web_probe(&target.url());
     let mut agent_spec = AgentSpec::new(
         &dir.path().join("agent"),
         "agent-1",
