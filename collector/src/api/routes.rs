@@ -205,7 +205,11 @@ pub async fn services(State(state): Shared) -> Result<Json<Vec<ServiceView>>, Ap
         availability::service_reports(&state.store, &jobs)
             .into_iter()
             .zip(&state.catalogue.services)
-            .map(|(report, s)| Ok(service_view(s, report?)))
+            .map(|(report, s)| {
+                let mut report = report?;
+                report.rebase_budget(s.window.period_ms(now));
+                Ok(service_view(s, report))
+            })
             .collect()
     })
     .await
@@ -265,12 +269,18 @@ pub async fn service_sla(
             what: "service",
             id: id.clone(),
         })?;
-    let span = resolve_range(&q, service.window.resolve(now_ms()))?;
+    let now = now_ms();
+    let span = resolve_range(&q, service.window.resolve(now))?;
     let store = state.store.clone();
-    let report = {
+    let mut report = {
         let service = service.clone();
         blocking(move || Ok(availability::service_report(&store, &service, span)?)).await?
     };
+    // The service's own SLO window: its budget is the whole period's (a calendar month before
+    // its end). An explicit range is its own budget window.
+    if q.from.is_none() && q.to.is_none() {
+        report.rebase_budget(service.window.period_ms(now));
+    }
     Ok(Json(SlaView {
         service: service.id,
         name: service.name,

@@ -198,23 +198,25 @@ pub fn conditions(
             format!("{} is not measured: its agents are offline", s.name),
         ));
 
-        // Burn rates: both windows at or above the factor.
+        // Burn rates: both windows at or above the factor, and the long window covered by
+        // data (a young service's first outage is not a month's budget burning).
         let budget_fraction = 1.0 - s.sla.target_pct / 100.0;
         for w in &p.burn_rate {
-            let burn = |len_ms: u64| -> Result<Option<f64>> {
+            let burn = |len_ms: u64| -> Result<(Option<f64>, f64)> {
                 let span = Span {
                     from_ms: now.saturating_sub(len_ms),
                     to_ms: now,
                 };
                 let r = availability::service_report(store, s, span)?;
                 let measured = r.uptime_s + r.downtime_s;
-                Ok((measured > 0.0 && budget_fraction > 0.0)
-                    .then(|| r.downtime_s / measured / budget_fraction))
+                let rate = (measured > 0.0 && budget_fraction > 0.0)
+                    .then(|| r.downtime_s / measured / budget_fraction);
+                Ok((rate, r.coverage_pct.unwrap_or(0.0)))
             };
-            let long = burn(w.long.as_millis())?;
-            let short = burn(w.short.as_millis())?;
-            let breached =
-                matches!((long, short), (Some(l), Some(sh)) if l >= w.factor && sh >= w.factor);
+            let (long, long_coverage) = burn(w.long.as_millis())?;
+            let (short, _) = burn(w.short.as_millis())?;
+            let breached = long_coverage >= p.burn_rate_min_coverage_pct
+                && matches!((long, short), (Some(l), Some(sh)) if l >= w.factor && sh >= w.factor);
             out.push(base(
                 Rule::BurnRate(w.name.clone()),
                 breached,
@@ -258,10 +260,11 @@ pub fn conditions(
 
         // The SLO window's error budget is spent.
         if p.sla_below_target {
-            let r = availability::service_report(store, s, s.window.resolve(now))?;
+            let mut r = availability::service_report(store, s, s.window.resolve(now))?;
+            r.rebase_budget(s.window.period_ms(now));
             out.push(base(
                 Rule::SlaBelowTarget,
-                r.downtime_s > 0.0 && r.error_budget_remaining_s <= 0.0,
+                r.is_budget_spent(),
                 format!(
                     "{}: error budget of the {} window spent ({:.4} % vs target {} %)",
                     s.name,

@@ -7,6 +7,10 @@
 //! — an agent measuring the service is offline, or a service it depends on is down — is recorded
 //! as inhibited and not notified.
 //!
+//! An incident resolved by hand while its condition still holds stays resolved: its key is
+//! held (and the timeline says so) until the condition clears, and only a breach after that
+//! opens a new incident — an operator's resolve is not overruled by the next evaluation.
+//!
 //! Every change is written with the notifications it causes in one flushed store batch; active
 //! incidents are reloaded at start, so a restart never opens a second incident for a cause.
 
@@ -67,6 +71,8 @@ pub struct Engine {
     healthy_since: HashMap<String, u64>,
     /// Flapping now, per key (kept without an incident too).
     flapping: HashMap<String, bool>,
+    /// Incidents resolved by hand, by key, until an evaluation sees their condition clear.
+    resolved_by_hand: HashMap<String, Incident>,
     next_id: u64,
     next_seq: u64,
 }
@@ -93,10 +99,19 @@ impl Engine {
         let (next_id, next_seq) = store.next_ids()?;
         let mut active = HashMap::new();
         let mut flapping = HashMap::new();
-        for i in store.all()? {
+        let mut resolved_by_hand = HashMap::new();
+        // Oldest first: a later incident of a key replaces what an earlier one said.
+        let mut all = store.all()?;
+        all.sort_by_key(|i| i.id);
+        for i in all {
             if i.state.is_active() {
+                resolved_by_hand.remove(&i.dedup_key);
                 flapping.insert(i.dedup_key.clone(), i.flapping);
                 active.insert(i.dedup_key.clone(), i);
+            } else if i.held_until_clear {
+                resolved_by_hand.insert(i.dedup_key.clone(), i);
+            } else {
+                resolved_by_hand.remove(&i.dedup_key);
             }
         }
         Ok(Self {
@@ -107,6 +122,7 @@ impl Engine {
             active,
             healthy_since: HashMap::new(),
             flapping,
+            resolved_by_hand,
             next_id,
             next_seq,
         })
@@ -334,6 +350,29 @@ impl Engine {
                 continue;
             }
 
+            if let Some(mut resolved) = self.resolved_by_hand.remove(&c.key) {
+                if c.breached {
+                    if !resolved.held_until_clear {
+                        resolved.held_until_clear = true;
+                        resolved.push(
+                            now,
+                            "reopen_held",
+                            None,
+                            "the condition still holds after the manual resolve; a new incident \
+                             opens only after it clears and breaches again",
+                        );
+                        IncidentStore::put(&mut batch, &resolved);
+                    }
+                    self.resolved_by_hand.insert(c.key.clone(), resolved);
+                    continue;
+                }
+                if resolved.held_until_clear {
+                    resolved.held_until_clear = false;
+                    resolved.push(now, "condition_cleared", None, "");
+                    IncidentStore::put(&mut batch, &resolved);
+                }
+                continue;
+            }
             if !c.breached {
                 continue;
             }
@@ -371,6 +410,7 @@ impl Engine {
                 summary: c.summary.clone(),
                 last_notified_ms: None,
                 timeline: Vec::new(),
+                held_until_clear: false,
             };
             self.next_id += 1;
             incident.push(now, "opened", None, c.summary.clone());
@@ -475,6 +515,9 @@ impl Engine {
             self.active.insert(key.clone(), incident.clone());
         } else {
             self.healthy_since.remove(&key);
+            // Resolved by hand (the only way `act` resolves): hold the key until an evaluation
+            // sees the condition clear.
+            self.resolved_by_hand.insert(key, incident.clone());
         }
         Ok(incident)
     }

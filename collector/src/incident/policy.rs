@@ -72,6 +72,10 @@ pub struct RawIncidentPolicy {
     /// Burn-rate alerts; `[]` turns them off.
     #[serde(default)]
     pub burn_rate: Option<Vec<BurnRateWindow>>,
+    /// Share of a burn-rate rule's long window that must be measured before it may fire,
+    /// percent.
+    #[serde(default)]
+    pub burn_rate_min_coverage_pct: Option<f64>,
     /// Window over which the latency objective is judged.
     #[serde(default)]
     pub latency_window: Option<Duration>,
@@ -129,6 +133,8 @@ pub struct IncidentPolicy {
     pub repeat_interval_ms: u64,
     /// Burn-rate alerts.
     pub burn_rate: Vec<BurnRateWindow>,
+    /// Measured share of the long window a burn-rate rule needs before it may fire, percent.
+    pub burn_rate_min_coverage_pct: f64,
     /// Latency objective window, ms.
     pub latency_window_ms: u64,
     /// The SLA-below-target rule is on.
@@ -168,6 +174,7 @@ impl Default for IncidentSettings {
                         short: Duration::from_secs(1_800),
                     },
                 ],
+                burn_rate_min_coverage_pct: 90.0,
                 latency_window_ms: 3_600_000,
                 sla_below_target: true,
                 flapping: RawFlapping::default(),
@@ -260,6 +267,15 @@ pub fn merge(
     if let Some(b) = &raw.burn_rate {
         check_burn(p, key, b);
         out.burn_rate = b.clone();
+    }
+    if let Some(c) = raw.burn_rate_min_coverage_pct {
+        if !(0.0..=100.0).contains(&c) {
+            p.push(
+                format!("{key}.burn_rate_min_coverage_pct"),
+                format!("{c} is outside 0..=100"),
+            );
+        }
+        out.burn_rate_min_coverage_pct = c.clamp(0.0, 100.0);
     }
     if let Some(d) = raw.latency_window {
         if d.as_millis() < 60_000 {
@@ -360,6 +376,10 @@ mod tests {
             (
                 "burn_rate = [{ name = \"fast\", factor = 14.4, long = \"5m\", short = \"1h\" }]",
                 vec!["incidents.burn_rate[0].short: 1h must be positive and shorter than long 5m"],
+            ),
+            (
+                "burn_rate_min_coverage_pct = 120",
+                vec!["incidents.burn_rate_min_coverage_pct: 120 is outside 0..=100"],
             ),
             (
                 "flapping = { high_pct = 20, low_pct = 30 }",

@@ -94,6 +94,10 @@ pub struct Incident {
     pub last_notified_ms: Option<u64>,
     /// Timeline.
     pub timeline: Vec<TimelineEvent>,
+    /// Resolved by hand while its condition still held: no new incident opens for this cause
+    /// until the condition clears and breaches again (cleared then, with a timeline event).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_until_clear: bool,
 }
 
 impl Incident {

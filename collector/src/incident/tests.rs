@@ -532,8 +532,10 @@ fn incidents_survive_a_restart_without_a_second_one_for_the_same_cause() {
         Some("restarted the pod")
     );
     assert!(w.engine.resolve(id, "ana", "again", t + 2).is_err());
-    for _ in 0..3 {
-        w.result(t, false, EVERY);
+    // Resolved by hand while still down: held until the service is seen up (issue 11), then
+    // the next breach opens a new incident.
+    for up in [false, true, false, false] {
+        w.result(t, up, EVERY);
         w.evaluate(t + 1);
         t += EVERY;
     }
@@ -928,4 +930,146 @@ fn event_evaluations_between_ticks_do_not_make_a_flap_out_of_one_outage_or_hide_
             assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1, "no churn");
         }
     }
+}
+
+// Issue 11: SLO semantics for young and partly measured windows.
+
+#[test]
+fn a_30_s_outage_on_a_fresh_service_opens_exactly_one_incident_service_down() {
+    // Default policy (burn rates, SLA below target, latency window all on), 30-day window.
+    let mut w = World::new("{ availability = 99.9 }", "");
+    let down_from = T0 + 5 * MINUTE_MS;
+    let down_to = down_from + 30 * SECOND_MS;
+    let end = down_to + 10 * MINUTE_MS;
+    let mut t = T0;
+    while t <= end {
+        w.result(t, !(down_from..down_to).contains(&t), EVERY);
+        w.evaluate(t);
+        t += EVERY;
+    }
+    let opened: Vec<String> = w
+        .changes
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Change::Opened(_, k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, vec!["service_down:web".to_owned()]);
+    assert_eq!(w.count(|c| matches!(c, Change::Resolved(..))), 1);
+    // The 30-day budget is the window's, not the 15 measured minutes'.
+    let service = w.catalogue.get("web").expect("web").clone();
+    let r = crate::availability::service_report(&w.store, &service, service.window.resolve(end))
+        .expect("report");
+    assert_eq!(r.error_budget_s, 2_592.0);
+    assert_eq!(r.downtime_s, 30.0);
+    assert_eq!(r.measured_since, Some(T0));
+    assert!(r.coverage_pct.expect("coverage") < 1.0);
+}
+
+#[test]
+fn thirty_one_days_of_data_with_the_budget_spent_opens_sla_below_target() {
+    let mut w = World::new(
+        "{ availability = 99.9, window = \"30d\" }",
+        "burn_rate = []\ndown_after = 1000\nflapping = { enabled = false }\n",
+    );
+    let end = T0 + 31 * DAY_MS;
+    // 50 minutes down, ten days before the end: more than 43 min 12 s.
+    let down_from = end - 10 * DAY_MS;
+    let down_to = down_from + 50 * MINUTE_MS;
+    let mut writes = Vec::new();
+    let mut t = T0;
+    while t <= end {
+        writes.push(w.result_write(t, !(down_from..down_to).contains(&t), MINUTE_MS));
+        t += MINUTE_MS;
+    }
+    w.store
+        .tree(trees::RESULTS)
+        .expect("tree")
+        .apply(writes)
+        .expect("write");
+    w.registry.update("lab", "a", "b", end, |_| {});
+    // Before the outage spent it, the budget holds; after, the rule opens.
+    w.evaluate(down_from + 40 * MINUTE_MS);
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 0);
+    w.evaluate(end);
+    let opened: Vec<_> = w
+        .changes
+        .iter()
+        .filter(|(_, c)| matches!(c, Change::Opened(_, k) if k == "sla_below_target:web"))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(opened, vec![end]);
+}
+
+#[test]
+fn a_manual_resolve_while_breaching_holds_until_the_condition_clears_and_breaches_again() {
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "burn_rate = []\nsla_below_target = false\ndown_after = 1\nresolve_after = \"0s\"\nflapping = { enabled = false }\n",
+    );
+    let mut t = T0;
+    // Up for a minute, then down.
+    while t < T0 + MINUTE_MS {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    w.result(t, false, EVERY);
+    w.evaluate(t + 1);
+    let id = w.incidents().first().expect("opened").id;
+    w.engine
+        .resolve(id, "ana", "known issue", t + 2)
+        .expect("resolve");
+    // Still down for two more minutes: no new incident, and the timeline says why, once.
+    for _ in 0..12 {
+        t += EVERY;
+        w.result(t, false, EVERY);
+        w.evaluate(t + 1);
+    }
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1);
+    let resolved = w
+        .incidents()
+        .into_iter()
+        .find(|i| i.id == id)
+        .expect("kept");
+    assert!(resolved.held_until_clear);
+    assert_eq!(
+        resolved
+            .timeline
+            .iter()
+            .filter(|e| e.event == "reopen_held")
+            .count(),
+        1
+    );
+    // A restart keeps holding it.
+    w.engine = Engine::load(
+        IncidentStore::new(w.store.clone()),
+        IncidentSettings::default(),
+        HashMap::from([("web".to_owned(), w.engine.policy("web"))]),
+        Vec::new(),
+    )
+    .expect("reload");
+    t += EVERY;
+    w.result(t, false, EVERY);
+    w.evaluate(t + 1);
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1);
+    // It clears, then breaches again: a new incident.
+    t += EVERY;
+    w.result(t, true, EVERY);
+    w.evaluate(t + 1);
+    let resolved = w
+        .incidents()
+        .into_iter()
+        .find(|i| i.id == id)
+        .expect("kept");
+    assert!(!resolved.held_until_clear);
+    assert!(resolved
+        .timeline
+        .iter()
+        .any(|e| e.event == "condition_cleared"));
+    t += EVERY;
+    w.result(t, false, EVERY);
+    w.evaluate(t + 1);
+    assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 2);
 }

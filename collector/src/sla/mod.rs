@@ -136,8 +136,9 @@ pub struct SlaReport {
     pub target_pct: f64,
     /// `availability_pct ≥ target_pct`; `None` without data.
     pub met: Option<bool>,
-    /// Downtime allowed by the target over the counted time:
-    /// `(1 − target/100) × (uptime_s + downtime_s)`, to the millisecond.
+    /// Downtime allowed by the target over the window:
+    /// `(1 − target/100) × (window length − maintenance_s − drill_s)`, to the millisecond. A
+    /// young or partly measured window does not shrink it (see [`SlaReport::coverage_pct`]).
     pub error_budget_s: f64,
     /// `error_budget_s − downtime_s`; negative once the budget is overspent.
     pub error_budget_remaining_s: f64,
@@ -161,6 +162,43 @@ pub struct SlaReport {
     /// maintenance, a drill or unknown time count as two; unknown time never counts as an
     /// outage, even with `count_unknown_as_down`.
     pub outages: u64,
+    /// Measured share of the window: `(uptime_s + measured downtime) / (window length −
+    /// maintenance_s − drill_s) × 100`; `None` when the window is all maintenance or drill.
+    /// Rules that judge a window (burn rates) wait for this to reach their coverage floor.
+    pub coverage_pct: Option<f64>,
+    /// Start of the first measured (up or down) instant in the window, epoch ms; `None` when
+    /// nothing in the window was measured.
+    pub measured_since: Option<u64>,
+}
+
+impl SlaReport {
+    /// Re-bases the error budget on a longer budget window of `period_ms` (a calendar month
+    /// evaluated before its end: the budget is the whole month's, not the part elapsed). The
+    /// excluded time (maintenance, drills) is what the report saw so far; coverage is left as
+    /// measured over the elapsed part.
+    pub fn rebase_budget(&mut self, period_ms: u64) {
+        let excluded_ms = ((self.maintenance_s + self.drill_s) * 1_000.0).round() as u64;
+        let budget_ms = budget_ms(self.target_pct, period_ms.saturating_sub(excluded_ms));
+        let down_ms = (self.downtime_s * 1_000.0).round() as i128;
+        self.error_budget_s = secs(budget_ms);
+        self.error_budget_remaining_s = secs_signed(i128::from(budget_ms) - down_ms);
+    }
+
+    /// The window's error budget is spent: more down than the whole window's budget allows
+    /// (with any downtime at all, so a 100 % target is not "spent" by nothing). Once true, the
+    /// window's attainment is below target whatever the unmeasured rest of it turns out to be
+    /// (availability = up / (up + down) ≤ 1 − down / window < target), so no coverage floor is
+    /// needed for it.
+    pub fn is_budget_spent(&self) -> bool {
+        self.downtime_s > 0.0 && self.error_budget_remaining_s <= 0.0
+    }
+}
+
+/// `(1 − target/100) × ms`, rounded to whole milliseconds: targets like 99.9 are not exact in
+/// binary, and without the rounding a budget of exactly 2592 s would come out a hair under it.
+fn budget_ms(target_pct: f64, ms: u64) -> u64 {
+    let share = ((100.0 - target_pct) / 100.0).clamp(0.0, 1.0);
+    (share * ms as f64).round() as u64
 }
 
 /// The classified timeline of a service over `window`: maximal segments, sorted, covering the
@@ -278,8 +316,12 @@ pub fn report_from_timelines(
 ) -> SlaReport {
     let (mut up, mut down, mut unknown, mut maint, mut drill, mut partial) = (0, 0, 0, 0, 0, 0);
     let mut outages = 0;
+    let mut measured_since = None;
     for seg in segments_from_timelines(spec, timelines, drills, window) {
         let len = seg.span.len_ms();
+        if matches!(seg.class, ServiceClass::Up | ServiceClass::Down) && measured_since.is_none() {
+            measured_since = Some(seg.span.from_ms);
+        }
         match seg.class {
             ServiceClass::Up => {
                 up += len;
@@ -306,12 +348,12 @@ pub fn report_from_timelines(
     let counted = up + counted_down;
     let availability_pct = pct(up, counted);
 
-    // The budget is rounded to whole milliseconds: targets like 99.9 are not exact in binary,
-    // and without the rounding a budget of exactly 2592 s would come out a hair under it.
-    // (The availability needs no such care: `up × 100 / counted` is rounded once, so an exact
-    // decimal result equals the target as parsed, and `met` holds at exactly the target.)
-    let budget_share = ((100.0 - spec.target_pct) / 100.0).clamp(0.0, 1.0);
-    let budget_ms = (budget_share * counted as f64).round() as u64;
+    // The budget is the whole window's (less excluded time), not the measured part's: on a
+    // young service one outage must not spend a 30-day budget at once. (The availability needs
+    // no rounding care: `up × 100 / counted` is rounded once, so an exact decimal result equals
+    // the target as parsed, and `met` holds at exactly the target.)
+    let budgeted_ms = window.len_ms().saturating_sub(maint + drill);
+    let budget_ms = budget_ms(spec.target_pct, budgeted_ms);
 
     let checks = tally.checks();
     let objective = spec.latency;
@@ -343,6 +385,8 @@ pub fn report_from_timelines(
             .map(|(o, within)| within >= o.pct),
         checks,
         outages,
+        coverage_pct: pct(up + down, budgeted_ms),
+        measured_since,
     }
 }
 
@@ -455,6 +499,77 @@ mod tests {
         assert_eq!(r.error_budget_remaining_s, 0.0);
         assert_eq!(r.outages, 1);
         assert_eq!(r.checks, 30 * 24 * 60 + 1);
+    }
+
+    #[test]
+    fn a_young_window_keeps_the_whole_windows_budget_and_reports_its_coverage() {
+        // A 30-day window of which only the last 5 minutes are measured, with one 30 s outage.
+        let window = s(0, 30 * DAY_MS);
+        let start = window.to_ms - 5 * MINUTE_MS;
+        let probe = regular(start, SECOND_MS, 300, |t| {
+            if (start + 60 * SECOND_MS..start + 90 * SECOND_MS).contains(&t) {
+                Down
+            } else {
+                Up
+            }
+        });
+        let r = report(&spec(Mode::All), &[probe], &[], window);
+        assert_eq!(r.downtime_s, 30.0);
+        assert_eq!(r.uptime_s, 270.0);
+        assert_eq!(r.error_budget_s, 2_592.0);
+        assert_eq!(r.error_budget_remaining_s, 2_562.0);
+        assert!(!r.is_budget_spent());
+        assert_eq!(r.measured_since, Some(start));
+        // 300 s measured of 2,592,000 s.
+        assert_eq!(r.coverage_pct, Some(300.0 * 100.0 / 2_592_000.0));
+        assert_eq!(r.availability_pct, Some(90.0));
+    }
+
+    #[test]
+    fn maintenance_and_drills_are_left_out_of_the_budget_and_the_coverage() {
+        // 100 s window at 99 %: 20 s maintenance, 30 s drill, 50 s measured up.
+        let probe = per_second(100_000, |_| Up);
+        let mut sp = spec(Mode::All);
+        sp.target_pct = 99.0;
+        sp.maintenance = vec![MaintenanceWindow::Fixed {
+            from_ms: 0,
+            to_ms: 20_000,
+        }];
+        let r = report(&sp, &[probe], &[s(20_000, 50_000)], s(0, 100_000));
+        assert_eq!(r.maintenance_s, 20.0);
+        assert_eq!(r.drill_s, 30.0);
+        assert_eq!(r.error_budget_s, 0.5);
+        assert_eq!(r.coverage_pct, Some(100.0));
+        assert_eq!(r.measured_since, Some(50_000));
+    }
+
+    #[test]
+    fn a_budget_rebased_on_the_whole_month_is_the_months() {
+        // Ten days into a 30-day month at 99.9 %, 100 s down.
+        let probe = per_second(10 * DAY_MS / SECOND_MS, |t| {
+            if t < 100 * SECOND_MS {
+                Down
+            } else {
+                Up
+            }
+        });
+        let mut r = report(&spec(Mode::All), &[probe], &[], s(0, 10 * DAY_MS));
+        assert_eq!(r.error_budget_s, 864.0);
+        r.rebase_budget(30 * DAY_MS);
+        assert_eq!(r.error_budget_s, 2_592.0);
+        assert_eq!(r.error_budget_remaining_s, 2_492.0);
+    }
+
+    #[test]
+    fn a_budget_is_spent_only_by_downtime_beyond_it() {
+        let probe = per_second(100_000, between(0, 1));
+        let mut sp = spec(Mode::All);
+        sp.target_pct = 99.0;
+        let r = report(&sp, &[probe], &[], s(0, 100_000));
+        assert_eq!(r.error_budget_remaining_s, 0.0);
+        assert!(r.is_budget_spent());
+        let r = report(&sp, &[per_second(100_000, |_| Up)], &[], s(0, 100_000));
+        assert!(!r.is_budget_spent());
     }
 
     #[test]
@@ -795,8 +910,11 @@ mod tests {
         assert_eq!(r.availability_pct, None);
         assert_eq!(r.met, None);
         assert_eq!(r.unmonitored_s, 60.0);
-        assert_eq!(r.error_budget_s, 0.0);
-        assert_eq!(r.error_budget_remaining_s, 0.0);
+        // The budget is the window's, measured or not: 0.1 % of 60 s.
+        assert_eq!(r.error_budget_s, 0.06);
+        assert_eq!(r.error_budget_remaining_s, 0.06);
+        assert_eq!(r.coverage_pct, Some(0.0));
+        assert_eq!(r.measured_since, None);
         assert_eq!(r.latency_p50_ms, None);
         assert_eq!(r.latency_within_pct, None);
         assert_eq!(r.latency_met, None);
@@ -903,6 +1021,8 @@ mod tests {
             "latency_met",
             "checks",
             "outages",
+            "coverage_pct",
+            "measured_since",
         ];
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();

@@ -43,6 +43,35 @@ impl Window {
     }
 }
 
+impl Window {
+    /// Length of the whole period the error budget is for, at `now_ms`: the rolling length, or
+    /// the whole calendar month containing `now_ms` (not only the part elapsed), so that early
+    /// in a month one outage does not spend the month's budget.
+    pub fn period_ms(&self, now_ms: u64) -> u64 {
+        match *self {
+            Window::Rolling(ms) => ms,
+            Window::CalendarMonth => month_start_ms(now_ms)
+                .zip(next_month_start_ms(now_ms))
+                .map_or(0, |(a, b)| b.saturating_sub(a)),
+        }
+    }
+}
+
+/// The first instant (UTC) of the calendar month after the one containing `now_ms`.
+fn next_month_start_ms(now_ms: u64) -> Option<u64> {
+    let now = DateTime::<Utc>::from_timestamp_millis(i64::try_from(now_ms).ok()?)?;
+    let (year, month) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let start = NaiveDate::from_ymd_opt(year, month, 1)?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
+        .timestamp_millis();
+    u64::try_from(start).ok()
+}
+
 /// The first instant (UTC) of the calendar month containing `now_ms`.
 pub fn month_start_ms(now_ms: u64) -> Option<u64> {
     let now = DateTime::<Utc>::from_timestamp_millis(i64::try_from(now_ms).ok()?)?;
@@ -175,6 +204,15 @@ mod tests {
                 w
             );
         }
+    }
+
+    #[test]
+    fn the_budget_period_is_the_rolling_length_or_the_whole_calendar_month() {
+        let day = 86_400_000;
+        assert_eq!(Window::Rolling(30 * day).period_ms(5), 30 * day);
+        // 2026-12-07T11:00:00Z: December has 31 days; 2028-02-10: February of a leap year, 29.
+        assert_eq!(Window::CalendarMonth.period_ms(1_796_641_200_000), 31 * day);
+        assert_eq!(Window::CalendarMonth.period_ms(1_833_753_600_000), 29 * day);
     }
 
     #[test]
