@@ -475,9 +475,9 @@ impl NoCollectorOnline<'_> {
     pub fn emit(self) {
         COUNTERS.no_collector_warnings.add(1);
         tracing::warn!(
-            broker = self.broker,
-            topic_root = self.topic_root,
-            topic = self.topic,
+            broker = %self.broker,
+            topic_root = %self.topic_root,
+            topic = %self.topic,
             offline = ?self.offline,
             "No Watchstand collector is online on this broker; results wait in the outbox \
              (check [mqtt] url and topic_root against the collector's, and that it runs)."

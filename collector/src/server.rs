@@ -105,8 +105,9 @@ pub async fn start(
         .await
         .with_context(|| {
             format!(
-                "cannot listen for the API on {} (collector.listen)",
-                config.listen
+                "cannot listen for the API on {} (collector.listen; {})",
+                config.listen,
+                crate::config::ports::API_HINT
             )
         })?;
     let api_addr = listener.local_addr().context("API listener address")?;

@@ -1,0 +1,152 @@
+//! Broker identity: an agent connected to a broker where no Watchstand collector is online (a
+//! second Mosquitto on its port, as on a machine where 1883 was already taken) says so within
+//! seconds, naming the broker URL and topic root, and `/health` shows `collector_online: false`
+//! until a collector announces itself there. `collector check` reports a listen port that is
+//! taken, by key.
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use watchstand_tests::process::{AgentSpec, BrokerChoice, CollectorSpec, MosquittoSpec};
+use watchstand_tests::{bin, free_addr, wait_for};
+
+const WARNING: &str = "No Watchstand collector is online on this broker";
+
+const PROBE: &str = "[[probes]]\nid = \"self\"\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_on_a_broker_without_a_collector_warns_within_5s_naming_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mosquitto = MosquittoSpec::new(&dir.path().join("mosquitto"));
+    let Some(_broker) = mosquitto.spawn().await else {
+        return;
+    };
+    let spec = AgentSpec::new(
+        &dir.path().join("agent"),
+        "agent-1",
+        &mosquitto.url(),
+        PROBE,
+    );
+    let log = spec.dir.join("agent.log");
+    let spawned = Instant::now();
+    let agent = spec.spawn().await;
+    let connected = wait_for("the agent to connect", Duration::from_secs(10), || async {
+        let h = agent.health().await;
+        (h["mqtt_connected"] == true).then_some(Instant::now())
+    })
+    .await;
+    let line = wait_for("the no-collector warning", Duration::from_secs(15), || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .find(|l| l.contains(WARNING))
+                .map(|l| (l.to_owned(), Instant::now()))
+        }
+    })
+    .await;
+    let (line, warned) = line;
+    eprintln!(
+        "warned {:?} after the agent started, {:?} after it was seen connected: {line}",
+        warned - spawned,
+        warned.saturating_duration_since(connected)
+    );
+    assert!(
+        warned.saturating_duration_since(connected) <= Duration::from_secs(5),
+        "warned within 5 s of connecting: {line}"
+    );
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains(&mosquitto.url()),
+        "names the broker URL: {line}"
+    );
+    assert!(
+        line.contains("topic_root") && line.contains("watchstand"),
+        "names the topic root: {line}"
+    );
+    let h = agent.health().await;
+    assert_eq!(h["collector_online"], false, "{h}");
+
+    // Once, not per second.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches(WARNING).count(), 1, "one warning per episode");
+
+    // A collector comes online on that broker: the agent sees it.
+    let _collector = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::External(mosquitto.url()),
+        "",
+    )
+    .spawn()
+    .await;
+    let h = wait_for("collector_online", Duration::from_secs(15), || async {
+        let h = agent.health().await;
+        (h["collector_online"] == true).then_some(h)
+    })
+    .await;
+    eprintln!("after the collector started: {h}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("A collector is online on the broker"),
+        "{text}"
+    );
+}
+
+/// Runs `watchstand-collector check` on a config whose embedded broker and API listen on
+/// `broker` and `api`; returns the exit code and output.
+fn check(
+    dir: &std::path::Path,
+    broker: std::net::SocketAddr,
+    api: std::net::SocketAddr,
+) -> (i32, String) {
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[collector]\ndata_dir = \"data\"\nlisten = \"{api}\"\n\n[broker]\nembedded = true\nlisten = \"{broker}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin("watchstand-collector"))
+        .args(["check", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn collector_check_reports_a_taken_broker_or_api_port_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, api) = (free_addr(), free_addr());
+    let (code, text) = check(dir.path(), broker, api);
+    assert_eq!(code, 0, "{text}");
+
+    let held = TcpListener::bind(broker).unwrap();
+    let (code, text) = check(dir.path(), broker, api);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("broker.listen: cannot listen on {broker}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("[mqtt] url of every agent"),
+        "says what to change on the agents: {text}"
+    );
+    drop(held);
+
+    let _held = TcpListener::bind(api).unwrap();
+    let (code, text) = check(dir.path(), broker, api);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("collector.listen: cannot listen on {api}")),
+        "{text}"
+    );
+    assert!(!text.contains("broker.listen"), "{text}");
+}
