@@ -150,3 +150,28 @@ fn collector_check_reports_a_taken_broker_or_api_port_by_key() {
     );
     assert!(!text.contains("broker.listen"), "{text}");
 }
+
+/// The shipped configs agree on one broker, and it is not 1883 (often a Mosquitto already):
+/// the agent's `[mqtt] url` is the collector's embedded `broker.listen`, and the example
+/// `broker-port` probe measures that broker, not whatever listens on 1883.
+#[test]
+fn the_shipped_configs_agree_on_a_broker_port_that_is_not_1883() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let collector = watchstand_collector::config::load(&root.join("collector.toml")).unwrap();
+    let agent = watchstand_agent::load_config(&root.join("agent.toml")).unwrap();
+    let watchstand_collector::config::BrokerMode::Embedded { listen } = collector.broker else {
+        panic!("the quick start uses the embedded broker");
+    };
+    assert_ne!(listen.port(), 1883);
+    assert_eq!(agent.mqtt.url, format!("mqtt://{listen}"));
+    assert_eq!(collector.mqtt.url, format!("mqtt://{listen}"));
+    let probe = agent
+        .probes
+        .iter()
+        .find(|p| p.id() == "broker-port")
+        .expect("the example broker-port probe");
+    let watchstand_agent::probe::ProbeConfig::Tcp(tcp) = probe else {
+        panic!("broker-port is a tcp probe");
+    };
+    assert_eq!(tcp.address, listen.to_string());
+}
