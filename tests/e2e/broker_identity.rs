@@ -175,3 +175,98 @@ fn the_shipped_configs_agree_on_a_broker_port_that_is_not_1883() {
     };
     assert_eq!(tcp.address, listen.to_string());
 }
+
+/// With the shipped Mosquitto ACL an agent may read the collectors' state topic (without it,
+/// every agent would warn that no collector is online and re-send blindly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_acl_lets_agents_read_the_collector_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(exe) = watchstand_tests::mosquitto_bin() else {
+        assert!(
+            !watchstand_tests::mosquitto_required(),
+            "Mosquitto is required in CI"
+        );
+        return;
+    };
+    let d = dir.path();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/mosquitto");
+    std::fs::copy(root.join("watchstand.acl"), d.join("watchstand.acl")).unwrap();
+    let passwd = d.join("watchstand.passwd");
+    for (i, (user, pass)) in [("agent-1", "a1"), ("watchstand-collector", "c")]
+        .iter()
+        .enumerate()
+    {
+        let mut cmd = Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let ok = cmd
+            .args(["-b", passwd.to_str().unwrap(), user, pass])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mosquitto_passwd");
+    }
+    let port = watchstand_tests::free_port();
+    std::fs::write(
+        d.join("mosquitto.conf"),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {p}\nacl_file {a}\nlog_dest stderr\n",
+            p = passwd.display(),
+            a = d.join("watchstand.acl").display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["watchstand.passwd", "watchstand.acl", "mosquitto.conf"] {
+            std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let mut cmd = Command::new(exe);
+    cmd.args(["-c", d.join("mosquitto.conf").to_str().unwrap()]);
+    let _broker =
+        watchstand_tests::process::Daemon::spawn("mosquitto", cmd, &d.join("mosquitto.log"));
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(
+        "Mosquitto with the shipped ACL",
+        Duration::from_secs(10),
+        || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
+        },
+    )
+    .await;
+    let url = format!("mqtt://{addr}");
+    let mut agent = watchstand_tests::mqtt::TestClient::connect_as(
+        &url,
+        "watchstand-agent-lab-agent-1",
+        Some(("agent-1", "a1")),
+    )
+    .await;
+    agent.subscribe("watchstand/v1/_collector/+/state").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut collector = watchstand_tests::mqtt::TestClient::connect_as(
+        &url,
+        "watchstand-collector-main",
+        Some(("watchstand-collector", "c")),
+    )
+    .await;
+    let state = watchstand_shared::wire::v1::CollectorStatus::new(
+        "main",
+        watchstand_shared::wire::v1::CollectorState::Online,
+        watchstand_tests::now_ms(),
+    );
+    collector
+        .publish("watchstand/v1/_collector/main/state", state.encode())
+        .await;
+    let got = agent
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the agent reads the collector's state");
+    assert_eq!(got.topic, "watchstand/v1/_collector/main/state");
+}
