@@ -95,7 +95,8 @@ pub struct OutboxSection {
     /// Most bytes kept (keys and values).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
-    /// Re-send from the watermark when it has not moved for this long.
+    /// Re-send from the watermark when it has not moved for this long while a collector is
+    /// online (doubling per re-send without progress, see `publisher.rs`).
     #[serde(default = "default_resend_after")]
     pub resend_after: Duration,
     /// Warn ("not acknowledged by the collector") when published entries have waited this long
@@ -470,7 +471,7 @@ timeout = "3s"
         assert_eq!(c.outbox.max_entries, 100_000);
         assert_eq!(c.outbox.unacked_alarm, std::time::Duration::from_secs(30));
         assert_eq!(c.publish.batch_max_entries, 500);
-        assert_eq!(c.mqtt.url, "mqtt://127.0.0.1:1883");
+        assert_eq!(c.mqtt.url, "mqtt://127.0.0.1:18830");
         assert_eq!(c.health_listen, None);
         match &c.probes[0] {
             ProbeConfig::Http(h) => {

@@ -52,6 +52,8 @@ pub mod names {
     /// Episodes of published entries not acknowledged by the collector within
     /// `outbox.unacked_alarm`.
     pub const UNACKED_ALARMS: &str = "watchstand_agent_unacked_alarms_total";
+    /// Warnings that no collector is online on the broker.
+    pub const NO_COLLECTOR_WARNINGS: &str = "watchstand_agent_no_collector_warnings_total";
 }
 
 /// Process-wide counters.
@@ -73,12 +75,14 @@ pub struct Counters {
     pub acks_ignored: Counter,
     /// See [`names::BATCHES_PUBLISHED`].
     pub batches_published: Counter,
-    /// Re-sends by reason: reconnect, stalled.
-    pub resends: [Counter; 2],
+    /// Re-sends by reason: reconnect, stalled, collector online.
+    pub resends: [Counter; 3],
     /// See [`names::PUBLISH_ERRORS`].
     pub publish_errors: Counter,
     /// See [`names::UNACKED_ALARMS`].
     pub unacked_alarms: Counter,
+    /// See [`names::NO_COLLECTOR_WARNINGS`].
+    pub no_collector_warnings: Counter,
 }
 
 /// The counters of this process.
@@ -91,9 +95,10 @@ pub static COUNTERS: Counters = Counters {
     mqtt_disconnects: Counter::new(),
     acks_ignored: Counter::new(),
     batches_published: Counter::new(),
-    resends: [Counter::new(), Counter::new()],
+    resends: [Counter::new(), Counter::new(), Counter::new()],
     publish_errors: Counter::new(),
     unacked_alarms: Counter::new(),
+    no_collector_warnings: Counter::new(),
 };
 
 /// Every counter as `(name, labels, value)`, for export.
@@ -120,6 +125,16 @@ pub fn snapshot() -> Vec<(&'static str, &'static str, u64)> {
         (names::BATCHES_PUBLISHED, "", c.batches_published.get()),
         (names::RESENDS, "reason=reconnect", c.resends[0].get()),
         (names::RESENDS, "reason=stalled", c.resends[1].get()),
+        (
+            names::RESENDS,
+            "reason=collector_online",
+            c.resends[2].get(),
+        ),
+        (
+            names::NO_COLLECTOR_WARNINGS,
+            "",
+            c.no_collector_warnings.get(),
+        ),
         (names::PUBLISH_ERRORS, "", c.publish_errors.get()),
         (names::UNACKED_ALARMS, "", c.unacked_alarms.get()),
     ]
@@ -335,8 +350,11 @@ impl BatchPublished<'_> {
 pub enum ResendReason {
     /// A new MQTT connection (the broker may have lost what was in flight).
     Reconnect,
-    /// The watermark has not moved for `resend_after`.
+    /// The watermark has not moved for the (backed-off) `resend_after` while a collector was
+    /// online.
     Stalled,
+    /// A collector came online on the broker: what it may have missed is sent once, at once.
+    CollectorOnline,
 }
 
 /// The publisher re-sends unacked entries of a boot from its watermark.
@@ -358,6 +376,7 @@ impl Resend<'_> {
         let index = match self.reason {
             ResendReason::Reconnect => 0,
             ResendReason::Stalled => 1,
+            ResendReason::CollectorOnline => 2,
         };
         COUNTERS.resends[index].add(1);
         tracing::info!(
@@ -433,5 +452,49 @@ impl AckedAgain<'_> {
             after_ms = u64::try_from(self.after.as_millis()).unwrap_or(u64::MAX),
             "Published entries acknowledged again by the collector."
         );
+    }
+}
+
+/// Connected to the broker, but no Watchstand collector has announced itself online on it:
+/// nothing published will be acknowledged (the wrong broker, a wrong `topic_root`, or the
+/// collector is down).
+#[derive(Debug)]
+pub struct NoCollectorOnline<'a> {
+    /// The broker URL from the config.
+    pub broker: &'a str,
+    /// The topic root from the config.
+    pub topic_root: &'a str,
+    /// The retained state topic the agent watches.
+    pub topic: &'a str,
+    /// Collectors seen offline on it (empty: none ever announced).
+    pub offline: &'a [String],
+}
+
+impl NoCollectorOnline<'_> {
+    /// Logs and counts.
+    pub fn emit(self) {
+        COUNTERS.no_collector_warnings.add(1);
+        tracing::warn!(
+            broker = %self.broker,
+            topic_root = %self.topic_root,
+            topic = %self.topic,
+            offline = ?self.offline,
+            "No Watchstand collector is online on this broker; results wait in the outbox \
+             (check [mqtt] url and topic_root against the collector's, and that it runs)."
+        );
+    }
+}
+
+/// A collector announced itself online (after none was).
+#[derive(Debug)]
+pub struct CollectorOnline<'a> {
+    /// Its id.
+    pub id: &'a str,
+}
+
+impl CollectorOnline<'_> {
+    /// Logs.
+    pub fn emit(self) {
+        tracing::info!(collector = self.id, "A collector is online on the broker.");
     }
 }

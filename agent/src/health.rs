@@ -2,7 +2,7 @@
 //! probe → scheduler → outbox → publisher → mqtt for operators and test harnesses.
 //!
 //! `GET /health` answers with
-//! `{"site","agent","boot","mqtt_connected",
+//! `{"site","agent","boot","mqtt_connected","collector_online",
 //! "outbox":{"entries","bytes","dropped","dropped_delivered","gap_records"},
 //! "watermarks":{"<boot>":seq},"published","resent","unacked_alarms","unacknowledged"}`.
 //! `dropped`, `dropped_delivered` and `gap_records` count since this start; `entries` and
@@ -12,7 +12,9 @@
 //! collector's watermark has not covered yet:
 //! `{"boot","oldest_seq","published_upto","since_ms","age_ms","alarm"}`, with `alarm` true once
 //! it waited `outbox.unacked_alarm` ("not acknowledged by the collector");
-//! `unacked_alarms` counts such episodes since this start.
+//! `unacked_alarms` counts such episodes since this start. `collector_online` is true while a
+//! Watchstand collector announces itself online on the broker (its retained state), false
+//! otherwise — also when none ever announced (the wrong broker or `topic_root`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::time::now_ms;
 
+use crate::collectors::Presence;
 use crate::mqtt::LinkState;
 use crate::outbox::Outbox;
 use crate::publisher::PublisherStats;
@@ -45,6 +48,8 @@ pub struct HealthState {
     pub link: watch::Receiver<LinkState>,
     /// The publisher's counters.
     pub published: Arc<PublisherStats>,
+    /// Which collectors are online on the broker.
+    pub presence: watch::Receiver<Presence>,
 }
 
 /// The health document.
@@ -70,6 +75,7 @@ pub fn snapshot(state: &HealthState) -> Value {
         "agent": state.agent,
         "boot": state.boot,
         "mqtt_connected": state.link.borrow().connected,
+        "collector_online": *state.presence.borrow() == Presence::Online,
         "outbox": {
             "entries": stats.entries,
             "bytes": stats.bytes,
@@ -158,6 +164,7 @@ mod tests {
             outbox,
             link,
             published: Arc::new(PublisherStats::default()),
+            presence: watch::channel(Presence::Online).1,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -176,6 +183,7 @@ mod tests {
                 "agent": "a1",
                 "boot": boot,
                 "mqtt_connected": true,
+                "collector_online": true,
                 "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "dropped_delivered": 0, "gap_records": 0},
                 "watermarks": {boot.clone(): 1},
                 "published": 0,

@@ -17,6 +17,7 @@
 //! - [`outbox`]: the durable bounded spool: seqs per boot, watermark trimming, gap records.
 //! - [`publisher`]: batching, QoS 1, re-send from the watermark, bounded in flight.
 //! - [`mqtt`]: the connection: birth, last will, ack subscription, reconnect backoff.
+//! - [`collectors`]: which collectors are online on the broker (re-sends and the warning).
 //! - [`health`]: the optional local `GET /health`.
 //! - [`events`]: typed internal events (one log line and one counter each).
 //!
@@ -24,6 +25,7 @@
 //! both and stops the agent by cancelling the token it passes in.
 
 pub mod capacity;
+pub mod collectors;
 pub mod config;
 pub mod events;
 pub mod health;
@@ -192,6 +194,7 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         .map(|p| Probe::build_shared(p, &clients))
         .collect::<Result<Vec<_>, _>>()?;
     let (mqtt, client, link) = MqttLink::build(&config, &boot, outbox.clone())?;
+    let presence = mqtt.presence();
     let health_listener = match config.health_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -220,7 +223,8 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         config.outbox.resend_after,
         config.outbox.unacked_alarm,
         max_payload,
-    );
+    )
+    .with_presence(presence.clone());
     let stats = outbox.stats();
     tracing::info!(
         site = %config.site,
@@ -246,6 +250,7 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
             outbox: outbox.clone(),
             link: link.clone(),
             published: publisher.stats(),
+            presence,
         });
         tokio::spawn(health::serve(listener, state, intake.clone()))
     });

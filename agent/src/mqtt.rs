@@ -9,6 +9,9 @@
 //!   watermark");
 //! - incoming `Ack`s for this site and agent trim the outbox (other payloads are counted and
 //!   ignored);
+//! - it also subscribes to every collector's retained `_collector/+/state` and keeps the
+//!   [`Presence`] the publisher re-sends by (see `collectors.rs`); connected for a few seconds
+//!   with no collector online, it warns, naming the broker URL and topic root;
 //! - the broker publishes the retained `offline` last will if the agent vanishes; on orderly
 //!   shutdown the agent publishes it itself and then disconnects.
 //!
@@ -24,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use watchstand_shared::config::{Backoff, MqttConnectError, MqttConnector};
 use watchstand_shared::mqtt::{ConnectionEvent, MqttDriver};
 use watchstand_shared::time::now_ms;
-use watchstand_shared::topic::Channel;
+use watchstand_shared::topic::{Channel, TopicLayout};
 use watchstand_shared::wire::v1::{decode, encode, Ack, AgentState, Status, VERSION};
 
+use crate::collectors::{Collectors, NoCollectorAlarm, Presence};
 use crate::config::ValidatedAgentConfig;
 use crate::events::{self, AckIgnoreReason};
 use crate::outbox::{AckOutcome, Outbox};
@@ -105,6 +109,12 @@ struct LinkTask {
     birth: Status,
     offline: Status,
     max_packet_size: usize,
+    topics: TopicLayout,
+    broker_url: String,
+    /// Collector states seen on this connection, and their summary for the publisher.
+    collectors: Collectors,
+    presence: watch::Sender<Presence>,
+    no_collector: NoCollectorAlarm,
 }
 
 impl std::fmt::Debug for MqttLink {
@@ -151,6 +161,7 @@ impl MqttLink {
         );
         let driver = MqttDriver::new(eventloop, backoff, publish_tx, connection_tx, "agent");
         let (link, link_rx) = watch::channel(LinkState::default());
+        let (presence, _) = watch::channel(Presence::Unknown);
         Ok((
             Self {
                 driver,
@@ -167,11 +178,21 @@ impl MqttLink {
                     birth: birth_status(config, boot),
                     offline,
                     max_packet_size: config.mqtt.max_packet_size,
+                    topics,
+                    broker_url: config.mqtt.url.clone(),
+                    collectors: Collectors::default(),
+                    presence,
+                    no_collector: NoCollectorAlarm::default(),
                 },
             },
             client,
             link_rx,
         ))
+    }
+
+    /// What is known about collectors on the broker, for the publisher and health.
+    pub fn presence(&self) -> watch::Receiver<Presence> {
+        self.state.presence.subscribe()
     }
 
     /// Runs until `shutdown`, then publishes the retained offline status, disconnects, and lets
@@ -186,6 +207,13 @@ impl MqttLink {
         let driver_stop = CancellationToken::new();
         let mut driver_task = tokio::spawn(driver.run(driver_stop.clone(), DRAIN));
         loop {
+            let alarm_due = link.no_collector.due();
+            let alarm = async move {
+                match alarm_due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -195,10 +223,14 @@ impl MqttLink {
                         if link.link.borrow().connected {
                             link.link.send_modify(|l| l.connected = false);
                         }
+                        // The next connection gets the retained states again.
+                        link.collectors.clear();
+                        link.presence.send_replace(Presence::Unknown);
                         events::MqttDisconnected { error: &error }.emit();
                     }
                 },
                 Some(publish) = publishes.recv() => link.on_publish(&publish),
+                () = alarm => {}
                 _ = &mut driver_task => {
                     tracing::error!("MQTT driver stopped unexpectedly; nothing more is published.");
                     link.link.send_modify(|l| l.connected = false);
@@ -206,6 +238,7 @@ impl MqttLink {
                     return;
                 }
             }
+            link.check_collectors();
         }
         if link.link.borrow().connected {
             link.offline.at_ms = Some(now_ms());
@@ -251,6 +284,10 @@ impl LinkTask {
         {
             tracing::warn!(error = %e, topic = %self.ack_topic, "Subscribe to acks not queued.");
         }
+        let states = self.topics.all_collector_states();
+        if let Err(e) = self.client.try_subscribe(states.as_str(), QoS::AtLeastOnce) {
+            tracing::warn!(error = %e, topic = %states, "Subscribe to collector states not queued.");
+        }
         self.birth.at_ms = Some(now_ms());
         if let Err(e) = self.client.try_publish(
             self.status_topic.as_str(),
@@ -268,7 +305,46 @@ impl LinkTask {
         events::MqttConnected { epoch }.emit();
     }
 
-    fn on_publish(&self, publish: &Publish) {
+    /// Warns when connected without a collector online for [`NO_COLLECTOR_GRACE`](crate::collectors::NO_COLLECTOR_GRACE).
+    fn check_collectors(&mut self) {
+        let connected = self.link.borrow().connected;
+        let presence = self.collectors.presence();
+        if self
+            .no_collector
+            .update(connected, presence, tokio::time::Instant::now())
+        {
+            events::NoCollectorOnline {
+                broker: &self.broker_url,
+                topic_root: self.topics.root(),
+                topic: &self.topics.all_collector_states(),
+                offline: &self.collectors.offline(),
+            }
+            .emit();
+        }
+    }
+
+    /// A message on a collector's state topic.
+    fn on_collector_state(&mut self, id: &str, payload: &[u8]) {
+        match self.collectors.apply(id, payload) {
+            Ok(true) => {
+                let presence = self.collectors.presence();
+                let was = self.presence.send_replace(presence);
+                if presence == Presence::Online && was != Presence::Online {
+                    events::CollectorOnline { id }.emit();
+                }
+                tracing::debug!(collector = id, ?presence, "Collector state changed.");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(collector = id, error = %e, "Collector state ignored."),
+        }
+    }
+
+    fn on_publish(&mut self, publish: &Publish) {
+        if let Some(id) = self.topics.parse_collector_state(&publish.topic) {
+            let id = id.to_owned();
+            self.on_collector_state(&id, &publish.payload);
+            return;
+        }
         if publish.topic != self.ack_topic {
             tracing::debug!(topic = %publish.topic, "Unexpected publish ignored.");
             return;

@@ -9,9 +9,20 @@
 //!   batching.
 //! - **No delete on PUBACK**: a PUBACK only proves the broker got it. Only the collector's ack
 //!   watermark trims the outbox (the MQTT task applies it; see `mqtt.rs`).
-//! - **Re-send**: per boot the publisher remembers how far it published. After a reconnect, or
-//!   when the watermark has not moved for `resend_after` while entries are unacked, it goes back
-//!   to the watermark and publishes again; the collector drops duplicates by (agent, boot, seq).
+//! - **Re-send**: per boot the publisher remembers how far it published, and goes back to the
+//!   watermark to publish again (the collector drops duplicates by (agent, boot, seq)) only when
+//!   that can help — i.e. when a collector is there to read it ([`Presence`], from the retained
+//!   collector states):
+//!   - when a collector comes online, once, at once (it may have missed what it was sent);
+//!   - after a reconnect, once a collector is seen online on the new connection (or, if none
+//!     announces itself within [`NO_COLLECTOR_GRACE`], at once: an older collector that does
+//!     not announce; until then nothing is published, to avoid a double send);
+//!   - when the watermark has not moved while a collector is online (or none announces), with
+//!     exponential back-off: after `resend_after`, then 2×, 4×, … up to [`MAX_RESEND_FACTOR`] ×
+//!     `resend_after` (at most [`MAX_RESEND_DELAY`]); a move of the watermark resets it.
+//!
+//!   While every collector announced is offline nothing is re-sent: the broker queues what is
+//!   published for the collector's session, and re-sending would only multiply that queue.
 //! - **Bounded in flight**: per boot it never publishes more than [`INFLIGHT_BATCHES`] ×
 //!   `batch_max_entries` entries beyond the watermark, so a collector that is away does not make
 //!   the agent flood the broker.
@@ -45,6 +56,7 @@ use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{Channel, TopicLayout, MAX_ID_LEN};
 use watchstand_shared::wire::v1::{encode, CapacityBatch, ResultBatch, VERSION};
 
+use crate::collectors::{Presence, NO_COLLECTOR_GRACE};
 use crate::config::PublishSettings;
 use crate::events::{self, ResendReason};
 use crate::mqtt::LinkState;
@@ -52,6 +64,12 @@ use crate::outbox::{Entry, Outbox};
 
 /// Batches per boot that may be published beyond the ack watermark.
 pub const INFLIGHT_BATCHES: usize = 8;
+
+/// The stalled re-send delay doubles up to this many times `resend_after`.
+pub const MAX_RESEND_FACTOR: u32 = 8;
+
+/// ... and never beyond this.
+pub const MAX_RESEND_DELAY: Duration = Duration::from_secs(5 * 60);
 
 /// MQTT PUBLISH overhead besides topic and payload: fixed header (1 + up to 4 length bytes),
 /// topic length (2) and packet id (2).
@@ -314,6 +332,8 @@ struct Cursor {
     unacked_since: Option<(Instant, u64)>,
     /// The "not acknowledged by the collector" alarm is raised for this boot.
     alarmed: bool,
+    /// Stalled re-sends since the watermark last moved (the back-off exponent).
+    stalled_resends: u32,
 }
 
 impl Cursor {
@@ -329,6 +349,7 @@ impl Cursor {
             max_gap_ahead: watermark,
             unacked_since: None,
             alarmed: false,
+            stalled_resends: 0,
         }
     }
 
@@ -342,6 +363,7 @@ impl Cursor {
         let since = self.unacked_since.map(|(at, _)| at);
         self.watermark = watermark;
         self.last_progress = now;
+        self.stalled_resends = 0;
         self.unacked_since = self.outstanding().then(|| (now, wall_ms(now)));
         if self.alarmed {
             self.alarmed = false;
@@ -360,6 +382,7 @@ pub struct Publisher<S> {
     outbox: Arc<Outbox>,
     sink: S,
     link: watch::Receiver<LinkState>,
+    presence: watch::Receiver<Presence>,
     site: String,
     agent: String,
     settings: PublishSettings,
@@ -393,10 +416,13 @@ impl<S: Sink> Publisher<S> {
         unacked_alarm: Duration,
         max_payload: usize,
     ) -> Self {
+        // Without collector states (see `with_presence`) it acts as if one were always online.
+        let (_, presence) = watch::channel(Presence::Online);
         Self {
             outbox,
             sink,
             link,
+            presence,
             site: site.to_owned(),
             agent: agent.to_owned(),
             settings,
@@ -405,6 +431,39 @@ impl<S: Sink> Publisher<S> {
             max_payload,
             stats: Arc::new(PublisherStats::default()),
             cursors: HashMap::new(),
+        }
+    }
+
+    /// Re-sends follow `presence` (which collectors are online on the broker).
+    #[must_use]
+    pub fn with_presence(mut self, presence: watch::Receiver<Presence>) -> Self {
+        self.presence = presence;
+        self
+    }
+
+    /// How long the watermark of `c` may stand still before the next stalled re-send.
+    fn resend_delay(&self, c: &Cursor) -> Duration {
+        let cap = (self.resend_after * MAX_RESEND_FACTOR)
+            .min(MAX_RESEND_DELAY)
+            .max(self.resend_after);
+        self.resend_after
+            .saturating_mul(1_u32 << c.stalled_resends.min(16))
+            .min(cap)
+    }
+
+    /// A stalled re-send can reach a collector: one is online, or none announces at all.
+    fn stalled_resend_allowed(&self) -> bool {
+        *self.presence.borrow() != Presence::Offline
+    }
+
+    /// A new connection: time without a broker is not the collector's silence, so the
+    /// unacknowledged clock of a boot not yet in alarm restarts.
+    fn connection_restarted(&mut self) {
+        let now = Instant::now();
+        for c in self.cursors.values_mut() {
+            if !c.alarmed && c.unacked_since.is_some() {
+                c.unacked_since = Some((now, wall_ms(now)));
+            }
         }
     }
 
@@ -435,8 +494,7 @@ impl<S: Sink> Publisher<S> {
     }
 
     /// Goes back to the watermark for every boot with unacked published entries (and books
-    /// their unbooked drops). A new connection also restarts the unacknowledged clock of a boot
-    /// not yet in alarm: time without a broker is not the collector's silence.
+    /// their unbooked drops); the stalled back-off starts over.
     fn rewind_all(&mut self, reason: ResendReason) {
         let now = Instant::now();
         let boots = self.outbox.boots();
@@ -448,9 +506,7 @@ impl<S: Sink> Publisher<S> {
                 }
                 // What went ahead on the old connection may be lost with it.
                 c.gaps_ahead_upto = c.watermark;
-                if reason == ResendReason::Reconnect && !c.alarmed && c.unacked_since.is_some() {
-                    c.unacked_since = Some((now, wall_ms(now)));
-                }
+                c.stalled_resends = 0;
                 if c.published_upto > c.watermark {
                     events::Resend {
                         boot: &boot.id,
@@ -496,7 +552,11 @@ impl<S: Sink> Publisher<S> {
                 c.watermark_moved(boot.watermark, now);
             }
             c.published_upto = c.published_upto.max(c.watermark);
-            if c.published_upto > c.watermark && now >= c.last_progress + self.resend_after {
+            let resend_allowed = self.stalled_resend_allowed();
+            if resend_allowed
+                && c.published_upto > c.watermark
+                && now >= c.last_progress + self.resend_delay(&c)
+            {
                 events::Resend {
                     boot: &boot.id,
                     watermark: c.watermark,
@@ -507,6 +567,7 @@ impl<S: Sink> Publisher<S> {
                 c.published_upto = c.watermark;
                 c.gaps_ahead_upto = c.watermark;
                 c.last_progress = now;
+                c.stalled_resends = c.stalled_resends.saturating_add(1);
                 self.rewind_outbox(boot.ordinal);
             }
             let outcome = self
@@ -523,8 +584,8 @@ impl<S: Sink> Publisher<S> {
             if let Some(t) = outcome {
                 soonest(t);
             }
-            if c.published_upto > c.watermark {
-                soonest(c.last_progress + self.resend_after);
+            if resend_allowed && c.published_upto > c.watermark {
+                soonest(c.last_progress + self.resend_delay(&c));
             }
             if let Some(t) = self.check_unacked(&mut c, now) {
                 soonest(t);
@@ -747,19 +808,44 @@ impl<S: Sink> Publisher<S> {
             .fetch_add(resent as u64, Ordering::Relaxed);
     }
 
-    /// Runs until `shutdown`. Publishes only while connected; a new connection re-sends from the
-    /// watermark.
+    /// Runs until `shutdown`. Publishes only while connected; re-sends as the module docs say.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut epoch_seen = 0;
         let mut link_open = true;
+        let mut presence_open = true;
+        // A new connection owes a re-send from the watermark, due once a collector is online.
+        let mut owed_resend = false;
+        // Until then (at most NO_COLLECTOR_GRACE), a new connection waits for the retained
+        // collector states before it publishes.
+        let mut hold_until: Option<Instant> = None;
+        let mut was_online = false;
         loop {
             let link = *self.link.borrow_and_update();
+            let presence = *self.presence.borrow_and_update();
+            let now = Instant::now();
             let wake = if link.connected {
                 if link.epoch != epoch_seen {
                     epoch_seen = link.epoch;
-                    self.rewind_all(ResendReason::Reconnect);
+                    self.connection_restarted();
+                    owed_resend = true;
+                    hold_until = Some(now + NO_COLLECTOR_GRACE);
                 }
-                self.pump().await
+                if presence != Presence::Unknown || hold_until.is_some_and(|t| now >= t) {
+                    hold_until = None;
+                }
+                match hold_until {
+                    Some(t) => Some(t),
+                    None => {
+                        if owed_resend && presence != Presence::Offline {
+                            owed_resend = false;
+                            self.rewind_all(ResendReason::Reconnect);
+                        } else if presence == Presence::Online && !was_online {
+                            self.rewind_all(ResendReason::CollectorOnline);
+                        }
+                        was_online = presence == Presence::Online;
+                        self.pump().await
+                    }
+                }
             } else {
                 None
             };
@@ -776,6 +862,12 @@ impl<S: Sink> Publisher<S> {
                     if changed.is_err() {
                         // The MQTT task is gone: nothing more can be published.
                         link_open = false;
+                    }
+                }
+                changed = self.presence.changed(), if presence_open => {
+                    if changed.is_err() {
+                        // No more news about collectors: the last known presence stands.
+                        presence_open = false;
                     }
                 }
                 () = self.outbox.changed() => {}
@@ -971,6 +1063,7 @@ mod tests {
         outbox: Arc<Outbox>,
         sink: Recorder,
         link: watch::Sender<LinkState>,
+        presence: watch::Sender<Presence>,
         stop: CancellationToken,
         stats: Arc<PublisherStats>,
     }
@@ -997,6 +1090,7 @@ mod tests {
         );
         let sink = Recorder::default();
         let (link, link_rx) = watch::channel(LinkState::default());
+        let (presence, presence_rx) = watch::channel(Presence::Unknown);
         let publisher = Publisher::new(
             outbox.clone(),
             sink.clone(),
@@ -1010,7 +1104,8 @@ mod tests {
             Duration::from_secs(15),
             unacked_alarm,
             256 * 1024,
-        );
+        )
+        .with_presence(presence_rx);
         let stats = publisher.stats();
         let stop = CancellationToken::new();
         tokio::spawn(publisher.run(stop.clone()));
@@ -1018,6 +1113,7 @@ mod tests {
             outbox,
             sink,
             link,
+            presence,
             stop,
             stats,
         }
@@ -1031,14 +1127,26 @@ mod tests {
                     .unwrap();
             }
         }
+        /// Connects, and a collector is online (its retained state came with the connection).
         fn connect(&self, epoch: u64) {
+            self.connect_to(epoch, Presence::Online);
+        }
+        /// Connects to a broker where collectors are as `presence` says.
+        fn connect_to(&self, epoch: u64, presence: Presence) {
+            self.presence.send_replace(presence);
             self.link.send_replace(LinkState {
                 connected: true,
                 epoch,
             });
         }
+        /// As the MQTT task does: the connection and what it said about collectors are gone.
         fn disconnect(&self) {
             self.link.send_modify(|l| l.connected = false);
+            self.presence.send_replace(Presence::Unknown);
+        }
+        /// How many times seq `seq` of the current boot was published.
+        fn copies(&self, seq: u64) -> usize {
+            self.sink.seqs().iter().filter(|s| **s == seq).count()
         }
         /// Hands `collector` what was published since `fed` and applies its ack.
         fn deliver(&self, collector: &mut FakeCollector, fed: &mut usize) {
@@ -1193,6 +1301,137 @@ mod tests {
         rig.connect(2);
         settle(100).await;
         assert_eq!(rig.sink.seqs(), vec![4, 5, 6, 7, 8]);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_resends_back_off_doubling_up_to_eight_times_resend_after() {
+        let rig = rig(100);
+        rig.connect(1);
+        rig.append(3);
+        settle(1_000).await;
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3]);
+        // Published at 0.2 s; nobody acks. Watch for 400 s, one-second steps.
+        let mut resends_at = Vec::new();
+        let mut copies = 1;
+        for second in 1..=400_u64 {
+            settle(1_000).await;
+            let now = rig.copies(1);
+            if now > copies {
+                assert_eq!(now, copies + 1, "one re-send at a time");
+                copies = now;
+                resends_at.push(second);
+            }
+        }
+        // resend_after = 15 s: 15, then 30, 60, 120 (the cap, 8 × 15 s), 120, …
+        assert_eq!(resends_at, vec![15, 45, 105, 225, 345], "{resends_at:?}");
+        assert_eq!(rig.stats.resent.load(Ordering::Relaxed), 3 * 5);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_moving_watermark_resets_the_back_off() {
+        let rig = rig(100);
+        rig.connect(1);
+        rig.append(10);
+        settle(1_000).await;
+        // Two stalled re-sends (15.2 s, 45.2 s): the next would wait 60 s.
+        settle(50_000).await;
+        assert_eq!(rig.copies(1), 3);
+        rig.outbox.apply_ack(&rig.outbox.boot_id(), 5).unwrap();
+        rig.sink.clear();
+        settle(14_000).await;
+        assert!(
+            rig.sink.seqs().is_empty(),
+            "15 s after the move, not before"
+        );
+        settle(2_000).await;
+        assert_eq!(
+            rig.sink.seqs(),
+            vec![6, 7, 8, 9, 10],
+            "back to resend_after"
+        );
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_resent_while_no_collector_is_online_and_once_when_one_comes_online() {
+        let rig = rig(100);
+        rig.connect_to(1, Presence::Offline);
+        rig.append(5);
+        settle(1_000).await;
+        // First sends still go: the broker queues them for the collector's session.
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3, 4, 5]);
+        settle(600_000).await;
+        assert_eq!(
+            rig.sink.seqs(),
+            vec![1, 2, 3, 4, 5],
+            "10 min with the collector offline: no re-send"
+        );
+        assert_eq!(rig.stats.resent.load(Ordering::Relaxed), 0);
+        rig.sink.clear();
+        rig.presence.send_replace(Presence::Online);
+        settle(10).await;
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3, 4, 5], "once, at once");
+        settle(14_000).await;
+        assert_eq!(
+            rig.sink.seqs().len(),
+            5,
+            "no second copy before resend_after"
+        );
+        // It goes away again, and comes back: one more re-send.
+        rig.presence.send_replace(Presence::Offline);
+        settle(600_000).await;
+        assert_eq!(rig.sink.seqs().len(), 5);
+        rig.presence.send_replace(Presence::Online);
+        settle(10).await;
+        assert_eq!(rig.sink.seqs().len(), 10);
+        assert_eq!(rig.stats.resent.load(Ordering::Relaxed), 10);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_resends_only_once_a_collector_is_online() {
+        let rig = rig(100);
+        rig.connect(1);
+        rig.append(5);
+        settle(1_000).await;
+        rig.disconnect();
+        rig.sink.clear();
+        rig.connect_to(2, Presence::Offline);
+        settle(1_000).await;
+        assert!(
+            rig.sink.seqs().is_empty(),
+            "nothing re-sent to an absent collector"
+        );
+        rig.append(2);
+        settle(1_000).await;
+        assert_eq!(rig.sink.seqs(), vec![6, 7], "new entries still go");
+        rig.presence.send_replace(Presence::Online);
+        settle(10).await;
+        assert_eq!(rig.sink.seqs(), vec![6, 7, 1, 2, 3, 4, 5, 6, 7]);
+        rig.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn where_no_collector_announces_itself_the_agent_falls_back_to_backed_off_resends() {
+        let rig = rig(100);
+        rig.append(3);
+        rig.connect_to(1, Presence::Unknown);
+        settle(1_000).await;
+        assert!(
+            rig.sink.seqs().is_empty(),
+            "waits for the retained collector states first"
+        );
+        settle(2_500).await;
+        assert_eq!(rig.sink.seqs(), vec![1, 2, 3], "published after the grace");
+        settle(16_000).await;
+        assert_eq!(rig.copies(1), 2, "re-sent after resend_after");
+        // Published at 3.2 s, re-sent at 18.2 s; the next one is due at 48.2 s.
+        settle(28_000).await;
+        assert_eq!(rig.copies(1), 2, "then after 2 × resend_after, not before");
+        settle(2_000).await;
+        assert_eq!(rig.copies(1), 3);
         rig.stop.cancel();
     }
 

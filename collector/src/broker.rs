@@ -18,12 +18,13 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum BrokerError {
     /// The listen address is in use or not bindable.
-    #[error("embedded broker cannot listen on {addr}: {source} (is another broker running? set broker.listen or broker.embedded = false)")]
+    // The OS error is part of the message, not a `source`: printed once, not twice.
+    #[error("embedded broker cannot listen on {addr} (broker.listen): {error} ({hint})", hint = crate::config::ports::BROKER_HINT)]
     Bind {
         /// The configured address.
         addr: SocketAddr,
         /// The bind error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The broker thread could not be spawned.
     #[error("embedded broker thread: {0}")]
@@ -77,10 +78,10 @@ impl EmbeddedBroker {
         let addr = config.listen;
         // rumqttd reports success even when its listener fails to bind, so bind first ourselves
         // to turn a taken port into an error that names it.
-        let probe = TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
+        let probe = TcpListener::bind(addr).map_err(|error| BrokerError::Bind { addr, error })?;
         let addr = probe
             .local_addr()
-            .map_err(|source| BrokerError::Bind { addr, source })?;
+            .map_err(|error| BrokerError::Bind { addr, error })?;
         drop(probe);
 
         let broker_config = rumqttd_config(addr, config);

@@ -179,6 +179,16 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let taken = config::ports::taken(&c);
+            if !taken.is_empty() {
+                let origin = c.origin.display();
+                let mut out = format!("{origin}: {} port(s) taken\n", taken.len());
+                for t in &taken {
+                    out.push_str(&format!("  {origin}: {t}\n"));
+                }
+                write_stdout(&out)?;
+                return Ok(EXIT_PROBLEMS);
+            }
             let mut out = format!(
                 "{}: ok\n  collector {} · data {} · API {} · broker {}\n  {} services:\n",
                 c.origin.display(),

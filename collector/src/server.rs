@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rumqttc::{AsyncClient, LastWill, QoS};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use watchstand_shared::config::{Backoff, MqttConnector};
 use watchstand_shared::mqtt::{ConnectionEvent, MqttDriver};
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::TopicLayout;
+use watchstand_shared::wire::v1::{CollectorState, CollectorStatus};
 
 use crate::api::{self, AppState};
 use crate::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
@@ -47,23 +47,10 @@ const PACKET_HEADROOM: usize = 64 * 1024;
 /// the socket and the broker holds the rest (back-pressure, not loss).
 const INBOX_CAPACITY: usize = 10_000;
 
-/// The retained payload of `watchstand/v1/_collector/{id}/state`.
-#[derive(Debug, Serialize)]
-struct CollectorState<'a> {
-    v: u64,
-    id: &'a str,
-    state: &'a str,
-    at_ms: u64,
-}
-
-fn state_payload(id: &str, state: &str) -> Vec<u8> {
-    serde_json::to_vec(&CollectorState {
-        v: watchstand_shared::wire::v1::VERSION,
-        id,
-        state,
-        at_ms: now_ms(),
-    })
-    .unwrap_or_default()
+/// The retained payload of `watchstand/v1/_collector/{id}/state` (the shared wire type agents
+/// read to know a collector is online).
+fn state_payload(id: &str, state: CollectorState) -> Vec<u8> {
+    CollectorStatus::new(id, state, now_ms()).encode()
 }
 
 /// A started collector.
@@ -118,8 +105,9 @@ pub async fn start(
         .await
         .with_context(|| {
             format!(
-                "cannot listen for the API on {} (collector.listen)",
-                config.listen
+                "cannot listen for the API on {} (collector.listen; {})",
+                config.listen,
+                crate::config::ports::API_HINT
             )
         })?;
     let api_addr = listener.local_addr().context("API listener address")?;
@@ -128,7 +116,7 @@ pub async fn start(
     let state_topic = layout.collector_state(&config.id);
     let will = LastWill::new(
         state_topic.clone(),
-        state_payload(&config.id, "offline"),
+        state_payload(&config.id, CollectorState::Offline),
         QoS::AtLeastOnce,
         true,
     );
@@ -286,7 +274,7 @@ pub async fn start(
                 state_topic,
                 QoS::AtLeastOnce,
                 true,
-                state_payload(&config.id, "offline"),
+                state_payload(&config.id, CollectorState::Offline),
             )
             .await
         {
@@ -339,7 +327,7 @@ async fn keep_session(
                             state_topic.clone(),
                             QoS::AtLeastOnce,
                             true,
-                            state_payload(&id, "online"),
+                            state_payload(&id, CollectorState::Online),
                         )
                         .await
                 }

@@ -189,6 +189,20 @@ impl TopicLayout {
         format!("{}_collector/{id}/state", self.prefix)
     }
 
+    /// The wildcard subscription that covers every collector's retained state.
+    pub fn all_collector_states(&self) -> String {
+        format!("{}_collector/+/state", self.prefix)
+    }
+
+    /// The collector id of a collector state topic under this root, if `topic` is one.
+    pub fn parse_collector_state<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let id = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("_collector/")?
+            .strip_suffix("/state")?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+
     /// Parses an agent topic.
     ///
     /// # Errors
@@ -254,6 +268,22 @@ mod tests {
         assert_eq!(
             layout.collector_state("c1"),
             "watchstand/v1/_collector/c1/state"
+        );
+        assert_eq!(
+            layout.all_collector_states(),
+            "watchstand/v1/_collector/+/state"
+        );
+        assert_eq!(
+            layout.parse_collector_state(&layout.collector_state("c1")),
+            Some("c1")
+        );
+        assert_eq!(
+            layout.parse_collector_state(&layout.agent("s", "a", Channel::Status)),
+            None
+        );
+        assert_eq!(
+            layout.parse_collector_state("other/v1/_collector/c1/state"),
+            None
         );
     }
 

@@ -120,7 +120,7 @@ async fn example_agent_and_collector_configs_run_against_each_other() {
     let (api, broker, health) = (free_addr(), free_addr(), free_addr());
     let rewrite = |text: String| {
         text.replace("127.0.0.1:8088", &api.to_string())
-            .replace("127.0.0.1:1883", &broker.to_string())
+            .replace("127.0.0.1:18830", &broker.to_string())
             .replace("127.0.0.1:9101", &health.to_string())
             .replace("../data/", "./data/")
     };

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod backlog;
 mod bench_smoke;
+mod broker_identity;
 mod configs;
 mod delivery;
 mod faults;

@@ -1,9 +1,10 @@
 //! Collector config: raw TOML types (exactly the file), a pure `validate()` that reports every
 //! problem at once with its key path, and the validated [`CollectorConfig`] the rest of the
 //! collector runs on. The service catalogue lives in [`catalogue`] and may come from its own
-//! file (`collector.services_file`).
+//! file (`collector.services_file`); [`ports`] checks that its listen addresses are free.
 
 pub mod catalogue;
+pub mod ports;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,7 +99,7 @@ fn default_listen() -> String {
     "127.0.0.1:8088".into()
 }
 fn default_broker_listen() -> String {
-    "127.0.0.1:1883".into()
+    "127.0.0.1:18830".into()
 }
 const fn default_raw_retention() -> Duration {
     Duration::from_secs(35 * 86_400)
@@ -307,7 +308,7 @@ mod tests {
         assert_eq!(
             c.broker,
             BrokerMode::Embedded {
-                listen: "127.0.0.1:1883".parse().unwrap()
+                listen: "127.0.0.1:18830".parse().unwrap()
             }
         );
         assert_eq!(c.listen, "127.0.0.1:8088".parse().unwrap());

@@ -56,7 +56,7 @@ pub struct MqttConfig {
 }
 
 fn default_url() -> String {
-    "mqtt://127.0.0.1:1883".to_owned()
+    "mqtt://127.0.0.1:18830".to_owned()
 }
 fn default_topic_root() -> String {
     crate::topic::DEFAULT_ROOT.to_owned()
