@@ -223,6 +223,7 @@ pub async fn start(
             state_topic.clone(),
             config.id.clone(),
             connection,
+            links.presence.clone(),
         ));
         let mut ingest = tokio::spawn(ingest.run(ingest_stop.clone()));
         let rollups = tokio::spawn(rollup::run(
@@ -320,17 +321,20 @@ pub async fn start(
 }
 
 /// On every (re)connect: subscribe to the ingest channels and publish the retained online state.
-/// Subscribing again on a kept session is harmless and covers a broker that lost it.
+/// Subscribing again on a kept session is harmless and covers a broker that lost it. Connects
+/// and disconnects are told to `presence` (agent silence counts only while connected).
 async fn keep_session(
     client: AsyncClient,
     layout: TopicLayout,
     state_topic: String,
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
+    presence: Arc<incident::presence::Presence>,
 ) {
     while let Some(event) = connection.recv().await {
         match event {
             ConnectionEvent::Connected { session_present } => {
+                presence.connected(now_ms());
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
                     ingest::subscribe(&client, &layout).await?;
@@ -350,6 +354,7 @@ async fn keep_session(
                 }
             }
             ConnectionEvent::Disconnected { error } => {
+                presence.disconnected();
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
             }
         }
