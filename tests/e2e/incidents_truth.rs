@@ -1,7 +1,7 @@
 //! Incidents that tell the truth about what happened, end to end (real binaries):
 //!
-//! - the collector's own absence (SIGSTOP for 3 × the agents' silence threshold) opens no
-//!   `agent_offline` and no `unmonitored` incident;
+//! - the collector's own absence (SIGSTOP for 3 × the agents' silence threshold, or a restart
+//!   after as long a downtime) opens no `agent_offline` and no `unmonitored` incident;
 //! - an outage measured while the agent was cut off from the broker, found when its results are
 //!   replayed, is one `service_down` incident with the outage's own start and end, marked late,
 //!   counted in MTTR, and not paged (already over when found);
@@ -164,7 +164,7 @@ async fn a_collector_frozen_for_three_silence_thresholds_opens_no_agent_offline_
     };
     let target = HttpTarget::start().await;
     let services = format!("{}{}", incidents_config(&[]), service("web"));
-    let collector = CollectorSpec::new(
+    let mut collector = CollectorSpec::new(
         &dir.path().join("collector"),
         BrokerChoice::External(mosquitto.url()),
         &services,
@@ -204,9 +204,24 @@ async fn a_collector_frozen_for_three_silence_thresholds_opens_no_agent_offline_
     );
     assert!(offline.is_empty(), "{offline:#?}");
     assert!(unmonitored.is_empty(), "{unmonitored:#?}");
-    // The agent's data went on: nothing was lost to the freeze.
     let a = collector.agent("agent-1").await.unwrap();
     assert_eq!(a["state"], "online", "{a}");
+
+    // The same for a collector that was down (killed, restarted 10 s later): its registry says
+    // the agent was last heard long ago, but it was the collector that was away.
+    collector.kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let collector = collector.spec.clone().spawn().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let offline = incidents_of(&collector, "agent_offline").await;
+    let unmonitored = incidents_of(&collector, "unmonitored").await;
+    eprintln!(
+        "after a 10 s restart: {} agent_offline, {} unmonitored",
+        offline.len(),
+        unmonitored.len()
+    );
+    assert!(offline.is_empty(), "{offline:#?}");
+    assert!(unmonitored.is_empty(), "{unmonitored:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
