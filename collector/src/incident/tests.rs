@@ -1180,3 +1180,78 @@ fn an_announced_offline_agent_is_offline_during_the_grace() {
         1
     );
 }
+
+/// Up from `T0` to a 10-minute cut, evaluated live; nothing during the cut; then the replay of
+/// the cut with `web` down in `[down_from, down_to)`. Returns the end of the cut.
+fn partitioned(w: &mut World, down_from: u64, down_to: u64) -> u64 {
+    let cut = T0 + 10 * MINUTE_MS;
+    let back = cut + 10 * MINUTE_MS;
+    let mut t = T0;
+    while t < cut {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    while t < back {
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    results(w, cut, back, down_from, down_to);
+    back
+}
+
+#[test]
+fn with_notify_late_always_an_outage_already_over_is_paged_as_late() {
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "burn_rate = []\nsla_below_target = false\nnotify_late = \"always\"\n",
+    );
+    let down_from = T0 + 13 * MINUTE_MS;
+    let back = partitioned(&mut w, down_from, down_from + 2 * MINUTE_MS);
+    assert!(!w.evaluate_late((T0 + 10 * MINUTE_MS, back), back));
+    let late: Vec<_> = w
+        .queued()
+        .into_iter()
+        .filter(|n| n.event == "late")
+        .collect();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].body["incident"]["late"], true);
+    assert_eq!(late[0].body["incident"]["state"], "resolved");
+}
+
+#[test]
+fn a_burn_rate_incident_opened_from_replayed_data_carries_the_outage_times_in_its_timeline() {
+    // Default rules: the fast burn rate (14.4× over 1 h and 5 min) opens on the replayed data.
+    let mut w = World::new("{ availability = 99.9 }", "sla_below_target = false\n");
+    let (down_from, down_to) = (T0 + 16 * MINUTE_MS, T0 + 19 * MINUTE_MS);
+    let back = partitioned(&mut w, down_from, down_to);
+    // What the evaluator does on its next tick: the late look first, then every rule.
+    assert!(!w.evaluate_late((T0 + 10 * MINUTE_MS, back), back + 1));
+    w.evaluate(back + 1);
+    let incidents = w.incidents();
+    let burn = incidents
+        .iter()
+        .find(|i| i.rule == Rule::BurnRate("fast".into()))
+        .expect("fast burn opened");
+    let at = |event: &str| {
+        burn.timeline
+            .iter()
+            .find(|e| e.event == event)
+            .map(|e| e.at_ms)
+    };
+    assert!(
+        at("outage_in_data").is_some_and(|t| t.abs_diff(down_from) <= EVERY),
+        "{burn:#?}"
+    );
+    assert!(
+        at("outage_in_data_ended").is_some_and(|t| t.abs_diff(down_to) <= EVERY),
+        "{burn:#?}"
+    );
+    assert_eq!(at("opened"), Some(back + 1));
+    let down: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.rule == Rule::ServiceDown)
+        .collect();
+    assert_eq!(down.len(), 1);
+    assert!(down[0].late);
+}
