@@ -452,12 +452,18 @@ impl Engine {
     }
 
     /// Whether a service-down incident already covers `[from_ms, to_ms)` of `service`: one
-    /// active, or one whose outage (from its detection back `down_after` + 1 evaluations, or its
+    /// active, or one of `known` whose outage (from its detection back `down_after` + 1 evaluations, or its
     /// own start if found late) to its resolution overlaps it.
-    fn covered(&self, all: &[Incident], service: &str, from_ms: u64, to_ms: Option<u64>) -> bool {
+    fn covered<'a>(
+        &'a self,
+        known: impl Iterator<Item = &'a Incident>,
+        service: &str,
+        from_ms: u64,
+        to_ms: Option<u64>,
+    ) -> bool {
         let every = self.settings.evaluate_every_ms;
         let lead = (u64::from(self.policy(service).down_after) + 1) * every;
-        all.iter()
+        known
             .chain(self.active.values())
             .filter(|i| i.rule == Rule::ServiceDown && i.service == service)
             .any(|i| {
@@ -504,13 +510,7 @@ impl Engine {
             self.late_outages
                 .retain(|f| now.saturating_sub(f.found_ms) <= LATE_MEMORY_MS && *f != found);
             self.late_outages.push(found);
-            if self.covered(&all, &c.service, o.from_ms, o.to_ms)
-                || opened.iter().any(|i| {
-                    i.service == c.service
-                        && i.detected_ms < o.to_ms.unwrap_or(u64::MAX)
-                        && o.from_ms < i.resolved_ms.unwrap_or(u64::MAX)
-                })
-            {
+            if self.covered(all.iter().chain(&opened), &c.service, o.from_ms, o.to_ms) {
                 continue;
             }
             let (depends_on, agents_of) = topology(&c.service);

@@ -161,6 +161,12 @@ pub async fn run(
             }
         }
         let now = watchstand_shared::time::now_ms();
+        // Taken before the outbox is read: a delivery that ends in between has committed its
+        // outcome before leaving the set, so the read never shows it as still to send.
+        let busy = in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let s = store.clone();
         let pending = match tokio::task::spawn_blocking(move || s.all_pending()).await {
             Ok(Ok(d)) => d,
@@ -173,10 +179,6 @@ pub async fn run(
                 continue;
             }
         };
-        let busy = in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         let mut dropped = StoreBatch::default();
         for n in ready(&pending, &busy, now) {
             let Some((w, slots)) = webhooks.get(&n.receiver) else {
