@@ -354,7 +354,7 @@ async fn keep_session(
                 }
             }
             ConnectionEvent::Disconnected { error } => {
-                presence.disconnected();
+                presence.disconnected(now_ms());
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
             }
         }

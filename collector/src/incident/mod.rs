@@ -181,7 +181,7 @@ fn apply(
 }
 
 /// Evaluates every rule at `now` and applies the result; returns what changed. Agent silence
-/// counts only since `watching_since` (see [`presence`]).
+/// counts only over time the collector heard its agents (see [`presence`]).
 ///
 /// # Errors
 /// Store failure.
@@ -190,10 +190,10 @@ pub fn evaluate_once(
     store: &Store,
     catalogue: &Catalogue,
     registry: &Registry,
-    watching_since: Option<u64>,
+    hearing: presence::Hearing,
     now: u64,
 ) -> crate::store::Result<Vec<engine::Change>> {
-    let agents = presence::watched(registry.snapshot(), watching_since, now);
+    let agents = presence::watched(registry.snapshot(), hearing, now);
     let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
     let every = e.settings().evaluate_every_ms;
     let found = {
@@ -214,11 +214,11 @@ pub fn evaluate_services(
     store: &Store,
     catalogue: &Catalogue,
     registry: &Registry,
-    watching_since: Option<u64>,
+    hearing: presence::Hearing,
     services: &BTreeSet<String>,
     now: u64,
 ) -> crate::store::Result<(Vec<engine::Change>, Vec<String>)> {
-    let agents = presence::watched(registry.snapshot(), watching_since, now);
+    let agents = presence::watched(registry.snapshot(), hearing, now);
     let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
     let every = e.settings().evaluate_every_ms;
     let (found, pending) = {
@@ -239,14 +239,14 @@ pub fn evaluate_late(
     store: &Store,
     catalogue: &Catalogue,
     registry: &Registry,
-    watching_since: Option<u64>,
+    hearing: presence::Hearing,
     late_ranges: &trigger::LateRanges,
     now: u64,
 ) -> crate::store::Result<(Vec<engine::Change>, trigger::LateRanges)> {
     if late_ranges.is_empty() {
         return Ok((Vec::new(), trigger::LateRanges::new()));
     }
-    let agents = presence::watched(registry.snapshot(), watching_since, now);
+    let agents = presence::watched(registry.snapshot(), hearing, now);
     let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
     let every = e.settings().evaluate_every_ms;
     let mut outages = Vec::new();
@@ -378,7 +378,7 @@ pub async fn run_evaluator(
             links.presence.resumed(now);
         }
         last_wake_ms = Some(now);
-        let watching_since = links.presence.watching_since();
+        let hearing = links.presence.hearing();
         let mut late_ranges = links.trigger.take_late();
         for service in late_ranges.keys() {
             late_since.entry(service.clone()).or_insert(now);
@@ -397,15 +397,11 @@ pub async fn run_evaluator(
         // Kept to look again if this evaluation fails.
         let looked_at = late_ranges.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let (mut changes, again) =
-                evaluate_late(&e, &s, &c, &r, watching_since, &late_ranges, now)?;
+            let (mut changes, again) = evaluate_late(&e, &s, &c, &r, hearing, &late_ranges, now)?;
             let (more, pending) = match work {
-                Work::All => (
-                    evaluate_once(&e, &s, &c, &r, watching_since, now)?,
-                    Vec::new(),
-                ),
+                Work::All => (evaluate_once(&e, &s, &c, &r, hearing, now)?, Vec::new()),
                 Work::Services(services) => {
-                    evaluate_services(&e, &s, &c, &r, watching_since, &services, now)?
+                    evaluate_services(&e, &s, &c, &r, hearing, &services, now)?
                 }
             };
             changes.extend(more);

@@ -20,42 +20,64 @@ pub const FREEZE_INTERVALS: u64 = 3;
 /// by seconds; a false freeze only delays `agent_offline` by one silence threshold).
 pub const MIN_FREEZE_MS: u64 = 5_000;
 
-/// Since when the collector hears its agents; `None` while it does not (not connected yet, or
-/// disconnected).
+/// Whether, and since when, the collector hears its agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Hearing {
+    /// Not connected yet since it started: silence says nothing.
+    #[default]
+    NotYet,
+    /// Connected (and not frozen) since this instant, epoch ms.
+    Since(u64),
+    /// Connected from `since` until it lost the broker at `lost_at`: silence counts up to
+    /// `lost_at` only.
+    LostAt {
+        /// Start of the last stretch it heard.
+        since: u64,
+        /// When it lost the broker.
+        lost_at: u64,
+    },
+}
+
+/// Since when the collector hears its agents, shared by the server (connects) and the
+/// evaluator (freezes).
 #[derive(Debug, Default)]
 pub struct Presence {
-    watching_since_ms: Mutex<Option<u64>>,
+    hearing: Mutex<Hearing>,
 }
 
 impl Presence {
     /// The collector (re)connected to the broker at `now_ms`.
     pub fn connected(&self, now_ms: u64) {
-        *self.lock() = Some(now_ms);
+        *self.lock() = Hearing::Since(now_ms);
     }
 
-    /// The collector lost the broker: from now on it hears nobody.
-    pub fn disconnected(&self) {
-        *self.lock() = None;
+    /// The collector lost the broker at `now_ms`: from then on it hears nobody.
+    pub fn disconnected(&self, now_ms: u64) {
+        let mut h = self.lock();
+        if let Hearing::Since(since) = *h {
+            *h = Hearing::LostAt {
+                since,
+                lost_at: now_ms,
+            };
+        }
     }
 
     /// The collector was frozen and runs again at `now_ms`: silence starts counting anew (if
     /// connected).
     pub fn resumed(&self, now_ms: u64) {
-        let mut since = self.lock();
-        if since.is_some() {
-            *since = Some(now_ms);
+        let mut h = self.lock();
+        if matches!(*h, Hearing::Since(_)) {
+            *h = Hearing::Since(now_ms);
         }
     }
 
-    /// Since when the collector hears its agents, if it does.
-    pub fn watching_since(&self) -> Option<u64> {
+    /// Whether, and since when, the collector hears its agents now.
+    pub fn hearing(&self) -> Hearing {
         *self.lock()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
-        self.watching_since_ms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hearing> {
+        self.hearing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -65,17 +87,21 @@ pub fn is_freeze(previous_ms: u64, now_ms: u64, every_ms: u64) -> bool {
     now_ms.saturating_sub(previous_ms) > (FREEZE_INTERVALS * every_ms).max(MIN_FREEZE_MS)
 }
 
-/// The evaluator's view of `agents` at `now_ms`: silence counted only since `watching_since`
-/// (`None`: the collector hears nobody now, so silence says nothing). An announced state
-/// (birth, last will) is kept as it is.
-pub fn watched(
-    mut agents: Vec<AgentRecord>,
-    watching_since: Option<u64>,
-    now_ms: u64,
-) -> Vec<AgentRecord> {
-    let since = watching_since.unwrap_or(now_ms);
+/// The evaluator's view of `agents` at `now_ms`: silence counted only over time the collector
+/// heard them — from the start of its last stretch of hearing, and, while it does not hear,
+/// only up to when it stopped. An announced state (birth, last will) is kept as it is.
+pub fn watched(mut agents: Vec<AgentRecord>, hearing: Hearing, now_ms: u64) -> Vec<AgentRecord> {
     for a in &mut agents {
-        a.last_seen_ms = a.last_seen_ms.max(since);
+        a.last_seen_ms = match hearing {
+            Hearing::NotYet => now_ms,
+            Hearing::Since(since) => a.last_seen_ms.max(since),
+            Hearing::LostAt { since, lost_at } => {
+                let heard = a.last_seen_ms.max(since);
+                heard
+                    .saturating_add(now_ms.saturating_sub(lost_at))
+                    .min(now_ms)
+            }
+        };
     }
     agents
 }
@@ -96,13 +122,42 @@ mod tests {
     #[test]
     fn a_freeze_restarts_the_watch_only_while_connected() {
         let p = Presence::default();
-        assert_eq!(p.watching_since(), None);
+        assert_eq!(p.hearing(), Hearing::NotYet);
         p.resumed(5);
-        assert_eq!(p.watching_since(), None);
+        p.disconnected(6);
+        assert_eq!(p.hearing(), Hearing::NotYet);
         p.connected(10);
         p.resumed(20);
-        assert_eq!(p.watching_since(), Some(20));
-        p.disconnected();
-        assert_eq!(p.watching_since(), None);
+        assert_eq!(p.hearing(), Hearing::Since(20));
+        p.disconnected(30);
+        p.resumed(40);
+        assert_eq!(
+            p.hearing(),
+            Hearing::LostAt {
+                since: 20,
+                lost_at: 30
+            }
+        );
+    }
+
+    #[test]
+    fn silence_stops_counting_while_the_collector_hears_nobody() {
+        let reg = crate::registry::Registry::default();
+        reg.update("s", "a", "b", 1_000, |_| {});
+        let seen = |h: Hearing, now: u64| watched(reg.snapshot(), h, now)[0].last_seen_ms;
+        assert_eq!(seen(Hearing::NotYet, 50_000), 50_000);
+        assert_eq!(seen(Hearing::Since(500), 50_000), 1_000);
+        assert_eq!(seen(Hearing::Since(9_000), 50_000), 9_000, "grace");
+        // Heard until 3_000 (2 s of silence), deaf since: still 2 s of silence at 50_000.
+        assert_eq!(
+            seen(
+                Hearing::LostAt {
+                    since: 500,
+                    lost_at: 3_000
+                },
+                50_000
+            ),
+            48_000
+        );
     }
 }

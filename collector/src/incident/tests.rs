@@ -11,6 +11,7 @@ use watchstand_shared::wire::v1::{AgentState, ProbeResult, ProbeState, Status};
 use super::conditions::{conditions, service_down_conditions};
 use super::engine::{Change, Engine};
 use super::policy::{self, IncidentPolicy, IncidentSettings, RawIncidentPolicy, Webhook};
+use super::presence::Hearing;
 use super::record::IncidentStore;
 use super::Rule;
 use crate::config::{self, Catalogue};
@@ -174,10 +175,9 @@ impl World {
         pending
     }
 
-    /// A periodic evaluation at `now` by a collector that hears its agents since
-    /// `watching_since` (`None`: not connected).
-    fn evaluate_watching(&mut self, now: u64, watching_since: Option<u64>) {
-        let agents = super::presence::watched(self.registry.snapshot(), watching_since, now);
+    /// A periodic evaluation at `now` by a collector that hears its agents as `hearing` says.
+    fn evaluate_watching(&mut self, now: u64, hearing: Hearing) {
+        let agents = super::presence::watched(self.registry.snapshot(), hearing, now);
         let engine = &self.engine;
         let policy = |s: &str| -> IncidentPolicy { engine.policy(s) };
         let c = conditions(&self.store, &self.catalogue, &agents, &policy, EVERY, now)
@@ -1122,26 +1122,32 @@ fn after_a_restart_or_a_freeze_agents_get_a_grace_of_their_silence_threshold() {
     let mut t = T0;
     while t < T0 + 5 * MINUTE_MS {
         w.result(t, true, EVERY);
-        w.evaluate_watching(t + 1, Some(T0 - DAY_MS));
+        w.evaluate_watching(t + 1, Hearing::Since(T0 - DAY_MS));
         t += EVERY;
     }
     // The collector is away 10 minutes (down, disconnected, or SIGSTOPped); the agent goes on
     // measuring and its results reach the collector a little after it is back.
     let away = 10 * MINUTE_MS;
     let back = t + away;
-    // While disconnected the collector's silence says nothing.
-    w.evaluate_watching(t + away / 2, None);
+    // While disconnected silence does not grow: heard until `t`, lost at `t`.
+    w.evaluate_watching(
+        t + away / 2,
+        Hearing::LostAt {
+            since: T0 - DAY_MS,
+            lost_at: t,
+        },
+    );
     // Back (reconnected, or resumed after a freeze): a grace of the silence threshold
     // (3 × the agent's slowest interval, 60 s here: 180 s).
     let mut now = back;
     while now < back + 30 * SECOND_MS {
-        w.evaluate_watching(now, Some(back));
+        w.evaluate_watching(now, Hearing::Since(back));
         now += EVERY;
     }
     results(&mut w, t, now, u64::MAX, u64::MAX);
     while now < back + 5 * MINUTE_MS {
         w.result(now, true, EVERY);
-        w.evaluate_watching(now + 1, Some(back));
+        w.evaluate_watching(now + 1, Hearing::Since(back));
         now += EVERY;
     }
     let false_ones: Vec<_> = w
@@ -1153,9 +1159,9 @@ fn after_a_restart_or_a_freeze_agents_get_a_grace_of_their_silence_threshold() {
     // The grace is not forever: an agent that really stays silent is offline once its
     // silence threshold has passed since the collector came back.
     let last_heard = now - EVERY;
-    w.evaluate_watching(last_heard + 3 * MINUTE_MS, Some(back));
+    w.evaluate_watching(last_heard + 3 * MINUTE_MS, Hearing::Since(back));
     assert!(w.incidents().iter().all(|i| i.rule != Rule::AgentOffline));
-    w.evaluate_watching(last_heard + 3 * MINUTE_MS + EVERY, Some(back));
+    w.evaluate_watching(last_heard + 3 * MINUTE_MS + EVERY, Hearing::Since(back));
     assert_eq!(
         w.incidents()
             .iter()
@@ -1171,7 +1177,7 @@ fn an_announced_offline_agent_is_offline_during_the_grace() {
     w.result(T0, true, EVERY);
     w.status(T0 + SECOND_MS, AgentState::Offline);
     // The broker's retained last will decides while silence cannot.
-    w.evaluate_watching(T0 + 2 * SECOND_MS, Some(T0 + 2 * SECOND_MS));
+    w.evaluate_watching(T0 + 2 * SECOND_MS, Hearing::Since(T0 + 2 * SECOND_MS));
     assert_eq!(
         w.incidents()
             .iter()
@@ -1254,4 +1260,38 @@ fn a_burn_rate_incident_opened_from_replayed_data_carries_the_outage_times_in_it
         .collect();
     assert_eq!(down.len(), 1);
     assert!(down[0].late);
+}
+
+#[test]
+fn an_agent_offline_incident_is_not_resolved_while_the_collector_hears_nobody() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let connected = Hearing::Since(T0 - DAY_MS);
+    w.result(T0, true, EVERY);
+    // Silent past its threshold (180 s): offline.
+    w.evaluate_watching(T0 + 4 * MINUTE_MS, connected);
+    assert_eq!(
+        w.engine
+            .active()
+            .filter(|i| i.rule == Rule::AgentOffline)
+            .count(),
+        1
+    );
+    // The collector loses the broker for 10 minutes: the agent is still not heard from.
+    let lost = Hearing::LostAt {
+        since: T0 - DAY_MS,
+        lost_at: T0 + 5 * MINUTE_MS,
+    };
+    let mut now = T0 + 5 * MINUTE_MS;
+    while now < T0 + 15 * MINUTE_MS {
+        w.evaluate_watching(now, lost);
+        now += EVERY;
+    }
+    assert_eq!(
+        w.engine
+            .active()
+            .filter(|i| i.rule == Rule::AgentOffline)
+            .count(),
+        1,
+        "not resolved by the collector's own deafness"
+    );
 }
