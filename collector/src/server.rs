@@ -211,6 +211,7 @@ pub async fn start(
             state_topic.clone(),
             config.id.clone(),
             connection,
+            links.presence.clone(),
         ));
         let mut ingest = tokio::spawn(ingest.run(ingest_stop.clone()));
         let rollups = tokio::spawn(rollup::run(
@@ -308,17 +309,20 @@ pub async fn start(
 }
 
 /// On every (re)connect: subscribe to the ingest channels and publish the retained online state.
-/// Subscribing again on a kept session is harmless and covers a broker that lost it.
+/// Subscribing again on a kept session is harmless and covers a broker that lost it. Connects
+/// and disconnects are told to `presence` (agent silence counts only while connected).
 async fn keep_session(
     client: AsyncClient,
     layout: TopicLayout,
     state_topic: String,
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
+    presence: Arc<incident::presence::Presence>,
 ) {
     while let Some(event) = connection.recv().await {
         match event {
             ConnectionEvent::Connected { session_present } => {
+                presence.connected(now_ms());
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
                     ingest::subscribe(&client, &layout).await?;
@@ -338,6 +342,7 @@ async fn keep_session(
                 }
             }
             ConnectionEvent::Disconnected { error } => {
+                presence.disconnected(now_ms());
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
             }
         }

@@ -11,6 +11,7 @@ mod delivery;
 mod faults;
 mod faults_agent;
 mod incidents;
+mod incidents_truth;
 mod malformed;
 mod pipeline;
 mod shutdown;

@@ -16,6 +16,7 @@
 pub mod mqtt;
 pub mod oracle;
 pub mod process;
+pub mod relay;
 pub mod sim;
 pub mod target;
 

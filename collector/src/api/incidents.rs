@@ -202,6 +202,7 @@ pub async fn stats(
                 "from_ms": span.from_ms,
                 "to_ms": span.to_ms,
                 "incidents": failures.len(),
+                "found_late": failures.iter().filter(|i| i.late).count(),
                 "mttr_s": (!restores.is_empty()).then(|| restores.iter().sum::<f64>() / restores.len() as f64),
                 "mtbf_s": (!failures.is_empty()).then(|| report.uptime_s / failures.len() as f64),
             }));

@@ -62,7 +62,8 @@ fn class_at(service: &Service, inputs: &[sla::ProbeInput], t: u64) -> (ServiceCl
         })
 }
 
-fn key(rule: &Rule, subject: &str) -> String {
+/// The dedup key of `rule` for `subject`.
+pub(crate) fn key(rule: &Rule, subject: &str) -> String {
     format!("{}:{subject}", rule.key_part())
 }
 

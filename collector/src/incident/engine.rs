@@ -20,10 +20,23 @@ use serde_json::json;
 
 use super::conditions::Condition;
 use super::flapping::{self, FlapChange};
-use super::policy::{IncidentPolicy, IncidentSettings, Webhook};
+use super::policy::{IncidentPolicy, IncidentSettings, NotifyLate, Webhook};
 use super::record::{Impact, Incident, IncidentStore, Notification};
 use super::{IncidentState, Rule};
 use crate::store::{Result, StoreBatch};
+
+/// How long an outage found late is remembered for the timelines of window-rule incidents.
+pub const LATE_MEMORY_MS: u64 = 3_600_000;
+
+/// An outage found late in a service's data, remembered for the window-rule incidents (burn
+/// rate, SLA) the same data may open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FoundOutage {
+    service: String,
+    from_ms: u64,
+    to_ms: Option<u64>,
+    found_ms: u64,
+}
 
 /// A service's (depends_on, agents measuring it), for inhibition.
 pub type Topology<'a> = dyn Fn(&str) -> (Vec<String>, Vec<String>) + 'a;
@@ -43,6 +56,8 @@ pub enum Change {
     Notified(u64, String, String),
     /// A notification was held back (flapping or inhibited).
     Held(u64, String),
+    /// Recorded from late data (id, key); opened and maybe already resolved.
+    FoundLate(u64, String),
 }
 
 /// Why an operator action failed.
@@ -75,6 +90,7 @@ pub struct Engine {
     resolved_by_hand: HashMap<String, Incident>,
     next_id: u64,
     next_seq: u64,
+    late_outages: Vec<FoundOutage>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -125,6 +141,7 @@ impl Engine {
             resolved_by_hand,
             next_id,
             next_seq,
+            late_outages: Vec::new(),
         })
     }
 
@@ -174,6 +191,8 @@ impl Engine {
                 "time_to_restore_s": incident.time_to_restore_s(),
                 "impact": incident.impact,
                 "summary": incident.summary,
+                "late": incident.late,
+                "found_late_ms": incident.found_late_ms,
             },
             "sent_ms": now,
         });
@@ -210,6 +229,76 @@ impl Engine {
                 format!("{event} → {}", receivers.join(", ")),
             );
         }
+    }
+
+    /// A new open incident for `c`, detected at `detected_ms`, with the next id.
+    fn new_incident(
+        &mut self,
+        c: &Condition,
+        detected_ms: u64,
+        flapping: bool,
+        inhibited_by: Option<String>,
+    ) -> Incident {
+        let incident = Incident {
+            id: self.next_id,
+            dedup_key: c.key.clone(),
+            service: c.service.clone(),
+            agent: c.agent.clone(),
+            rule: c.rule.clone(),
+            priority: c.priority,
+            state: IncidentState::Open,
+            flapping,
+            inhibited: inhibited_by.is_some(),
+            inhibited_by,
+            detected_ms,
+            acknowledged_ms: None,
+            acknowledged_by: None,
+            resolved_ms: None,
+            resolved_by: None,
+            resolution_note: None,
+            impact: Impact {
+                services: if c.service.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![c.service.clone()]
+                },
+                scope: if c.partial {
+                    "partial".into()
+                } else {
+                    "full".into()
+                },
+            },
+            summary: c.summary.clone(),
+            last_notified_ms: None,
+            timeline: Vec::new(),
+            late: false,
+            found_late_ms: None,
+            held_until_clear: false,
+        };
+        self.next_id += 1;
+        incident
+    }
+
+    /// Adds to the timeline of a window-rule incident of a service the outages found late in its
+    /// data within the last hour, at their own times, so the record says when it really happened.
+    fn mark_late_data(&self, incident: &mut Incident, now: u64) {
+        let service = incident.service.clone();
+        for o in self
+            .late_outages
+            .iter()
+            .filter(|o| o.service == service && now.saturating_sub(o.found_ms) <= LATE_MEMORY_MS)
+        {
+            incident.push(
+                o.from_ms,
+                "outage_in_data",
+                None,
+                format!("down from the data (found late at {})", o.found_ms),
+            );
+            if let Some(to) = o.to_ms {
+                incident.push(to, "outage_in_data_ended", None, "");
+            }
+        }
+        incident.timeline.sort_by_key(|e| e.at_ms);
     }
 
     /// Why `c` should not notify: an agent measuring its service is offline, or a service it
@@ -378,41 +467,10 @@ impl Engine {
             }
             let (depends_on, agents_of) = topology(&c.service);
             let inhibited_by = self.inhibitor(c, offline_agents, &depends_on, &agents_of);
-            let mut incident = Incident {
-                id: self.next_id,
-                dedup_key: c.key.clone(),
-                service: c.service.clone(),
-                agent: c.agent.clone(),
-                rule: c.rule.clone(),
-                priority: c.priority,
-                state: IncidentState::Open,
-                flapping,
-                inhibited: inhibited_by.is_some(),
-                inhibited_by: inhibited_by.clone(),
-                detected_ms: now,
-                acknowledged_ms: None,
-                acknowledged_by: None,
-                resolved_ms: None,
-                resolved_by: None,
-                resolution_note: None,
-                impact: Impact {
-                    services: if c.service.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![c.service.clone()]
-                    },
-                    scope: if c.partial {
-                        "partial".into()
-                    } else {
-                        "full".into()
-                    },
-                },
-                summary: c.summary.clone(),
-                last_notified_ms: None,
-                timeline: Vec::new(),
-                held_until_clear: false,
-            };
-            self.next_id += 1;
+            let mut incident = self.new_incident(c, now, flapping, inhibited_by.clone());
+            if matches!(c.rule, Rule::BurnRate(_) | Rule::SlaBelowTarget) {
+                self.mark_late_data(&mut incident, now);
+            }
             incident.push(now, "opened", None, c.summary.clone());
             changes.push(Change::Opened(incident.id, c.key.clone()));
             if let Some(why) = &inhibited_by {
@@ -429,6 +487,122 @@ impl Engine {
         }
         if !batch.is_empty() {
             self.store.commit(batch)?;
+        }
+        Ok(changes)
+    }
+
+    /// Whether a service-down incident already covers `[from_ms, to_ms)` of `service`: one
+    /// active, or one of `known` whose outage (from its detection back `down_after` + 1 evaluations, or its
+    /// own start if found late) to its resolution overlaps it.
+    fn covered<'a>(
+        &'a self,
+        known: impl Iterator<Item = &'a Incident>,
+        service: &str,
+        from_ms: u64,
+        to_ms: Option<u64>,
+    ) -> bool {
+        let every = self.settings.evaluate_every_ms;
+        let lead = (u64::from(self.policy(service).down_after) + 1) * every;
+        known
+            .chain(self.active.values())
+            .filter(|i| i.rule == Rule::ServiceDown && i.service == service)
+            .any(|i| {
+                let start = if i.late {
+                    i.detected_ms
+                } else {
+                    i.detected_ms.saturating_sub(lead)
+                };
+                let end = i.resolved_ms.unwrap_or(u64::MAX);
+                start < to_ms.unwrap_or(u64::MAX) && from_ms < end
+            })
+    }
+
+    /// Records the outages found late in the data (see [`super::late`]) that no service-down
+    /// incident covers: opened at the outage's own start, resolved at its own end if the data
+    /// shows it over (`resolved_by` = `data`), marked `late` with `found_late_ms` = `now`. An
+    /// outage still going on stays open for the live rule to resolve. Whether it notifies (event
+    /// `late`) follows the service's `notify_late`.
+    ///
+    /// # Errors
+    /// Store failure (nothing is kept; the next look retries).
+    pub fn record_late(
+        &mut self,
+        now: u64,
+        outages: &[super::late::LateOutage],
+        offline_agents: &[String],
+        topology: &Topology<'_>,
+    ) -> Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        if outages.is_empty() {
+            return Ok(changes);
+        }
+        let all = self.store.all()?;
+        let mut batch = StoreBatch::default();
+        let mut opened: Vec<Incident> = Vec::new();
+        for o in outages {
+            let c = &o.condition;
+            let found = FoundOutage {
+                service: c.service.clone(),
+                from_ms: o.from_ms,
+                to_ms: o.to_ms,
+                found_ms: now,
+            };
+            self.late_outages
+                .retain(|f| now.saturating_sub(f.found_ms) <= LATE_MEMORY_MS && *f != found);
+            self.late_outages.push(found);
+            if self.covered(all.iter().chain(&opened), &c.service, o.from_ms, o.to_ms) {
+                continue;
+            }
+            let (depends_on, agents_of) = topology(&c.service);
+            let inhibited_by = self.inhibitor(c, offline_agents, &depends_on, &agents_of);
+            let mut incident = self.new_incident(c, o.from_ms, false, inhibited_by.clone());
+            incident.late = true;
+            incident.found_late_ms = Some(now);
+            incident.push(o.from_ms, "opened", None, c.summary.clone());
+            if let Some(to) = o.to_ms {
+                incident.state = IncidentState::Resolved;
+                incident.resolved_ms = Some(to);
+                incident.resolved_by = Some("data".into());
+                incident.resolution_note = Some("the data shows it up again".into());
+                incident.push(to, "resolved", Some("data"), "up again in the data");
+            }
+            incident.push(
+                now,
+                "found_late",
+                None,
+                "results measured during the outage arrived late",
+            );
+            changes.push(Change::FoundLate(incident.id, c.key.clone()));
+            let notify = match self.policy(&c.service).notify_late {
+                NotifyLate::Always => true,
+                NotifyLate::OpenOnly => o.to_ms.is_none(),
+                NotifyLate::Never => false,
+            };
+            if let Some(why) = &inhibited_by {
+                incident.push(now, "inhibited", None, why.clone());
+                changes.push(Change::Held(incident.id, "late".into()));
+            } else if notify {
+                self.notify(&mut batch, &mut incident, "late", now, &mut changes);
+            } else {
+                incident.push(
+                    now,
+                    "notification_held",
+                    None,
+                    "late and already over (notify_late)",
+                );
+                changes.push(Change::Held(incident.id, "late".into()));
+            }
+            IncidentStore::put(&mut batch, &incident);
+            opened.push(incident);
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        for incident in opened {
+            if incident.state.is_active() {
+                self.flapping.insert(incident.dedup_key.clone(), false);
+                self.active.insert(incident.dedup_key.clone(), incident);
+            }
         }
         Ok(changes)
     }

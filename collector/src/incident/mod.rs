@@ -6,10 +6,12 @@
 //! - [`conditions`]: what each rule sees at an instant, read from the store (pure given the
 //!   store and `now`, so tests drive it on a virtual clock).
 //! - [`flapping`]: percent state change with hysteresis.
+//! - [`late`]: outages the data shows that no live evaluation saw (late or replayed results).
 //! - [`engine`]: the lifecycle: conditions in, incident records and notifications out.
 //! - [`record`]: the incident record and its durable home.
 //! - [`notify`]: webhook delivery with retries from the notification outbox.
 //! - [`trigger`]: ingest's hand-over of services whose probes changed state.
+//! - [`presence`]: since when the collector hears its agents (agent silence counts only then).
 //!
 //! The evaluator ([`run_evaluator`]) evaluates every rule every `evaluate_every`, and in
 //! between evaluates the service-down rule of the services ingest reports a probe state change
@@ -21,8 +23,10 @@
 pub mod conditions;
 pub mod engine;
 pub mod flapping;
+pub mod late;
 pub mod notify;
 pub mod policy;
+pub mod presence;
 pub mod record;
 #[cfg(test)]
 mod tests;
@@ -142,6 +146,27 @@ impl std::str::FromStr for IncidentState {
 /// The engine shared by the evaluator and the API (actions by people).
 pub type SharedEngine = Arc<Mutex<engine::Engine>>;
 
+/// The agents offline at `now` in `agents`.
+fn offline_now(agents: &[AgentRecord], now: u64) -> Vec<String> {
+    agents
+        .iter()
+        .filter(|a| a.state_at(now) == AgentState::Offline)
+        .map(|a| a.agent.clone())
+        .collect()
+}
+
+/// A service's (depends_on, agents measuring it), for inhibition.
+fn topology_of(catalogue: &Catalogue, service: &str) -> (Vec<String>, Vec<String>) {
+    catalogue
+        .get(service)
+        .map_or((Vec::new(), Vec::new()), |s| {
+            (
+                s.depends_on.clone(),
+                s.probes.iter().map(|p| p.agent.clone()).collect(),
+            )
+        })
+}
+
 /// Applies conditions found at `now` to the engine, with the registry's view of agents.
 fn apply(
     e: &mut engine::Engine,
@@ -150,25 +175,13 @@ fn apply(
     found: &[conditions::Condition],
     now: u64,
 ) -> crate::store::Result<Vec<engine::Change>> {
-    let offline: Vec<String> = agents
-        .iter()
-        .filter(|a| a.state_at(now) == AgentState::Offline)
-        .map(|a| a.agent.clone())
-        .collect();
-    let topology = |service: &str| {
-        catalogue
-            .get(service)
-            .map_or((Vec::new(), Vec::new()), |s| {
-                (
-                    s.depends_on.clone(),
-                    s.probes.iter().map(|p| p.agent.clone()).collect(),
-                )
-            })
-    };
+    let offline = offline_now(agents, now);
+    let topology = |service: &str| topology_of(catalogue, service);
     e.evaluate(now, found, &offline, &topology)
 }
 
-/// Evaluates every rule at `now` and applies the result; returns what changed.
+/// Evaluates every rule at `now` and applies the result; returns what changed. Agent silence
+/// counts only over time the collector heard its agents (see [`presence`]).
 ///
 /// # Errors
 /// Store failure.
@@ -177,9 +190,10 @@ pub fn evaluate_once(
     store: &Store,
     catalogue: &Catalogue,
     registry: &Registry,
+    hearing: presence::Hearing,
     now: u64,
 ) -> crate::store::Result<Vec<engine::Change>> {
-    let agents = registry.snapshot();
+    let agents = presence::watched(registry.snapshot(), hearing, now);
     let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
     let every = e.settings().evaluate_every_ms;
     let found = {
@@ -200,10 +214,11 @@ pub fn evaluate_services(
     store: &Store,
     catalogue: &Catalogue,
     registry: &Registry,
+    hearing: presence::Hearing,
     services: &BTreeSet<String>,
     now: u64,
 ) -> crate::store::Result<(Vec<engine::Change>, Vec<String>)> {
-    let agents = registry.snapshot();
+    let agents = presence::watched(registry.snapshot(), hearing, now);
     let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
     let every = e.settings().evaluate_every_ms;
     let (found, pending) = {
@@ -211,6 +226,44 @@ pub fn evaluate_services(
         conditions::service_down_conditions(store, catalogue, services, &policy, every, now)?
     };
     Ok((apply(&mut e, catalogue, &agents, &found, now)?, pending))
+}
+
+/// Looks in the data of the `late` ranges for outages no live evaluation saw and records them
+/// (see [`late`]); returns what changed and the ranges to look at again later (a down stretch
+/// whose end has not arrived yet).
+///
+/// # Errors
+/// Store failure.
+pub fn evaluate_late(
+    engine: &SharedEngine,
+    store: &Store,
+    catalogue: &Catalogue,
+    registry: &Registry,
+    hearing: presence::Hearing,
+    late_ranges: &trigger::LateRanges,
+    now: u64,
+) -> crate::store::Result<(Vec<engine::Change>, trigger::LateRanges)> {
+    if late_ranges.is_empty() {
+        return Ok((Vec::new(), trigger::LateRanges::new()));
+    }
+    let agents = presence::watched(registry.snapshot(), hearing, now);
+    let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
+    let every = e.settings().evaluate_every_ms;
+    let mut outages = Vec::new();
+    let mut again = trigger::LateRanges::new();
+    for (service, range) in late_ranges {
+        let Some(s) = catalogue.get(service) else {
+            continue;
+        };
+        let scan = late::scan(store, s, &e.policy(service), every, *range, now)?;
+        if scan.unfinished {
+            again.insert(service.clone(), *range);
+        }
+        outages.extend(scan.outages);
+    }
+    let offline = offline_now(&agents, now);
+    let topology = |service: &str| topology_of(catalogue, service);
+    Ok((e.record_late(now, &outages, &offline, &topology)?, again))
 }
 
 /// Logs what an evaluation changed; returns whether it queued a notification.
@@ -232,6 +285,9 @@ fn log_changes(changes: Vec<engine::Change>) -> bool {
                 queued = true;
                 tracing::debug!(id, event = %event, receiver = %receiver, "Notification queued.");
             }
+            engine::Change::FoundLate(id, key) => {
+                tracing::warn!(id, key = %key, "Incident found late in the data; recorded with its own times.")
+            }
             engine::Change::Held(id, event) => {
                 tracing::info!(id, event = %event, "Notification held back.")
             }
@@ -239,6 +295,9 @@ fn log_changes(changes: Vec<engine::Change>) -> bool {
     }
     queued
 }
+
+/// How long a late range whose outage has no end in the data yet is looked at again.
+pub const LATE_RETRY_MS: u64 = 3_600_000;
 
 /// What the evaluator does next.
 enum Work {
@@ -255,6 +314,8 @@ pub struct EvaluatorLinks {
     pub trigger: Arc<trigger::EvaluationTrigger>,
     /// Woken when an evaluation queued a notification (the notifier sends it at once).
     pub notifier: Arc<Notify>,
+    /// Since when the collector hears its agents (the server reports broker connects).
+    pub presence: Arc<presence::Presence>,
 }
 
 /// Evaluates the rules every `evaluate_every`, and the service-down rule of services with a
@@ -268,14 +329,21 @@ pub async fn run_evaluator(
     links: EvaluatorLinks,
     shutdown: CancellationToken,
 ) {
-    let every = {
-        let e = engine.lock().unwrap_or_else(PoisonError::into_inner);
-        std::time::Duration::from_millis(e.settings().evaluate_every_ms)
-    };
+    let every_ms = engine
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .settings()
+        .evaluate_every_ms;
+    let every = std::time::Duration::from_millis(every_ms);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Services down but not yet for `down_after` instants: when to look at them again.
     let mut follow_ups: BTreeMap<String, Instant> = BTreeMap::new();
+    // Late ranges whose data showed a down stretch without its end yet: looked at again on
+    // every tick for at most `LATE_RETRY_MS` after they were first handed over.
+    let mut late_again: trigger::LateRanges = trigger::LateRanges::new();
+    let mut late_since: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_wake_ms: Option<u64> = None;
     loop {
         let next_follow_up = follow_ups.values().min().copied();
         let follow_up = async move {
@@ -300,41 +368,71 @@ pub async fn run_evaluator(
                 Work::Services(due)
             }
         };
+        let now = watchstand_shared::time::now_ms();
+        // A wake-up far later than the tick: the collector itself was frozen, and heard nobody.
+        if last_wake_ms.is_some_and(|t| presence::is_freeze(t, now, every_ms)) {
+            tracing::warn!(
+                gap_ms = now.saturating_sub(last_wake_ms.unwrap_or(now)),
+                "The collector was frozen; agents get a grace of their silence threshold."
+            );
+            links.presence.resumed(now);
+        }
+        last_wake_ms = Some(now);
+        let hearing = links.presence.hearing();
+        let mut late_ranges = links.trigger.take_late();
+        for service in late_ranges.keys() {
+            late_since.entry(service.clone()).or_insert(now);
+        }
+        if matches!(work, Work::All) {
+            for (service, range) in std::mem::take(&mut late_again) {
+                trigger::widen(&mut late_ranges, &service, range);
+            }
+        }
         let (e, s, c, r) = (
             engine.clone(),
             store.clone(),
             catalogue.clone(),
             registry.clone(),
         );
-        let now = watchstand_shared::time::now_ms();
-        let outcome = match work {
-            Work::All => {
-                tokio::task::spawn_blocking(move || {
-                    evaluate_once(&e, &s, &c, &r, now).map(|ch| (ch, Vec::new()))
-                })
-                .await
-            }
-            Work::Services(services) => {
-                tokio::task::spawn_blocking(move || {
-                    evaluate_services(&e, &s, &c, &r, &services, now)
-                })
-                .await
-            }
-        };
+        // Kept to look again if this evaluation fails.
+        let looked_at = late_ranges.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let (mut changes, again) = evaluate_late(&e, &s, &c, &r, hearing, &late_ranges, now)?;
+            let (more, pending) = match work {
+                Work::All => (evaluate_once(&e, &s, &c, &r, hearing, now)?, Vec::new()),
+                Work::Services(services) => {
+                    evaluate_services(&e, &s, &c, &r, hearing, &services, now)?
+                }
+            };
+            changes.extend(more);
+            Ok::<_, crate::store::StoreError>((changes, pending, again))
+        })
+        .await;
         match outcome {
-            Ok(Ok((changes, pending))) => {
+            Ok(Ok((changes, pending, again))) => {
                 if log_changes(changes) {
                     links.notifier.notify_one();
                 }
-                let again = Instant::now() + every;
+                let next = Instant::now() + every;
                 for service in pending {
-                    follow_ups.entry(service).or_insert(again);
+                    follow_ups.entry(service).or_insert(next);
                 }
+                for (service, range) in again {
+                    trigger::widen(&mut late_again, &service, range);
+                }
+                late_since.retain(|service, since| {
+                    late_again.contains_key(service) && now.saturating_sub(*since) <= LATE_RETRY_MS
+                });
+                late_again.retain(|service, _| late_since.contains_key(service));
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "Incident evaluation failed; retrying next round.")
+                tracing::error!(error = %e, "Incident evaluation failed; retrying next round.");
+                late_again.extend(looked_at);
             }
-            Err(e) => tracing::error!(error = %e, "Incident evaluation task failed."),
+            Err(e) => {
+                tracing::error!(error = %e, "Incident evaluation task failed.");
+                late_again.extend(looked_at);
+            }
         }
     }
 }

@@ -6,11 +6,21 @@
 //!
 //! It looks at the outbox every `every` (retries) and at once when the evaluator wakes it after
 //! queueing a notification, so an incident is sent as soon as it is committed.
+//!
+//! Pages are not held hostage by one receiver or one incident: each (receiver, incident) pair
+//! is its own ordered lane — only its oldest undelivered notification may be in flight, so an
+//! incident's events arrive in order (opened before acknowledged before resolved) — while
+//! different lanes are delivered independently, at most [`PER_RECEIVER`] requests at a time per
+//! receiver, each bounded by [`REQUEST_TIMEOUT`]. A receiver that hangs ties up only its own
+//! slots and delays only its own lanes' retries; every other receiver, and its other incidents
+//! once a slot frees, go on. Each outcome is committed on its own as soon as it is known.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::Webhook;
@@ -21,8 +31,10 @@ use crate::store::StoreBatch;
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const RETRY_MAX: Duration = Duration::from_secs(60);
-/// Notifications tried per pass.
-const PASS_LIMIT: usize = 100;
+/// Requests in flight to one receiver at most.
+pub const PER_RECEIVER: usize = 4;
+/// Longest one POST may take (connect, send, answer) before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Delay before attempt `attempts + 1`.
 pub fn retry_delay(attempts: u32) -> Duration {
@@ -34,6 +46,7 @@ pub fn retry_delay(attempts: u32) -> Duration {
 async fn deliver(http: &reqwest::Client, w: &Webhook, n: &Notification) -> Result<(), String> {
     let mut req = http
         .post(&w.url)
+        .timeout(REQUEST_TIMEOUT)
         .header("X-Watchstand-Notification", n.seq.to_string())
         .json(&n.body);
     for (k, v) in &w.headers {
@@ -49,7 +62,63 @@ async fn deliver(http: &reqwest::Client, w: &Webhook, n: &Notification) -> Resul
     }
 }
 
+/// The ordered lane of a notification: its receiver and its incident (a notification without
+/// an incident id is a lane of its own).
+fn lane(n: &Notification) -> (String, Option<u64>, u64) {
+    match n.body["incident"]["id"].as_u64() {
+        Some(id) => (n.receiver.clone(), Some(id), 0),
+        None => (n.receiver.clone(), None, n.seq),
+    }
+}
+
+/// What may be started now, oldest first: the head of every lane whose head is due and not in
+/// flight. `pending` must be in seq order.
+pub fn ready<'a>(
+    pending: &'a [Notification],
+    in_flight: &HashSet<u64>,
+    now_ms: u64,
+) -> Vec<&'a Notification> {
+    let mut heads = HashSet::new();
+    pending
+        .iter()
+        .filter(|n| heads.insert(lane(n)))
+        .filter(|n| !in_flight.contains(&n.seq) && n.next_at_ms <= now_ms)
+        .collect()
+}
+
+/// Writes the outcome of one attempt: delete on success, otherwise the next try.
+fn outcome_batch(mut n: Notification, result: Result<(), String>, now: u64) -> StoreBatch {
+    let mut batch = StoreBatch::default();
+    match result {
+        Ok(()) => {
+            tracing::info!(receiver = %n.receiver, event = %n.event, seq = n.seq, attempts = n.attempts + 1, "Notification delivered.");
+            IncidentStore::delivered(&mut batch, n.seq);
+        }
+        Err(e) => {
+            let delay = retry_delay(n.attempts);
+            n.attempts += 1;
+            n.next_at_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(receiver = %n.receiver, seq = n.seq, attempts = n.attempts, retry_in = ?delay, error = %e, "Notification not delivered; will retry.");
+            n.last_error = Some(e);
+            IncidentStore::enqueue(&mut batch, &n);
+        }
+    }
+    batch
+}
+
+async fn commit(store: &IncidentStore, batch: StoreBatch) {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.commit(batch)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "Cannot update the notification outbox; deliveries may repeat.")
+        }
+        Err(e) => tracing::error!(error = %e, "Notification outbox task failed."),
+    }
+}
+
 /// Delivers due notifications every `every`, and whenever `wake` is notified, until `shutdown`.
+/// A request still in flight at shutdown is abandoned; its notification stays in the outbox.
 pub async fn run(
     store: IncidentStore,
     webhooks: Vec<Webhook>,
@@ -57,27 +126,49 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+    let http = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Cannot build the webhook HTTP client; notifications stay queued.");
             return;
         }
     };
+    let webhooks: HashMap<String, (Arc<Webhook>, Arc<Semaphore>)> = webhooks
+        .into_iter()
+        .map(|w| {
+            (
+                w.name.clone(),
+                (Arc::new(w), Arc::new(Semaphore::new(PER_RECEIVER))),
+            )
+        })
+        .collect();
+    let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                tasks.shutdown().await;
+                return;
+            }
             _ = tick.tick() => {}
             () = wake.notified() => {}
+            Some(done) = tasks.join_next() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "Notification delivery task failed.");
+                }
+            }
         }
         let now = watchstand_shared::time::now_ms();
+        // Taken before the outbox is read: a delivery that ends in between has committed its
+        // outcome before leaving the set, so the read never shows it as still to send.
+        let busy = in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let s = store.clone();
-        let due = match tokio::task::spawn_blocking(move || s.due(now, PASS_LIMIT)).await {
+        let pending = match tokio::task::spawn_blocking(move || s.all_pending()).await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Cannot read the notification outbox.");
@@ -88,38 +179,49 @@ pub async fn run(
                 continue;
             }
         };
-        if due.is_empty() {
-            continue;
-        }
-        let mut batch = StoreBatch::default();
-        for mut n in due {
-            let Some(w) = webhooks.iter().find(|w| w.name == n.receiver) else {
+        let mut dropped = StoreBatch::default();
+        for n in ready(&pending, &busy, now) {
+            let Some((w, slots)) = webhooks.get(&n.receiver) else {
                 tracing::warn!(receiver = %n.receiver, seq = n.seq, "Receiver no longer configured; notification dropped.");
-                IncidentStore::delivered(&mut batch, n.seq);
+                IncidentStore::delivered(&mut dropped, n.seq);
                 continue;
             };
-            match deliver(&http, w, &n).await {
-                Ok(()) => {
-                    tracing::info!(receiver = %w.name, event = %n.event, seq = n.seq, attempts = n.attempts + 1, "Notification delivered.");
-                    IncidentStore::delivered(&mut batch, n.seq);
-                }
-                Err(e) => {
-                    let delay = retry_delay(n.attempts);
-                    n.attempts += 1;
-                    n.next_at_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                    tracing::warn!(receiver = %w.name, seq = n.seq, attempts = n.attempts, retry_in = ?delay, error = %e, "Notification not delivered; will retry.");
-                    n.last_error = Some(e);
-                    IncidentStore::enqueue(&mut batch, &n);
-                }
-            }
+            // No free slot: this lane waits for one of the receiver's requests to end (its
+            // task wakes the notifier).
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(n.seq);
+            let (n, w, http, store, in_flight, wake) = (
+                n.clone(),
+                w.clone(),
+                http.clone(),
+                store.clone(),
+                in_flight.clone(),
+                wake.clone(),
+            );
+            tasks.spawn(async move {
+                let result = deliver(&http, &w, &n).await;
+                let seq = n.seq;
+                commit(
+                    &store,
+                    outcome_batch(n, result, watchstand_shared::time::now_ms()),
+                )
+                .await;
+                in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&seq);
+                drop(permit);
+                // The lane's next event, or a lane waiting for this slot, may go now.
+                wake.notify_one();
+            });
         }
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.commit(batch)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "Cannot update the notification outbox; deliveries may repeat.")
-            }
-            Err(e) => tracing::error!(error = %e, "Notification outbox task failed."),
+        if !dropped.is_empty() {
+            commit(&store, dropped).await;
         }
     }
 }
@@ -133,5 +235,40 @@ mod tests {
         let d: Vec<u64> = (0..9).map(|a| retry_delay(a).as_secs()).collect();
         assert_eq!(d, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(retry_delay(1_000), RETRY_MAX);
+    }
+
+    fn n(seq: u64, receiver: &str, incident: u64, next_at_ms: u64) -> Notification {
+        Notification {
+            seq,
+            receiver: receiver.into(),
+            event: "opened".into(),
+            body: serde_json::json!({ "incident": { "id": incident } }),
+            attempts: 0,
+            next_at_ms,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn only_the_oldest_event_of_each_incident_and_receiver_may_go_and_lanes_are_independent() {
+        let pending = vec![
+            n(1, "a", 10, 0),
+            n(2, "a", 10, 0),
+            n(3, "b", 10, 0),
+            n(4, "a", 11, 0),
+            n(5, "a", 12, 5_000),
+            n(6, "a", 12, 0),
+        ];
+        let seqs = |in_flight: &[u64], now: u64| -> Vec<u64> {
+            ready(&pending, &in_flight.iter().copied().collect(), now)
+                .iter()
+                .map(|n| n.seq)
+                .collect()
+        };
+        // Seq 2 waits behind 1 (same incident, same receiver); 6 waits behind 5 (backing off).
+        assert_eq!(seqs(&[], 1_000), vec![1, 3, 4]);
+        // Incident 10's first event hangs at receiver a: its other incidents still go.
+        assert_eq!(seqs(&[1], 1_000), vec![3, 4]);
+        assert_eq!(seqs(&[1, 3, 4], 6_000), vec![5]);
     }
 }

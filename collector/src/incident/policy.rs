@@ -85,6 +85,22 @@ pub struct RawIncidentPolicy {
     /// Flap detection.
     #[serde(default)]
     pub flapping: Option<RawFlapping>,
+    /// Whether outages found late in the data notify: `open_only` (default), `always`, `never`.
+    #[serde(default)]
+    pub notify_late: Option<NotifyLate>,
+}
+
+/// Whether a service-down incident found late in the data (a replay) notifies, as event `late`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyLate {
+    /// Only if the outage is still going on when found (default).
+    #[default]
+    OpenOnly,
+    /// Also outages already over when found.
+    Always,
+    /// Never: recorded only.
+    Never,
 }
 
 /// `[[webhooks]]` as written.
@@ -141,6 +157,8 @@ pub struct IncidentPolicy {
     pub sla_below_target: bool,
     /// Flap detection.
     pub flapping: RawFlapping,
+    /// Whether outages found late notify.
+    pub notify_late: NotifyLate,
 }
 
 /// Global settings after validation.
@@ -178,6 +196,7 @@ impl Default for IncidentSettings {
                 latency_window_ms: 3_600_000,
                 sla_below_target: true,
                 flapping: RawFlapping::default(),
+                notify_late: NotifyLate::OpenOnly,
             },
         }
     }
@@ -292,6 +311,9 @@ pub fn merge(
     if let Some(f) = &raw.flapping {
         check_flapping(p, key, f);
         out.flapping = *f;
+    }
+    if let Some(n) = raw.notify_late {
+        out.notify_late = n;
     }
     out
 }

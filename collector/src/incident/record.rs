@@ -98,10 +98,17 @@ pub struct Incident {
     /// until the condition clears and breaches again (cleared then, with a timeline event).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held_until_clear: bool,
+    /// Found late in the data (a replay): `detected_ms` and `resolved_ms` are the outage's own
+    /// start and end from the data, not when the collector learnt of it.
+    #[serde(default)]
+    pub late: bool,
+    /// When a late incident was found, epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_late_ms: Option<u64>,
 }
 
 impl Incident {
-    /// Seconds from detection to resolution.
+    /// Seconds from detection to resolution (for a late incident: the outage's own length).
     pub fn time_to_restore_s(&self) -> Option<f64> {
         self.resolved_ms
             .map(|r| r.saturating_sub(self.detected_ms) as f64 / 1_000.0)
@@ -257,6 +264,20 @@ impl IncidentStore {
             .map(|(_, n)| n)
             .filter(|n| n.next_at_ms <= now_ms)
             .take(limit)
+            .collect())
+    }
+
+    /// Every notification waiting, due or not, in seq order (the notifier keeps each
+    /// incident's events in this order).
+    ///
+    /// # Errors
+    /// Store failure.
+    pub fn all_pending(&self) -> Result<Vec<Notification>> {
+        Ok(self
+            .store
+            .load_all::<Notification>(NOTIFY_OUTBOX)?
+            .into_iter()
+            .map(|(_, n)| n)
             .collect())
     }
 

@@ -11,6 +11,7 @@ use watchstand_shared::wire::v1::{AgentState, ProbeResult, ProbeState, Status};
 use super::conditions::{conditions, service_down_conditions};
 use super::engine::{Change, Engine};
 use super::policy::{self, IncidentPolicy, IncidentSettings, RawIncidentPolicy, Webhook};
+use super::presence::Hearing;
 use super::record::IncidentStore;
 use super::Rule;
 use crate::config::{self, Catalogue};
@@ -172,6 +173,54 @@ impl World {
         let changes = self.engine.evaluate(now, &c, &[], &topo).expect("evaluate");
         self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
         pending
+    }
+
+    /// A periodic evaluation at `now` by a collector that hears its agents as `hearing` says.
+    fn evaluate_watching(&mut self, now: u64, hearing: Hearing) {
+        let agents = super::presence::watched(self.registry.snapshot(), hearing, now);
+        let engine = &self.engine;
+        let policy = |s: &str| -> IncidentPolicy { engine.policy(s) };
+        let c = conditions(&self.store, &self.catalogue, &agents, &policy, EVERY, now)
+            .expect("conditions");
+        let offline: Vec<String> = agents
+            .iter()
+            .filter(|a| a.state_at(now) == AgentState::Offline)
+            .map(|a| a.agent.clone())
+            .collect();
+        let topo = |_: &str| (Vec::new(), vec!["a".to_owned()]);
+        let changes = self
+            .engine
+            .evaluate(now, &c, &offline, &topo)
+            .expect("evaluate");
+        self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
+    }
+
+    /// What the evaluator does with late results of `web` observed in `range`, at `now`;
+    /// returns whether the data still lacks the end of a down stretch.
+    fn evaluate_late(&mut self, range: (u64, u64), now: u64) -> bool {
+        let service = self.catalogue.get("web").expect("web").clone();
+        let scan = super::late::scan(
+            &self.store,
+            &service,
+            &self.engine.policy("web"),
+            EVERY,
+            range,
+            now,
+        )
+        .expect("scan");
+        let topo = |_: &str| (Vec::new(), vec!["a".to_owned()]);
+        let changes = self
+            .engine
+            .record_late(now, &scan.outages, &[], &topo)
+            .expect("record");
+        self.changes.extend(changes.into_iter().map(|ch| (now, ch)));
+        scan.unfinished
+    }
+
+    fn queued(&self) -> Vec<super::record::Notification> {
+        IncidentStore::new(self.store.clone())
+            .all_pending()
+            .expect("outbox")
     }
 
     fn count(&self, f: impl Fn(&Change) -> bool) -> usize {
@@ -930,6 +979,327 @@ fn event_evaluations_between_ticks_do_not_make_a_flap_out_of_one_outage_or_hide_
             assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 1, "no churn");
         }
     }
+}
+
+/// Up every 10 s from `from` to `to` except down in `[down_from, down_to)`.
+fn results(w: &mut World, from: u64, to: u64, down_from: u64, down_to: u64) {
+    let mut t = from;
+    while t < to {
+        w.result(t, !(down_from..down_to).contains(&t), EVERY);
+        t += EVERY;
+    }
+}
+
+#[test]
+fn an_outage_found_in_late_data_is_one_service_down_with_its_own_times_in_mttr_and_no_page() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let cut = T0 + 10 * MINUTE_MS;
+    let back = cut + 10 * MINUTE_MS;
+    let (down_from, down_to) = (cut + 3 * MINUTE_MS, cut + 5 * MINUTE_MS);
+    let mut t = T0;
+    while t < cut {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    // Partitioned: the collector evaluates and sees nothing.
+    while t < back {
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    // The replay: the target was down for 2 minutes inside the cut. The first part of the
+    // replay shows the outage's start only: nothing is recorded until its end arrives.
+    results(&mut w, cut, down_from + MINUTE_MS, down_from, down_to);
+    assert!(
+        w.evaluate_late((cut, down_from + MINUTE_MS), back),
+        "end not known yet"
+    );
+    assert!(w.incidents().iter().all(|i| i.rule != Rule::ServiceDown));
+    results(&mut w, down_from + MINUTE_MS, back, down_from, down_to);
+    assert!(!w.evaluate_late((cut, back), back + 1));
+    // Looking again (another late batch, a retry) records nothing twice.
+    assert!(!w.evaluate_late((cut, back), back + 2));
+    while t < back + 5 * MINUTE_MS {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let down: Vec<_> = w
+        .incidents()
+        .into_iter()
+        .filter(|i| i.rule == Rule::ServiceDown)
+        .collect();
+    assert_eq!(down.len(), 1, "{down:#?}");
+    let i = &down[0];
+    assert!(i.late);
+    assert_eq!(i.found_late_ms, Some(back + 1));
+    assert_eq!(i.state, super::IncidentState::Resolved);
+    assert!(i.detected_ms.abs_diff(down_from) <= EVERY, "{i:#?}");
+    let resolved = i.resolved_ms.expect("resolved from the data");
+    assert!(resolved.abs_diff(down_to) <= EVERY, "{i:#?}");
+    let ttr = i.time_to_restore_s().expect("time to restore");
+    assert!((ttr - 120.0).abs() <= 10.0, "{ttr}");
+    assert_eq!(i.resolved_by.as_deref(), Some("data"));
+    // Already over when found: recorded, not paged (notify_late = "open_only").
+    assert!(w.queued().iter().all(|n| n.event != "late"));
+    assert!(i.timeline.iter().any(|e| e.event == "notification_held"));
+    // Counted in MTTR like any other: the API's stats count service-down incidents detected in
+    // the window and average their time to restore.
+    assert_eq!(
+        w.count(|c| matches!(c, Change::FoundLate(..))),
+        1,
+        "{:?}",
+        w.changes
+    );
+}
+
+#[test]
+fn an_outage_found_late_that_still_goes_on_opens_at_its_start_is_paged_as_late_and_resolves_live() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let cut = T0 + 10 * MINUTE_MS;
+    let back = cut + 10 * MINUTE_MS;
+    let down_from = cut + 8 * MINUTE_MS;
+    let mut t = T0;
+    while t < cut {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    while t < back {
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    results(&mut w, cut, back, down_from, u64::MAX);
+    assert!(!w.evaluate_late((cut, back), back));
+    let open: Vec<_> = w.engine.active().cloned().collect();
+    let i = open
+        .iter()
+        .find(|i| i.rule == Rule::ServiceDown)
+        .expect("open");
+    assert!(
+        i.late && i.detected_ms.abs_diff(down_from) <= EVERY,
+        "{i:#?}"
+    );
+    assert_eq!(
+        w.queued().iter().filter(|n| n.event == "late").count(),
+        1,
+        "paged as late"
+    );
+    // The outage goes on live, then ends: the same incident, resolved by the live rule.
+    while t < back + 3 * MINUTE_MS {
+        w.result(t, t >= back + MINUTE_MS, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    let down: Vec<_> = w
+        .incidents()
+        .into_iter()
+        .filter(|i| i.rule == Rule::ServiceDown)
+        .collect();
+    assert_eq!(down.len(), 1, "{down:#?}");
+    assert_eq!(down[0].state, super::IncidentState::Resolved);
+}
+
+#[test]
+fn a_live_outage_is_not_recorded_again_when_its_data_is_looked_at_late() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let mut t = T0;
+    while t < T0 + 10 * MINUTE_MS {
+        w.result(
+            t,
+            !(T0 + 2 * MINUTE_MS..T0 + 4 * MINUTE_MS).contains(&t),
+            EVERY,
+        );
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    assert_eq!(w.incidents().len(), 1);
+    assert!(!w.evaluate_late((T0, t), t));
+    assert_eq!(w.incidents().len(), 1, "{:#?}", w.incidents());
+}
+
+#[test]
+fn after_a_restart_or_a_freeze_agents_get_a_grace_of_their_silence_threshold() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let mut t = T0;
+    while t < T0 + 5 * MINUTE_MS {
+        w.result(t, true, EVERY);
+        w.evaluate_watching(t + 1, Hearing::Since(T0 - DAY_MS));
+        t += EVERY;
+    }
+    // The collector is away 10 minutes (down, disconnected, or SIGSTOPped); the agent goes on
+    // measuring and its results reach the collector a little after it is back.
+    let away = 10 * MINUTE_MS;
+    let back = t + away;
+    // While disconnected silence does not grow: heard until `t`, lost at `t`.
+    w.evaluate_watching(
+        t + away / 2,
+        Hearing::LostAt {
+            since: T0 - DAY_MS,
+            lost_at: t,
+        },
+    );
+    // Back (reconnected, or resumed after a freeze): a grace of the silence threshold
+    // (3 × the agent's slowest interval, 60 s here: 180 s).
+    let mut now = back;
+    while now < back + 30 * SECOND_MS {
+        w.evaluate_watching(now, Hearing::Since(back));
+        now += EVERY;
+    }
+    results(&mut w, t, now, u64::MAX, u64::MAX);
+    while now < back + 5 * MINUTE_MS {
+        w.result(now, true, EVERY);
+        w.evaluate_watching(now + 1, Hearing::Since(back));
+        now += EVERY;
+    }
+    let false_ones: Vec<_> = w
+        .incidents()
+        .into_iter()
+        .filter(|i| matches!(i.rule, Rule::AgentOffline | Rule::Unmonitored))
+        .collect();
+    assert!(false_ones.is_empty(), "{false_ones:#?}");
+    // The grace is not forever: an agent that really stays silent is offline once its
+    // silence threshold has passed since the collector came back.
+    let last_heard = now - EVERY;
+    w.evaluate_watching(last_heard + 3 * MINUTE_MS, Hearing::Since(back));
+    assert!(w.incidents().iter().all(|i| i.rule != Rule::AgentOffline));
+    w.evaluate_watching(last_heard + 3 * MINUTE_MS + EVERY, Hearing::Since(back));
+    assert_eq!(
+        w.incidents()
+            .iter()
+            .filter(|i| i.rule == Rule::AgentOffline)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_announced_offline_agent_is_offline_during_the_grace() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    w.result(T0, true, EVERY);
+    w.status(T0 + SECOND_MS, AgentState::Offline);
+    // The broker's retained last will decides while silence cannot.
+    w.evaluate_watching(T0 + 2 * SECOND_MS, Hearing::Since(T0 + 2 * SECOND_MS));
+    assert_eq!(
+        w.incidents()
+            .iter()
+            .filter(|i| i.rule == Rule::AgentOffline)
+            .count(),
+        1
+    );
+}
+
+/// Up from `T0` to a 10-minute cut, evaluated live; nothing during the cut; then the replay of
+/// the cut with `web` down in `[down_from, down_to)`. Returns the end of the cut.
+fn partitioned(w: &mut World, down_from: u64, down_to: u64) -> u64 {
+    let cut = T0 + 10 * MINUTE_MS;
+    let back = cut + 10 * MINUTE_MS;
+    let mut t = T0;
+    while t < cut {
+        w.result(t, true, EVERY);
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    while t < back {
+        w.evaluate(t + 1);
+        t += EVERY;
+    }
+    results(w, cut, back, down_from, down_to);
+    back
+}
+
+#[test]
+fn with_notify_late_always_an_outage_already_over_is_paged_as_late() {
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "burn_rate = []\nsla_below_target = false\nnotify_late = \"always\"\n",
+    );
+    let down_from = T0 + 13 * MINUTE_MS;
+    let back = partitioned(&mut w, down_from, down_from + 2 * MINUTE_MS);
+    assert!(!w.evaluate_late((T0 + 10 * MINUTE_MS, back), back));
+    let late: Vec<_> = w
+        .queued()
+        .into_iter()
+        .filter(|n| n.event == "late")
+        .collect();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].body["incident"]["late"], true);
+    assert_eq!(late[0].body["incident"]["state"], "resolved");
+}
+
+#[test]
+fn a_burn_rate_incident_opened_from_replayed_data_carries_the_outage_times_in_its_timeline() {
+    // Default rules: the fast burn rate (14.4× over 1 h and 5 min) opens on the replayed data
+    // (with no coverage floor: the world holds less than the hour's data).
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "sla_below_target = false\nburn_rate_min_coverage_pct = 0\n",
+    );
+    let (down_from, down_to) = (T0 + 16 * MINUTE_MS, T0 + 19 * MINUTE_MS);
+    let back = partitioned(&mut w, down_from, down_to);
+    // What the evaluator does on its next tick: the late look first, then every rule.
+    assert!(!w.evaluate_late((T0 + 10 * MINUTE_MS, back), back + 1));
+    w.evaluate(back + 1);
+    let incidents = w.incidents();
+    let burn = incidents
+        .iter()
+        .find(|i| i.rule == Rule::BurnRate("fast".into()))
+        .expect("fast burn opened");
+    let at = |event: &str| {
+        burn.timeline
+            .iter()
+            .find(|e| e.event == event)
+            .map(|e| e.at_ms)
+    };
+    assert!(
+        at("outage_in_data").is_some_and(|t| t.abs_diff(down_from) <= EVERY),
+        "{burn:#?}"
+    );
+    assert!(
+        at("outage_in_data_ended").is_some_and(|t| t.abs_diff(down_to) <= EVERY),
+        "{burn:#?}"
+    );
+    assert_eq!(at("opened"), Some(back + 1));
+    let down: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.rule == Rule::ServiceDown)
+        .collect();
+    assert_eq!(down.len(), 1);
+    assert!(down[0].late);
+}
+
+#[test]
+fn an_agent_offline_incident_is_not_resolved_while_the_collector_hears_nobody() {
+    let mut w = World::new("{ availability = 99.9 }", ONLY_DOWN);
+    let connected = Hearing::Since(T0 - DAY_MS);
+    w.result(T0, true, EVERY);
+    // Silent past its threshold (180 s): offline.
+    w.evaluate_watching(T0 + 4 * MINUTE_MS, connected);
+    assert_eq!(
+        w.engine
+            .active()
+            .filter(|i| i.rule == Rule::AgentOffline)
+            .count(),
+        1
+    );
+    // The collector loses the broker for 10 minutes: the agent is still not heard from.
+    let lost = Hearing::LostAt {
+        since: T0 - DAY_MS,
+        lost_at: T0 + 5 * MINUTE_MS,
+    };
+    let mut now = T0 + 5 * MINUTE_MS;
+    while now < T0 + 15 * MINUTE_MS {
+        w.evaluate_watching(now, lost);
+        now += EVERY;
+    }
+    assert_eq!(
+        w.engine
+            .active()
+            .filter(|i| i.rule == Rule::AgentOffline)
+            .count(),
+        1,
+        "not resolved by the collector's own deafness"
+    );
 }
 
 // Issue 11: SLO semantics for young and partly measured windows.

@@ -14,8 +14,14 @@
 //!
 //! The first result of a probe after a collector start counts as a change (the collector does not
 //! know the state before it): one extra, cheap evaluation per probe.
+//!
+//! A **late** result — older than the newest seen of its probe, or arriving more than
+//! [`late_slack_ms`] after it was measured (a replay after a partition, or after the collector
+//! itself was away) — is no state change for the live rule; instead its services and the time
+//! range of such results are handed over as late ranges, so the evaluator can look in the data
+//! for outages no live evaluation saw (`incident::late`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -27,7 +33,25 @@ use crate::config::Catalogue;
 #[derive(Debug, Default)]
 pub struct EvaluationTrigger {
     pending: Mutex<BTreeSet<String>>,
+    late: Mutex<LateRanges>,
     wake: Notify,
+}
+
+/// Per service, the observation range `[from, to]` (epoch ms) of results that arrived late.
+pub type LateRanges = BTreeMap<String, (u64, u64)>;
+
+/// Adds `range` to the late range of `service` in `ranges`.
+pub fn widen(ranges: &mut LateRanges, service: &str, range: (u64, u64)) {
+    ranges
+        .entry(service.to_owned())
+        .and_modify(|r| *r = (r.0.min(range.0), r.1.max(range.1)))
+        .or_insert(range);
+}
+
+/// How long after its measurement a result may arrive and still count as live: three of its
+/// intervals (batching, a re-send) plus 10 s.
+pub fn late_slack_ms(interval_ms: u64) -> u64 {
+    3 * interval_ms + 10_000
 }
 
 impl EvaluationTrigger {
@@ -41,6 +65,25 @@ impl EvaluationTrigger {
         if added {
             self.wake.notify_one();
         }
+    }
+
+    /// Asks for a look at the data of late ranges (and an evaluation of their services).
+    pub fn request_late(&self, ranges: LateRanges) {
+        if ranges.is_empty() {
+            return;
+        }
+        {
+            let mut late = self.late.lock().unwrap_or_else(PoisonError::into_inner);
+            for (service, range) in &ranges {
+                widen(&mut late, service, *range);
+            }
+        }
+        self.request(ranges.into_keys());
+    }
+
+    /// Takes the late ranges handed over so far.
+    pub fn take_late(&self) -> LateRanges {
+        std::mem::take(&mut *self.late.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Waits until services are pending, then takes them all (never returns an empty set).
@@ -78,6 +121,8 @@ pub struct StateWatch {
     seen: HashMap<String, HashMap<String, Seen>>,
     /// Services with a change in the batch being built.
     changed: BTreeSet<String>,
+    /// Late ranges in the batch being built.
+    late: LateRanges,
 }
 
 impl StateWatch {
@@ -101,23 +146,39 @@ impl StateWatch {
             services,
             seen: HashMap::new(),
             changed: BTreeSet::new(),
+            late: LateRanges::new(),
         }
     }
 
     /// Notes a stored result of `agent`; a change of a catalogued probe's state (against the
-    /// newest result seen) marks its services. Returns whether it did.
+    /// newest result seen) marks its services. Returns whether it did. A late result marks its
+    /// services' late range instead.
     pub fn observe(&mut self, agent: &str, r: &ProbeResult) -> bool {
+        self.observe_at(agent, r, watchstand_shared::time::now_ms())
+    }
+
+    /// [`Self::observe`] with the arrival time given.
+    pub fn observe_at(&mut self, agent: &str, r: &ProbeResult, now_ms: u64) -> bool {
         let Some(services) = self.services.get(agent).and_then(|p| p.get(&r.probe)) else {
             return false;
         };
+        let arrived_late = r.observed_ms + late_slack_ms(r.interval_ms) < now_ms;
         let probes = match self.seen.get_mut(agent) {
             Some(p) => p,
             None => self.seen.entry(agent.to_owned()).or_default(),
         };
+        let older = probes
+            .get(&r.probe)
+            .is_some_and(|seen| r.observed_ms < seen.observed_ms);
+        if arrived_late || older {
+            for s in services {
+                widen(&mut self.late, s, (r.observed_ms, r.observed_ms));
+            }
+        }
         let changed = match probes.get_mut(&r.probe) {
             Some(seen) if r.observed_ms < seen.observed_ms => false,
             Some(seen) => {
-                let changed = seen.state != r.state;
+                let changed = seen.state != r.state && !arrived_late;
                 *seen = Seen {
                     observed_ms: r.observed_ms,
                     state: r.state,
@@ -132,7 +193,7 @@ impl StateWatch {
                         state: r.state,
                     },
                 );
-                true
+                !arrived_late
             }
         };
         if changed {
@@ -144,6 +205,9 @@ impl StateWatch {
     /// Hands the services changed since the last call to the evaluator. Call after the batch
     /// that carried the changes is committed.
     pub fn fire(&mut self) {
+        if !self.late.is_empty() {
+            self.trigger.request_late(std::mem::take(&mut self.late));
+        }
         if !self.changed.is_empty() {
             self.trigger.request(std::mem::take(&mut self.changed));
         }
@@ -187,24 +251,57 @@ mod tests {
     fn only_state_changes_of_catalogued_probes_trigger_and_only_after_fire() {
         let trigger = Arc::new(EvaluationTrigger::default());
         let mut w = StateWatch::new(&catalogue(), trigger.clone());
-        assert!(w.observe("a", &result("p", 1_000, ProbeState::Up)), "first");
+        assert!(
+            w.observe_at("a", &result("p", 1_000, ProbeState::Up), 4_000),
+            "first"
+        );
         w.fire();
         assert_eq!(
             trigger.take(),
             BTreeSet::from(["shop".to_owned(), "web".to_owned()])
         );
-        assert!(!w.observe("a", &result("p", 2_000, ProbeState::Up)));
-        assert!(!w.observe("a", &result("other", 2_000, ProbeState::Down)));
-        assert!(!w.observe("c", &result("p", 2_000, ProbeState::Down)));
-        assert!(w.observe("a", &result("p", 3_000, ProbeState::Down)));
+        assert!(!w.observe_at("a", &result("p", 2_000, ProbeState::Up), 4_000));
+        assert!(!w.observe_at("a", &result("other", 2_000, ProbeState::Down), 4_000));
+        assert!(!w.observe_at("c", &result("p", 2_000, ProbeState::Down), 4_000));
+        assert!(w.observe_at("a", &result("p", 3_000, ProbeState::Down), 4_000));
         assert!(trigger.take().is_empty(), "nothing before the commit");
         w.fire();
         assert_eq!(trigger.take().len(), 2);
-        // A late result (older than the newest seen) is the periodic tick's business.
-        assert!(!w.observe("a", &result("p", 2_500, ProbeState::Up)));
-        assert!(w.observe("b", &result("p", 3_000, ProbeState::Down)));
+        // A late result (older than the newest seen) is no state change.
+        assert!(!w.observe_at("a", &result("p", 2_500, ProbeState::Up), 4_000));
+        w.fire();
+        assert_eq!(
+            trigger.take_late().len(),
+            2,
+            "a late result is a late range"
+        );
+        assert!(trigger.take().len() == 2);
+        assert!(w.observe_at("b", &result("p", 3_000, ProbeState::Down), 4_000));
         w.fire();
         assert_eq!(trigger.take(), BTreeSet::from(["web".to_owned()]));
+    }
+
+    #[test]
+    fn late_results_are_handed_over_as_late_ranges_not_as_state_changes() {
+        let trigger = Arc::new(EvaluationTrigger::default());
+        let mut w = StateWatch::new(&catalogue(), trigger.clone());
+        let now = 100_000;
+        // A replay: measured a minute ago (interval 1 s, slack 13 s), a state change in it.
+        assert!(!w.observe_at("a", &result("p", 40_000, ProbeState::Up), now));
+        assert!(!w.observe_at("a", &result("p", 41_000, ProbeState::Down), now));
+        assert!(!w.observe_at("b", &result("p", 45_000, ProbeState::Down), now));
+        // Live again.
+        assert!(w.observe_at("a", &result("p", 99_500, ProbeState::Up), now));
+        w.fire();
+        assert_eq!(
+            trigger.take_late(),
+            LateRanges::from([
+                ("shop".to_owned(), (40_000, 41_000)),
+                ("web".to_owned(), (40_000, 45_000)),
+            ])
+        );
+        assert_eq!(trigger.take().len(), 2, "late services are evaluated too");
+        assert!(trigger.take_late().is_empty());
     }
 
     #[tokio::test]
