@@ -281,7 +281,10 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("watchstand-collector: {e:#}");
+            eprintln!(
+                "watchstand-collector: {}",
+                watchstand_shared::runtime::error_report(e.as_ref())
+            );
             ExitCode::from(EXIT_ERROR)
         }
     }

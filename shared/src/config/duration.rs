@@ -12,9 +12,7 @@ pub struct Duration(pub std::time::Duration);
 
 /// Why a duration text does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "invalid duration {text:?}: {reason} (use e.g. \"500ms\", \"10s\", \"5m\", \"2h\", \"30d\")"
-)]
+#[error("invalid duration {text:?}: {reason}; expected a duration like 500ms, 10s, 5m, 1h")]
 pub struct DurationError {
     text: String,
     reason: &'static str,
