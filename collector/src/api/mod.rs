@@ -18,9 +18,13 @@
 //! | `GET /metrics` | Prometheus text |
 
 pub mod error;
+pub mod extract;
 pub mod incidents;
 pub mod metrics;
+pub mod params;
 pub mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/metrics", get(metrics::metrics))
+        .fallback(extract::unknown_route)
+        .method_not_allowed_fallback(extract::wrong_method)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
