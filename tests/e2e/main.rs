@@ -8,6 +8,7 @@ mod configs;
 mod delivery;
 mod faults;
 mod faults_agent;
+mod first_hour;
 mod incidents;
 mod malformed;
 mod pipeline;
