@@ -18,6 +18,14 @@ pub struct DurationError {
     reason: &'static str,
 }
 
+impl DurationError {
+    /// Why, without the text or the hint (`"missing unit"`), for messages that quote the text
+    /// themselves.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 const UNITS: [(&str, u64); 5] = [
     ("d", 86_400_000),
     ("h", 3_600_000),
