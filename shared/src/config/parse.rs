@@ -44,13 +44,16 @@ struct Fault {
 /// # Errors
 /// The syntax error, or every shape problem found.
 pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, LoadError> {
-    let mut doc: Table = toml::from_str(text).map_err(|e| LoadError::parse(origin, e))?;
+    let original: Table = toml::from_str(text).map_err(|e| LoadError::parse(origin, e))?;
+    let mut doc = original.clone();
     let mut found: Vec<(Vec<Seg>, String)> = Vec::new();
     // Keys this pass removed or filled in: problems at or under them are consequences.
     let mut touched: Vec<Vec<Seg>> = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        let Some(fault) = first_fault::<T>(&doc) else {
-            break;
+        let fault = match deserialize::<T>(&doc) {
+            Ok(value) if found.is_empty() => return Ok(value),
+            Ok(_) => break,
+            Err(fault) => fault,
         };
         let at = locate::<T>(&doc, &fault);
         let consequence = touched.iter().any(|t| at.starts_with(t));
@@ -73,9 +76,8 @@ pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Lo
         touched.push(at);
     }
     if found.is_empty() {
-        // Nothing recorded: either it deserializes, or the only failures were consequences of
-        // nothing (cannot happen) — let serde give its own answer.
-        return T::deserialize(doc).map_err(|e| LoadError::parse(origin, e));
+        // Out of rounds before a problem could be pinned down: serde's own answer.
+        return T::deserialize(original).map_err(|e| LoadError::parse(origin, e));
     }
     let spans = DeTable::parse(text).ok();
     let mut errors: Vec<ConfigError> = found
@@ -84,7 +86,7 @@ pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Lo
             let line = spans
                 .as_ref()
                 .and_then(|root| line_of(text, root.get_ref(), &path));
-            let mut e = ConfigError::new(display_path(&doc_for_ids(text), &path), message);
+            let mut e = ConfigError::new(display_path(&original, &path), message);
             e.line = line;
             e
         })
@@ -96,14 +98,10 @@ pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Lo
     }))
 }
 
-/// The original document again, for naming array elements by their `id`.
-fn doc_for_ids(text: &str) -> Table {
-    toml::from_str(text).unwrap_or_default()
-}
-
-fn first_fault<T: DeserializeOwned>(doc: &Table) -> Option<Fault> {
+/// The value, or the first failure with its path.
+fn deserialize<T: DeserializeOwned>(doc: &Table) -> Result<T, Fault> {
     match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
-        Ok(_) => None,
+        Ok(value) => Ok(value),
         Err(e) => {
             let path = e
                 .path()
@@ -114,12 +112,16 @@ fn first_fault<T: DeserializeOwned>(doc: &Table) -> Option<Fault> {
                     _ => None,
                 })
                 .collect();
-            Some(Fault {
+            Err(Fault {
                 path,
                 message: e.into_inner().message().trim_end().to_owned(),
             })
         }
     }
+}
+
+fn first_fault<T: DeserializeOwned>(doc: &Table) -> Option<Fault> {
+    deserialize::<T>(doc).err()
 }
 
 /// The text between `prefix` and the next backtick, when `message` starts with `prefix`.
@@ -379,4 +381,79 @@ fn hint(message: &str) -> String {
         return format!("unknown key `{key}`{expected}");
     }
     message.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        name: String,
+        every: crate::config::Duration,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        inner: Inner,
+        #[serde(default)]
+        ports: Vec<u16>,
+        #[serde(default)]
+        items: Vec<Inner>,
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match from_toml::<Doc>(text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .to_string()
+                .lines()
+                .skip(1)
+                .map(|l| l.trim().to_owned())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_document_deserializes_as_serde_would() {
+        let doc: Doc = from_toml(
+            "[inner]\nname = \"a\"\nevery = \"5s\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(doc.inner.every, crate::config::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn consequences_of_a_fix_are_not_reported() {
+        let cases: &[(&str, &[&str])] = &[
+            // A missing section: one problem, not one per key inside it.
+            ("ports = [1]\n", &["t.toml: inner: required key `inner` is missing"]),
+            // A bad required value: not also "missing" once removed.
+            (
+                "[inner]\nname = \"a\"\nevery = 5\n",
+                &["t.toml:3: inner.every: invalid type: integer `5`, expected a string"],
+            ),
+            // A bad array element is a problem of the array's key.
+            (
+                "ports = [1, \"x\"]\n[inner]\nname = \"a\"\nevery = \"1s\"\n",
+                &["t.toml:1: ports: invalid type: string \"x\", expected u16"],
+            ),
+            // Elements without an id are named by index; each element's problems are found.
+            (
+                "[inner]\nname = \"a\"\nevery = \"1s\"\n[[items]]\nname = \"x\"\n[[items]]\nevery = \"1 s\"\n",
+                &[
+                    "t.toml:4: items[0].every: required key `every` is missing",
+                    "t.toml:6: items[1].name: required key `name` is missing",
+                    "t.toml:7: items[1].every: invalid duration \"1 s\": missing unit; expected a duration like 500ms, 10s, 5m, 1h",
+                ],
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(problems(text), *want, "{text}");
+        }
+    }
 }
