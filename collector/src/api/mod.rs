@@ -1,6 +1,8 @@
 //! The HTTP API under `/api/v1` and `/metrics`: `router(state)` builds everything, `main`
 //! serves it, tests drive it with `oneshot` (no socket). Routes are in [`routes`], the
-//! Prometheus text in [`metrics`], the one error type in [`error`].
+//! Prometheus text in [`metrics`], the one error type in [`error`]. Every error is JSON: handlers
+//! take their query, path and body through [`extract`] (axum's rejections as JSON, plus the 404
+//! and 405 fallbacks) and check times, ranges, `limit` and ids through [`params`].
 //!
 //! | route | what |
 //! |---|---|
