@@ -232,7 +232,10 @@ async fn main() -> ExitCode {
     match main_inner(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("watchstand-agent: {e:#}");
+            eprintln!(
+                "watchstand-agent: {}",
+                watchstand_shared::runtime::error_report(e.as_ref())
+            );
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -2,8 +2,10 @@
 //! each probe on its own interval and sends every result to the outbox writer.
 //!
 //! - Each probe is its own task, so a slow probe never delays the others.
-//! - The first run of each probe is at a random offset within its interval, so probes (and many
-//!   agents started together) do not fire in lockstep.
+//! - The first run of each probe comes right after start, at a random offset within
+//!   [`FIRST_RUN_SPREAD`] (or the interval when that is shorter), so a restart costs less than
+//!   one interval of unmonitored time, yet probes (and many agents started together) do not all
+//!   fire in the same instant. Later runs keep that phase.
 //! - A [`Semaphore`] bounds how many checks run at once; every check has a hard timeout
 //!   ([`Probe::check`]).
 //! - Ticks missed while a probe waited for a permit are skipped, never run in a burst.
@@ -53,9 +55,12 @@ pub async fn check_once(probe: &Probe) -> ProbeResult {
     result
 }
 
-/// A random first-run offset in `[0, interval)`.
+/// The first run of every probe comes within this long of the start.
+pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
+
+/// A random first-run offset in `[0, min(interval, FIRST_RUN_SPREAD))`.
 fn initial_offset(interval: Duration) -> Duration {
-    let ms = u64::try_from(interval.as_millis())
+    let ms = u64::try_from(interval.min(FIRST_RUN_SPREAD).as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
     Duration::from_millis(rand::thread_rng().gen_range(0..ms))
@@ -229,13 +234,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn first_runs_are_spread_over_the_interval() {
+    async fn first_runs_come_within_a_second_of_start_spread_apart() {
         let stats = Arc::new(FakeStats::default());
-        let probes = (0..20)
-            .map(|i| fake(&format!("p{i}"), 10_000, 1_000, 1, &stats))
-            .collect();
-        // After half an interval roughly half of the probes have run once.
-        let results = run_for(probes, 32, 5_000).await;
-        assert!((2..=18).contains(&results.len()), "{} ran", results.len());
+        let probes = |stats: &Arc<FakeStats>| -> Vec<Probe> {
+            (0..20)
+                .map(|i| fake(&format!("p{i}"), 10_000, 1_000, 1, stats))
+                .collect()
+        };
+        // Within the spread (not a whole 10 s interval) every probe has run exactly once …
+        let results = run_for(probes(&stats), 32, 1_100).await;
+        assert_eq!(
+            results.len(),
+            20,
+            "{} of 20 ran in the first 1.1s",
+            results.len()
+        );
+        // … and not all in the same instant: half-way through the spread, some have not.
+        let results = run_for(probes(&stats), 32, 500).await;
+        assert!((1..=19).contains(&results.len()), "{} ran", results.len());
+    }
+
+    #[test]
+    fn a_short_interval_bounds_the_first_offset() {
+        for _ in 0..100 {
+            assert!(initial_offset(Duration::from_millis(200)) < Duration::from_millis(200));
+            assert!(initial_offset(Duration::from_secs(60)) < FIRST_RUN_SPREAD);
+        }
     }
 }

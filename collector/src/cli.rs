@@ -1,5 +1,7 @@
 //! The command-line clients of the HTTP API (`sla`, `agents`): fetch JSON, render it as a table,
-//! JSON or CSV. They never open the store (sled allows one process per store).
+//! JSON or CSV. They never open the store (sled allows one process per store). Tables are for
+//! people (times in RFC 3339, durations as `1h 2m`, see [`crate::human`]); JSON and CSV keep the
+//! API's epoch ms and seconds.
 
 use std::time::Duration;
 
@@ -17,35 +19,73 @@ pub enum Format {
     Csv,
 }
 
-/// Columns of the SLA table and CSV: (header, JSON field).
-const SLA_COLUMNS: &[(&str, &str)] = &[
-    ("service", "service"),
-    ("availability_pct", "availability_pct"),
-    ("target_pct", "target_pct"),
-    ("met", "met"),
-    ("uptime_s", "uptime_s"),
-    ("downtime_s", "downtime_s"),
-    ("unmonitored_s", "unmonitored_s"),
-    ("maintenance_s", "maintenance_s"),
-    ("partial_outage_s", "partial_outage_s"),
-    ("error_budget_remaining_s", "error_budget_remaining_s"),
-    ("latency_p50_ms", "latency_p50_ms"),
-    ("latency_p99_ms", "latency_p99_ms"),
-    ("outages", "outages"),
+/// How a column's values are shown in a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// As the API gives it.
+    Plain,
+    /// Epoch ms, shown as RFC 3339.
+    Time,
+    /// Seconds, shown as `1h 2m`.
+    Seconds,
+    /// Shown only when some row has the field (fields a newer collector adds).
+    Optional(&'static Kind),
+}
+
+/// A column: the CSV header (the JSON field) and how a table shows it. A table's header drops
+/// the `_ms`/`_s` suffix of a time or duration, which it no longer shows in those units.
+pub type Column = (&'static str, Kind);
+
+/// Columns of the SLA table and CSV.
+const SLA_COLUMNS: &[Column] = &[
+    ("service", Kind::Plain),
+    ("availability_pct", Kind::Plain),
+    ("target_pct", Kind::Plain),
+    ("met", Kind::Plain),
+    ("coverage_pct", Kind::Optional(&Kind::Plain)),
+    ("measured_since", Kind::Optional(&Kind::Time)),
+    ("measured_since_ms", Kind::Optional(&Kind::Time)),
+    ("uptime_s", Kind::Seconds),
+    ("downtime_s", Kind::Seconds),
+    ("unmonitored_s", Kind::Seconds),
+    ("maintenance_s", Kind::Seconds),
+    ("partial_outage_s", Kind::Seconds),
+    ("error_budget_remaining_s", Kind::Seconds),
+    ("latency_p50_ms", Kind::Plain),
+    ("latency_p99_ms", Kind::Plain),
+    ("outages", Kind::Plain),
 ];
 
 /// Columns of the agents table and CSV.
-const AGENT_COLUMNS: &[(&str, &str)] = &[
-    ("site", "site"),
-    ("agent", "agent"),
-    ("state", "state"),
-    ("boot", "boot"),
-    ("last_seen_ms", "last_seen_ms"),
-    ("stored", "stored"),
-    ("duplicates", "duplicates"),
-    ("gaps_open", "gaps_open"),
-    ("lost_entries", "lost_entries"),
+const AGENT_COLUMNS: &[Column] = &[
+    ("site", Kind::Plain),
+    ("agent", Kind::Plain),
+    ("state", Kind::Plain),
+    ("boot", Kind::Plain),
+    ("last_seen_ms", Kind::Time),
+    ("stored", Kind::Plain),
+    ("duplicates", Kind::Plain),
+    ("gaps_open", Kind::Plain),
+    ("lost_entries", Kind::Plain),
 ];
+
+/// How to print: the format, and for tables whether times are local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    /// Table, JSON or CSV.
+    pub format: Format,
+    /// Tables show local time (with its offset) instead of UTC.
+    pub local: bool,
+}
+
+impl From<Format> for Output {
+    fn from(format: Format) -> Self {
+        Self {
+            format,
+            local: false,
+        }
+    }
+}
 
 /// A client of one collector's API.
 #[derive(Debug, Clone)]
@@ -150,15 +190,19 @@ pub async fn sla(
     service: Option<&str>,
     from: Option<&str>,
     to: Option<&str>,
-    format: Format,
+    output: impl Into<Output>,
 ) -> anyhow::Result<String> {
-    let mut query = Vec::new();
-    if let Some(f) = from {
-        query.push(("from", f));
+    let output = output.into();
+    let now = watchstand_shared::time::now_ms();
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (param, text) in [("from", from), ("to", to)] {
+        if let Some(text) = text {
+            let ms = crate::human::parse_when(text, now, output.local)
+                .map_err(|e| anyhow::anyhow!("--{param}: {e}"))?;
+            query.push((param, ms.to_string()));
+        }
     }
-    if let Some(t) = to {
-        query.push(("to", t));
-    }
+    let query: Vec<(&str, &str)> = query.iter().map(|(p, v)| (*p, v.as_str())).collect();
     let ids: Vec<String> = match service {
         Some(id) => vec![id.to_owned()],
         None => client
@@ -180,22 +224,30 @@ pub async fn sla(
                 .await?,
         );
     }
-    Ok(render(&rows, SLA_COLUMNS, format))
+    Ok(render(&rows, SLA_COLUMNS, output))
 }
 
 /// Columns of the incidents table and CSV.
-const INCIDENT_COLUMNS: &[(&str, &str)] = &[
-    ("id", "id"),
-    ("state", "state"),
-    ("priority", "priority"),
-    ("service", "service"),
-    ("agent", "agent"),
-    ("dedup_key", "dedup_key"),
-    ("detected_ms", "detected_ms"),
-    ("flapping", "flapping"),
-    ("inhibited", "inhibited"),
-    ("time_to_restore_s", "time_to_restore_s"),
-    ("summary", "summary"),
+const INCIDENT_COLUMNS: &[Column] = &[
+    ("id", Kind::Plain),
+    ("state", Kind::Plain),
+    ("priority", Kind::Plain),
+    ("service", Kind::Plain),
+    ("agent", Kind::Plain),
+    ("dedup_key", Kind::Plain),
+    ("detected_ms", Kind::Time),
+    ("flapping", Kind::Plain),
+    ("inhibited", Kind::Plain),
+    ("time_to_restore_s", Kind::Seconds),
+    ("summary", Kind::Plain),
+];
+
+/// Columns of an incident's timeline.
+const TIMELINE_COLUMNS: &[Column] = &[
+    ("at_ms", Kind::Time),
+    ("event", Kind::Plain),
+    ("by", Kind::Plain),
+    ("detail", Kind::Plain),
 ];
 
 /// `incidents list`.
@@ -206,7 +258,7 @@ pub async fn incidents(
     client: &ApiClient,
     state: Option<&str>,
     service: Option<&str>,
-    format: Format,
+    output: impl Into<Output>,
 ) -> anyhow::Result<String> {
     let mut query = Vec::new();
     if let Some(s) = state {
@@ -219,7 +271,7 @@ pub async fn incidents(
     Ok(render(
         &body.as_array().cloned().unwrap_or_default(),
         INCIDENT_COLUMNS,
-        format,
+        output,
     ))
 }
 
@@ -227,24 +279,20 @@ pub async fn incidents(
 ///
 /// # Errors
 /// As [`ApiClient::get`].
-pub async fn incident(client: &ApiClient, id: u64, format: Format) -> anyhow::Result<String> {
+pub async fn incident(
+    client: &ApiClient,
+    id: u64,
+    output: impl Into<Output>,
+) -> anyhow::Result<String> {
+    let output = output.into();
     let body = client.get(&format!("/api/v1/incidents/{id}"), &[]).await?;
-    Ok(match format {
+    Ok(match output.format {
         Format::Json => serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
         Format::Table | Format::Csv => {
-            let mut out = render(std::slice::from_ref(&body), INCIDENT_COLUMNS, format);
+            let mut out = render(std::slice::from_ref(&body), INCIDENT_COLUMNS, output);
             let events = body["timeline"].as_array().cloned().unwrap_or_default();
             out.push('\n');
-            out.push_str(&render(
-                &events,
-                &[
-                    ("at_ms", "at_ms"),
-                    ("event", "event"),
-                    ("by", "by"),
-                    ("detail", "detail"),
-                ],
-                format,
-            ));
+            out.push_str(&render(&events, TIMELINE_COLUMNS, output));
             out
         }
     })
@@ -260,7 +308,7 @@ pub async fn incident_action(
     action: &str,
     by: &str,
     comment: &str,
-    format: Format,
+    output: impl Into<Output>,
 ) -> anyhow::Result<String> {
     let body = client
         .post(
@@ -268,17 +316,17 @@ pub async fn incident_action(
             &serde_json::json!({"by": by, "comment": comment}),
         )
         .await?;
-    Ok(render(&[body], INCIDENT_COLUMNS, format))
+    Ok(render(&[body], INCIDENT_COLUMNS, output))
 }
 
 /// `agents`: the registry.
 ///
 /// # Errors
 /// As [`ApiClient::get`].
-pub async fn agents(client: &ApiClient, format: Format) -> anyhow::Result<String> {
+pub async fn agents(client: &ApiClient, output: impl Into<Output>) -> anyhow::Result<String> {
     let body = client.get("/api/v1/agents", &[]).await?;
     let rows = body.as_array().cloned().unwrap_or_default();
-    Ok(render(&rows, AGENT_COLUMNS, format))
+    Ok(render(&rows, AGENT_COLUMNS, output))
 }
 
 /// One cell: numbers with at most 4 decimals, `-` for null.
@@ -298,6 +346,30 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
+/// One table cell: times and durations for people, the rest as [`cell`].
+fn human_cell(v: Option<&Value>, kind: Kind, local: bool) -> String {
+    match (kind, v) {
+        (Kind::Optional(inner), _) => human_cell(v, *inner, local),
+        (Kind::Time, Some(Value::Number(n))) if n.as_u64().is_some() => {
+            crate::human::format_time(n.as_u64().unwrap_or_default(), local)
+        }
+        (Kind::Seconds, Some(Value::Number(n))) if n.as_f64().is_some() => {
+            crate::human::format_seconds(n.as_f64().unwrap_or_default())
+        }
+        _ => cell(v),
+    }
+}
+
+/// A table's header for a column: the field without the unit suffix its cells no longer show.
+fn table_header(field: &'static str, kind: Kind) -> &'static str {
+    match kind {
+        Kind::Time => field.strip_suffix("_ms").unwrap_or(field),
+        Kind::Seconds => field.strip_suffix("_s").unwrap_or(field),
+        Kind::Optional(inner) => table_header(field, *inner),
+        Kind::Plain => field,
+    }
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -306,21 +378,38 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Renders rows of JSON objects in `format` with `columns`.
-pub fn render(rows: &[Value], columns: &[(&str, &str)], format: Format) -> String {
-    match format {
+/// Renders rows of JSON objects with `columns` (an optional column only when some row has it).
+pub fn render(rows: &[Value], columns: &[Column], output: impl Into<Output>) -> String {
+    let output = output.into();
+    let columns: Vec<(&str, &str, Kind)> = columns
+        .iter()
+        .filter(|(field, kind)| {
+            !matches!(kind, Kind::Optional(_))
+                || rows
+                    .iter()
+                    .any(|r| r.get(*field).is_some_and(|v| !v.is_null()))
+        })
+        .map(|(field, kind)| {
+            let header = match output.format {
+                Format::Table => table_header(field, *kind),
+                Format::Json | Format::Csv => field,
+            };
+            (header, *field, *kind)
+        })
+        .collect();
+    match output.format {
         Format::Json => serde_json::to_string_pretty(rows).unwrap_or_default() + "\n",
         Format::Csv => {
             let mut out = columns
                 .iter()
-                .map(|(h, _)| *h)
+                .map(|(h, _, _)| *h)
                 .collect::<Vec<_>>()
                 .join(",");
             out.push('\n');
             for row in rows {
                 let cells: Vec<String> = columns
                     .iter()
-                    .map(|(_, f)| csv_field(&cell(row.get(*f))))
+                    .map(|(_, f, _)| csv_field(&cell(row.get(*f))))
                     .collect();
                 out.push_str(&cells.join(","));
                 out.push('\n');
@@ -330,12 +419,17 @@ pub fn render(rows: &[Value], columns: &[(&str, &str)], format: Format) -> Strin
         Format::Table => {
             let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|row| columns.iter().map(|(_, f)| cell(row.get(*f))).collect())
+                .map(|row| {
+                    columns
+                        .iter()
+                        .map(|(_, f, kind)| human_cell(row.get(*f), *kind, output.local))
+                        .collect()
+                })
                 .collect();
             let widths: Vec<usize> = columns
                 .iter()
                 .enumerate()
-                .map(|(i, (h, _))| {
+                .map(|(i, (h, _, _))| {
                     table
                         .iter()
                         .map(|r| r[i].len())
@@ -354,7 +448,7 @@ pub fn render(rows: &[Value], columns: &[(&str, &str)], format: Format) -> Strin
                 out.push_str(padded.join("  ").trim_end());
                 out.push('\n');
             };
-            line(columns.iter().map(|(h, _)| *h).collect(), &mut out);
+            line(columns.iter().map(|(h, _, _)| *h).collect(), &mut out);
             for r in &table {
                 line(r.iter().map(String::as_str).collect(), &mut out);
             }
@@ -382,6 +476,53 @@ mod tests {
         assert_eq!(
             table,
             "service    availability_pct  target_pct  met\nweb, main  99.1235           -           true\n"
+        );
+    }
+
+    #[test]
+    fn tables_show_times_in_rfc3339_and_durations_in_units_json_and_csv_keep_numbers() {
+        let rows = vec![json!({
+            "id": 7, "state": "open", "priority": "P2", "service": "web", "agent": null,
+            "dedup_key": "web/service_down", "detected_ms": 1_796_634_000_000_u64,
+            "flapping": false, "inhibited": false, "time_to_restore_s": 3_725.0, "summary": "down"
+        })];
+        let table = render(&rows, INCIDENT_COLUMNS, Format::Table);
+        assert_eq!(
+            table.lines().collect::<Vec<_>>(),
+            [
+                "id  state  priority  service  agent  dedup_key         detected              flapping  inhibited  time_to_restore  summary",
+                "7   open   P2        web      -      web/service_down  2026-12-07T09:00:00Z  false     false      1h 2m            down",
+            ]
+        );
+        let csv = render(&rows, INCIDENT_COLUMNS, Format::Csv);
+        assert!(
+            csv.starts_with("id,state,priority,service,agent,dedup_key,detected_ms,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains(",1796634000000,false,false,3725,down"),
+            "{csv}"
+        );
+        let json = render(&rows, INCIDENT_COLUMNS, Format::Json);
+        assert!(json.contains("\"detected_ms\": 1796634000000"), "{json}");
+    }
+
+    #[test]
+    fn the_sla_table_shows_coverage_only_when_the_api_gives_it() {
+        let old = vec![json!({"service": "web", "unmonitored_s": 2_500_000.0})];
+        let header = render(&old, SLA_COLUMNS, Format::Table);
+        assert!(!header.contains("coverage"), "{header}");
+        assert!(header.contains("28d 22h"), "{header}");
+        let new = vec![
+            json!({"service": "web", "coverage_pct": 0.02, "measured_since": 1_796_634_000_000_u64, "unmonitored_s": 2_500_000.0}),
+        ];
+        let table = render(&new, SLA_COLUMNS, Format::Table);
+        let mut lines = table.lines();
+        let head = lines.next().unwrap_or_default();
+        assert!(head.contains("coverage_pct  measured_since  "), "{table}");
+        assert!(
+            table.contains("0.02          2026-12-07T09:00:00Z"),
+            "{table}"
         );
     }
 }

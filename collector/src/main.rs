@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use watchstand_collector::cli::{self, ApiClient, Format};
+use watchstand_collector::cli::{self, ApiClient, Format, Output};
 use watchstand_collector::{config, demo, server};
 use watchstand_shared::config::{Duration, LoadError};
 use watchstand_shared::runtime::{install_tracing, shutdown_on_signals};
@@ -63,14 +63,18 @@ enum Command {
         /// Only this service.
         #[arg(long)]
         service: Option<String>,
-        /// Start (RFC 3339 or epoch ms); default: the service's SLO window.
-        #[arg(long)]
+        /// Start: a date (2026-12-07), RFC 3339, epoch ms, `now` or a time ago (`-24h`, `-7d`);
+        /// default: the service's SLO window.
+        #[arg(long, allow_hyphen_values = true)]
         from: Option<String>,
-        /// End (RFC 3339 or epoch ms); default: now.
-        #[arg(long)]
+        /// End, in the same forms; default: now.
+        #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Tables show local time (and dates in --from/--to are local midnight), not UTC.
+        #[arg(long)]
+        local: bool,
         /// The collector's API.
         #[arg(
             long,
@@ -85,6 +89,9 @@ enum Command {
         action: IncidentAction,
         #[arg(long, value_enum, default_value = "table", global = true)]
         format: Format,
+        /// Tables show local time, not UTC.
+        #[arg(long, global = true)]
+        local: bool,
         /// The collector's API.
         #[arg(
             long,
@@ -98,6 +105,9 @@ enum Command {
     Agents {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Tables show local time, not UTC.
+        #[arg(long)]
+        local: bool,
         /// The collector's API.
         #[arg(
             long,
@@ -233,6 +243,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             from,
             to,
             format,
+            local,
             server,
         } => {
             let client = ApiClient::new(&server)?;
@@ -241,7 +252,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 service.as_deref(),
                 from.as_deref(),
                 to.as_deref(),
-                format,
+                Output { format, local },
             )
             .await?;
             write_stdout(&text)?;
@@ -250,9 +261,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         Command::Incidents {
             action,
             format,
+            local,
             server,
         } => {
             let client = ApiClient::new(&server)?;
+            let format = Output { format, local };
             let text = match action {
                 IncidentAction::List { state, service } => {
                     cli::incidents(&client, state.as_deref(), service.as_deref(), format).await?
@@ -268,9 +281,13 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             write_stdout(&text)?;
             Ok(EXIT_OK)
         }
-        Command::Agents { format, server } => {
+        Command::Agents {
+            format,
+            local,
+            server,
+        } => {
             let client = ApiClient::new(&server)?;
-            write_stdout(&cli::agents(&client, format).await?)?;
+            write_stdout(&cli::agents(&client, Output { format, local }).await?)?;
             Ok(EXIT_OK)
         }
     }
@@ -291,7 +308,10 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("watchstand-collector: {e:#}");
+            eprintln!(
+                "watchstand-collector: {}",
+                watchstand_shared::runtime::error_report(e.as_ref())
+            );
             ExitCode::from(EXIT_ERROR)
         }
     }

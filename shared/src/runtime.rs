@@ -55,3 +55,46 @@ pub fn shutdown_on_signals() -> CancellationToken {
     });
     token
 }
+
+/// An error and its causes as one line for the binaries' stderr: `outer: cause: root`, leaving
+/// out a cause whose text the line already holds (an error that prints its source, such as "cannot
+/// read: No such file", would otherwise show the OS error twice).
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("config.toml: cannot read: {source}")]
+    struct ReadError {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_report_shows_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = ReadError { source: io };
+        assert_eq!(
+            error_report(&e),
+            "config.toml: cannot read: No such file or directory"
+        );
+        let wrapped = std::io::Error::other(e);
+        assert_eq!(
+            error_report(&wrapped),
+            "config.toml: cannot read: No such file or directory"
+        );
+    }
+}

@@ -38,7 +38,7 @@ fn bench_ingest_smoke_runs_and_reports() {
             !watchstand_tests::mosquitto_required(),
             "Mosquitto is not installed but CI is set"
         );
-        eprintln!("WARNING: Mosquitto not installed; skipping the ingest bench smoke run");
+        watchstand_tests::skip("bench ingest smoke run", "Mosquitto is not installed");
         return;
     }
     let out = bench(&["ingest", "--smoke"]);
@@ -74,7 +74,10 @@ fn bench_detection_smoke_runs_side_by_side_and_reports() {
             !watchstand_tests::mosquitto_required(),
             "{missing:?} not installed but CI is set: install them (apt-get install prometheus prometheus-blackbox-exporter prometheus-alertmanager) — .ci/run does"
         );
-        eprintln!("WARNING: {missing:?} not installed; skipping the detection bench smoke run");
+        watchstand_tests::skip(
+            "bench detection smoke run",
+            &format!("{} not installed", missing.join(", ")),
+        );
         return;
     }
     // Never installs from a test: the packages are there (checked above).
@@ -91,7 +94,7 @@ fn bench_detection_smoke_runs_side_by_side_and_reports() {
 
 /// Whether the Prometheus exporters are installed; when they are not, a CI run fails and a
 /// laptop run skips (the bench itself would install them with apt-get; a test does not).
-fn exporters_installed(which: &[watchstand_tests::Exporter]) -> bool {
+fn exporters_installed(what: &str, which: &[watchstand_tests::Exporter]) -> bool {
     let missing: Vec<&str> = which
         .iter()
         .filter(|e| e.bin().is_none())
@@ -105,17 +108,17 @@ fn exporters_installed(which: &[watchstand_tests::Exporter]) -> bool {
         "{} not installed but CI is set (.ci/run installs them)",
         missing.join(", ")
     );
-    eprintln!(
-        "WARNING: {} not installed; skipping this bench smoke run",
-        missing.join(", ")
-    );
+    watchstand_tests::skip(what, &format!("{} not installed", missing.join(", ")));
     false
 }
 
 #[test]
 fn bench_footprint_smoke_runs_and_reports() {
     use watchstand_tests::Exporter;
-    if !exporters_installed(&[Exporter::Blackbox, Exporter::Node]) {
+    if !exporters_installed(
+        "bench footprint smoke run",
+        &[Exporter::Blackbox, Exporter::Node],
+    ) {
         return;
     }
     let out = bench(&["footprint", "--smoke"]);
@@ -132,7 +135,10 @@ fn bench_footprint_smoke_runs_and_reports() {
 
 #[test]
 fn bench_accuracy_smoke_runs_and_reports() {
-    if !exporters_installed(&[watchstand_tests::Exporter::Blackbox]) {
+    if !exporters_installed(
+        "bench accuracy smoke run",
+        &[watchstand_tests::Exporter::Blackbox],
+    ) {
         return;
     }
     let out = bench(&["accuracy", "--smoke"]);

@@ -328,8 +328,8 @@ sla_below_target = false
     let _agent = agent_spec.spawn().await;
     wait_for("results of the probe", Duration::from_secs(15), || async {
         let r = collector
-            .get("/api/v1/agents/agent-1/results?limit=1")
-            .await;
+            .get_if_found("/api/v1/agents/agent-1/results?limit=1")
+            .await?;
         (!r.as_array()?.is_empty()).then_some(())
     })
     .await;

@@ -10,6 +10,7 @@ mod configs;
 mod delivery;
 mod faults;
 mod faults_agent;
+mod first_hour;
 mod incidents;
 mod incidents_truth;
 mod malformed;

@@ -136,6 +136,16 @@ pub fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// Reports a test that skips (a tool it needs is not installed, outside CI) with a `SKIP` line
+/// on the process's real stderr: the test harness captures `eprintln!` of passing tests, so a
+/// skip would otherwise read as a plain `ok`.
+pub fn skip(what: &str, why: &str) {
+    use std::io::Write as _;
+    let line = format!("SKIP {what}: {why} (set CI=true to make this fail)\n");
+    // Not `eprintln!`: written to the stderr handle directly, it is not captured.
+    let _ignored = std::io::stderr().write_all(line.as_bytes()).is_ok();
+}
+
 /// Whether tests that need Mosquitto must run (CI) or may skip with a warning (a laptop
 /// without it).
 pub fn mosquitto_required() -> bool {

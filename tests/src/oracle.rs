@@ -148,7 +148,8 @@ pub async fn liveness(collector: &Collector, agent: &SimAgent, limit: Duration) 
         agent.config.agent
     );
     crate::wait_for("a fresh result stored", limit, || async {
-        let rows = collector.get(&path).await;
+        // 404 until the collector has heard of the agent.
+        let rows = collector.get_if_found(&path).await?;
         (!rows.as_array()?.is_empty()).then_some(())
     })
     .await;

@@ -25,6 +25,15 @@ pub enum ApiError {
         /// Its id.
         id: String,
     },
+    /// The request could not be read: a malformed query or body, a wrong content type, an
+    /// unknown route or method. `status` is the 4xx to answer.
+    #[error("{message}")]
+    Rejected {
+        /// 400, 404, 405, 415, 422, …
+        status: StatusCode,
+        /// What is wrong, in the extractor's words.
+        message: String,
+    },
     /// Something broke inside.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -37,6 +46,7 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": self.to_string(), "param": param}),
             ),
+            ApiError::Rejected { status, .. } => (*status, json!({"error": self.to_string()})),
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, json!({"error": self.to_string()}))
             }

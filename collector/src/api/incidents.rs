@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, PoisonError};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use watchstand_shared::time::now_ms;
 
-use super::routes::parse_time;
-use super::{ApiError, AppState};
+use super::extract::{Json as JsonBody, Path, Query};
+use super::{params, ApiError, AppState};
 use crate::availability;
 use crate::incident::engine::ActionError;
 use crate::incident::record::{Incident, IncidentStore};
@@ -47,6 +47,9 @@ pub async fn list(
                 })
         })
         .transpose()?;
+    if let Some(id) = &q.service {
+        params::service(&state, id)?;
+    }
     let st = state.clone();
     let mut incidents = tokio::task::spawn_blocking(move || all(&st))
         .await
@@ -145,7 +148,7 @@ async fn act(
 pub async fn acknowledge(
     State(state): Shared,
     Path(id): Path<String>,
-    Json(body): Json<ActionBody>,
+    JsonBody(body): JsonBody<ActionBody>,
 ) -> Result<Json<Value>, ApiError> {
     act(state, id, body, false).await
 }
@@ -154,7 +157,7 @@ pub async fn acknowledge(
 pub async fn resolve(
     State(state): Shared,
     Path(id): Path<String>,
-    Json(body): Json<ActionBody>,
+    JsonBody(body): JsonBody<ActionBody>,
 ) -> Result<Json<Value>, ApiError> {
     act(state, id, body, true).await
 }
@@ -174,12 +177,21 @@ pub async fn stats(
     State(state): Shared,
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let from = q
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t))
-        .transpose()?;
-    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
+    if let Some(id) = &q.service {
+        params::service(&state, id)?;
+    }
+    // Checked once here as the SLA route checks them; each service's own window fills in what
+    // is not given (a placeholder default keeps a lone `from` or `to` valid).
+    let given = params::range(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        Span {
+            from_ms: 0,
+            to_ms: u64::MAX,
+        },
+    )?;
+    let from = q.from.is_some().then_some(given.from_ms);
+    let to = q.to.is_some().then_some(given.to_ms);
     let st = state.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
         let incidents = all(&st)?;
@@ -191,6 +203,12 @@ pub async fn stats(
                 from_ms: from.unwrap_or(default.from_ms),
                 to_ms: to.unwrap_or(default.to_ms),
             };
+            if span.from_ms >= span.to_ms {
+                return Err(ApiError::BadRequest {
+                    param: "from",
+                    message: format!("from {} must be before to {}", span.from_ms, span.to_ms),
+                });
+            }
             let failures: Vec<&Incident> = incidents
                 .iter()
                 .filter(|i| i.service == s.id && i.rule == Rule::ServiceDown && span.contains(i.detected_ms))

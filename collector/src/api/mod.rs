@@ -1,6 +1,8 @@
 //! The HTTP API under `/api/v1` and `/metrics`: `router(state)` builds everything, `main`
 //! serves it, tests drive it with `oneshot` (no socket). Routes are in [`routes`], the
-//! Prometheus text in [`metrics`], the one error type in [`error`].
+//! Prometheus text in [`metrics`], the one error type in [`error`]. Every error is JSON: handlers
+//! take their query, path and body through [`extract`] (axum's rejections as JSON, plus the 404
+//! and 405 fallbacks) and check times, ranges, `limit` and ids through [`params`].
 //!
 //! | route | what |
 //! |---|---|
@@ -18,9 +20,13 @@
 //! | `GET /metrics` | Prometheus text |
 
 pub mod error;
+pub mod extract;
 pub mod incidents;
 pub mod metrics;
+pub mod params;
 pub mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/metrics", get(metrics::metrics))
+        .fallback(extract::unknown_route)
+        .method_not_allowed_fallback(extract::wrong_method)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),

@@ -3,35 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use watchstand_shared::time::now_ms;
 
-use super::{ApiError, AppState};
+use super::extract::{Path, Query};
+use super::{params, ApiError, AppState};
 use crate::availability;
 use crate::config::Service;
 use crate::sla::{SlaReport, Span};
 
 type Shared = State<Arc<AppState>>;
-
-/// Parses a time parameter: epoch milliseconds or RFC 3339.
-///
-/// # Errors
-/// `BadRequest` naming the parameter and quoting the value.
-pub fn parse_time(param: &'static str, text: &str) -> Result<u64, ApiError> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
-        .ok_or_else(|| ApiError::BadRequest {
-            param,
-            message: format!("{text:?} is neither epoch milliseconds nor an RFC 3339 time"),
-        })
-}
 
 /// Runs blocking store work on the blocking pool.
 async fn blocking<T: Send + 'static>(
@@ -104,10 +88,7 @@ pub async fn agents(State(state): Shared) -> Json<Vec<AgentView>> {
 
 /// `GET /api/v1/agents/{id}`: the registry record and the delivery state of every boot.
 pub async fn agent(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let record = state.registry.get(&id).ok_or_else(|| ApiError::NotFound {
-        what: "agent",
-        id: id.clone(),
-    })?;
+    let record = params::agent(&state, &id)?;
     let store = state.store.clone();
     let boots = blocking(move || Ok(store.boots(&id)?)).await?;
     let boots: Vec<Value> = boots
@@ -127,7 +108,7 @@ pub async fn agent(State(state): Shared, Path(id): Path<String>) -> Result<Json<
 pub struct ResultsQuery {
     from: Option<String>,
     to: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 /// Most raw results one export returns.
@@ -140,18 +121,17 @@ pub async fn agent_results(
     Path(id): Path<String>,
     Query(q): Query<ResultsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let from_ms = q
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t))
-        .transpose()?
-        .unwrap_or(0);
-    let to_ms =
-        q.to.as_deref()
-            .map(|t| parse_time("to", t))
-            .transpose()?
-            .unwrap_or(u64::MAX);
-    let limit = q.limit.unwrap_or(MAX_EXPORT).min(MAX_EXPORT);
+    let span = params::range(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        Span {
+            from_ms: 0,
+            to_ms: u64::MAX,
+        },
+    )?;
+    let (from_ms, to_ms) = (span.from_ms, span.to_ms);
+    let limit = params::limit(q.limit.as_deref(), MAX_EXPORT)?;
+    params::agent(&state, &id)?;
     let store = state.store.clone();
     let rows = blocking(move || Ok(store.agent_results(&id, from_ms, to_ms, limit)?)).await?;
     let rows: Vec<Value> = rows
@@ -225,24 +205,7 @@ pub struct RangeQuery {
 
 /// Resolves a range query against a default span.
 fn resolve_range(q: &RangeQuery, default: Span) -> Result<Span, ApiError> {
-    let from_ms = q
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t))
-        .transpose()?
-        .unwrap_or(default.from_ms);
-    let to_ms =
-        q.to.as_deref()
-            .map(|t| parse_time("to", t))
-            .transpose()?
-            .unwrap_or(default.to_ms);
-    if from_ms >= to_ms {
-        return Err(ApiError::BadRequest {
-            param: "from",
-            message: format!("from {from_ms} must be before to {to_ms}"),
-        });
-    }
-    Ok(Span { from_ms, to_ms })
+    params::range(q.from.as_deref(), q.to.as_deref(), default)
 }
 
 /// The SLA response: which service, then the report fields at top level.
@@ -261,14 +224,7 @@ pub async fn service_sla(
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<SlaView>, ApiError> {
-    let service = state
-        .catalogue
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound {
-            what: "service",
-            id: id.clone(),
-        })?;
+    let service = params::service(&state, &id)?.clone();
     let now = now_ms();
     let span = resolve_range(&q, service.window.resolve(now))?;
     let store = state.store.clone();
@@ -308,6 +264,7 @@ pub async fn capacity(
         param: "agent",
         message: "is required".into(),
     })?;
+    params::agent(&state, &agent)?;
     let now = now_ms();
     let span = resolve_range(
         &RangeQuery {
@@ -355,26 +312,4 @@ pub async fn capacity(
     })
     .await
     .map(Json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_epoch_ms_or_rfc3339() {
-        assert_eq!(
-            parse_time("from", "1700000000000").unwrap(),
-            1_700_000_000_000
-        );
-        assert_eq!(
-            parse_time("from", "2026-01-01T00:00:00Z").unwrap(),
-            1_767_225_600_000
-        );
-        let e = parse_time("to", "yesterday").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "invalid to: \"yesterday\" is neither epoch milliseconds nor an RFC 3339 time"
-        );
-    }
 }

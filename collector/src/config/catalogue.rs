@@ -181,7 +181,7 @@ pub fn load_services_file(path: &Path) -> Result<Vec<RawService>, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let file: ServicesFile = toml::from_str(&text).map_err(|e| LoadError::parse(path, e))?;
+    let file: ServicesFile = watchstand_shared::config::from_toml(&text, path)?;
     Ok(file.services)
 }
 

@@ -171,14 +171,97 @@ pub fn load(path: &Path) -> Result<CollectorConfig, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let mut raw = from_str(&text, path)?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let mut raw = match from_str(&text, path) {
+        Ok(raw) => raw,
+        Err(LoadError::Invalid(mut errors)) => {
+            // Report the services file's parse-level problems in the same run.
+            let services_file = toml::from_str::<toml::Table>(&text).ok().and_then(|t| {
+                t.get("collector")?
+                    .get("services_file")?
+                    .as_str()
+                    .map(PathBuf::from)
+            });
+            if let Some(file) = services_file {
+                if let Err(LoadError::Invalid(more)) =
+                    catalogue::load_services_file(&base.join(file))
+                {
+                    errors.errors.extend(more.errors.into_iter().map(|mut e| {
+                        e.file = Some(more.origin.clone());
+                        e
+                    }));
+                }
+            }
+            return Err(LoadError::Invalid(errors));
+        }
+        Err(other) => return Err(other),
+    };
+    let inline = raw.services.len();
+    let mut services_path = None;
     if let Some(file) = &raw.collector.services_file {
-        let services_path = base.join(file);
-        raw.services
-            .extend(catalogue::load_services_file(&services_path)?);
+        let resolved = base.join(file);
+        let services = match catalogue::load_services_file(&resolved) {
+            Ok(s) => s,
+            // The fix is in this file's `collector.services_file` (or creating the file): say so.
+            Err(LoadError::Read { source, .. }) => {
+                let mut p = Problems::default();
+                p.push(
+                    "collector.services_file",
+                    format!(
+                        "{:?} cannot be read as {}: {source}",
+                        file.display(),
+                        resolved.display()
+                    ),
+                );
+                return Err(LoadError::Invalid(p.finish(path, ()).err().unwrap_or_else(
+                    || ConfigErrors {
+                        origin: path.to_owned(),
+                        errors: Vec::new(),
+                    },
+                )));
+            }
+            Err(other) => return Err(other),
+        };
+        raw.services.extend(services);
+        services_path = Some(resolved);
     }
-    validate(raw, path, base).map_err(LoadError::Invalid)
+    let from_file: Vec<String> = raw.services[inline..]
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    validate(raw, path, base).map_err(|mut e| {
+        if let Some(services_path) = services_path {
+            attribute_to_services_file(&mut e, inline, &from_file, &services_path);
+        }
+        LoadError::Invalid(e)
+    })
+}
+
+/// Marks the problems of services that came from the services file (`services[id="x"]…` or
+/// `services[i]…` with `i` past the inline ones) as being in that file, so the message names the
+/// file to edit.
+fn attribute_to_services_file(
+    errors: &mut ConfigErrors,
+    inline: usize,
+    from_file: &[String],
+    services_path: &Path,
+) {
+    for e in &mut errors.errors {
+        let Some(rest) = e.key.strip_prefix("services[") else {
+            continue;
+        };
+        let Some((selector, _)) = rest.split_once(']') else {
+            continue;
+        };
+        let in_file = if let Some(id) = selector.strip_prefix("id=") {
+            from_file.iter().any(|f| format!("{f:?}") == id)
+        } else {
+            selector.parse::<usize>().is_ok_and(|i| i >= inline)
+        };
+        if in_file {
+            e.file = Some(services_path.to_owned());
+        }
+    }
 }
 
 /// Parses TOML text; `origin` names the file in errors.
@@ -186,7 +269,7 @@ pub fn load(path: &Path) -> Result<CollectorConfig, LoadError> {
 /// # Errors
 /// TOML syntax or shape errors, prefixed with the file.
 pub fn from_str(text: &str, origin: &Path) -> Result<RawCollectorConfig, LoadError> {
-    toml::from_str(text).map_err(|e| LoadError::parse(origin, e))
+    watchstand_shared::config::from_toml(text, origin)
 }
 
 /// Checks everything; pure (no I/O). `base` resolves relative paths.
@@ -317,7 +400,7 @@ mod tests {
     #[test]
     fn config_errors_name_file_key_and_value() {
         let cases: &[(&str, &str)] = &[
-            ("[collector]\n", "c.toml: TOML parse error at line 1, column 1\n  |\n1 | [collector]\n  | ^^^^^^^^^^^\nmissing field `data_dir`"),
+            ("[collector]\n", "c.toml: 1 problem\n  c.toml:1: collector.data_dir: required key `data_dir` is missing"),
             ("[collector]\ndata_dir = \"d\"\nlisten = \"nowhere\"\n", "collector.listen: \"nowhere\" is not an address like 127.0.0.1:8088"),
             ("[collector]\ndata_dir = \"d\"\nid = \"a b\"\n", "collector.id: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
             ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
@@ -329,15 +412,107 @@ mod tests {
         }
         let unknown = errors("[collector]\ndata_dir = \"d\"\nbogus = 1\n");
         assert!(
-            unknown[0].starts_with("c.toml: TOML parse error at line 3"),
+            unknown[0]
+                .starts_with("c.toml: 1 problem\n  c.toml:3: collector.bogus: unknown key `bogus`"),
             "{unknown:?}"
         );
-        assert!(unknown[0].contains("unknown field `bogus`"), "{unknown:?}");
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
         let text = "[collector]\ndata_dir = \"d\"\nlisten = \"x\"\nid = \"\"\n[mqtt]\nkeep_alive = \"1ms\"\n";
         assert_eq!(errors(text).len(), 3);
+    }
+
+    #[test]
+    fn every_parse_level_mistake_of_both_files_is_reported_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = dir.path().join("collector.toml");
+        let services = dir.path().join("services.toml");
+        std::fs::write(
+            &collector,
+            "[collector]\n\
+             data_dir = \"d\"\n\
+             services_file = \"services.toml\"\n\
+             raw_retention = \"5 seconds\"\n\
+             colour = \"red\"\n\
+             [broker]\n\
+             embedded = \"yes\"\n\
+             [mqtt]\n\
+             keep_alive = 10\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &services,
+            "[[services]]\n\
+             id = \"web\"\n\
+             name = \"Web\"\n\
+             criticality = \"urgent\"\n\
+             rto = \"1 hour\"\n\
+             rpo = \"5m\"\n\
+             probes = [\"agent-1/web\"]\n\
+             slo = { availability = 99.9, windw = \"30d\" }\n",
+        )
+        .unwrap();
+        let c = collector.display().to_string();
+        let s = services.display().to_string();
+        let want = [
+            format!("{c}:4: collector.raw_retention: invalid duration \"5 seconds\": missing unit; expected a duration like 500ms, 10s, 5m, 1h"),
+            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`"),
+            format!("{c}:7: broker.embedded: invalid type: string \"yes\", expected a boolean"),
+            format!("{c}:9: mqtt.keep_alive: invalid type: integer `10`, expected a string"),
+            format!("{s}:4: services[id=\"web\"].criticality: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`"),
+            format!("{s}:5: services[id=\"web\"].rto: invalid duration \"1 hour\": missing unit; expected a duration like 500ms, 10s, 5m, 1h"),
+            format!("{s}:8: services[id=\"web\"].slo.windw: unknown key `windw`; expected one of `availability`, `window`, `latency_ms`, `latency_pct`"),
+        ];
+        let err = load(&collector).unwrap_err().to_string();
+        let got: Vec<&str> = err.lines().skip(1).map(str::trim_start).collect();
+        assert_eq!(got, want, "{err}");
+    }
+
+    #[test]
+    fn a_missing_services_file_names_the_key_to_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = dir.path().join("collector.toml");
+        std::fs::write(
+            &collector,
+            "[collector]\ndata_dir = \"d\"\nservices_file = \"nope.toml\"\n",
+        )
+        .unwrap();
+        let err = load(&collector).unwrap_err().to_string();
+        let c = collector.display();
+        let resolved = dir.path().join("nope.toml");
+        assert_eq!(
+            err,
+            format!(
+                "{c}: 1 problem\n  {c}: collector.services_file: \"nope.toml\" cannot be read as {}: No such file or directory (os error 2)",
+                resolved.display()
+            )
+        );
+    }
+
+    #[test]
+    fn semantic_problems_of_the_services_file_name_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = dir.path().join("collector.toml");
+        std::fs::write(
+            &collector,
+            "[collector]\ndata_dir = \"d\"\nservices_file = \"services.toml\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("services.toml"),
+            "[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"1h\"\nrpo = \"5m\"\nprobes = [\"agent-1/web\"]\nslo = { availability = 150.0 }\n",
+        )
+        .unwrap();
+        let err = load(&collector).unwrap_err().to_string();
+        let services = dir.path().join("services.toml");
+        assert!(err.lines().count() > 1, "{err}");
+        assert!(
+            err.lines().skip(1).all(|l| l
+                .trim_start()
+                .starts_with(&format!("{}: services[id=\"web\"]", services.display()))),
+            "{err}"
+        );
     }
 }

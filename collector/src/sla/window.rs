@@ -102,15 +102,8 @@ impl FromStr for Window {
         }
         let d: Duration = t
             .parse()
-            .map_err(|e: watchstand_shared::config::DurationError| {
-                // The duration error quotes the text again; keep only its reason.
-                let msg = e.to_string();
-                let reason = msg
-                    .split_once(": ")
-                    .map(|(_, r)| r.split(" (use").next().unwrap_or(r).to_owned())
-                    .unwrap_or(msg);
-                err(reason)
-            })?;
+            // The duration error quotes the text again; keep only its reason.
+            .map_err(|e: watchstand_shared::config::DurationError| err(e.reason().to_owned()))?;
         match d.as_millis() {
             0 => Err(err("must be longer than zero".into())),
             ms => Ok(Window::Rolling(ms)),

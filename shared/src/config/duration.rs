@@ -12,12 +12,18 @@ pub struct Duration(pub std::time::Duration);
 
 /// Why a duration text does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "invalid duration {text:?}: {reason} (use e.g. \"500ms\", \"10s\", \"5m\", \"2h\", \"30d\")"
-)]
+#[error("invalid duration {text:?}: {reason}; expected a duration like 500ms, 10s, 5m, 1h")]
 pub struct DurationError {
     text: String,
     reason: &'static str,
+}
+
+impl DurationError {
+    /// Why, without the text or the hint (`"missing unit"`), for messages that quote the text
+    /// themselves.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
 }
 
 const UNITS: [(&str, u64); 5] = [

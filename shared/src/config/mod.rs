@@ -7,10 +7,12 @@
 mod backoff;
 mod duration;
 mod mqtt;
+mod parse;
 
 pub use backoff::Backoff;
 pub use duration::{Duration, DurationError};
 pub use mqtt::{MqttConfig, MqttConnectError, MqttConnector, MqttProtocol};
+pub use parse::from_toml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,10 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong, quoting the offending value.
     pub message: String,
+    /// 1-based line in the file, when known (parse-level problems).
+    pub line: Option<usize>,
+    /// The file the problem is in when it is not the [`ConfigErrors::origin`] (a services file).
+    pub file: Option<PathBuf>,
 }
 
 impl ConfigError {
@@ -30,6 +36,8 @@ impl ConfigError {
         Self {
             key: key.into(),
             message: message.into(),
+            line: None,
+            file: None,
         }
     }
 }
@@ -59,7 +67,11 @@ impl fmt::Display for ConfigErrors {
             if n == 1 { "" } else { "s" }
         )?;
         for e in &self.errors {
-            write!(f, "\n  {}: {e}", self.origin.display())?;
+            let file = e.file.as_deref().unwrap_or(&self.origin).display();
+            match e.line {
+                Some(line) => write!(f, "\n  {file}:{line}: {e}")?,
+                None => write!(f, "\n  {file}: {e}")?,
+            }
         }
         Ok(())
     }

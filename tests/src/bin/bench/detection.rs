@@ -708,11 +708,12 @@ slo = {{ availability = 99.9, window = "1d" }}
     // Warm-up: both stacks have seen the target up.
     let warm = tokio::time::Instant::now();
     let ready = loop {
+        // 404 until the collector has heard of the agent.
         let ws = collector
-            .get(&format!("/api/v1/agents/{AGENT}/results?limit=1"))
+            .get_if_found(&format!("/api/v1/agents/{AGENT}/results?limit=1"))
             .await
-            .as_array()
-            .is_some_and(|r| !r.is_empty());
+            .and_then(|v| v.as_array().map(|r| !r.is_empty()))
+            .unwrap_or(false);
         let prom = match &prometheus {
             Some(p) => p.probe_success(&http).await.as_deref() == Some("1"),
             None => true,

@@ -1,0 +1,122 @@
+//! Every error path of the API answers JSON `{"error": …}` with the right status: unknown
+//! routes and ids, bad queries, wrong methods, wrong content types, malformed bodies. Driven with
+//! `oneshot` on `router(state)` (no socket).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use tower::ServiceExt as _;
+
+use super::{router, AppState};
+use crate::config;
+use crate::events::Counters;
+use crate::incident::engine::Engine;
+use crate::incident::policy::IncidentSettings;
+use crate::incident::record::IncidentStore;
+use crate::registry::Registry;
+use crate::store::Store;
+
+fn state() -> AppState {
+    let text = "[collector]\ndata_dir = \"d\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.9 }\n";
+    let raw = config::from_str(text, Path::new("t.toml")).expect("parses");
+    let config = config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid");
+    let store = Store::in_memory();
+    let engine = Engine::load(
+        IncidentStore::new(store.clone()),
+        IncidentSettings::default(),
+        HashMap::new(),
+        Vec::new(),
+    )
+    .expect("engine");
+    AppState {
+        store,
+        catalogue: Arc::new(config.catalogue),
+        registry: Arc::new(Registry::new(Vec::new())),
+        counters: Arc::new(Counters::default()),
+        collector_id: "main".into(),
+        started_ms: 0,
+        incidents: Arc::new(Mutex::new(engine)),
+    }
+}
+
+/// Sends one request; returns the status, the content type and the body as JSON.
+async fn send(
+    method: Method,
+    uri: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (StatusCode, String, serde_json::Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    let req = req.body(Body::from(body.to_owned())).expect("request");
+    let resp = router(state()).oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, ct, json)
+}
+
+/// Method, URI, content type, body, expected status, expected `error` text (when exact).
+type Case<'a> = (
+    Method,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    u16,
+    Option<&'a str>,
+);
+
+#[tokio::test]
+async fn every_error_path_answers_json_with_its_status() {
+    const JSON: Option<&str> = Some("application/json");
+    let cases: &[Case<'_>] = &[
+        (Method::GET, "/api/v1/nope", None, "", 404, Some("no route GET /api/v1/nope")),
+        (Method::GET, "/api/v1/services/ghost/sla", None, "", 404, Some("service \"ghost\" not found")),
+        (Method::GET, "/api/v1/agents/ghost", None, "", 404, Some("agent \"ghost\" not found")),
+        (Method::GET, "/api/v1/agents/ghost/results", None, "", 404, Some("agent \"ghost\" not found")),
+        (Method::GET, "/api/v1/capacity?agent=ghost", None, "", 404, Some("agent \"ghost\" not found")),
+        (Method::GET, "/api/v1/incidents/stats?service=ghost", None, "", 404, Some("service \"ghost\" not found")),
+        (Method::GET, "/api/v1/incidents/99", None, "", 404, Some("incident \"99\" not found")),
+        (Method::GET, "/api/v1/incidents/stats?from=5&to=1", None, "", 400, Some("invalid from: from 5 must be before to 1")),
+        (Method::GET, "/api/v1/services/web/sla?from=5&to=1", None, "", 400, Some("invalid from: from 5 must be before to 1")),
+        (Method::GET, "/api/v1/services/web/sla?from=yesterday", None, "", 400, Some("invalid from: \"yesterday\" is neither epoch milliseconds nor an RFC 3339 time (2026-12-07T09:00:00Z)")),
+        (Method::GET, "/api/v1/incidents/stats?to=1969-07-20T20:17:00Z", None, "", 400, Some("invalid to: \"1969-07-20T20:17:00Z\" is before 1970-01-01T00:00:00Z, the earliest time there is")),
+        (Method::GET, "/api/v1/agents/ghost/results?limit=-1", None, "", 400, Some("invalid limit: \"-1\" is not a count (a whole number from 0)")),
+        (Method::GET, "/api/v1/services/web/sla?from=1&from=2", None, "", 400, Some("Failed to deserialize query string: duplicate field `from`")),
+        (Method::GET, "/api/v1/incidents?state=sleeping", None, "", 400, None),
+        (Method::GET, "/api/v1/incidents/abc", None, "", 400, Some("invalid id: \"abc\" is not an incident id")),
+        (Method::DELETE, "/api/v1/agents", None, "", 405, Some("/api/v1/agents does not answer DELETE")),
+        (Method::GET, "/api/v1/incidents/1/ack", None, "", 405, Some("/api/v1/incidents/1/ack does not answer GET")),
+        (Method::POST, "/api/v1/incidents/1/ack", None, "{\"by\":\"me\"}", 415, None),
+        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"by\":", 400, None),
+        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"who\":\"me\"}", 422, None),
+        (Method::POST, "/api/v1/incidents/1/resolve", JSON, "{\"by\":\"me\"}", 404, Some("incident \"1\" not found")),
+    ];
+    for (method, uri, ct, body, status, message) in cases {
+        let (got, content_type, json) = send(method.clone(), uri, *ct, body).await;
+        assert_eq!(got.as_u16(), *status, "{method} {uri}: {json}");
+        assert_eq!(content_type, "application/json", "{method} {uri}: {json}");
+        let error = json["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {uri}: {json}"));
+        assert!(!error.is_empty(), "{method} {uri}");
+        if let Some(m) = message {
+            assert_eq!(error, *m, "{method} {uri}");
+        }
+    }
+}
