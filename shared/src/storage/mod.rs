@@ -12,7 +12,7 @@ mod memory;
 mod sled_engine;
 
 pub use memory::MemoryStorage;
-pub use sled_engine::SledStorage;
+pub use sled_engine::{repair as repair_sled, SledStorage};
 
 use std::sync::Arc;
 
@@ -28,6 +28,13 @@ pub enum StorageError {
         /// The engine's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store is locked by another process (or another open handle in this one): its
+    /// lock file is held, so opening it would not be safe.
+    #[error("storage open: {path} is locked by another process")]
+    Locked {
+        /// The store's directory.
+        path: std::path::PathBuf,
+    },
 }
 
 impl StorageError {
@@ -40,6 +47,12 @@ impl StorageError {
             op,
             source: Box::new(source),
         }
+    }
+
+    /// True when the store could not be opened because another process holds its lock (the
+    /// only case where "is another process using this directory?" is the right hint).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StorageError::Locked { .. })
     }
 }
 
