@@ -9,9 +9,11 @@
 //! Keys are built with [`key`] helpers so that big-endian integers sort numerically.
 
 mod memory;
+mod reopen;
 mod sled_engine;
 
 pub use memory::MemoryStorage;
+pub use reopen::ReopeningSled;
 pub use sled_engine::{repair as repair_sled, SledStorage};
 
 use std::sync::Arc;
@@ -90,6 +92,18 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// Engine failure.
     fn size_on_disk(&self) -> Result<u64>;
+
+    /// Drops the engine's in-memory state and opens the store again from disk, so that an
+    /// engine that stopped after a failed write (sled keeps a global error after a failed
+    /// flush) works again once the cause (a full disk) is gone. What survives is what was
+    /// flushed: callers must re-read what they rely on. Tree handles taken before stay valid
+    /// where the engine supports reopening ([`ReopeningSled`]); the default does nothing.
+    ///
+    /// # Errors
+    /// The store cannot be opened again (the disk is still full): it stays failing.
+    fn reopen(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An ordered map of byte keys to byte values.
