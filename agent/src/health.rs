@@ -13,6 +13,12 @@
 //! `{"boot","oldest_seq","published_upto","since_ms","age_ms","alarm"}`, with `alarm` true once
 //! it waited `outbox.unacked_alarm` ("not acknowledged by the collector");
 //! `unacked_alarms` counts such episodes since this start.
+//!
+//! `status` is `ok`, or `degraded` with `reasons` (a list of short phrases) while the outbox
+//! cannot store measurements (`outbox store failing`: they are booked as lost) or published
+//! entries wait past the unacknowledged alarm. `outbox.store` is
+//! `{"failing","failing_since_ms","error","failed_writes","lost_entries","episodes"}` (counters
+//! since this start; see "Store failures" in `outbox.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,7 +71,16 @@ pub fn snapshot(state: &HealthState) -> Value {
             "alarm": u.alarm,
         })
     });
+    let mut reasons = Vec::new();
+    if stats.store.failing {
+        reasons.push("outbox store failing");
+    }
+    if state.published.unacknowledged().is_some_and(|u| u.alarm) {
+        reasons.push("published entries not acknowledged by the collector");
+    }
     json!({
+        "status": if reasons.is_empty() { "ok" } else { "degraded" },
+        "reasons": reasons,
         "site": state.site,
         "agent": state.agent,
         "boot": state.boot,
@@ -76,6 +91,14 @@ pub fn snapshot(state: &HealthState) -> Value {
             "dropped": stats.dropped,
             "dropped_delivered": stats.dropped_delivered,
             "gap_records": stats.gap_records,
+            "store": {
+                "failing": stats.store.failing,
+                "failing_since_ms": stats.store.failing_since_ms,
+                "error": stats.store.error,
+                "failed_writes": stats.store.failed_writes,
+                "lost_entries": stats.store.lost_entries,
+                "episodes": stats.store.episodes,
+            },
         },
         "watermarks": watermarks,
         "published": state.published.published.load(Ordering::Relaxed),
@@ -172,11 +195,14 @@ mod tests {
         assert_eq!(
             body,
             json!({
+                "status": "ok",
+                "reasons": [],
                 "site": "lab",
                 "agent": "a1",
                 "boot": boot,
                 "mqtt_connected": true,
-                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "dropped_delivered": 0, "gap_records": 0},
+                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "dropped_delivered": 0, "gap_records": 0,
+                    "store": {"failing": false, "failing_since_ms": null, "error": null, "failed_writes": 0, "lost_entries": 0, "episodes": 0}},
                 "watermarks": {boot.clone(): 1},
                 "published": 0,
                 "resent": 0,

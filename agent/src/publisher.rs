@@ -667,12 +667,8 @@ impl<S: Sink> Publisher<S> {
             if gaps.is_empty() && pass_upto.is_none() {
                 return linger_until;
             }
-            if let Err(e) = self.outbox.ensure_durable().await {
-                events::StorageFailed {
-                    op: "flush",
-                    error: &e,
-                }
-                .emit();
+            if self.outbox.ensure_durable().await.is_err() {
+                // The outbox counts it and logs once per store-failing episode.
                 return retry;
             }
             if let Some(last_gap) = gaps.last().map(Entry::seq) {

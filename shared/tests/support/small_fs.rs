@@ -7,6 +7,9 @@
 //! Shared by the storage crash harness (`shared/tests/crash_harness.rs`) and the e2e harness
 //! (`tests/src/lib.rs` includes this file with `#[path]`).
 
+// A test helper: its notes (a skip, a failed unmount) go to the test's stderr.
+#![allow(clippy::print_stderr)]
+
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
