@@ -624,11 +624,14 @@ impl<S: Sink> Publisher<S> {
                         {
                             Ok(e) => e,
                             Err(e) => {
-                                events::StorageFailed {
-                                    op: "read",
-                                    error: &e,
+                                // During a store-failing episode the outbox logged it once.
+                                if !self.outbox.is_store_failing() {
+                                    events::StorageFailed {
+                                        op: "read",
+                                        error: &e,
+                                    }
+                                    .emit();
                                 }
-                                .emit();
                                 return retry;
                             }
                         };
@@ -653,11 +656,13 @@ impl<S: Sink> Publisher<S> {
             {
                 Ok(g) => g,
                 Err(e) => {
-                    events::StorageFailed {
-                        op: "read",
-                        error: &e,
+                    if !self.outbox.is_store_failing() {
+                        events::StorageFailed {
+                            op: "read",
+                            error: &e,
+                        }
+                        .emit();
                     }
-                    .emit();
                     return retry;
                 }
             };

@@ -6,6 +6,7 @@
 mod bench_smoke;
 mod configs;
 mod delivery;
+mod disk_full;
 mod faults;
 mod faults_agent;
 mod incidents;

@@ -187,6 +187,21 @@ impl CollectorSpec {
         path
     }
 
+    /// Starts the collector without waiting for it (it may exit at once: a test playing
+    /// systemd restarts it).
+    pub fn start(&self) -> Collector {
+        let config = self.write_config();
+        let mut cmd = Command::new(bin("watchstand-collector"));
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&config)
+            .env("WATCHSTAND_LOG", "info");
+        Collector {
+            spec: self.clone(),
+            proc: Proc::spawn("collector", cmd, &self.dir.join("collector.log")),
+        }
+    }
+
     /// Starts the collector and waits until its API answers.
     pub async fn spawn(&self) -> Collector {
         let config = self.write_config();
