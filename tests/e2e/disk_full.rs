@@ -223,9 +223,15 @@ async fn a_collector_on_a_full_disk_restarted_while_full_recovers_when_space_ret
     let v = oracle::check(&collector, &sims).await;
     let log = std::fs::read_to_string(spec.dir.join("collector.log")).unwrap_or_default();
     let repairs = log.matches("incomplete snapshot").count();
+    let refused = log.matches("cannot open the store").count();
     eprintln!(
-        "disk full (collector): {exits} exits while full, {repairs} incomplete snapshots removed \
-         on open, drained {drained:?} after the space returned; {v:?}"
+        "disk full (collector): {exits} exits while full ({refused} starts refused at open), \
+         {repairs} incomplete snapshots removed on open, drained {drained:?} after the space \
+         returned; {v:?}"
+    );
+    assert!(
+        !log.contains("another collector"),
+        "a full disk is not blamed on another collector"
     );
     assert!(v.holds(), "delivery broken: {v:?}");
     assert!(v.obligations > 0, "nothing was acknowledged: {v:?}");
