@@ -214,4 +214,58 @@ mod tests {
         stop.cancel();
         server.await.unwrap().unwrap();
     }
+
+    #[tokio::test]
+    async fn health_is_degraded_while_the_outbox_store_fails_and_ok_again_after_it_recovers() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Arc::new(
+            Outbox::open(
+                Arc::new(disk.clone()),
+                OutboxLimits {
+                    max_entries: 100,
+                    max_bytes: u64::MAX,
+                    max_entry_bytes: 64 * 1024,
+                },
+            )
+            .unwrap(),
+        );
+        let (_link_tx, link) = watch::channel(LinkState {
+            connected: true,
+            epoch: 1,
+        });
+        let state = HealthState {
+            site: "lab".into(),
+            agent: "a1".into(),
+            boot: outbox.boot_id(),
+            outbox: outbox.clone(),
+            link,
+            published: Arc::new(PublisherStats::default()),
+        };
+        assert_eq!(snapshot(&state)["status"], "ok");
+        disk.set_full(true);
+        outbox
+            .append(Measurement::Result(ProbeResult {
+                seq: 0,
+                probe: "web".into(),
+                kind: "http".into(),
+                target: "http://x/".into(),
+                observed_ms: 1_800_000_000_000,
+                interval_ms: 1_000,
+                state: ProbeState::Up,
+                latency_us: 1,
+                error: None,
+            }))
+            .unwrap();
+        assert!(outbox.ensure_durable().await.is_err());
+        let body = snapshot(&state);
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["reasons"], json!(["outbox store failing"]));
+        assert_eq!(body["outbox"]["store"]["failing"], true);
+        assert_eq!(body["outbox"]["store"]["episodes"], 1);
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let body = snapshot(&state);
+        assert_eq!(body["status"], "ok", "{body}");
+        assert_eq!(body["outbox"]["store"]["lost_entries"], 1, "{body}");
+    }
 }
