@@ -717,7 +717,11 @@ impl Outbox {
             }
         }
         state.next_seq += 1;
-        self.enforce_caps(&mut state)?;
+        if let Err(e) = self.enforce_caps(&mut state) {
+            // The entry is in; the caps are enforced again on the next append, and recovery
+            // reconciles the index with what the store holds.
+            Self::store_failed(&mut state, "enforce caps", &e);
+        }
         drop(state);
         self.changed.notify_one();
         Ok(seq)
@@ -1161,10 +1165,16 @@ impl Outbox {
                 state.disk.health.lost_entries += 1;
             }
         }
-        // Deleted by an ack, deletion never made durable: delete again.
+        // Deleted by an ack (or below a watermark whose trim failed), deletion never made
+        // durable: delete again.
         for (ordinal, seq) in stored {
-            if !state.index.contains_key(&(ordinal, seq)) {
+            let acked = state
+                .boots
+                .get(&ordinal)
+                .is_some_and(|b| seq <= b.meta.watermark);
+            if acked || !state.index.contains_key(&(ordinal, seq)) {
                 self.entries.delete(&entry_key(ordinal, seq))?;
+                Self::unindex(state, (ordinal, seq));
             }
         }
         let ordinals: Vec<u64> = state.boots.keys().copied().collect();
@@ -1280,9 +1290,17 @@ impl Outbox {
         });
         let settled_all = boot_state.meta.unbooked.is_empty();
         state.dropped_delivered += delivered;
-        let removed = self
+        let removed = match self
             .entries
-            .delete_range(&entry_key(ordinal, 0), Some(&entry_key(ordinal, seq + 1)))?;
+            .delete_range(&entry_key(ordinal, 0), Some(&entry_key(ordinal, seq + 1)))
+        {
+            Ok(removed) => removed,
+            Err(e) => {
+                // The watermark moved in memory; recovery trims below it (`resync_and_book`).
+                Self::store_failed(&mut state, "trim", &e);
+                return Err(e.into());
+            }
+        };
         let gone: Vec<(u64, u64)> = state
             .index
             .range((ordinal, 0)..=(ordinal, seq))
@@ -1952,6 +1970,32 @@ mod tests {
         let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
         assert_eq!(seqs(&entries), vec![3, 4, 6], "acked entries stay deleted");
         assert!(matches!(&entries[2], Entry::Gap(g) if (g.from_seq, g.to_seq) == (5, 5)));
+        outbox.check_integrity().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ack_that_arrives_while_the_store_is_broken_trims_once_it_recovers() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let ordinal = outbox.boots()[0].ordinal;
+        for i in 1..=4 {
+            outbox.append(result(i)).unwrap();
+        }
+        outbox.ensure_durable().await.unwrap();
+        disk.set_full(true);
+        outbox.append(result(5)).unwrap();
+        assert!(outbox.ensure_durable().await.is_err());
+        // The engine is broken now: the trim fails, the watermark moved in memory.
+        assert!(outbox.apply_ack(&outbox.boot_id(), 3).is_err());
+        assert_eq!(outbox.stats().store.episodes, 1);
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(
+            seqs(&entries),
+            vec![4, 6],
+            "trimmed to the watermark, 5 booked in 6"
+        );
         outbox.check_integrity().unwrap();
     }
 }
