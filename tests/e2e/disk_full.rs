@@ -9,7 +9,8 @@
 //! - The agent's outbox cannot store results: `/health` says `degraded` (`outbox store
 //!   failing`), and when space returns it recovers without a restart; what it lost is booked
 //!   once (the collector's `lost_entries` equals the agent's) and the SLA shows that time as
-//!   unmonitored, never up.
+//!   unmonitored, never up. Restarted while the disk is full, it cannot start (and does not
+//!   blame another agent); once there is room it starts on the same outbox.
 
 use std::time::{Duration, Instant};
 
@@ -235,4 +236,81 @@ async fn a_collector_on_a_full_disk_restarted_while_full_recovers_when_space_ret
     );
     assert!(v.holds(), "delivery broken: {v:?}");
     assert!(v.obligations > 0, "nothing was acknowledged: {v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_while_its_disk_is_full_starts_on_the_same_outbox_once_space_returns() {
+    let Some(mut fs) = SmallFs::mount_or_skip(16) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let collector = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        AGENT_SERVICES,
+    )
+    .spawn()
+    .await;
+    let targets = vec![HttpTarget::start().await];
+    let spec = AgentSpec::new(
+        &dir.path().join("agent"),
+        "disk-agent",
+        &collector.broker_url(),
+        &agent_probes(&targets),
+    );
+    data_dir_on(&fs, "outbox", &spec.dir.join("outbox"));
+    let mut agent = spec.spawn().await;
+    let first_boot = agent.health().await["boot"].clone();
+    fs.fill().expect("fill the agent's filesystem");
+    wait_for(
+        "the agent to report degraded",
+        Duration::from_secs(30),
+        || async { (agent.health().await["status"] == "degraded").then_some(()) },
+    )
+    .await;
+
+    // Killed and restarted while full (what systemd does after a crash): every start fails.
+    agent.kill();
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refused < 2 && Instant::now() < deadline {
+        let mut attempt = spec.start();
+        let started = Instant::now();
+        while attempt.running() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            !attempt.running(),
+            "an agent whose outbox cannot be written does not start"
+        );
+        refused += 1;
+    }
+    let log = std::fs::read_to_string(spec.dir.join("agent.log")).unwrap_or_default();
+    assert!(
+        !log.contains("another agent"),
+        "a full disk is not blamed on another agent"
+    );
+
+    fs.free().expect("free the space");
+    let agent = spec.spawn().await;
+    let health = wait_for(
+        "the restarted agent to deliver",
+        Duration::from_secs(30),
+        || async {
+            let h = agent.health().await;
+            let boot = h["boot"].as_str().unwrap_or_default().to_owned();
+            (h["status"] == "ok" && u(&h["watermarks"][boot.as_str()]) > 0).then_some(h)
+        },
+    )
+    .await;
+    let repairs = std::fs::read_to_string(spec.dir.join("agent.log"))
+        .unwrap_or_default()
+        .matches("incomplete snapshot")
+        .count();
+    eprintln!(
+        "disk full (agent restarted while full): {refused} starts refused, {repairs} incomplete \
+         snapshots removed on open; boot {first_boot} then {}",
+        health["boot"]
+    );
+    assert_ne!(health["boot"], first_boot);
 }
