@@ -70,7 +70,10 @@
 //! global error after a failed flush, see `ReopeningSled`), compares the index with what the
 //! store really holds — entries it had accepted but never made durable are gone, and are booked
 //! as lost too, so that they are never counted as delivered — writes one `store_failed` gap
-//! record per run of lost seqs and flushes. Only when that flush succeeds does the episode end;
+//! record per run of lost seqs and flushes. Meanwhile [`Outbox::take_memory_gaps`] gives the
+//! publisher gap records made in memory, to send ahead of everything while the disk is full;
+//! recovery stores them under the seqs they went with. Only when that flush succeeds does the
+//! episode end;
 //! the collector's watermark waits at the first lost seq until the gap record arrives, and it
 //! books that time as unmonitored, never up.
 
@@ -233,6 +236,30 @@ struct DiskEpisode {
     health: StoreHealth,
     /// Seqs of the current boot lost in the open episode, not yet booked: seq → observed_ms.
     lost: BTreeMap<u64, u64>,
+    /// Gap records of this episode published from memory (the store could not hold them):
+    /// written to the store, under the same seqs, when it works again.
+    sent: Vec<GapRecord>,
+    /// When the last of those was made (they are made at most every [`MEMORY_GAP_EVERY`]).
+    last_sent: Option<std::time::Instant>,
+}
+
+/// How often a failing outbox makes a gap record in memory for the publisher to send ahead.
+pub const MEMORY_GAP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs of consecutive seqs in `lost` (seq → observed_ms): `(from_seq, to_seq, from_ms, to_ms)`.
+fn lost_runs(lost: &BTreeMap<u64, u64>) -> Vec<(u64, u64, u64, u64)> {
+    let mut runs: Vec<(u64, u64, u64, u64)> = Vec::new();
+    for (&seq, &ms) in lost {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == seq => {
+                run.1 = seq;
+                run.2 = run.2.min(ms);
+                run.3 = run.3.max(ms + 1);
+            }
+            _ => runs.push((seq, seq, ms, ms + 1)),
+        }
+    }
+    runs
 }
 
 /// Caps of the outbox.
@@ -702,6 +729,9 @@ impl Outbox {
             state.disk.lost.insert(seq, entry.observed_ms());
             state.disk.health.lost_entries += 1;
             state.next_seq += 1;
+            drop(state);
+            // The publisher sends what was lost ahead, from memory.
+            self.changed.notify_one();
             return Err(OutboxError::StoreFailing { seq });
         }
         if let Entry::Result(r) = &entry {
@@ -1092,6 +1122,50 @@ impl Outbox {
         }
     }
 
+    /// While the store fails: gap records for what it lost so far, made in memory (at most
+    /// every [`MEMORY_GAP_EVERY`]) for the publisher to send ahead of everything, so that the
+    /// collector books the loss while the disk is still full. Each takes a seq of this boot and
+    /// is written to the store under it once the store works ([`Outbox::recover`]). Returns
+    /// this boot's id and the new records, or `None`.
+    pub fn take_memory_gaps(&self) -> Option<(String, Vec<Entry>)> {
+        let mut state = self.lock();
+        if !state.disk.health.failing || state.disk.lost.is_empty() {
+            return None;
+        }
+        if state
+            .disk
+            .last_sent
+            .is_some_and(|t| t.elapsed() < MEMORY_GAP_EVERY)
+        {
+            return None;
+        }
+        state.disk.last_sent = Some(std::time::Instant::now());
+        let current = state.current;
+        let boot_id = state.boots.get(&current)?.meta.id.clone();
+        let runs = lost_runs(&state.disk.lost);
+        let lost = std::mem::take(&mut state.disk.lost);
+        if let Some(boot) = state.boots.get_mut(&current) {
+            boot.meta.lost.extend(lost.keys());
+        }
+        let mut out = Vec::with_capacity(runs.len());
+        for (from_seq, to_seq, from_ms, to_ms) in runs {
+            let gap = GapRecord {
+                seq: state.next_seq,
+                boot: boot_id.clone(),
+                from_seq,
+                to_seq,
+                from_ms,
+                to_ms,
+                reason: GapReason::StoreFailed,
+            };
+            state.next_seq += 1;
+            state.gap_records += 1;
+            state.disk.sent.push(gap.clone());
+            out.push(Entry::Gap(gap));
+        }
+        Some((boot_id, out))
+    }
+
     /// Whether a store-failing episode is open.
     pub fn is_store_failing(&self) -> bool {
         self.lock().disk.health.failing
@@ -1122,6 +1196,8 @@ impl Outbox {
                 let since = health.failing_since_ms.take().unwrap_or_else(now_ms);
                 health.error = None;
                 let lost = std::mem::take(&mut state.disk.lost);
+                state.disk.sent.clear();
+                state.disk.last_sent = None;
                 state.durable = state.written;
                 events::OutboxStoreRecovered {
                     failed_ms: now_ms().saturating_sub(since),
@@ -1152,10 +1228,16 @@ impl Outbox {
         // Accepted by the engine, never made durable: gone. Entries of this boot are booked;
         // the open gap record is written again below from memory.
         let open_gap_key = state.open_gap.as_ref().map(|g| (state.current, g.seq));
+        let sent: BTreeSet<(u64, u64)> = state
+            .disk
+            .sent
+            .iter()
+            .map(|g| (state.current, g.seq))
+            .collect();
         let missing: Vec<((u64, u64), IndexEntry)> = state
             .index
             .iter()
-            .filter(|(k, _)| !stored.contains(k) && Some(**k) != open_gap_key)
+            .filter(|(k, _)| !stored.contains(k) && Some(**k) != open_gap_key && !sent.contains(k))
             .map(|(k, e)| (*k, *e))
             .collect();
         for ((ordinal, seq), e) in missing {
@@ -1185,21 +1267,14 @@ impl Outbox {
             let current = state.current;
             self.put_entry(state, current, &Entry::Gap(gap))?;
         }
+        // What was published from memory is stored under the seqs it went with.
+        let current = state.current;
+        for gap in state.disk.sent.clone() {
+            self.put_entry(state, current, &Entry::Gap(gap))?;
+        }
         // One gap record per run of consecutive lost seqs. Records written by an earlier,
         // failed attempt were found missing above and are among the lost seqs now.
-        let lost: Vec<(u64, u64)> = state.disk.lost.iter().map(|(s, m)| (*s, *m)).collect();
-        let mut runs: Vec<(u64, u64, u64, u64)> = Vec::new(); // from_seq, to_seq, from_ms, to_ms
-        for (seq, ms) in lost {
-            match runs.last_mut() {
-                Some(run) if run.1 + 1 == seq => {
-                    run.1 = seq;
-                    run.2 = run.2.min(ms);
-                    run.3 = run.3.max(ms + 1);
-                }
-                _ => runs.push((seq, seq, ms, ms + 1)),
-            }
-        }
-        let current = state.current;
+        let runs = lost_runs(&state.disk.lost);
         let boot_id = state
             .boots
             .get(&current)
@@ -1996,6 +2071,49 @@ mod tests {
             vec![4, 6],
             "trimmed to the watermark, 5 booked in 6"
         );
+        outbox.check_integrity().unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_a_failing_store_lost_goes_ahead_from_memory_and_is_stored_under_the_same_seq() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let ordinal = outbox.boots()[0].ordinal;
+        outbox.append(result(1)).unwrap();
+        outbox.ensure_durable().await.unwrap();
+        disk.set_full(true);
+        outbox.append(result(2)).unwrap(); // accepted, never durable
+        assert!(outbox.ensure_durable().await.is_err());
+        for i in 3..=5 {
+            assert!(outbox.append(result(i)).is_err());
+        }
+        let (boot, ahead) = outbox.take_memory_gaps().expect("a gap record from memory");
+        assert_eq!(boot, outbox.boot_id());
+        assert!(
+            matches!(&ahead[..], [Entry::Gap(g)] if (g.seq, g.from_seq, g.to_seq) == (6, 3, 5)),
+            "{ahead:?}"
+        );
+        assert!(outbox.append(result(7)).is_err());
+        assert!(
+            outbox.take_memory_gaps().is_none(),
+            "at most one per MEMORY_GAP_EVERY"
+        );
+
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&entries), vec![1, 6, 8, 9], "{entries:?}");
+        assert_eq!(entries[1], ahead[0], "stored exactly as it was sent");
+        let booked: Vec<(u64, u64)> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Gap(g) => Some((g.from_seq, g.to_seq)),
+                _ => None,
+            })
+            .collect();
+        // 2 (never durable) and 7 (refused after the record went) each once.
+        assert_eq!(booked, vec![(3, 5), (2, 2), (7, 7)]);
+        assert_eq!(outbox.stats().store.lost_entries, 5);
         outbox.check_integrity().unwrap();
     }
 }

@@ -471,6 +471,16 @@ impl<S: Sink> Publisher<S> {
         let now = Instant::now();
         let mut wake: Option<Instant> = None;
         let mut soonest = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+        // A failing store: what it lost goes ahead of everything, from memory (see "Store
+        // failures" in `outbox.rs`); if this send fails, recovery stores and re-sends them.
+        if self.outbox.is_store_failing() {
+            if let Some((boot, gaps)) = self.outbox.take_memory_gaps() {
+                if self.send(&boot, &gaps).await.is_ok() {
+                    self.count_published(gaps.len(), 0);
+                }
+            }
+            soonest(now + Duration::from_secs(1));
+        }
         let boots = self.outbox.boots();
         let gone: Vec<u64> = self
             .cursors

@@ -7,8 +7,8 @@
 //!   the store), then frees the space: it starts again by itself on the same store, and the
 //!   delivery oracle finds every acknowledged result stored exactly once.
 //! - The agent's outbox cannot store results: `/health` says `degraded` (`outbox store
-//!   failing`), and when space returns it recovers without a restart; what it lost is booked
-//!   once (the collector's `lost_entries` equals the agent's) and the SLA shows that time as
+//!   failing`), what it lost is sent ahead from memory while the disk is still full, and when
+//!   space returns it recovers without a restart; what it lost is booked once (the collector's `lost_entries` equals the agent's) and the SLA shows that time as
 //!   unmonitored, never up. Restarted while the disk is full, it cannot start (and does not
 //!   blame another agent); once there is room it starts on the same outbox.
 
@@ -116,6 +116,20 @@ async fn an_agent_outbox_on_a_full_disk_reports_degraded_books_the_lost_time_onc
     assert_eq!(during["status"], "degraded", "{during}");
     assert_eq!(during["outbox"]["store"]["episodes"], 1, "{during}");
 
+    // What it lost goes ahead from memory: the collector books it while the disk is full.
+    let early = wait_for(
+        "the collector to book the loss while the disk is still full",
+        Duration::from_secs(20),
+        || async {
+            collector
+                .agent("disk-agent")
+                .await
+                .filter(|a| u(&a["lost_entries"]) > 0)
+        },
+    )
+    .await;
+    assert_eq!(agent.health().await["status"], "degraded");
+
     fs.free().expect("free the space");
     let freed = Instant::now();
     let recovered = wait_for(
@@ -156,9 +170,10 @@ async fn an_agent_outbox_on_a_full_disk_reports_degraded_books_the_lost_time_onc
     eprintln!(
         "disk full (agent): filler {filled} bytes, degraded after {} ms, recovered {:?} after the \
          space came back, {lost} entries booked lost, SLA unmonitored {unmonitored:.1} s of a \
-         {episode_s:.1} s episode; agent record {record}",
+         {episode_s:.1} s episode ({} booked while still full); agent record {record}",
         u(&degraded["outbox"]["store"]["failing_since_ms"]).saturating_sub(filled_ms),
-        freed.elapsed()
+        freed.elapsed(),
+        early["lost_entries"]
     );
     assert!(unmonitored > 1.0, "the lost time is unmonitored: {sla}");
     assert!(
