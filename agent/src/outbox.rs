@@ -239,6 +239,8 @@ struct DiskEpisode {
     /// Gap records of this episode published from memory (the store could not hold them):
     /// written to the store, under the same seqs, when it works again.
     sent: Vec<GapRecord>,
+    /// Of those, the ones whose publish has not succeeded yet: offered again on every call.
+    unpublished: Vec<GapRecord>,
     /// When the last of those was made (they are made at most every [`MEMORY_GAP_EVERY`]).
     last_sent: Option<std::time::Instant>,
 }
@@ -1129,19 +1131,28 @@ impl Outbox {
     /// this boot's id and the new records, or `None`.
     pub fn take_memory_gaps(&self) -> Option<(String, Vec<Entry>)> {
         let mut state = self.lock();
-        if !state.disk.health.failing || state.disk.lost.is_empty() {
+        if !state.disk.health.failing {
             return None;
         }
-        if state
-            .disk
-            .last_sent
-            .is_some_and(|t| t.elapsed() < MEMORY_GAP_EVERY)
-        {
-            return None;
-        }
-        state.disk.last_sent = Some(std::time::Instant::now());
         let current = state.current;
         let boot_id = state.boots.get(&current)?.meta.id.clone();
+        let due = !state.disk.lost.is_empty()
+            && state
+                .disk
+                .last_sent
+                .is_none_or(|t| t.elapsed() >= MEMORY_GAP_EVERY);
+        if !due {
+            // Offered again until their publish succeeded.
+            let again: Vec<Entry> = state
+                .disk
+                .unpublished
+                .iter()
+                .cloned()
+                .map(Entry::Gap)
+                .collect();
+            return (!again.is_empty()).then_some((boot_id, again));
+        }
+        state.disk.last_sent = Some(std::time::Instant::now());
         let runs = lost_runs(&state.disk.lost);
         let lost = std::mem::take(&mut state.disk.lost);
         if let Some(boot) = state.boots.get_mut(&current) {
@@ -1161,9 +1172,15 @@ impl Outbox {
             state.next_seq += 1;
             state.gap_records += 1;
             state.disk.sent.push(gap.clone());
-            out.push(Entry::Gap(gap));
+            state.disk.unpublished.push(gap);
         }
+        out.extend(state.disk.unpublished.iter().cloned().map(Entry::Gap));
         Some((boot_id, out))
+    }
+
+    /// The gap records [`Outbox::take_memory_gaps`] returned were published.
+    pub fn memory_gaps_published(&self) {
+        self.lock().disk.unpublished.clear();
     }
 
     /// Whether a store-failing episode is open.
@@ -1197,6 +1214,7 @@ impl Outbox {
                 health.error = None;
                 let lost = std::mem::take(&mut state.disk.lost);
                 state.disk.sent.clear();
+                state.disk.unpublished.clear();
                 state.disk.last_sent = None;
                 state.durable = state.written;
                 events::OutboxStoreRecovered {
@@ -2094,6 +2112,11 @@ mod tests {
             "{ahead:?}"
         );
         assert!(outbox.append(result(7)).is_err());
+        let (_, again) = outbox
+            .take_memory_gaps()
+            .expect("offered again until published");
+        assert_eq!(again, ahead);
+        outbox.memory_gaps_published();
         assert!(
             outbox.take_memory_gaps().is_none(),
             "at most one per MEMORY_GAP_EVERY"

@@ -472,10 +472,12 @@ impl<S: Sink> Publisher<S> {
         let mut wake: Option<Instant> = None;
         let mut soonest = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
         // A failing store: what it lost goes ahead of everything, from memory (see "Store
-        // failures" in `outbox.rs`); if this send fails, recovery stores and re-sends them.
+        // failures" in `outbox.rs`); offered again until a send succeeds, and stored and sent
+        // again by recovery in any case.
         if self.outbox.is_store_failing() {
             if let Some((boot, gaps)) = self.outbox.take_memory_gaps() {
                 if self.send(&boot, &gaps).await.is_ok() {
+                    self.outbox.memory_gaps_published();
                     self.count_published(gaps.len(), 0);
                 }
             }
