@@ -250,6 +250,47 @@ impl StorageFailed<'_> {
     }
 }
 
+/// The outbox's store began failing (disk full, I/O error): logged once per episode, however
+/// many writes fail during it (each is counted in `storage_errors`).
+pub struct OutboxStoreFailing<'a> {
+    /// What failed first.
+    pub op: &'static str,
+    /// The error.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl OutboxStoreFailing<'_> {
+    /// Logs (error: results are being lost until the disk has room) and counts.
+    pub fn emit(self) {
+        COUNTERS.storage_errors.add(1);
+        tracing::error!(op = self.op, error = %self.error, "Outbox cannot store measurements (disk full?); booking them as lost until it can.");
+    }
+}
+
+/// The outbox's store works again after a failing episode.
+#[derive(Debug)]
+pub struct OutboxStoreRecovered {
+    /// How long it failed.
+    pub failed_ms: u64,
+    /// Entries booked as lost in gap records (measurements refused, and entries the store had
+    /// accepted but not made durable).
+    pub lost_entries: u64,
+    /// Gap records written for them.
+    pub gap_records: u64,
+}
+
+impl OutboxStoreRecovered {
+    /// Logs.
+    pub fn emit(self) {
+        tracing::warn!(
+            failed_ms = self.failed_ms,
+            lost_entries = self.lost_entries,
+            gap_records = self.gap_records,
+            "Outbox store works again; the measurements it lost are booked in gap records."
+        );
+    }
+}
+
 /// The MQTT connection came up.
 #[derive(Debug)]
 pub struct MqttConnected {

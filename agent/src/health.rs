@@ -15,6 +15,12 @@
 //! `unacked_alarms` counts such episodes since this start. `collector_online` is true while a
 //! Watchstand collector announces itself online on the broker (its retained state), false
 //! otherwise — also when none ever announced (the wrong broker or `topic_root`).
+//!
+//! `status` is `ok`, or `degraded` with `reasons` (a list of short phrases) while the outbox
+//! cannot store measurements (`outbox store failing`: they are booked as lost) or published
+//! entries wait past the unacknowledged alarm. `outbox.store` is
+//! `{"failing","failing_since_ms","error","failed_writes","lost_entries","episodes"}` (counters
+//! since this start; see "Store failures" in `outbox.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,7 +76,16 @@ pub fn snapshot(state: &HealthState) -> Value {
             "alarm": u.alarm,
         })
     });
+    let mut reasons = Vec::new();
+    if stats.store.failing {
+        reasons.push("outbox store failing");
+    }
+    if state.published.unacknowledged().is_some_and(|u| u.alarm) {
+        reasons.push("published entries not acknowledged by the collector");
+    }
     json!({
+        "status": if reasons.is_empty() { "ok" } else { "degraded" },
+        "reasons": reasons,
         "site": state.site,
         "agent": state.agent,
         "boot": state.boot,
@@ -82,6 +97,14 @@ pub fn snapshot(state: &HealthState) -> Value {
             "dropped": stats.dropped,
             "dropped_delivered": stats.dropped_delivered,
             "gap_records": stats.gap_records,
+            "store": {
+                "failing": stats.store.failing,
+                "failing_since_ms": stats.store.failing_since_ms,
+                "error": stats.store.error,
+                "failed_writes": stats.store.failed_writes,
+                "lost_entries": stats.store.lost_entries,
+                "episodes": stats.store.episodes,
+            },
         },
         "watermarks": watermarks,
         "published": state.published.published.load(Ordering::Relaxed),
@@ -179,12 +202,15 @@ mod tests {
         assert_eq!(
             body,
             json!({
+                "status": "ok",
+                "reasons": [],
                 "site": "lab",
                 "agent": "a1",
                 "boot": boot,
                 "mqtt_connected": true,
                 "collector_online": true,
-                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "dropped_delivered": 0, "gap_records": 0},
+                "outbox": {"entries": 2, "bytes": body["outbox"]["bytes"], "dropped": 0, "dropped_delivered": 0, "gap_records": 0,
+                    "store": {"failing": false, "failing_since_ms": null, "error": null, "failed_writes": 0, "lost_entries": 0, "episodes": 0}},
                 "watermarks": {boot.clone(): 1},
                 "published": 0,
                 "resent": 0,
@@ -195,5 +221,60 @@ mod tests {
         assert!(body["outbox"]["bytes"].as_u64().unwrap() > 0);
         stop.cancel();
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn health_is_degraded_while_the_outbox_store_fails_and_ok_again_after_it_recovers() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Arc::new(
+            Outbox::open(
+                Arc::new(disk.clone()),
+                OutboxLimits {
+                    max_entries: 100,
+                    max_bytes: u64::MAX,
+                    max_entry_bytes: 64 * 1024,
+                },
+            )
+            .unwrap(),
+        );
+        let (_link_tx, link) = watch::channel(LinkState {
+            connected: true,
+            epoch: 1,
+        });
+        let state = HealthState {
+            site: "lab".into(),
+            agent: "a1".into(),
+            boot: outbox.boot_id(),
+            outbox: outbox.clone(),
+            link,
+            published: Arc::new(PublisherStats::default()),
+            presence: watch::channel(Presence::Online).1,
+        };
+        assert_eq!(snapshot(&state)["status"], "ok");
+        disk.set_full(true);
+        outbox
+            .append(Measurement::Result(ProbeResult {
+                seq: 0,
+                probe: "web".into(),
+                kind: "http".into(),
+                target: "http://x/".into(),
+                observed_ms: 1_800_000_000_000,
+                interval_ms: 1_000,
+                state: ProbeState::Up,
+                latency_us: 1,
+                error: None,
+            }))
+            .unwrap();
+        assert!(outbox.ensure_durable().await.is_err());
+        let body = snapshot(&state);
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["reasons"], json!(["outbox store failing"]));
+        assert_eq!(body["outbox"]["store"]["failing"], true);
+        assert_eq!(body["outbox"]["store"]["episodes"], 1);
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let body = snapshot(&state);
+        assert_eq!(body["status"], "ok", "{body}");
+        assert_eq!(body["outbox"]["store"]["lost_entries"], 1, "{body}");
     }
 }

@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::config::LoadError;
-use watchstand_shared::storage::{SledStorage, Storage};
+use watchstand_shared::storage::{ReopeningSled, Storage};
 use watchstand_shared::topic::Channel;
 use watchstand_shared::wire::v1::ProbeResult;
 
@@ -157,15 +157,15 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let storage = {
         let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || SledStorage::open(&dir))
+        let opened = tokio::task::spawn_blocking(move || ReopeningSled::open(&dir))
             .await
-            .context("outbox open task failed")?
-            .with_context(|| {
-                format!(
-                    "cannot open the outbox in {} (is another agent using this data_dir?)",
-                    data_dir.display()
-                )
-            })?
+            .context("outbox open task failed")?;
+        // The "another agent" hint only when the lock really is held.
+        let hint = match &opened {
+            Err(e) if e.is_locked() => " (is another agent using this data_dir?)",
+            _ => "",
+        };
+        opened.with_context(|| format!("cannot open the outbox in {}{hint}", data_dir.display()))?
     };
     let storage: Arc<dyn Storage> = Arc::new(storage);
     let topics = config.topics();

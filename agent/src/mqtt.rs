@@ -382,6 +382,8 @@ impl LinkTask {
                 detail: &ack.boot,
             }
             .emit(),
+            // During a store-failing episode the outbox counts it and logged it once.
+            Err(_) if self.outbox.is_store_failing() => {}
             Err(e) => events::StorageFailed {
                 op: "trim",
                 error: &e,

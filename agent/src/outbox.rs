@@ -61,6 +61,21 @@
 //! Appends are not flushed one by one. The publisher calls [`Outbox::ensure_durable`] once per
 //! publish cycle, before it publishes anything it read, so nothing reaches the broker that a
 //! crash could take back.
+//!
+//! # Store failures (disk full)
+//! A write or flush that fails starts a *store-failing episode* ([`StoreHealth`]): it is logged
+//! once (not once per result), counted, and shown in `/health`. While it lasts, an append that
+//! cannot be stored still takes its seq and is booked as lost, in memory; [`run_writer`] tries
+//! [`Outbox::recover`] every [`RECOVER_EVERY`]: it reopens the store in-process (sled keeps a
+//! global error after a failed flush, see `ReopeningSled`), compares the index with what the
+//! store really holds — entries it had accepted but never made durable are gone, and are booked
+//! as lost too, so that they are never counted as delivered — writes one `store_failed` gap
+//! record per run of lost seqs and flushes. Meanwhile [`Outbox::take_memory_gaps`] gives the
+//! publisher gap records made in memory, to send ahead of everything while the disk is full;
+//! recovery stores them under the seqs they went with. Only when that flush succeeds does the
+//! episode end;
+//! the collector's watermark waits at the first lost seq until the gap record arrives, and it
+//! books that time as unmonitored, never up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -186,6 +201,67 @@ pub enum OutboxError {
     /// The integrity check found problems.
     #[error("outbox integrity: {}", .0.join("; "))]
     Integrity(Vec<String>),
+    /// The store is failing (disk full): the measurement took seq `seq` and is booked as lost.
+    #[error("outbox store failing: seq {seq} booked as lost")]
+    StoreFailing {
+        /// The seq the lost measurement took.
+        seq: u64,
+    },
+}
+
+/// How often [`run_writer`] tries to reopen a failing store.
+pub const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The store's health as `/health` shows it: whether writes are failing now, and counters since
+/// start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Writes fail now (an episode is open).
+    pub failing: bool,
+    /// When the open episode began (wall clock, ms).
+    pub failing_since_ms: Option<u64>,
+    /// The error that opened the episode.
+    pub error: Option<String>,
+    /// Failed writes and flushes since start.
+    pub failed_writes: u64,
+    /// Entries booked as lost because the store failed, since start.
+    pub lost_entries: u64,
+    /// Episodes since start.
+    pub episodes: u64,
+}
+
+/// The store-failing episode (see "Store failures" in the module docs).
+#[derive(Debug, Default)]
+struct DiskEpisode {
+    health: StoreHealth,
+    /// Seqs of the current boot lost in the open episode, not yet booked: seq → observed_ms.
+    lost: BTreeMap<u64, u64>,
+    /// Gap records of this episode published from memory (the store could not hold them):
+    /// written to the store, under the same seqs, when it works again.
+    sent: Vec<GapRecord>,
+    /// Of those, the ones whose publish has not succeeded yet: offered again on every call.
+    unpublished: Vec<GapRecord>,
+    /// When the last of those was made (they are made at most every [`MEMORY_GAP_EVERY`]).
+    last_sent: Option<std::time::Instant>,
+}
+
+/// How often a failing outbox makes a gap record in memory for the publisher to send ahead.
+pub const MEMORY_GAP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs of consecutive seqs in `lost` (seq → observed_ms): `(from_seq, to_seq, from_ms, to_ms)`.
+fn lost_runs(lost: &BTreeMap<u64, u64>) -> Vec<(u64, u64, u64, u64)> {
+    let mut runs: Vec<(u64, u64, u64, u64)> = Vec::new();
+    for (&seq, &ms) in lost {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == seq => {
+                run.1 = seq;
+                run.2 = run.2.min(ms);
+                run.3 = run.3.max(ms + 1);
+            }
+            _ => runs.push((seq, seq, ms, ms + 1)),
+        }
+    }
+    runs
 }
 
 /// Caps of the outbox.
@@ -290,6 +366,8 @@ pub struct OutboxStats {
     pub gap_records: u64,
     /// Every boot with entries, oldest first.
     pub boots: Vec<BootView>,
+    /// Whether the store is failing, and its failure counters.
+    pub store: StoreHealth,
 }
 
 /// What an ack did.
@@ -330,6 +408,8 @@ struct State {
     last_state: HashMap<String, ProbeState>,
     /// Highest seq of the current boot that is a state change (0: none).
     urgent_upto: u64,
+    /// The store-failing episode.
+    disk: DiskEpisode,
 }
 
 /// The outbox. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -522,6 +602,7 @@ impl Outbox {
                 gap_records: 0,
                 last_state: HashMap::new(),
                 urgent_upto: 0,
+                disk: DiskEpisode::default(),
             }),
             changed: Notify::new(),
         };
@@ -643,7 +724,18 @@ impl Outbox {
             });
         }
         let current = state.current;
-        self.put_entry(&mut state, current, &entry)?;
+        if let Err(e) = self.put_entry(&mut state, current, &entry) {
+            // The seq is taken all the same: the collector's watermark must wait for the gap
+            // record that books it, instead of running past a result that was never stored.
+            Self::store_failed(&mut state, "append", &e);
+            state.disk.lost.insert(seq, entry.observed_ms());
+            state.disk.health.lost_entries += 1;
+            state.next_seq += 1;
+            drop(state);
+            // The publisher sends what was lost ahead, from memory.
+            self.changed.notify_one();
+            return Err(OutboxError::StoreFailing { seq });
+        }
         if let Entry::Result(r) = &entry {
             let previous = match state.last_state.get_mut(&r.probe) {
                 Some(s) => Some(std::mem::replace(s, r.state)),
@@ -657,7 +749,11 @@ impl Outbox {
             }
         }
         state.next_seq += 1;
-        self.enforce_caps(&mut state)?;
+        if let Err(e) = self.enforce_caps(&mut state) {
+            // The entry is in; the caps are enforced again on the next append, and recovery
+            // reconciles the index with what the store holds.
+            Self::store_failed(&mut state, "enforce caps", &e);
+        }
         drop(state);
         self.changed.notify_one();
         Ok(seq)
@@ -997,12 +1093,241 @@ impl Outbox {
             state.written
         };
         let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || storage.flush())
+        let flushed = tokio::task::spawn_blocking(move || storage.flush())
             .await
-            .map_err(|e| OutboxError::FlushTask(e.to_string()))??;
+            .map_err(|e| OutboxError::FlushTask(e.to_string()))?;
         let mut state = self.lock();
+        if let Err(e) = flushed {
+            Self::store_failed(&mut state, "flush", &e);
+            return Err(e.into());
+        }
+        if state.disk.health.failing {
+            // A flush that works does not end the episode: the lost seqs are not booked yet.
+            return Err(OutboxError::StoreFailing { seq: 0 });
+        }
         state.durable = state.durable.max(target);
         Ok(())
+    }
+
+    /// Counts a failed write; the first of an episode opens it and is logged.
+    fn store_failed(state: &mut State, op: &'static str, error: &dyn std::fmt::Display) {
+        let health = &mut state.disk.health;
+        health.failed_writes += 1;
+        if !health.failing {
+            health.failing = true;
+            health.failing_since_ms = Some(now_ms());
+            health.error = Some(error.to_string());
+            health.episodes += 1;
+            events::OutboxStoreFailing { op, error }.emit();
+        } else {
+            events::COUNTERS.storage_errors.add(1);
+        }
+    }
+
+    /// While the store fails: gap records for what it lost so far, made in memory (at most
+    /// every [`MEMORY_GAP_EVERY`]) for the publisher to send ahead of everything, so that the
+    /// collector books the loss while the disk is still full. Each takes a seq of this boot and
+    /// is written to the store under it once the store works ([`Outbox::recover`]). Returns
+    /// this boot's id and the new records, or `None`.
+    pub fn take_memory_gaps(&self) -> Option<(String, Vec<Entry>)> {
+        let mut state = self.lock();
+        if !state.disk.health.failing {
+            return None;
+        }
+        let current = state.current;
+        let boot_id = state.boots.get(&current)?.meta.id.clone();
+        let due = !state.disk.lost.is_empty()
+            && state
+                .disk
+                .last_sent
+                .is_none_or(|t| t.elapsed() >= MEMORY_GAP_EVERY);
+        if !due {
+            // Offered again until their publish succeeded.
+            let again: Vec<Entry> = state
+                .disk
+                .unpublished
+                .iter()
+                .cloned()
+                .map(Entry::Gap)
+                .collect();
+            return (!again.is_empty()).then_some((boot_id, again));
+        }
+        state.disk.last_sent = Some(std::time::Instant::now());
+        let runs = lost_runs(&state.disk.lost);
+        let lost = std::mem::take(&mut state.disk.lost);
+        if let Some(boot) = state.boots.get_mut(&current) {
+            boot.meta.lost.extend(lost.keys());
+        }
+        let mut out = Vec::with_capacity(runs.len());
+        for (from_seq, to_seq, from_ms, to_ms) in runs {
+            let gap = GapRecord {
+                seq: state.next_seq,
+                boot: boot_id.clone(),
+                from_seq,
+                to_seq,
+                from_ms,
+                to_ms,
+                reason: GapReason::StoreFailed,
+            };
+            state.next_seq += 1;
+            state.gap_records += 1;
+            state.disk.sent.push(gap.clone());
+            state.disk.unpublished.push(gap);
+        }
+        out.extend(state.disk.unpublished.iter().cloned().map(Entry::Gap));
+        Some((boot_id, out))
+    }
+
+    /// The gap records [`Outbox::take_memory_gaps`] returned were published.
+    pub fn memory_gaps_published(&self) {
+        self.lock().disk.unpublished.clear();
+    }
+
+    /// Whether a store-failing episode is open.
+    pub fn is_store_failing(&self) -> bool {
+        self.lock().disk.health.failing
+    }
+
+    /// Tries to end a store-failing episode (see "Store failures" in the module docs): reopens
+    /// the store, drops from the index what it no longer holds (booking those entries of this
+    /// boot as lost), removes what acks deleted but the store still holds, rewrites the boots'
+    /// metas and the open gap record, books every lost seq in `store_failed` gap records and
+    /// flushes. Returns true when the store works again. Blocking: call it off the runtime.
+    pub fn recover(&self) -> bool {
+        if !self.is_store_failing() {
+            return true;
+        }
+        // Outside the state lock: the reopen may wait for sled's lock, and everyone else's
+        // calls only fail meanwhile (the store is failing anyway).
+        if let Err(e) = self.storage.reopen() {
+            let mut state = self.lock();
+            state.disk.health.failed_writes += 1;
+            state.disk.health.error = Some(e.to_string());
+            return false;
+        }
+        let mut state = self.lock();
+        match self.resync_and_book(&mut state) {
+            Ok(booked) => {
+                let health = &mut state.disk.health;
+                health.failing = false;
+                let since = health.failing_since_ms.take().unwrap_or_else(now_ms);
+                health.error = None;
+                let lost = std::mem::take(&mut state.disk.lost);
+                state.disk.sent.clear();
+                state.disk.unpublished.clear();
+                state.disk.last_sent = None;
+                state.durable = state.written;
+                events::OutboxStoreRecovered {
+                    failed_ms: now_ms().saturating_sub(since),
+                    lost_entries: lost.len() as u64,
+                    gap_records: booked,
+                }
+                .emit();
+                drop(state);
+                self.changed.notify_one();
+                true
+            }
+            Err(e) => {
+                state.disk.health.failed_writes += 1;
+                state.disk.health.error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// The part of [`Outbox::recover`] after the reopen; returns how many gap records it wrote.
+    fn resync_and_book(&self, state: &mut State) -> Result<u64, OutboxError> {
+        let mut stored = BTreeSet::new();
+        for (key, _) in self.entries.range(&[], None, usize::MAX)? {
+            if let Some(position) = read_u64(&key, 0).zip(read_u64(&key, 8)) {
+                stored.insert(position);
+            }
+        }
+        // Accepted by the engine, never made durable: gone. Entries of this boot are booked;
+        // the open gap record is written again below from memory.
+        let open_gap_key = state.open_gap.as_ref().map(|g| (state.current, g.seq));
+        let sent: BTreeSet<(u64, u64)> = state
+            .disk
+            .sent
+            .iter()
+            .map(|g| (state.current, g.seq))
+            .collect();
+        let missing: Vec<((u64, u64), IndexEntry)> = state
+            .index
+            .iter()
+            .filter(|(k, _)| !stored.contains(k) && Some(**k) != open_gap_key && !sent.contains(k))
+            .map(|(k, e)| (*k, *e))
+            .collect();
+        for ((ordinal, seq), e) in missing {
+            Self::unindex(state, (ordinal, seq));
+            if ordinal == state.current {
+                state.disk.lost.insert(seq, e.observed_ms);
+                state.disk.health.lost_entries += 1;
+            }
+        }
+        // Deleted by an ack (or below a watermark whose trim failed), deletion never made
+        // durable: delete again.
+        for (ordinal, seq) in stored {
+            let acked = state
+                .boots
+                .get(&ordinal)
+                .is_some_and(|b| seq <= b.meta.watermark);
+            if acked || !state.index.contains_key(&(ordinal, seq)) {
+                self.entries.delete(&entry_key(ordinal, seq))?;
+                Self::unindex(state, (ordinal, seq));
+            }
+        }
+        let ordinals: Vec<u64> = state.boots.keys().copied().collect();
+        for ordinal in ordinals {
+            self.persist_boot(state, ordinal)?;
+        }
+        if let Some(gap) = state.open_gap.clone() {
+            let current = state.current;
+            self.put_entry(state, current, &Entry::Gap(gap))?;
+        }
+        // What was published from memory is stored under the seqs it went with.
+        let current = state.current;
+        for gap in state.disk.sent.clone() {
+            self.put_entry(state, current, &Entry::Gap(gap))?;
+        }
+        // One gap record per run of consecutive lost seqs. Records written by an earlier,
+        // failed attempt were found missing above and are among the lost seqs now.
+        let runs = lost_runs(&state.disk.lost);
+        let boot_id = state
+            .boots
+            .get(&current)
+            .map(|b| b.meta.id.clone())
+            .unwrap_or_default();
+        // The lost seqs are holes above the floor: listed so the integrity check knows them.
+        if let Some(boot) = state.boots.get_mut(&current) {
+            let known: BTreeSet<u64> = boot.meta.lost.iter().copied().collect();
+            boot.meta
+                .lost
+                .extend(state.disk.lost.keys().filter(|s| !known.contains(s)));
+        }
+        self.persist_boot(state, current)?;
+        let mut booked = 0;
+        for (from_seq, to_seq, from_ms, to_ms) in runs {
+            let gap = GapRecord {
+                seq: state.next_seq,
+                boot: boot_id.clone(),
+                from_seq,
+                to_seq,
+                from_ms,
+                to_ms,
+                reason: GapReason::StoreFailed,
+            };
+            // The seq is taken before the write: if it fails, it is lost like the rest.
+            state.next_seq += 1;
+            if let Err(e) = self.put_entry(state, current, &Entry::Gap(gap.clone())) {
+                state.disk.lost.insert(gap.seq, from_ms);
+                return Err(e);
+            }
+            state.gap_records += 1;
+            booked += 1;
+        }
+        self.storage.flush()?;
+        Ok(booked)
     }
 
     /// Flushes unconditionally (shutdown).
@@ -1058,9 +1383,17 @@ impl Outbox {
         });
         let settled_all = boot_state.meta.unbooked.is_empty();
         state.dropped_delivered += delivered;
-        let removed = self
+        let removed = match self
             .entries
-            .delete_range(&entry_key(ordinal, 0), Some(&entry_key(ordinal, seq + 1)))?;
+            .delete_range(&entry_key(ordinal, 0), Some(&entry_key(ordinal, seq + 1)))
+        {
+            Ok(removed) => removed,
+            Err(e) => {
+                // The watermark moved in memory; recovery trims below it (`resync_and_book`).
+                Self::store_failed(&mut state, "trim", &e);
+                return Err(e.into());
+            }
+        };
         let gone: Vec<(u64, u64)> = state
             .index
             .range((ordinal, 0)..=(ordinal, seq))
@@ -1112,6 +1445,7 @@ impl Outbox {
             dropped_delivered: state.dropped_delivered,
             gap_records: state.gap_records,
             boots,
+            store: state.disk.health.clone(),
         }
     }
 
@@ -1259,7 +1593,20 @@ impl Outbox {
 /// everything measured is in the outbox.
 pub async fn run_writer(outbox: Arc<Outbox>, mut measurements: mpsc::Receiver<Measurement>) {
     const DRAIN: usize = 256;
+    let mut last_recovery: Option<tokio::time::Instant> = None;
     while let Some(first) = measurements.recv().await {
+        // A failing store is retried at most every RECOVER_EVERY, off the runtime (a reopen
+        // waits for sled's file lock), while measurements keep arriving.
+        if outbox.is_store_failing() && last_recovery.is_none_or(|t| t.elapsed() >= RECOVER_EVERY) {
+            last_recovery = Some(tokio::time::Instant::now());
+            let o = outbox.clone();
+            if tokio::task::spawn_blocking(move || o.recover())
+                .await
+                .is_err()
+            {
+                tracing::warn!("Outbox recovery task failed.");
+            }
+        }
         let mut batch = vec![first];
         while batch.len() < DRAIN {
             match measurements.try_recv() {
@@ -1282,6 +1629,8 @@ pub async fn run_writer(outbox: Arc<Outbox>, mut measurements: mpsc::Receiver<Me
                     }
                     .emit();
                 }
+                // Counted, booked and logged once per episode by the outbox.
+                Err(OutboxError::StoreFailing { .. }) => {}
                 Err(e) => events::StorageFailed {
                     op: "append",
                     error: &e,
@@ -1630,6 +1979,164 @@ mod tests {
             seqs(&outbox.read(boots[0].ordinal, 0, u64::MAX, 10).unwrap()),
             vec![1, 2, 3]
         );
+        outbox.check_integrity().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_one_episode_whose_lost_entries_are_booked_once_and_it_recovers_by_itself(
+    ) {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let ordinal = outbox.boots()[0].ordinal;
+        for i in 1..=3 {
+            outbox.append(result(i)).unwrap();
+        }
+        outbox.ensure_durable().await.unwrap();
+
+        disk.set_full(true);
+        // Accepted by the engine, never made durable.
+        outbox.append(result(4)).unwrap();
+        outbox.append(result(5)).unwrap();
+        assert!(outbox.ensure_durable().await.is_err());
+        assert!(outbox.is_store_failing());
+        for i in 6..=10 {
+            assert!(matches!(
+                outbox.append(result(i)),
+                Err(OutboxError::StoreFailing { seq }) if seq == i
+            ));
+        }
+        let store = outbox.stats().store;
+        assert_eq!(
+            (store.failing, store.episodes, store.lost_entries),
+            (true, 1, 5)
+        );
+        assert!(store.failed_writes >= 6, "{store:?}");
+        assert!(!outbox.recover(), "the disk is still full");
+        assert!(
+            outbox.ensure_durable().await.is_err(),
+            "nothing is published meanwhile"
+        );
+
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let store = outbox.stats().store;
+        assert_eq!((store.failing, store.episodes), (false, 1));
+        assert_eq!(
+            store.lost_entries, 7,
+            "5 refused + 2 accepted but never durable"
+        );
+        let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&entries), vec![1, 2, 3, 11]);
+        let Entry::Gap(gap) = &entries[3] else {
+            panic!("not a gap record: {:?}", entries[3]);
+        };
+        assert_eq!((gap.from_seq, gap.to_seq), (4, 10));
+        assert_eq!((gap.from_ms, gap.to_ms), (T0 + 4_000, T0 + 10_001));
+        assert_eq!(gap.reason, GapReason::StoreFailed);
+        outbox.check_integrity().unwrap();
+
+        assert_eq!(outbox.append(result(12)).unwrap(), 12);
+        outbox.ensure_durable().await.unwrap();
+        // What recovery wrote is durable: a restart finds the same.
+        let reopened = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let again = reopened.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&again), vec![1, 2, 3, 11, 12]);
+        reopened.check_integrity().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ack_whose_deletions_were_lost_with_the_failed_flush_still_trims_after_recovery() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let ordinal = outbox.boots()[0].ordinal;
+        for i in 1..=4 {
+            outbox.append(result(i)).unwrap();
+        }
+        outbox.ensure_durable().await.unwrap();
+        disk.set_full(true);
+        // Both accepted into memory; the flush that would make them durable fails.
+        outbox.apply_ack(&outbox.boot_id(), 2).unwrap();
+        outbox.append(result(5)).unwrap();
+        assert!(outbox.ensure_durable().await.is_err());
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&entries), vec![3, 4, 6], "acked entries stay deleted");
+        assert!(matches!(&entries[2], Entry::Gap(g) if (g.from_seq, g.to_seq) == (5, 5)));
+        outbox.check_integrity().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ack_that_arrives_while_the_store_is_broken_trims_once_it_recovers() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let ordinal = outbox.boots()[0].ordinal;
+        for i in 1..=4 {
+            outbox.append(result(i)).unwrap();
+        }
+        outbox.ensure_durable().await.unwrap();
+        disk.set_full(true);
+        outbox.append(result(5)).unwrap();
+        assert!(outbox.ensure_durable().await.is_err());
+        // The engine is broken now: the trim fails, the watermark moved in memory.
+        assert!(outbox.apply_ack(&outbox.boot_id(), 3).is_err());
+        assert_eq!(outbox.stats().store.episodes, 1);
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(
+            seqs(&entries),
+            vec![4, 6],
+            "trimmed to the watermark, 5 booked in 6"
+        );
+        outbox.check_integrity().unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_a_failing_store_lost_goes_ahead_from_memory_and_is_stored_under_the_same_seq() {
+        let disk = crate::testutil::FullableStorage::default();
+        let outbox = Outbox::open(Arc::new(disk.clone()), limits(1_000)).unwrap();
+        let ordinal = outbox.boots()[0].ordinal;
+        outbox.append(result(1)).unwrap();
+        outbox.ensure_durable().await.unwrap();
+        disk.set_full(true);
+        outbox.append(result(2)).unwrap(); // accepted, never durable
+        assert!(outbox.ensure_durable().await.is_err());
+        for i in 3..=5 {
+            assert!(outbox.append(result(i)).is_err());
+        }
+        let (boot, ahead) = outbox.take_memory_gaps().expect("a gap record from memory");
+        assert_eq!(boot, outbox.boot_id());
+        assert!(
+            matches!(&ahead[..], [Entry::Gap(g)] if (g.seq, g.from_seq, g.to_seq) == (6, 3, 5)),
+            "{ahead:?}"
+        );
+        assert!(outbox.append(result(7)).is_err());
+        let (_, again) = outbox
+            .take_memory_gaps()
+            .expect("offered again until published");
+        assert_eq!(again, ahead);
+        outbox.memory_gaps_published();
+        assert!(
+            outbox.take_memory_gaps().is_none(),
+            "at most one per MEMORY_GAP_EVERY"
+        );
+
+        disk.set_full(false);
+        assert!(outbox.recover());
+        let entries = outbox.read(ordinal, 0, u64::MAX, 100).unwrap();
+        assert_eq!(seqs(&entries), vec![1, 6, 8, 9], "{entries:?}");
+        assert_eq!(entries[1], ahead[0], "stored exactly as it was sent");
+        let booked: Vec<(u64, u64)> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Gap(g) => Some((g.from_seq, g.to_seq)),
+                _ => None,
+            })
+            .collect();
+        // 2 (never durable) and 7 (refused after the record went) each once.
+        assert_eq!(booked, vec![(3, 5), (2, 2), (7, 7)]);
+        assert_eq!(outbox.stats().store.lost_entries, 5);
         outbox.check_integrity().unwrap();
     }
 }

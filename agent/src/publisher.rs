@@ -527,6 +527,18 @@ impl<S: Sink> Publisher<S> {
         let now = Instant::now();
         let mut wake: Option<Instant> = None;
         let mut soonest = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+        // A failing store: what it lost goes ahead of everything, from memory (see "Store
+        // failures" in `outbox.rs`); offered again until a send succeeds, and stored and sent
+        // again by recovery in any case.
+        if self.outbox.is_store_failing() {
+            if let Some((boot, gaps)) = self.outbox.take_memory_gaps() {
+                if self.send(&boot, &gaps).await.is_ok() {
+                    self.outbox.memory_gaps_published();
+                    self.count_published(gaps.len(), 0);
+                }
+            }
+            soonest(now + Duration::from_secs(1));
+        }
         let boots = self.outbox.boots();
         let gone: Vec<u64> = self
             .cursors
@@ -685,11 +697,14 @@ impl<S: Sink> Publisher<S> {
                         {
                             Ok(e) => e,
                             Err(e) => {
-                                events::StorageFailed {
-                                    op: "read",
-                                    error: &e,
+                                // During a store-failing episode the outbox logged it once.
+                                if !self.outbox.is_store_failing() {
+                                    events::StorageFailed {
+                                        op: "read",
+                                        error: &e,
+                                    }
+                                    .emit();
                                 }
-                                .emit();
                                 return retry;
                             }
                         };
@@ -714,11 +729,13 @@ impl<S: Sink> Publisher<S> {
             {
                 Ok(g) => g,
                 Err(e) => {
-                    events::StorageFailed {
-                        op: "read",
-                        error: &e,
+                    if !self.outbox.is_store_failing() {
+                        events::StorageFailed {
+                            op: "read",
+                            error: &e,
+                        }
+                        .emit();
                     }
-                    .emit();
                     return retry;
                 }
             };
@@ -728,12 +745,8 @@ impl<S: Sink> Publisher<S> {
             if gaps.is_empty() && pass_upto.is_none() {
                 return linger_until;
             }
-            if let Err(e) = self.outbox.ensure_durable().await {
-                events::StorageFailed {
-                    op: "flush",
-                    error: &e,
-                }
-                .emit();
+            if self.outbox.ensure_durable().await.is_err() {
+                // The outbox counts it and logs once per store-failing episode.
                 return retry;
             }
             if let Some(last_gap) = gaps.last().map(Entry::seq) {

@@ -11,6 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use watchstand_shared::storage::{
+    Entry as StorageEntry, Result as StorageResult, Storage, StorageError, Tree, Write,
+};
 use watchstand_shared::topic::Channel;
 use watchstand_shared::wire::v1::{decode, CapacityBatch, GapRecord, ResultBatch};
 
@@ -244,5 +247,181 @@ impl FakeCollector {
     /// The gap records booked, in arrival order.
     pub fn gaps(&self) -> &[GapRecord] {
         &self.gaps
+    }
+}
+
+/// A storage engine that can run out of space, for the outbox's disk-full tests. It models what
+/// sled does: writes are accepted into memory (`live`) and reach the disk (`durable`) only at a
+/// flush; while `full`, flushes fail, and after a failed flush every call fails
+/// (sled's global error) until [`Storage::reopen`], which serves what was durable.
+#[derive(Debug, Clone, Default)]
+pub struct FullableStorage {
+    inner: Arc<Mutex<Fullable>>,
+}
+
+type Trees = HashMap<String, std::collections::BTreeMap<Vec<u8>, Vec<u8>>>;
+
+#[derive(Debug, Default)]
+struct Fullable {
+    live: Trees,
+    durable: Trees,
+    full: bool,
+    broken: bool,
+}
+
+impl FullableStorage {
+    /// Fills (true) or frees (false) the disk.
+    pub fn set_full(&self, full: bool) {
+        self.lock().full = full;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Fullable> {
+        self.inner.lock().unwrap()
+    }
+}
+
+fn no_space(op: &'static str) -> StorageError {
+    StorageError::engine(op, std::io::Error::from_raw_os_error(28))
+}
+
+impl Storage for FullableStorage {
+    fn tree(&self, name: &str) -> StorageResult<Arc<dyn Tree>> {
+        self.lock().live.entry(name.to_owned()).or_default();
+        Ok(Arc::new(FullableTree {
+            storage: self.clone(),
+            name: name.to_owned(),
+        }))
+    }
+
+    fn flush(&self) -> StorageResult<()> {
+        let mut s = self.lock();
+        if s.full || s.broken {
+            s.broken = true;
+            return Err(no_space("flush"));
+        }
+        s.durable = s.live.clone();
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> StorageResult<u64> {
+        Ok(0)
+    }
+
+    fn reopen(&self) -> StorageResult<()> {
+        let mut s = self.lock();
+        if s.full {
+            return Err(no_space("reopen"));
+        }
+        s.live = s.durable.clone();
+        s.broken = false;
+        Ok(())
+    }
+}
+
+struct FullableTree {
+    storage: FullableStorage,
+    name: String,
+}
+
+impl FullableTree {
+    fn write(
+        &self,
+        f: impl FnOnce(&mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>),
+    ) -> StorageResult<()> {
+        let mut s = self.storage.lock();
+        // Like sled: a write is accepted into memory even when the disk is full; it is the
+        // flush that fails, and breaks the engine.
+        if s.broken {
+            return Err(no_space("insert"));
+        }
+        f(s.live.entry(self.name.clone()).or_default());
+        Ok(())
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&std::collections::BTreeMap<Vec<u8>, Vec<u8>>) -> T,
+    ) -> StorageResult<T> {
+        let s = self.storage.lock();
+        if s.broken {
+            return Err(no_space("read"));
+        }
+        let empty = std::collections::BTreeMap::new();
+        Ok(f(s.live.get(&self.name).unwrap_or(&empty)))
+    }
+}
+
+impl Tree for FullableTree {
+    fn get(&self, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
+        self.read(|m| m.get(key).cloned())
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> StorageResult<()> {
+        self.write(|m| {
+            m.insert(key.to_vec(), value.to_vec());
+        })
+    }
+
+    fn delete(&self, key: &[u8]) -> StorageResult<()> {
+        self.write(|m| {
+            m.remove(key);
+        })
+    }
+
+    fn apply(&self, batch: Vec<Write>) -> StorageResult<()> {
+        self.write(|m| {
+            for w in batch {
+                match w {
+                    Write::Put(k, v) => {
+                        m.insert(k, v);
+                    }
+                    Write::Delete(k) => {
+                        m.remove(&k);
+                    }
+                }
+            }
+        })
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> StorageResult<Vec<StorageEntry>> {
+        self.read(|m| {
+            m.range(start.to_vec()..)
+                .take_while(|(k, _)| end.is_none_or(|e| k.as_slice() < e))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    fn range_rev(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> StorageResult<Vec<StorageEntry>> {
+        let mut all = self.range(start, end, usize::MAX)?;
+        all.reverse();
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn delete_range(&self, start: &[u8], end: Option<&[u8]>) -> StorageResult<usize> {
+        let keys: Vec<Vec<u8>> = self
+            .range(start, end, usize::MAX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let n = keys.len();
+        self.apply(keys.into_iter().map(Write::Delete).collect())?;
+        Ok(n)
+    }
+
+    fn len(&self) -> StorageResult<usize> {
+        self.read(std::collections::BTreeMap::len)
     }
 }

@@ -33,7 +33,7 @@ use crate::incident::{self, engine::Engine, record::IncidentStore, SharedEngine}
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::registry::{AgentRecord, Registry};
 use crate::rollup::{self, Retention};
-use crate::store::{trees, Store};
+use crate::store::{trees, Store, StoreError};
 
 /// How often dirty rollup buckets are recomputed.
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
@@ -68,7 +68,7 @@ pub struct Running {
 /// connections and the API listens.
 ///
 /// # Errors
-/// The store cannot be opened (held by another collector?), the broker or API port is taken,
+/// The store cannot be opened (held by another collector, damaged, disk full), the broker or API port is taken,
 /// or the MQTT options are invalid.
 pub async fn start(
     config: CollectorConfig,
@@ -78,15 +78,23 @@ pub async fn start(
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = {
         let dir = config.data_dir.clone();
-        tokio::task::spawn_blocking(move || Store::open(&dir))
+        let opened = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
-            .context("store open task failed")?
-            .with_context(|| {
-                format!(
-                    "cannot open the store in {} (is another collector using this data_dir?)",
-                    config.data_dir.display()
-                )
-            })?
+            .context("store open task failed")?;
+        // The "another collector" hint only when the lock really is held: a full disk or a
+        // damaged store must not send the operator hunting for a second process.
+        let hint = match &opened {
+            Err(StoreError::Storage(e)) if e.is_locked() => {
+                " (is another collector using this data_dir?)"
+            }
+            _ => "",
+        };
+        opened.with_context(|| {
+            format!(
+                "cannot open the store in {}{hint}",
+                config.data_dir.display()
+            )
+        })?
     };
 
     let mut mqtt = config.mqtt.clone();

@@ -9,6 +9,14 @@
 //! - `M` ≥ every `flushed N` any child reported (nothing flushed is lost), and `M` never goes
 //!   below what an earlier round found on disk.
 //!
+//! # ENOSPC rounds
+//! [`sled_reopens_with_everything_flushed_after_the_disk_fills_at_random_points`] runs the
+//! writer on a small tmpfs and fills it at a random point of the writes, so writes, flushes and
+//! snapshot writes fail at random points; the writer is restarted while the disk is still full
+//! (what systemd's `Restart=` does), then the space is freed and the store must open with
+//! everything any child reported flushed. Without the repair in `SledStorage::open`, a restart
+//! while full leaves an empty `snap.*.generating` file and the store never opens again.
+//!
 //! Rounds: 20 by default, `WATCHSTAND_CRASH_ROUNDS=N` for more; `WATCHSTAND_CRASH_SEED` replays
 //! the kill delays of a run (the child's own timing still varies). On failure the store is kept
 //! and its path printed.
@@ -24,6 +32,8 @@
 
 #[path = "../src/bin/storage-crash-writer/record.rs"]
 mod record;
+#[path = "support/small_fs.rs"]
+mod small_fs;
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::Path;
@@ -313,4 +323,150 @@ fn a_store_killed_during_its_first_open_still_opens() {
             bricked.join("\n")
         );
     }
+}
+
+/// Runs the writer on `dir` until it exits by itself or `limit` passes, then kills it; returns
+/// the highest `flushed N` it printed and its stderr.
+fn run_writer_until(dir: &Path, limit: Duration) -> (Option<u64>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storage-crash-writer"))
+        .arg(dir)
+        .arg("20000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn storage-crash-writer");
+    let (_ready, reader) = collect_lines(&mut child);
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && child.try_wait().expect("try_wait").is_none() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().ok(); // it may have exited already
+    child.wait().expect("reap the writer");
+    let lines = reader.join().expect("stdout reader");
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut stderr).expect("read stderr");
+    }
+    let flushed = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("flushed ")?.parse::<u64>().ok())
+        .max();
+    (flushed, stderr)
+}
+
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn sled_reopens_with_everything_flushed_after_the_disk_fills_at_random_points() {
+    const FS_MIB: u64 = 24;
+    let rounds = env_number("WATCHSTAND_ENOSPC_ROUNDS").map_or(8, |n| n as usize);
+    let seed = env_number("WATCHSTAND_CRASH_SEED").unwrap_or_else(rand::random);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let Some(mut fs) = small_fs::SmallFs::mount_or_skip(FS_MIB) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut store = 0;
+    let mut dir = fs.path().join("store-0");
+    let mut max_flushed = 0u64;
+    let mut failures: Vec<String> = Vec::new();
+    let mut writer_errors = 0;
+    let mut repaired_opens = 0;
+    for round in 1..=rounds {
+        // The store only grows; start a new one before it takes the filesystem by itself
+        // (the old one is removed: a check after freeing the fillers needs room to open).
+        if dir_bytes(&dir) > FS_MIB * 1024 * 1024 / 3 {
+            std::fs::remove_dir_all(&dir).expect("remove the full-grown store");
+            store += 1;
+            dir = fs.path().join(format!("store-{store}"));
+            max_flushed = 0;
+        }
+        let delay = Duration::from_millis(rng.gen_range(0..=150));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_storage-crash-writer"))
+            .arg(&dir)
+            .arg("20000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn storage-crash-writer");
+        let (ready, reader) = collect_lines(&mut child);
+        if ready.recv_timeout(READY_TIMEOUT).is_err() {
+            failures.push(format!(
+                "round {round}: writer not ready in {READY_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(delay);
+        fs.fill().expect("fill the filesystem");
+        // The writer's next write or flush fails: it exits with an error; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && child.try_wait().expect("try_wait").is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            writer_errors += 1;
+        }
+        child.kill().ok();
+        child.wait().expect("reap the writer");
+        let lines = reader.join().expect("stdout reader");
+        if let Some(n) = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("flushed ")?.parse::<u64>().ok())
+            .max()
+        {
+            max_flushed = max_flushed.max(n);
+        }
+        // Restarted while the disk is still full: it must fail, not damage the store.
+        let (flushed, _) = run_writer_until(&dir, Duration::from_millis(500));
+        max_flushed = max_flushed.max(flushed.unwrap_or(0));
+        fs.free().expect("free the space");
+        let artefacts = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".generating"))
+            })
+            .unwrap_or(false);
+        match check_store(&dir) {
+            Ok(found) => {
+                repaired_opens += usize::from(artefacts);
+                if found.last < max_flushed {
+                    failures.push(format!(
+                        "round {round} (delay {delay:?}): store ends at {} but seq {max_flushed} \
+                         was reported flushed",
+                        found.last
+                    ));
+                }
+                for p in &found.problems {
+                    failures.push(format!("round {round} (delay {delay:?}): {p}"));
+                }
+            }
+            Err(e) => {
+                failures.push(format!("round {round} (delay {delay:?}): {e}"));
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "ENOSPC harness: {rounds} rounds (seed {seed}), {writer_errors} writers stopped by the \
+         full disk, {repaired_opens} opens found an incomplete snapshot to remove, {} stores, \
+         total {:?}",
+        store + 1,
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "ENOSPC harness failed (seed {seed}):\n{}",
+        failures.join("\n")
+    );
 }

@@ -8,6 +8,7 @@ mod bench_smoke;
 mod broker_identity;
 mod configs;
 mod delivery;
+mod disk_full;
 mod faults;
 mod faults_agent;
 mod first_hour;

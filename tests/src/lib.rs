@@ -18,6 +18,9 @@ pub mod oracle;
 pub mod process;
 pub mod relay;
 pub mod sim;
+/// A small tmpfs a test fills (shared with the storage crash harness).
+#[path = "../../shared/tests/support/small_fs.rs"]
+pub mod small_fs;
 pub mod target;
 
 use std::net::{SocketAddr, TcpListener};

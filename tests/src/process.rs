@@ -187,6 +187,21 @@ impl CollectorSpec {
         path
     }
 
+    /// Starts the collector without waiting for it (it may exit at once: a test playing
+    /// systemd restarts it).
+    pub fn start(&self) -> Collector {
+        let config = self.write_config();
+        let mut cmd = Command::new(bin("watchstand-collector"));
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&config)
+            .env("WATCHSTAND_LOG", "info");
+        Collector {
+            spec: self.clone(),
+            proc: Proc::spawn("collector", cmd, &self.dir.join("collector.log")),
+        }
+    }
+
     /// Starts the collector and waits until its API answers.
     pub async fn spawn(&self) -> Collector {
         let config = self.write_config();
@@ -369,6 +384,25 @@ impl AgentSpec {
         path
     }
 
+    /// Starts the agent without waiting for it (it may exit at once: a test playing systemd
+    /// restarts it).
+    pub fn start(&self) -> Agent {
+        let config = self.write_config();
+        let mut cmd = Command::new(bin("watchstand-agent"));
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&config)
+            .env("WATCHSTAND_LOG", "info");
+        Agent {
+            spec: self.clone(),
+            proc: Proc::spawn(
+                &format!("agent {}", self.id),
+                cmd,
+                &self.dir.join("agent.log"),
+            ),
+        }
+    }
+
     /// Starts the agent and waits until its health endpoint answers.
     pub async fn spawn(&self) -> Agent {
         let config = self.write_config();
@@ -425,6 +459,11 @@ impl Agent {
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
     }
 }
 

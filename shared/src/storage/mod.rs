@@ -9,10 +9,12 @@
 //! Keys are built with [`key`] helpers so that big-endian integers sort numerically.
 
 mod memory;
+mod reopen;
 mod sled_engine;
 
 pub use memory::MemoryStorage;
-pub use sled_engine::SledStorage;
+pub use reopen::ReopeningSled;
+pub use sled_engine::{repair as repair_sled, SledStorage};
 
 use std::sync::Arc;
 
@@ -28,6 +30,13 @@ pub enum StorageError {
         /// The engine's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store is locked by another process (or another open handle in this one): its
+    /// lock file is held, so opening it would not be safe.
+    #[error("storage open: {path} is locked by another process")]
+    Locked {
+        /// The store's directory.
+        path: std::path::PathBuf,
+    },
 }
 
 impl StorageError {
@@ -40,6 +49,12 @@ impl StorageError {
             op,
             source: Box::new(source),
         }
+    }
+
+    /// True when the store could not be opened because another process holds its lock (the
+    /// only case where "is another process using this directory?" is the right hint).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StorageError::Locked { .. })
     }
 }
 
@@ -77,6 +92,18 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// Engine failure.
     fn size_on_disk(&self) -> Result<u64>;
+
+    /// Drops the engine's in-memory state and opens the store again from disk, so that an
+    /// engine that stopped after a failed write (sled keeps a global error after a failed
+    /// flush) works again once the cause (a full disk) is gone. What survives is what was
+    /// flushed: callers must re-read what they rely on. Tree handles taken before stay valid
+    /// where the engine supports reopening ([`ReopeningSled`]); the default does nothing.
+    ///
+    /// # Errors
+    /// The store cannot be opened again (the disk is still full): it stays failing.
+    fn reopen(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An ordered map of byte keys to byte values.

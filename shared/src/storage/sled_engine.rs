@@ -14,11 +14,14 @@ pub struct SledStorage {
 }
 
 impl SledStorage {
-    /// Opens or creates the store in directory `path`.
+    /// Opens or creates the store in directory `path`. Artefacts a crash or a full disk leaves
+    /// behind (see [`repair`]) are removed first, with a WARN naming each.
     ///
     /// # Errors
-    /// I/O failure, corruption, or the store is open in another process.
+    /// I/O failure or corruption ([`StorageError::Engine`]), or the store is open in another
+    /// process ([`StorageError::Locked`]).
     pub fn open(path: &Path) -> Result<Self> {
+        repair(path).map_err(|io| StorageError::engine("repair", io))?;
         // sled's background flusher keeps the file lock for a moment after the last handle of
         // a previous open in this process is dropped; wait for it (bounded) instead of failing
         // a reopen. Another process holding the store still fails after the wait.
@@ -33,10 +36,12 @@ impl SledStorage {
                 .open();
             match opened {
                 Ok(db) => break db,
-                Err(e)
-                    if attempts < LOCK_RETRIES
-                        && e.to_string().contains("could not acquire lock") =>
-                {
+                Err(e) if is_lock_conflict(&e) => {
+                    if attempts >= LOCK_RETRIES {
+                        return Err(StorageError::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
                     attempts += 1;
                     std::thread::sleep(LOCK_RETRY_DELAY);
                 }
@@ -54,6 +59,49 @@ impl SledStorage {
         };
         Ok(Self { db })
     }
+}
+
+/// True when sled failed to take its exclusive lock on the `db` file (fs2 `try_lock_exclusive`,
+/// a `flock`). sled 0.34.7 reports it only as an `Io` error of kind `Other` whose text starts
+/// with "could not acquire lock" (`config.rs`, `try_lock`); nothing else produces that text.
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Removes what sled 0.34.7 leaves behind when it is killed or runs out of space while writing
+/// a snapshot, and that would stop every later open: `snap.<lsn>.generating` files. sled writes a
+/// snapshot to `snap.<lsn>.generating`, syncs it, renames it to `snap.<lsn>` and only then
+/// deletes older snapshots (`pagecache/snapshot.rs`, `write_snapshot`); so a `.generating` file
+/// was never in use, the previous snapshot (if any) is still there, and the log holds everything
+/// since it. But sled's `read_snapshot` takes the highest-sorting `snap.*` name, which is the
+/// `.generating` file when it has the newest lsn, and fails with "Read corrupted data" when it is
+/// empty or torn (a full disk leaves it 0 bytes). Returns the names removed.
+///
+/// # Errors
+/// The directory cannot be read or a file cannot be removed.
+pub fn repair(path: &Path) -> std::io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            std::fs::remove_file(entry.path())?;
+            tracing::warn!(
+                path = %path.display(),
+                file = %name,
+                bytes,
+                "Store held an incomplete snapshot left by a crash or a full disk (sled never uses one); removed it, the store recovers from its log."
+            );
+            removed.push(name);
+        }
+    }
+    Ok(removed)
 }
 
 /// True when the sled directory at `path` holds no data file (or an empty one): a store whose
@@ -180,5 +228,93 @@ impl Tree for SledTree {
 
     fn len(&self) -> Result<usize> {
         Ok(self.tree.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_one_entry(dir: &Path) {
+        let storage = SledStorage::open(dir).unwrap();
+        storage.tree("t").unwrap().put(b"k", b"v").unwrap();
+        storage.flush().unwrap();
+    }
+
+    /// Opens sled directly, without the repair, the way `SledStorage::open` did before.
+    fn raw_open(dir: &Path) -> sled::Result<sled::Db> {
+        sled::Config::new().path(dir).open()
+    }
+
+    #[test]
+    fn an_empty_generating_snapshot_left_by_a_full_disk_is_removed_and_the_store_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_one_entry(dir.path());
+        // What a snapshot write that hit ENOSPC leaves: the highest-sorting `snap.*`, 0 bytes.
+        let artefact = dir.path().join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&artefact, b"").unwrap();
+        // The failure being repaired: sled itself no longer opens the store.
+        assert!(raw_open(dir.path()).is_err());
+
+        let storage = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            storage.tree("t").unwrap().get(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert!(!artefact.exists());
+    }
+
+    #[test]
+    fn a_torn_generating_snapshot_is_removed_but_complete_snapshots_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_one_entry(dir.path());
+        let before: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        std::fs::write(
+            dir.path().join("snap.7FFFFFFFFFFFFFFF.generating"),
+            [7u8; 100],
+        )
+        .unwrap();
+        let removed = repair(dir.path()).unwrap();
+        assert_eq!(
+            removed,
+            vec!["snap.7FFFFFFFFFFFFFFF.generating".to_string()]
+        );
+        let mut after: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut before = before;
+        before.sort();
+        after.sort();
+        assert_eq!(before, after, "only the artefact is removed");
+        assert!(SledStorage::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn repairing_a_directory_that_does_not_exist_yet_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(repair(&dir.path().join("new")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_store_held_by_another_handle_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = SledStorage::open(dir.path()).unwrap();
+        let err = SledStorage::open(dir.path()).unwrap_err();
+        assert!(err.is_locked(), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_store_is_not_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_one_entry(dir.path());
+        // A snapshot sled would use (not `.generating`) that is empty: real corruption, left
+        // alone by the repair.
+        std::fs::write(dir.path().join("snap.7FFFFFFFFFFFFFFF"), b"").unwrap();
+        let err = SledStorage::open(dir.path()).unwrap_err();
+        assert!(!err.is_locked(), "{err}");
     }
 }

@@ -12,6 +12,9 @@ use super::envelope::{check_id, check_timestamp, RejectReason, Rejection};
 pub enum GapReason {
     /// The outbox reached its cap while the collector was unreachable; oldest entries dropped.
     OutboxFull,
+    /// The agent's outbox could not store them (disk full, I/O error): results measured while
+    /// its store was failing, and entries it had accepted but could not make durable.
+    StoreFailed,
 }
 
 /// A range of dropped entries.
