@@ -8,7 +8,8 @@
 //!
 //! Stop order (on the shutdown token): stop the API, stop ingest (messages not yet stored stay
 //! unacknowledged and the broker redelivers them to the persistent session), final rollup pass,
-//! publish the retained offline state, disconnect, flush the store.
+//! publish the retained offline state, disconnect — the MQTT driver ends when its DISCONNECT
+//! went out, so nothing reconnects during the stop — flush the store.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::config::{Backoff, MqttConnector};
 use watchstand_shared::mqtt::{ConnectionEvent, MqttDriver};
+
+use crate::health::HealthState;
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::TopicLayout;
 
@@ -39,13 +42,14 @@ use crate::store::{trees, Store};
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 /// How often due webhook notifications are sent.
 const NOTIFY_EVERY: Duration = Duration::from_millis(500);
-/// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown.
+/// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown; it ends as soon
+/// as its DISCONNECT went out.
 const MQTT_DRAIN: Duration = Duration::from_secs(2);
+/// How long the stop waits to queue the offline state and DISCONNECT (the driver keeps polling,
+/// so this only runs out when the request channel is full while the broker is away).
+const MQTT_QUEUE_LIMIT: Duration = Duration::from_millis(500);
 /// Bytes a packet may carry beyond the payload limit (topic, headers) at the embedded broker.
 const PACKET_HEADROOM: usize = 64 * 1024;
-/// Publishes buffered between the MQTT driver and ingest; when full, the driver stops reading
-/// the socket and the broker holds the rest (back-pressure, not loss).
-const INBOX_CAPACITY: usize = 10_000;
 
 /// The retained payload of `watchstand/v1/_collector/{id}/state`.
 #[derive(Debug, Serialize)]
@@ -148,7 +152,13 @@ pub async fn start(
         mqtt.max_packet_size,
     );
     let (client, eventloop) = AsyncClient::new(options.clone(), options.request_channel_capacity());
-    let (publish_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+    // Unbounded: the driver never waits on ingest; the broker's in-flight window towards this
+    // client (ingest acknowledges only what it stored) bounds what waits here.
+    let (publish_tx, inbox) = watchstand_shared::mqtt::inbox();
+    let health = Arc::new(HealthState::new(
+        inbox.gauge(),
+        config.ingest_stall_after.as_millis(),
+    ));
     let (connection_tx, connection) = mpsc::unbounded_channel();
     let driver = MqttDriver::new(
         eventloop,
@@ -170,12 +180,14 @@ pub async fn start(
             layout: layout.clone(),
             max_payload_bytes: config.max_payload_bytes,
             batch_max: config.ingest_batch_max,
+            batch_max_bytes: config.ingest_batch_max_bytes,
         },
         store.clone(),
         client.clone(),
         inbox,
         registry.clone(),
         counters.clone(),
+        health.clone(),
     )?;
     let catalogue = Arc::new(config.catalogue.clone());
     let links = incident::EvaluatorLinks::default();
@@ -201,6 +213,7 @@ pub async fn start(
         collector_id: config.id.clone(),
         started_ms: now_ms(),
         incidents: engine.clone(),
+        health: health.clone(),
     });
 
     tracing::info!(
@@ -223,7 +236,10 @@ pub async fn start(
             state_topic.clone(),
             config.id.clone(),
             connection,
+            health.clone(),
         ));
+        let watchdog_stop = CancellationToken::new();
+        let watchdog = tokio::spawn(crate::health::watchdog::run(health, watchdog_stop.clone()));
         let mut ingest = tokio::spawn(ingest.run(ingest_stop.clone()));
         let rollups = tokio::spawn(rollup::run(
             store.clone(),
@@ -281,24 +297,32 @@ pub async fn start(
             tracing::warn!(error = %e, "Rollup task failed at shutdown.");
         }
         session.abort();
-        if let Err(e) = client
-            .publish(
-                state_topic,
-                QoS::AtLeastOnce,
-                true,
-                state_payload(&config.id, "offline"),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "Could not queue the offline state.");
+        watchdog_stop.cancel();
+        let queued = tokio::time::timeout(MQTT_QUEUE_LIMIT, async {
+            client
+                .publish(
+                    state_topic,
+                    QoS::AtLeastOnce,
+                    true,
+                    state_payload(&config.id, "offline"),
+                )
+                .await?;
+            client.disconnect().await
+        })
+        .await;
+        match queued {
+            Ok(Ok(())) => {}
+            // The broker's last will announces the offline state instead.
+            Ok(Err(e)) => tracing::debug!(error = %e, "Offline state or DISCONNECT not queued."),
+            Err(_) => tracing::debug!("Offline state or DISCONNECT not queued in time."),
         }
-        if let Err(e) = client.disconnect().await {
-            tracing::debug!(error = %e, "Disconnect not queued.");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
         driver_stop.cancel();
-        if let Err(e) = driver.await {
-            tracing::warn!(error = %e, "MQTT driver task failed.");
+        match driver.await {
+            Ok(end) => tracing::debug!(?end, "MQTT driver ended."),
+            Err(e) => tracing::warn!(error = %e, "MQTT driver task failed."),
+        }
+        if let Err(e) = watchdog.await {
+            tracing::warn!(error = %e, "Watchdog task failed at shutdown.");
         }
         match api.await {
             Ok(Ok(())) => {}
@@ -327,10 +351,12 @@ async fn keep_session(
     state_topic: String,
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
+    health: Arc<HealthState>,
 ) {
     while let Some(event) = connection.recv().await {
         match event {
             ConnectionEvent::Connected { session_present } => {
+                health.broker(true, None);
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
                     ingest::subscribe(&client, &layout).await?;
@@ -350,6 +376,7 @@ async fn keep_session(
                 }
             }
             ConnectionEvent::Disconnected { error } => {
+                health.broker(false, Some(error.clone()));
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
             }
         }

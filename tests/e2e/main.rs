@@ -4,10 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod bench_smoke;
+mod burst;
+mod clean_stop;
 mod configs;
 mod delivery;
 mod faults;
 mod faults_agent;
+mod health;
 mod incidents;
 mod malformed;
 mod pipeline;

@@ -1,7 +1,8 @@
 //! Ingest: MQTT messages in, durable store writes out, then acknowledgements — in that order.
 //!
 //! Flow per batch (habit: one owner drains its inbox in batches):
-//! 1. block for the first publish, drain up to `batch_max` more without waiting;
+//! 1. block for the first publish, drain more without waiting, up to `batch_max` messages and
+//!    `batch_max_bytes` of payload (so a backlog of any size drains in fixed memory);
 //! 2. decode each (v1 checks; topic/payload agreement), reject by reason, drop duplicates by
 //!    (agent, boot, seq), book gap records;
 //! 3. commit the batch to the store and flush it;
@@ -10,6 +11,13 @@
 //!
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
 //! probes changed state in the batch to the incident evaluator; ingest never evaluates.
+//!
+//! Only the acknowledgements wait on the MQTT event loop, and the driver polling it never waits
+//! on ingest (its inbox is unbounded; the broker's in-flight window bounds it), so ingest cannot
+//! be part of a circular wait. A stop request interrupts the acknowledgements (never a commit):
+//! what is committed but not acknowledged is redelivered and dropped as a duplicate. Health
+//! sees when ingest took its batch, so a batch that does not finish is reported
+//! ([`crate::health`]).
 //!
 //! A bad message never stops ingest: it is counted, logged and acknowledged (so the broker does
 //! not redeliver it forever). A store failure does stop it: nothing may be acknowledged that is
@@ -22,8 +30,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rumqttc::{AsyncClient, Publish, QoS};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use watchstand_shared::mqtt::Inbox;
 use watchstand_shared::storage::{key::KeyBuf, Write};
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
@@ -32,6 +40,7 @@ use watchstand_shared::wire::v1::{
 };
 
 use crate::events::{Counters, DuplicatesDropped, GapBooked, PayloadRejected};
+use crate::health::HealthState;
 use crate::incident::trigger::StateWatch;
 use crate::registry::Registry;
 use crate::rollup::dirty_marks;
@@ -47,6 +56,8 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     /// Most messages per store batch.
     pub batch_max: usize,
+    /// Most payload bytes per store batch (a batch holds at least one message).
+    pub batch_max_bytes: usize,
 }
 
 /// The ingest task.
@@ -54,9 +65,11 @@ pub struct Ingest {
     config: IngestConfig,
     store: Store,
     client: AsyncClient,
-    inbox: mpsc::Receiver<Publish>,
+    inbox: Inbox,
     registry: Arc<Registry>,
     counters: Arc<Counters>,
+    /// Where ingest reports a busy batch and a failed store write.
+    health: Arc<HealthState>,
     /// Dedup state per (agent, boot), loaded from the store at start.
     trackers: HashMap<(String, String), SeqTracker>,
     /// Spots probe state changes for event-driven incident evaluation.
@@ -66,6 +79,12 @@ pub struct Ingest {
 /// Key of a (agent, boot) dedup record.
 fn seqs_key(agent: &str, boot: &str) -> Vec<u8> {
     KeyBuf::new().str(agent).str(boot).build()
+}
+
+/// What a committed batch still owes: PUBACKs and watermarks.
+struct Acks {
+    msgs: Vec<Publish>,
+    watermarks: Vec<Ack>,
 }
 
 /// What one message contributed to a batch, for the acks after the commit.
@@ -86,9 +105,10 @@ impl Ingest {
         config: IngestConfig,
         store: Store,
         client: AsyncClient,
-        inbox: mpsc::Receiver<Publish>,
+        inbox: Inbox,
         registry: Arc<Registry>,
         counters: Arc<Counters>,
+        health: Arc<HealthState>,
     ) -> anyhow::Result<Self> {
         let mut trackers = HashMap::new();
         for (key, tracker) in store
@@ -109,6 +129,7 @@ impl Ingest {
             inbox,
             registry,
             counters,
+            health,
             trackers,
             watch: None,
         })
@@ -126,8 +147,16 @@ impl Ingest {
     /// are not acknowledged, so the broker redelivers them to the persistent session.
     ///
     /// # Errors
-    /// A store failure (nothing of the failed batch was acknowledged).
+    /// A store failure (nothing of the failed batch was acknowledged; health says so first).
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let outcome = self.batches(&shutdown).await;
+        if outcome.is_ok() {
+            self.health.ingest_busy(None);
+        }
+        outcome
+    }
+
+    async fn batches(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         loop {
             let first = tokio::select! {
                 biased;
@@ -137,20 +166,47 @@ impl Ingest {
                     None => break,
                 },
             };
+            self.health.ingest_busy(Some(now_ms()));
+            let mut bytes = first.payload.len();
             let mut msgs = vec![first];
-            while msgs.len() < self.config.batch_max {
+            while msgs.len() < self.config.batch_max && bytes < self.config.batch_max_bytes {
                 match self.inbox.try_recv() {
-                    Ok(m) => msgs.push(m),
-                    Err(_) => break,
+                    Some(m) => {
+                        bytes += m.payload.len();
+                        msgs.push(m);
+                    }
+                    None => break,
                 }
             }
-            self.process(msgs).await?;
+            let acks = match self.commit(msgs).await {
+                Ok(acks) => acks,
+                Err(e) => {
+                    // Health says so before the collector stops (it exits; a restart is safe).
+                    self.health.store_write_failed(format!("{e:#}"));
+                    return Err(e);
+                }
+            };
+            let acknowledged = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => false,
+                r = self.acknowledge(acks) => {
+                    r?;
+                    true
+                }
+            };
+            if !acknowledged {
+                tracing::debug!(
+                    "Stopping before the last batch was acknowledged; the broker redelivers it."
+                );
+                break;
+            }
+            self.health.ingest_busy(None);
         }
         Ok(())
     }
 
-    /// Stores one batch of messages, then acknowledges them.
-    async fn process(&mut self, msgs: Vec<Publish>) -> anyhow::Result<()> {
+    /// Stores one batch of messages; returns what to acknowledge.
+    async fn commit(&mut self, msgs: Vec<Publish>) -> anyhow::Result<Acks> {
         let now = now_ms();
         let mut batch = StoreBatch::default();
         let mut effects = BatchEffects::default();
@@ -198,24 +254,38 @@ impl Ingest {
         if let Some(watch) = &mut self.watch {
             watch.fire();
         }
+        let watermarks = effects
+            .touched
+            .into_iter()
+            .filter_map(|(site, agent, boot)| {
+                let seq = self
+                    .trackers
+                    .get(&(agent.clone(), boot.clone()))?
+                    .watermark();
+                Some(Ack {
+                    v: v1::VERSION,
+                    site,
+                    agent,
+                    boot,
+                    seq,
+                })
+            })
+            .collect();
+        Ok(Acks { msgs, watermarks })
+    }
 
-        for msg in &msgs {
+    /// PUBACKs the batch's messages, then publishes the retained watermarks.
+    async fn acknowledge(&self, acks: Acks) -> anyhow::Result<()> {
+        for msg in &acks.msgs {
             if msg.qos != QoS::AtMostOnce {
                 self.client.ack(msg).await.context("MQTT client closed")?;
             }
         }
-        for (site, agent, boot) in effects.touched {
-            let Some(t) = self.trackers.get(&(agent.clone(), boot.clone())) else {
-                continue;
-            };
-            let ack = Ack {
-                v: v1::VERSION,
-                site: site.clone(),
-                agent: agent.clone(),
-                boot,
-                seq: t.watermark(),
-            };
-            let topic = self.config.layout.agent(&site, &agent, Channel::Ack);
+        for ack in acks.watermarks {
+            let topic = self
+                .config
+                .layout
+                .agent(&ack.site, &ack.agent, Channel::Ack);
             self.client
                 .publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
                 .await

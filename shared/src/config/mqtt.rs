@@ -53,6 +53,11 @@ pub struct MqttConfig {
     /// Longest reconnect delay.
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: Duration,
+    /// Tuning knob (not in the shipped configs): requests (acks, publishes, subscriptions)
+    /// queued for the client's event loop before a sender waits. Tests make it tiny to prove
+    /// that nothing depends on its size.
+    #[serde(default = "default_request_channel_capacity")]
+    pub request_channel_capacity: usize,
 }
 
 fn default_url() -> String {
@@ -76,6 +81,9 @@ const fn default_reconnect_min() -> Duration {
 const fn default_reconnect_max() -> Duration {
     Duration::from_secs(10)
 }
+const fn default_request_channel_capacity() -> usize {
+    1_024
+}
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -91,6 +99,7 @@ impl Default for MqttConfig {
             inflight: default_inflight(),
             reconnect_min: default_reconnect_min(),
             reconnect_max: default_reconnect_max(),
+            request_channel_capacity: default_request_channel_capacity(),
         }
     }
 }
@@ -106,6 +115,7 @@ impl fmt::Debug for MqttConfig {
             .field("topic_root", &self.topic_root)
             .field("keep_alive", &self.keep_alive)
             .field("max_packet_size", &self.max_packet_size)
+            .field("request_channel_capacity", &self.request_channel_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +216,12 @@ impl MqttConfig {
                 format!("{} is too short; use at least 1s", self.keep_alive),
             ));
         }
+        if self.request_channel_capacity == 0 {
+            errors.push(ConfigError::new(
+                format!("{key}.request_channel_capacity"),
+                "must be at least 1",
+            ));
+        }
         if self.inflight == 0 {
             errors.push(ConfigError::new(
                 format!("{key}.inflight"),
@@ -259,7 +275,7 @@ impl MqttConnector {
             .set_clean_session(clean_session)
             .set_max_packet_size(self.config.max_packet_size, self.config.max_packet_size)
             .set_inflight(self.config.inflight)
-            .set_request_channel_capacity(1_024);
+            .set_request_channel_capacity(self.config.request_channel_capacity);
         match (&self.config.username, &self.config.password) {
             (Some(u), Some(p)) => {
                 options.set_credentials(u.clone(), p.clone());

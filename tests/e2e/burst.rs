@@ -1,0 +1,139 @@
+//! A burst of small messages (issue 10, point 0): 200 agent-equivalents publish 100,000 messages
+//! of 1–2 results each through a real Mosquitto as fast as they can. Every result is stored
+//! exactly once, the collector stays connected the whole time (one session, no keep-alive
+//! timeout, no reconnect), and SIGTERM right after exits 0 within 10 s. The second variant
+//! makes the request channel, the outgoing in-flight window and the ingest batches tiny, so
+//! that no ordering of the queues can hide a circular wait.
+
+use std::time::{Duration, Instant};
+
+use watchstand_tests::oracle;
+use watchstand_tests::process::{BrokerChoice, CollectorSpec, MosquittoSpec};
+use watchstand_tests::sim::{SimAgent, SimConfig};
+
+const AGENTS: usize = 200;
+/// Messages per agent: 200 × 500 = 100,000.
+const MESSAGES_PER_AGENT: u64 = 500;
+
+async fn burst(name: &str, mqtt_extra: &str, collector_extra: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mosquitto = MosquittoSpec::new(&dir.path().join("mosquitto"));
+    // Queue the whole burst for the collector's session if it falls behind (later lines win).
+    mosquitto.extra = "max_queued_messages 0\nmax_queued_bytes 0\n".to_owned();
+    let Some(broker) = mosquitto.spawn().await else {
+        return;
+    };
+    let mut spec = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::External(mosquitto.url()),
+        "",
+    );
+    spec.mqtt_extra = mqtt_extra.to_owned();
+    spec.collector_extra = collector_extra.to_owned();
+    let mut collector = spec.spawn().await;
+    watchstand_tests::wait_for(
+        "the collector connected",
+        Duration::from_secs(20),
+        || async { (collector.health().await["status"] == "ok").then_some(()) },
+    )
+    .await;
+
+    // Half the agents send one result per message, half two.
+    let t0 = Instant::now();
+    let agents: Vec<SimAgent> = (0..AGENTS)
+        .map(|i| {
+            let probes = 1 + i % 2;
+            let mut c = SimConfig::new(&format!("burst-{i:03}"), probes, Duration::from_millis(1));
+            c.batch_max = probes;
+            c.produce_max = Some(MESSAGES_PER_AGENT * probes as u64);
+            SimAgent::start(&mosquitto.url(), c)
+        })
+        .collect();
+    let total: u64 = agents
+        .iter()
+        .map(|a| a.config.produce_max.unwrap_or(0))
+        .sum();
+
+    // Every result acknowledged: each agent's watermark at its last seq.
+    let limit = Duration::from_secs(300);
+    loop {
+        let behind = agents
+            .iter()
+            .filter(|a| a.with(|s| s.watermark) < a.config.produce_max.unwrap_or(0))
+            .count();
+        if behind == 0 {
+            break;
+        }
+        if t0.elapsed() > limit {
+            let h = collector.health().await;
+            panic!("{name}: {behind} agents not fully acknowledged after {limit:?}; health {h}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained = t0.elapsed();
+    let health = collector.health().await;
+    let published: u64 = agents
+        .iter()
+        .map(|a| a.with(|s| s.published + s.resent))
+        .sum();
+    eprintln!(
+        "{name}: {total} results from {AGENTS} agents acknowledged in {drained:?} ({published} results sent incl. re-sends); health {health}"
+    );
+    assert_eq!(health["status"], "ok", "{health}");
+
+    let verdict = oracle::check(&collector, &agents).await;
+    eprintln!("{name}: {verdict:?}");
+    assert!(verdict.holds(), "{name}: {verdict:?}");
+    assert_eq!(verdict.obligations, total, "{verdict:?}");
+    assert_eq!(
+        verdict.stored, total,
+        "every result stored exactly once: {verdict:?}"
+    );
+    drop(agents);
+
+    let (clean, took) = collector.terminate_within(Duration::from_secs(10));
+    let log = collector.log_text();
+    eprintln!("{name}: SIGTERM → exit 0 = {clean} in {took:?}");
+    assert!(
+        clean,
+        "{name}: exit 0 within 10 s of SIGTERM (took {took:?})"
+    );
+    for bad in [
+        "MQTT connection lost",
+        "lost the broker",
+        "Ingest is making no progress",
+    ] {
+        assert!(
+            !log.contains(bad),
+            "{name}: collector log says {bad:?}:\n{log}"
+        );
+    }
+    let mlog = broker.log_text();
+    assert!(
+        !mlog.contains("exceeded timeout"),
+        "{name}: a keep-alive timeout in Mosquitto's log"
+    );
+    let sessions = mlog
+        .lines()
+        .filter(|l| l.contains("New client connected") && l.contains("watchstand-collector-test"))
+        .count();
+    assert_eq!(
+        sessions, 1,
+        "{name}: the collector stayed connected (one session)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_100k_small_messages_from_200_agents_is_stored_exactly_once_without_a_stall() {
+    burst("burst", "", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_burst_also_drains_with_a_tiny_request_channel_inflight_window_and_batches() {
+    burst(
+        "burst-tiny",
+        "request_channel_capacity = 1\ninflight = 2",
+        "ingest_batch_max = 50\ningest_batch_max_bytes = 4096",
+    )
+    .await;
+}
