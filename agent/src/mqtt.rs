@@ -143,7 +143,10 @@ impl MqttLink {
         )?;
         let (client, eventloop) =
             AsyncClient::new(options.clone(), options.request_channel_capacity());
-        let (publish_tx, publishes) = watchstand_shared::mqtt::inbox();
+        let (publish_tx, publishes) = watchstand_shared::mqtt::inbox(
+            config.mqtt.inbox_max_bytes,
+            config.mqtt.inbox_max_messages,
+        );
         let (connection_tx, connection) = mpsc::unbounded_channel();
         let backoff = Backoff::new(
             config.mqtt.reconnect_min.get(),
@@ -223,8 +226,8 @@ impl MqttLink {
             }
         }
         driver_stop.cancel();
-        // The driver never waits on this task (its inbox is unbounded): it ends once the
-        // DISCONNECT went out, the connection ended, or the drain limit passed.
+        // The driver no longer hands publishes over while stopping (nobody waits on this task):
+        // it ends once the DISCONNECT went out, the connection ended, or the drain limit passed.
         if let Err(e) = driver_task.await {
             tracing::warn!(error = %e, "MQTT driver task failed.");
         }

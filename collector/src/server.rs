@@ -48,6 +48,8 @@ const MQTT_DRAIN: Duration = Duration::from_secs(2);
 /// How long the stop waits to queue the offline state and DISCONNECT (the driver keeps polling,
 /// so this only runs out when the request channel is full while the broker is away).
 const MQTT_QUEUE_LIMIT: Duration = Duration::from_millis(500);
+/// The collector's MQTT socket receive buffer, bytes.
+const MQTT_RECV_BUFFER: u32 = 256 * 1024;
 /// Bytes a packet may carry beyond the payload limit (topic, headers) at the embedded broker.
 const PACKET_HEADROOM: usize = 64 * 1024;
 
@@ -151,10 +153,17 @@ pub async fn start(
         config.max_payload_bytes.max(mqtt.max_packet_size) + 2 * PACKET_HEADROOM,
         mqtt.max_packet_size,
     );
-    let (client, eventloop) = AsyncClient::new(options.clone(), options.request_channel_capacity());
-    // Unbounded: the driver never waits on ingest; the broker's in-flight window towards this
-    // client (ingest acknowledges only what it stored) bounds what waits here.
-    let (publish_tx, inbox) = watchstand_shared::mqtt::inbox();
+    let (client, mut eventloop) =
+        AsyncClient::new(options.clone(), options.request_channel_capacity());
+    // A small socket receive buffer: the broker's PUBACKs and PINGRESPs queue behind the
+    // incoming publishes, so what the kernel may buffer beyond the inbox must stay small too.
+    let mut network = eventloop.network_options();
+    network.set_tcp_recv_buffer_size(MQTT_RECV_BUFFER);
+    eventloop.set_network_options(network);
+    // Bounded by bytes: when full the driver stops reading and the broker holds the rest. Safe
+    // because ingest never waits on the driver (its acks go out with try_*).
+    let (publish_tx, inbox) =
+        watchstand_shared::mqtt::inbox(mqtt.inbox_max_bytes, mqtt.inbox_max_messages);
     let health = Arc::new(HealthState::new(
         inbox.gauge(),
         config.ingest_stall_after.as_millis(),

@@ -1,16 +1,17 @@
 //! The MQTT event-loop driver both binaries use: one task owns the rumqttc `EventLoop`, polls it
 //! forever, waits with capped exponential backoff plus jitter after an error (rumqttc retries at
-//! once otherwise: rumqtt issues #703, #918), hands incoming publishes to an [`Inbox`] without
-//! ever waiting on its consumer, and reports connection changes so the owner can (re)subscribe
-//! and (re)publish its birth.
+//! once otherwise: rumqtt issues #703, #918), hands incoming publishes to an [`Inbox`] bounded
+//! by bytes, and reports connection changes so the owner can (re)subscribe and (re)publish its
+//! birth.
 //!
 //! **Never stuck.** rumqttc reads the request channel (acks, publishes, DISCONNECT) only inside
 //! `poll`, and only while its outgoing in-flight window has room; the window frees only when
-//! `poll` reads the broker's PUBACKs. A driver that waited for room in a bounded inbox while its
-//! consumer waited to queue an ack or a publish was a circular wait (issue 10, point 0). So the
-//! driver never awaits anything but `poll`, its backoff and its stop; back-pressure comes from
-//! the broker's in-flight window of unacknowledged messages (manual acks), not from a blocked
-//! event loop.
+//! `poll` reads the broker's PUBACKs, which arrive on the same socket behind the incoming
+//! publishes. A driver that waited for room in the inbox while its consumer waited to queue an
+//! ack or a publish was a circular wait (issue 10, point 0). The rule that breaks it: the
+//! driver may wait for inbox credits (that is the back-pressure: the broker holds the rest), but
+//! **a consumer never waits on the driver** — it queues acks and publishes with `try_*` and keeps
+//! what does not fit for its next round, so it always comes back for more messages.
 //!
 //! **Clean stop.** The owner queues its last messages and DISCONNECT, then cancels the stop
 //! token. The driver ends when it sees its DISCONNECT go out (the broker closing the socket
@@ -92,15 +93,33 @@ impl MqttDriver {
         }
     }
 
-    fn hand_over(&self, p: Publish, consumer_gone: &mut bool) {
-        // A consumer that stopped (shutdown, or ingest failed) leaves the message unacknowledged:
-        // the broker redelivers it to the persistent session. Keep polling regardless, so the
-        // owner's last publishes and DISCONNECT still go out.
-        if self.publishes.push(p).is_err() && !*consumer_gone {
+    /// Hands `p` to the consumer, waiting for room unless `stop` comes first. A message that
+    /// cannot be handed over (stopping, or the consumer stopped after a store failure) stays
+    /// unacknowledged: the broker redelivers it to the persistent session. Polling goes on
+    /// regardless, so the owner's last publishes and DISCONNECT still go out.
+    /// (A function of the inbox alone: the event loop is not `Sync`, so the future must not
+    /// borrow the whole driver.)
+    async fn hand_over(
+        publishes: &InboxSender,
+        name: &'static str,
+        p: Publish,
+        stop: &CancellationToken,
+        consumer_gone: &mut bool,
+    ) {
+        let handed = if stop.is_cancelled() {
+            publishes.try_push(p).is_ok()
+        } else {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => false,
+                r = publishes.push(p) => r.is_ok(),
+            }
+        };
+        if !handed && !*consumer_gone {
             *consumer_gone = true;
             tracing::debug!(
-                driver = self.name,
-                "Incoming publishes dropped unacknowledged: their consumer stopped."
+                driver = name,
+                "Incoming publishes left unacknowledged: their consumer stopped or is stopping."
             );
         }
     }
@@ -130,7 +149,7 @@ impl MqttDriver {
                     });
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    self.hand_over(p, &mut consumer_gone);
+                    Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                     break Some(DriverEnd::Disconnected);
@@ -175,7 +194,7 @@ impl MqttDriver {
                     break DriverEnd::Disconnected
                 }
                 Ok(Ok(Event::Incoming(Incoming::Publish(p)))) => {
-                    self.hand_over(p, &mut consumer_gone);
+                    Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {

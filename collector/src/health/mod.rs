@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | `store_write_failing` | failing | an ingest commit failed (ingest stops; the collector exits) |
 //! | `broker_disconnected` | failing | not connected to the broker (also before the first connect) |
-//! | `ingest_stalled` | failing | ingest has held a batch for `ingest_stall_after` without finishing it (messages wait unacknowledged) |
-//! | `ingest_backlog` | degraded | more than [`BACKLOG_MESSAGES`] messages or [`BACKLOG_BYTES`] bytes wait in the inbox |
+//! | `ingest_stalled` | failing | ingest has had work outstanding (a batch, acks not yet queued) with no commit and no ack queued for `ingest_stall_after` |
+//! | `ingest_backlog` | degraded | the MQTT inbox is at least [`BACKLOG_PCT`] % full (the driver is holding the broker back) |
 //! | `notifier_failing` | degraded | a queued notification's last delivery attempt failed |
 //! | `notifications_overdue` | degraded | a notification is due for longer than [`NOTIFY_OVERDUE_MS`] |
 
@@ -21,10 +21,8 @@ use serde::Serialize;
 use watchstand_shared::mqtt::{InboxGauge, InboxLevel};
 use watchstand_shared::time::now_ms;
 
-/// Messages waiting in the inbox above which ingest counts as behind.
-pub const BACKLOG_MESSAGES: u64 = 10_000;
-/// Payload bytes waiting in the inbox above which ingest counts as behind.
-pub const BACKLOG_BYTES: u64 = 64 * 1024 * 1024;
+/// How full (per cent of its byte capacity) the inbox is when ingest counts as behind.
+pub const BACKLOG_PCT: u64 = 90;
 /// A notification due for longer than this is overdue (the notifier is not getting through).
 pub const NOTIFY_OVERDUE_MS: u64 = 5 * 60 * 1000;
 
@@ -125,7 +123,8 @@ pub struct Inputs {
     pub broker: BrokerLink,
     /// The MQTT inbox.
     pub inbox: InboxLevel,
-    /// When ingest took the batch it is working on (epoch ms), 0 while it waits for messages.
+    /// Since when ingest has had work outstanding (a batch, acks not yet queued) without
+    /// progress (a commit, an ack queued), epoch ms; 0 when it has nothing outstanding.
     pub ingest_busy_since_ms: u64,
     /// How long a batch may take before ingest counts as stalled, ms.
     pub stall_after_ms: u64,
@@ -133,7 +132,7 @@ pub struct Inputs {
     pub notify: NotifyView,
 }
 
-/// Ingest holds messages it has not finished for `stall_after_ms` or longer.
+/// Ingest has had work outstanding without progress for `stall_after_ms` or longer.
 pub fn ingest_stalled(i: &Inputs) -> bool {
     i.ingest_busy_since_ms > 0
         && i.now_ms.saturating_sub(i.ingest_busy_since_ms) >= i.stall_after_ms
@@ -178,13 +177,13 @@ pub fn classify(i: &Inputs) -> Verdict {
             ),
         );
     }
-    if i.inbox.messages > BACKLOG_MESSAGES || i.inbox.bytes > BACKLOG_BYTES {
+    if i.inbox.capacity_bytes > 0 && i.inbox.bytes * 100 >= i.inbox.capacity_bytes * BACKLOG_PCT {
         add(
             "ingest_backlog",
             Status::Degraded,
             format!(
-                "{} messages ({} bytes) wait for ingest",
-                i.inbox.messages, i.inbox.bytes
+                "{} messages ({} of {} bytes) wait for ingest; the broker holds the rest",
+                i.inbox.messages, i.inbox.bytes, i.inbox.capacity_bytes
             ),
         );
     }
@@ -267,7 +266,13 @@ impl HealthState {
             .unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
 
-    /// Ingest took a batch (`Some(now)`) or waits for messages again (`None`).
+    /// Since when ingest has had outstanding work without progress (epoch ms), 0 when idle.
+    pub fn ingest_busy_since(&self) -> u64 {
+        self.ingest_busy_since_ms.load(Relaxed)
+    }
+
+    /// Ingest has outstanding work (messages taken, acks to queue) and last made progress at
+    /// `Some(now)`, or has nothing outstanding (`None`).
     pub fn ingest_busy(&self, since_ms: Option<u64>) {
         self.ingest_busy_since_ms
             .store(since_ms.unwrap_or(0), Relaxed);
@@ -316,6 +321,10 @@ mod tests {
                 error: None,
             },
             stall_after_ms: 30_000,
+            inbox: InboxLevel {
+                capacity_bytes: 1_000_000,
+                ..InboxLevel::default()
+            },
             ..Inputs::default()
         }
     }
@@ -356,16 +365,16 @@ mod tests {
                 &[],
             ),
             (
-                "many messages wait",
-                |i| i.inbox.messages = BACKLOG_MESSAGES + 1,
+                "inbox 90 % full",
+                |i| i.inbox.bytes = 900_000,
                 Status::Degraded,
                 &["ingest_backlog"],
             ),
             (
-                "many bytes wait",
-                |i| i.inbox.bytes = BACKLOG_BYTES + 1,
-                Status::Degraded,
-                &["ingest_backlog"],
+                "inbox 89 % full is fine",
+                |i| i.inbox.bytes = 890_000,
+                Status::Ok,
+                &[],
             ),
             (
                 "a webhook keeps failing",
@@ -389,7 +398,7 @@ mod tests {
             (
                 "degraded and failing together: failing wins, both listed",
                 |i| {
-                    i.inbox.messages = BACKLOG_MESSAGES + 1;
+                    i.inbox.bytes = 1_000_000;
                     i.ingest_busy_since_ms = NOW - 60_000;
                     i.broker.connected = false;
                 },

@@ -12,12 +12,14 @@
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
 //! probes changed state in the batch to the incident evaluator; ingest never evaluates.
 //!
-//! Only the acknowledgements wait on the MQTT event loop, and the driver polling it never waits
-//! on ingest (its inbox is unbounded; the broker's in-flight window bounds it), so ingest cannot
-//! be part of a circular wait. A stop request interrupts the acknowledgements (never a commit):
-//! what is committed but not acknowledged is redelivered and dropped as a duplicate. Health
-//! sees when ingest took its batch, so a batch that does not finish is reported
-//! ([`crate::health`]).
+//! **Ingest never waits on the MQTT driver** (the driver waits for room in ingest's inbox, so
+//! the other direction would be a circular wait): PUBACKs and watermarks are queued with
+//! `try_*`; what does not fit in the client's request channel (full while the event loop waits
+//! for the broker's PUBACKs behind the incoming backlog) is kept — a packet id per message, the
+//! newest seq per (agent, boot) — and queued on the next round, at least every
+//! [`ACK_RETRY`]. A stop never interrupts a commit; what is committed but not yet acknowledged
+//! is redelivered and dropped as a duplicate. Health hears of every commit and every queued
+//! ack, so outstanding work with no progress is reported ([`crate::health`]).
 //!
 //! A bad message never stops ingest: it is counted, logged and acknowledged (so the broker does
 //! not redeliver it forever). A store failure does stop it: nothing may be acknowledged that is
@@ -25,8 +27,9 @@
 
 pub mod dedup;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rumqttc::{AsyncClient, Publish, QoS};
@@ -46,6 +49,10 @@ use crate::registry::Registry;
 use crate::rollup::dirty_marks;
 use crate::store::{capacity_key, gap_key, trees, Store, StoreBatch};
 use dedup::SeqTracker;
+
+/// How often acks that did not fit in the client's request channel are tried again while no
+/// message arrives.
+pub const ACK_RETRY: Duration = Duration::from_millis(10);
 
 /// Ingest settings.
 #[derive(Debug, Clone)]
@@ -74,17 +81,15 @@ pub struct Ingest {
     trackers: HashMap<(String, String), SeqTracker>,
     /// Spots probe state changes for event-driven incident evaluation.
     watch: Option<StateWatch>,
+    /// PUBACKs of committed messages not yet queued: (QoS, packet id).
+    pending_pubacks: Vec<(QoS, u16)>,
+    /// Watermarks not yet queued: the newest seq per (site, agent, boot).
+    pending_watermarks: BTreeMap<(String, String, String), u64>,
 }
 
 /// Key of a (agent, boot) dedup record.
 fn seqs_key(agent: &str, boot: &str) -> Vec<u8> {
     KeyBuf::new().str(agent).str(boot).build()
-}
-
-/// What a committed batch still owes: PUBACKs and watermarks.
-struct Acks {
-    msgs: Vec<Publish>,
-    watermarks: Vec<Ack>,
 }
 
 /// What one message contributed to a batch, for the acks after the commit.
@@ -132,6 +137,8 @@ impl Ingest {
             health,
             trackers,
             watch: None,
+            pending_pubacks: Vec::new(),
+            pending_watermarks: BTreeMap::new(),
         })
     }
 
@@ -165,8 +172,14 @@ impl Ingest {
                     Some(m) => m,
                     None => break,
                 },
+                () = tokio::time::sleep(ACK_RETRY), if self.acks_pending() => {
+                    self.queue_acks();
+                    continue;
+                }
             };
-            self.health.ingest_busy(Some(now_ms()));
+            if self.health.ingest_busy_since() == 0 {
+                self.health.ingest_busy(Some(now_ms()));
+            }
             let mut bytes = first.payload.len();
             let mut msgs = vec![first];
             while msgs.len() < self.config.batch_max && bytes < self.config.batch_max_bytes {
@@ -178,35 +191,76 @@ impl Ingest {
                     None => break,
                 }
             }
-            let acks = match self.commit(msgs).await {
-                Ok(acks) => acks,
-                Err(e) => {
-                    // Health says so before the collector stops (it exits; a restart is safe).
-                    self.health.store_write_failed(format!("{e:#}"));
-                    return Err(e);
-                }
-            };
-            let acknowledged = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => false,
-                r = self.acknowledge(acks) => {
-                    r?;
-                    true
-                }
-            };
-            if !acknowledged {
-                tracing::debug!(
-                    "Stopping before the last batch was acknowledged; the broker redelivers it."
-                );
-                break;
+            if let Err(e) = self.commit(msgs).await {
+                // Health says so before the collector stops (it exits; a restart is safe).
+                self.health.store_write_failed(format!("{e:#}"));
+                return Err(e);
             }
-            self.health.ingest_busy(None);
+            self.health.ingest_busy(Some(now_ms()));
+            self.queue_acks();
+        }
+        // One last try, without waiting: every ack that goes out saves a redelivery.
+        self.queue_acks();
+        if self.acks_pending() {
+            tracing::debug!(
+                pubacks = self.pending_pubacks.len(),
+                watermarks = self.pending_watermarks.len(),
+                "Stopping with acks not yet queued; the broker redelivers those messages."
+            );
         }
         Ok(())
     }
 
-    /// Stores one batch of messages; returns what to acknowledge.
-    async fn commit(&mut self, msgs: Vec<Publish>) -> anyhow::Result<Acks> {
+    fn acks_pending(&self) -> bool {
+        !self.pending_pubacks.is_empty() || !self.pending_watermarks.is_empty()
+    }
+
+    /// Queues as many pending PUBACKs, then watermarks, as the client's request channel takes
+    /// now, without waiting; keeps the rest.
+    fn queue_acks(&mut self) {
+        let before = self.pending_pubacks.len() + self.pending_watermarks.len();
+        while let Some(&(qos, pkid)) = self.pending_pubacks.last() {
+            let mut ack = Publish::new("", qos, Vec::new());
+            ack.pkid = pkid;
+            if self.client.try_ack(&ack).is_err() {
+                break;
+            }
+            self.pending_pubacks.pop();
+        }
+        if self.pending_pubacks.is_empty() {
+            while let Some(entry) = self.pending_watermarks.first_entry() {
+                let (site, agent, boot) = entry.key().clone();
+                let ack = Ack {
+                    v: v1::VERSION,
+                    site,
+                    agent,
+                    boot,
+                    seq: *entry.get(),
+                };
+                let topic = self
+                    .config
+                    .layout
+                    .agent(&ack.site, &ack.agent, Channel::Ack);
+                if self
+                    .client
+                    .try_publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
+                    .is_err()
+                {
+                    break;
+                }
+                entry.remove();
+            }
+        }
+        let after = self.pending_pubacks.len() + self.pending_watermarks.len();
+        if after == 0 && self.inbox.is_empty() {
+            self.health.ingest_busy(None);
+        } else if after < before {
+            self.health.ingest_busy(Some(now_ms()));
+        }
+    }
+
+    /// Stores one batch of messages; adds its PUBACKs and watermarks to the pending acks.
+    async fn commit(&mut self, msgs: Vec<Publish>) -> anyhow::Result<()> {
         let now = now_ms();
         let mut batch = StoreBatch::default();
         let mut effects = BatchEffects::default();
@@ -254,42 +308,17 @@ impl Ingest {
         if let Some(watch) = &mut self.watch {
             watch.fire();
         }
-        let watermarks = effects
-            .touched
-            .into_iter()
-            .filter_map(|(site, agent, boot)| {
-                let seq = self
-                    .trackers
-                    .get(&(agent.clone(), boot.clone()))?
-                    .watermark();
-                Some(Ack {
-                    v: v1::VERSION,
-                    site,
-                    agent,
-                    boot,
-                    seq,
-                })
-            })
-            .collect();
-        Ok(Acks { msgs, watermarks })
-    }
-
-    /// PUBACKs the batch's messages, then publishes the retained watermarks.
-    async fn acknowledge(&self, acks: Acks) -> anyhow::Result<()> {
-        for msg in &acks.msgs {
-            if msg.qos != QoS::AtMostOnce {
-                self.client.ack(msg).await.context("MQTT client closed")?;
-            }
-        }
-        for ack in acks.watermarks {
-            let topic = self
-                .config
-                .layout
-                .agent(&ack.site, &ack.agent, Channel::Ack);
-            self.client
-                .publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
-                .await
-                .context("MQTT client closed")?;
+        self.pending_pubacks.extend(
+            msgs.iter()
+                .filter(|m| m.qos != QoS::AtMostOnce)
+                .map(|m| (m.qos, m.pkid)),
+        );
+        for key in effects.touched {
+            let Some(t) = self.trackers.get(&(key.1.clone(), key.2.clone())) else {
+                continue;
+            };
+            // Acked even when everything was a duplicate (set again, not only when it grew).
+            self.pending_watermarks.insert(key, t.watermark());
         }
         Ok(())
     }

@@ -58,6 +58,15 @@ pub struct MqttConfig {
     /// that nothing depends on its size.
     #[serde(default = "default_request_channel_capacity")]
     pub request_channel_capacity: usize,
+    /// Tuning knob (not in the shipped configs): bytes of incoming messages held between the
+    /// MQTT driver and their consumer; when full, the driver stops reading and the broker holds
+    /// the rest. Tests make it tiny.
+    #[serde(default = "default_inbox_max_bytes")]
+    pub inbox_max_bytes: usize,
+    /// Tuning knob: most incoming messages held there. Small enough that the consumer works
+    /// through them well within `keep_alive` (the broker's PINGRESP waits behind them).
+    #[serde(default = "default_inbox_max_messages")]
+    pub inbox_max_messages: usize,
 }
 
 fn default_url() -> String {
@@ -84,6 +93,12 @@ const fn default_reconnect_max() -> Duration {
 const fn default_request_channel_capacity() -> usize {
     1_024
 }
+const fn default_inbox_max_bytes() -> usize {
+    16 * 1024 * 1024
+}
+const fn default_inbox_max_messages() -> usize {
+    2_000
+}
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -100,6 +115,8 @@ impl Default for MqttConfig {
             reconnect_min: default_reconnect_min(),
             reconnect_max: default_reconnect_max(),
             request_channel_capacity: default_request_channel_capacity(),
+            inbox_max_bytes: default_inbox_max_bytes(),
+            inbox_max_messages: default_inbox_max_messages(),
         }
     }
 }
@@ -116,6 +133,8 @@ impl fmt::Debug for MqttConfig {
             .field("keep_alive", &self.keep_alive)
             .field("max_packet_size", &self.max_packet_size)
             .field("request_channel_capacity", &self.request_channel_capacity)
+            .field("inbox_max_bytes", &self.inbox_max_bytes)
+            .field("inbox_max_messages", &self.inbox_max_messages)
             .finish_non_exhaustive()
     }
 }

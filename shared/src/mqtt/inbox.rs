@@ -1,19 +1,23 @@
 //! The hand-over of incoming publishes from the MQTT driver to their consumer (collector ingest,
-//! the agent's ack handling) — a queue the driver can always push to without waiting.
+//! the agent's ack handling): a queue bounded by bytes with credit-based flow control.
 //!
-//! The driver must never wait on its consumer: the consumer acknowledges and publishes through
-//! the same event loop the driver polls, so a driver waiting for room while the consumer waits
-//! for the event loop is a circular wait (issue 10, point 0). The queue is therefore unbounded;
-//! what bounds it is the broker's in-flight window towards this client: with manual acks the
-//! consumer acknowledges only what it has processed, and the broker sends no more than its
-//! window of unacknowledged messages. The [`InboxGauge`] shows what waits (messages, bytes, the
-//! peak), for health and logs.
+//! The driver takes credits (a message's payload and topic bytes plus a fixed overhead) before it
+//! hands a message over, and waits while none are left; the consumer returns them as it takes
+//! messages. That wait is safe only because **a consumer never waits on the driver**: it queues
+//! its acks and publishes with `try_*` and keeps what does not fit for later, so it always comes
+//! back to take more (a driver waiting for room while the consumer waits for the event loop was
+//! the circular wait of issue 10, point 0). The broker's in-flight window cannot be the bound:
+//! Mosquitto 2.0.11 was seen sending a million unacknowledged messages to a manual-ack client.
+//! The [`InboxGauge`] shows what waits (messages, bytes, the peak), for health and logs.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use rumqttc::Publish;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Credits a message costs beyond its payload and topic bytes, so that tiny messages count too.
+const OVERHEAD: usize = 128;
 
 /// What waits in an inbox, shared by its two ends.
 #[derive(Debug, Default)]
@@ -23,6 +27,7 @@ pub struct InboxGauge {
     peak_messages: AtomicU64,
     peak_bytes: AtomicU64,
     received: AtomicU64,
+    capacity_bytes: AtomicU64,
 }
 
 /// A reading of an [`InboxGauge`].
@@ -38,6 +43,8 @@ pub struct InboxLevel {
     pub peak_bytes: u64,
     /// Messages handed over since the start.
     pub received: u64,
+    /// The inbox's capacity in credits (bytes).
+    pub capacity_bytes: u64,
 }
 
 impl InboxGauge {
@@ -49,6 +56,7 @@ impl InboxGauge {
             peak_messages: self.peak_messages.load(Relaxed),
             peak_bytes: self.peak_bytes.load(Relaxed),
             received: self.received.load(Relaxed),
+            capacity_bytes: self.capacity_bytes.load(Relaxed),
         }
     }
 
@@ -70,31 +78,63 @@ fn size(p: &Publish) -> u64 {
     p.payload.len() as u64
 }
 
-/// The driver's end: pushing never waits.
+/// A message in the inbox with the credits it holds.
+#[derive(Debug)]
+struct Held {
+    publish: Publish,
+    credits: u32,
+}
+
+/// The driver's end.
 #[derive(Debug, Clone)]
 pub struct InboxSender {
-    tx: mpsc::UnboundedSender<Publish>,
+    tx: mpsc::UnboundedSender<Held>,
+    credits: Arc<Semaphore>,
+    capacity: u32,
+    /// The least a message costs, so that at most `capacity_messages` fit.
+    min_cost: u32,
     gauge: Arc<InboxGauge>,
 }
 
-/// The consumer's end.
+/// The consumer's end. Dropping it closes the inbox: a waiting [`InboxSender::push`] fails.
 #[derive(Debug)]
 pub struct Inbox {
-    rx: mpsc::UnboundedReceiver<Publish>,
+    rx: mpsc::UnboundedReceiver<Held>,
+    credits: Arc<Semaphore>,
     gauge: Arc<InboxGauge>,
 }
 
-/// A new inbox.
-pub fn inbox() -> (InboxSender, Inbox) {
+/// A new inbox holding at most `capacity_bytes` of messages (counted as payload + topic +
+/// a fixed overhead each; one message larger than that still passes, alone) and at most
+/// `capacity_messages` messages. The message bound keeps the time to work through the inbox
+/// short: the broker's PUBACKs and PINGRESPs wait behind it on the socket.
+pub fn inbox(capacity_bytes: usize, capacity_messages: usize) -> (InboxSender, Inbox) {
+    let capacity = u32::try_from(capacity_bytes.clamp(1, Semaphore::MAX_PERMITS))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let min_cost = u32::try_from(capacity as usize / capacity_messages.max(1))
+        .unwrap_or(u32::MAX)
+        .max(1);
     let (tx, rx) = mpsc::unbounded_channel();
     let gauge = Arc::new(InboxGauge::default());
+    gauge.capacity_bytes.store(u64::from(capacity), Relaxed);
+    let credits = Arc::new(Semaphore::new(capacity as usize));
     (
         InboxSender {
             tx,
+            credits: credits.clone(),
+            capacity,
+            min_cost,
             gauge: gauge.clone(),
         },
-        Inbox { rx, gauge },
+        Inbox { rx, credits, gauge },
     )
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.credits.close();
+    }
 }
 
 /// The consumer is gone.
@@ -103,33 +143,74 @@ pub fn inbox() -> (InboxSender, Inbox) {
 pub struct InboxClosed;
 
 impl InboxSender {
-    /// Hands `p` over without waiting.
-    ///
-    /// # Errors
-    /// The consumer dropped its end.
-    pub fn push(&self, p: Publish) -> Result<(), InboxClosed> {
-        let bytes = size(&p);
+    fn cost(&self, p: &Publish) -> u32 {
+        u32::try_from(p.payload.len() + p.topic.len() + OVERHEAD)
+            .unwrap_or(u32::MAX)
+            .max(self.min_cost)
+            .min(self.capacity)
+    }
+
+    fn send(&self, publish: Publish, credits: u32) -> Result<(), InboxClosed> {
+        let bytes = size(&publish);
         self.gauge.add(bytes);
-        self.tx.send(p).map_err(|_| {
+        self.tx.send(Held { publish, credits }).map_err(|_| {
             self.gauge.take(bytes);
             InboxClosed
         })
     }
+
+    /// Hands `p` over, waiting while the inbox is full.
+    ///
+    /// # Errors
+    /// The consumer dropped its end.
+    pub async fn push(&self, p: Publish) -> Result<(), InboxClosed> {
+        let credits = self.cost(&p);
+        self.credits
+            .acquire_many(credits)
+            .await
+            .map_err(|_| InboxClosed)?
+            .forget();
+        self.send(p, credits)
+    }
+
+    /// Hands `p` over if there is room now; gives it back otherwise.
+    ///
+    /// # Errors
+    /// Full (with the message) or closed.
+    pub fn try_push(&self, p: Publish) -> Result<(), Publish> {
+        let credits = self.cost(&p);
+        match self.credits.try_acquire_many(credits) {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(p),
+        }
+        // Closed after the credits were taken: the message is dropped (never acknowledged).
+        let _closed = self.send(p, credits).is_err();
+        Ok(())
+    }
 }
 
 impl Inbox {
+    fn taken(&self, held: Held) -> Publish {
+        self.credits.add_permits(held.credits as usize);
+        self.gauge.take(size(&held.publish));
+        held.publish
+    }
+
     /// The next publish; `None` once the driver is gone and everything was taken.
     pub async fn recv(&mut self) -> Option<Publish> {
-        let p = self.rx.recv().await?;
-        self.gauge.take(size(&p));
-        Some(p)
+        let held = self.rx.recv().await?;
+        Some(self.taken(held))
+    }
+
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
     }
 
     /// The next publish if one waits.
     pub fn try_recv(&mut self) -> Option<Publish> {
-        let p = self.rx.try_recv().ok()?;
-        self.gauge.take(size(&p));
-        Some(p)
+        let held = self.rx.try_recv().ok()?;
+        Some(self.taken(held))
     }
 
     /// The gauge both ends update.
@@ -148,26 +229,60 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pushing_never_waits_and_the_gauge_counts_what_waits() {
-        let (tx, mut rx) = inbox();
-        for _ in 0..50_000 {
-            tx.push(publish(10)).unwrap();
-        }
+    async fn the_gauge_counts_what_waits_and_a_full_inbox_holds_the_driver_back() {
+        // Room for two messages of 10 bytes (10 + 1 + 128 credits each).
+        let (tx, mut rx) = inbox(2 * 139, 100);
+        tx.push(publish(10)).await.unwrap();
+        tx.push(publish(10)).await.unwrap();
         let level = rx.gauge().level();
-        assert_eq!((level.messages, level.bytes), (50_000, 500_000));
+        assert_eq!((level.messages, level.bytes), (2, 20));
+        let third = tx.try_push(publish(10));
+        assert!(third.is_err(), "full");
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.push(publish(10)).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the driver waits for room");
         assert_eq!(rx.recv().await.map(|p| p.payload.len()), Some(10));
+        assert_eq!(waiting.await.unwrap(), Ok(()));
         assert!(rx.try_recv().is_some());
         let level = rx.gauge().level();
-        assert_eq!((level.messages, level.bytes), (49_998, 499_980));
-        assert_eq!((level.peak_messages, level.received), (50_000, 50_000));
+        assert_eq!(
+            (level.messages, level.peak_messages, level.received),
+            (1, 2, 3)
+        );
     }
 
     #[tokio::test]
-    async fn a_push_after_the_consumer_left_fails_and_counts_nothing() {
-        let (tx, rx) = inbox();
+    async fn the_inbox_also_holds_at_most_its_message_count() {
+        let (tx, _rx) = inbox(1_000_000, 3);
+        for _ in 0..3 {
+            assert!(tx.try_push(publish(1)).is_ok());
+        }
+        assert!(tx.try_push(publish(1)).is_err(), "three messages fill it");
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_inbox_still_passes_alone() {
+        let (tx, mut rx) = inbox(100, 100);
+        tx.push(publish(1_000)).await.unwrap();
+        assert_eq!(rx.recv().await.map(|p| p.payload.len()), Some(1_000));
+    }
+
+    #[tokio::test]
+    async fn a_driver_waiting_for_room_is_released_when_the_consumer_leaves() {
+        let (tx, rx) = inbox(200, 100);
+        tx.push(publish(10)).await.unwrap();
         let gauge = rx.gauge();
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.push(publish(10)).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         drop(rx);
-        assert_eq!(tx.push(publish(3)), Err(InboxClosed));
-        assert_eq!(gauge.level().messages, 0);
+        assert_eq!(waiting.await.unwrap(), Err(InboxClosed));
+        assert_eq!(tx.push(publish(3)).await, Err(InboxClosed));
+        assert_eq!(gauge.level().messages, 1);
     }
 }
