@@ -14,7 +14,7 @@
 //!
 //! **Ingest never waits on the MQTT driver** (the driver waits for room in ingest's inbox, so
 //! the other direction would be a circular wait): PUBACKs and watermarks are queued with
-//! `try_*`; what does not fit in the client's request channel (full while the event loop waits
+//! `try_*` (one of each in turn); what does not fit in the client's request channel (full while the event loop waits
 //! for the broker's PUBACKs behind the incoming backlog) is kept — a packet id per message, the
 //! newest seq per (agent, boot) — and queued on the next round, at least every
 //! [`ACK_RETRY`]. A stop never interrupts a commit; what is committed but not yet acknowledged
@@ -28,6 +28,7 @@
 pub mod dedup;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +86,10 @@ pub struct Ingest {
     pending_pubacks: Vec<(QoS, u16)>,
     /// Watermarks not yet queued: the newest seq per (site, agent, boot).
     pending_watermarks: BTreeMap<(String, String, String), u64>,
+    /// A watermark goes next (PUBACKs and watermarks take turns).
+    watermark_turn: bool,
+    /// The (site, agent, boot) whose watermark was queued last.
+    last_watermark: Option<(String, String, String)>,
 }
 
 /// Key of a (agent, boot) dedup record.
@@ -139,6 +144,8 @@ impl Ingest {
             watch: None,
             pending_pubacks: Vec::new(),
             pending_watermarks: BTreeMap::new(),
+            watermark_turn: false,
+            last_watermark: None,
         })
     }
 
@@ -215,40 +222,24 @@ impl Ingest {
         !self.pending_pubacks.is_empty() || !self.pending_watermarks.is_empty()
     }
 
-    /// Queues as many pending PUBACKs, then watermarks, as the client's request channel takes
-    /// now, without waiting; keeps the rest.
+    /// Queues as many pending PUBACKs and watermarks as the client's request channel takes
+    /// now, without waiting, one of each in turn (so that a steady stream of messages cannot
+    /// starve the watermarks, which would make the agents re-send and feed the stream); keeps
+    /// the rest.
     fn queue_acks(&mut self) {
         let before = self.pending_pubacks.len() + self.pending_watermarks.len();
-        while let Some(&(qos, pkid)) = self.pending_pubacks.last() {
-            let mut ack = Publish::new("", qos, Vec::new());
-            ack.pkid = pkid;
-            if self.client.try_ack(&ack).is_err() {
+        loop {
+            // Whoever went last goes second, across calls too: with a request channel that
+            // takes one at a time, a fixed order would starve the second kind.
+            type Queue = fn(&mut Ingest) -> bool;
+            let (first, second): (Queue, Queue) = if self.watermark_turn {
+                (Self::queue_watermark, Self::queue_puback)
+            } else {
+                (Self::queue_puback, Self::queue_watermark)
+            };
+            let queued = first(self) || second(self);
+            if !queued {
                 break;
-            }
-            self.pending_pubacks.pop();
-        }
-        if self.pending_pubacks.is_empty() {
-            while let Some(entry) = self.pending_watermarks.first_entry() {
-                let (site, agent, boot) = entry.key().clone();
-                let ack = Ack {
-                    v: v1::VERSION,
-                    site,
-                    agent,
-                    boot,
-                    seq: *entry.get(),
-                };
-                let topic = self
-                    .config
-                    .layout
-                    .agent(&ack.site, &ack.agent, Channel::Ack);
-                if self
-                    .client
-                    .try_publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
-                    .is_err()
-                {
-                    break;
-                }
-                entry.remove();
             }
         }
         let after = self.pending_pubacks.len() + self.pending_watermarks.len();
@@ -257,6 +248,61 @@ impl Ingest {
         } else if after < before {
             self.health.ingest_busy(Some(now_ms()));
         }
+    }
+
+    /// Queues the next pending PUBACK if the request channel takes it now.
+    fn queue_puback(&mut self) -> bool {
+        let Some(&(qos, pkid)) = self.pending_pubacks.last() else {
+            return false;
+        };
+        let mut ack = Publish::new("", qos, Vec::new());
+        ack.pkid = pkid;
+        if self.client.try_ack(&ack).is_err() {
+            return false;
+        }
+        self.pending_pubacks.pop();
+        self.watermark_turn = true;
+        true
+    }
+
+    /// Queues the next pending watermark if the request channel takes it now.
+    fn queue_watermark(&mut self) -> bool {
+        // Round the agents in key order from the last one served, so that agents touched by
+        // every batch cannot starve the others.
+        let next = match &self.last_watermark {
+            Some(last) => self
+                .pending_watermarks
+                .range((Bound::Excluded(last.clone()), Bound::Unbounded))
+                .next()
+                .or_else(|| self.pending_watermarks.iter().next()),
+            None => self.pending_watermarks.iter().next(),
+        };
+        let Some((key, seq)) = next.map(|(k, s)| (k.clone(), *s)) else {
+            return false;
+        };
+        let (site, agent, boot) = key.clone();
+        let ack = Ack {
+            v: v1::VERSION,
+            site,
+            agent,
+            boot,
+            seq,
+        };
+        let topic = self
+            .config
+            .layout
+            .agent(&ack.site, &ack.agent, Channel::Ack);
+        if self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
+            .is_err()
+        {
+            return false;
+        }
+        self.pending_watermarks.remove(&key);
+        self.last_watermark = Some(key);
+        self.watermark_turn = false;
+        true
     }
 
     /// Stores one batch of messages; adds its PUBACKs and watermarks to the pending acks.
