@@ -25,7 +25,7 @@ use rumqttc::{AsyncClient, LastWill, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::config::{Backoff, MqttConnectError, MqttConnector};
-use watchstand_shared::mqtt::{ConnectionEvent, MqttDriver};
+use watchstand_shared::mqtt::{ConnectionEvent, Inbox, MqttDriver};
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{Channel, TopicLayout};
 use watchstand_shared::wire::v1::{decode, encode, Ack, AgentState, Status, VERSION};
@@ -91,7 +91,7 @@ pub fn offline_status(config: &ValidatedAgentConfig, boot: &str) -> Status {
 /// The agent's MQTT task; see the module docs.
 pub struct MqttLink {
     driver: MqttDriver,
-    publishes: mpsc::Receiver<Publish>,
+    publishes: Inbox,
     connection: mpsc::UnboundedReceiver<ConnectionEvent>,
     state: LinkTask,
 }
@@ -153,7 +153,10 @@ impl MqttLink {
         )?;
         let (client, eventloop) =
             AsyncClient::new(options.clone(), options.request_channel_capacity());
-        let (publish_tx, publishes) = mpsc::channel(64);
+        let (publish_tx, publishes) = watchstand_shared::mqtt::inbox(
+            config.mqtt.inbox_max_bytes,
+            config.mqtt.inbox_max_messages,
+        );
         let (connection_tx, connection) = mpsc::unbounded_channel();
         let backoff = Backoff::new(
             config.mqtt.reconnect_min.get(),
@@ -256,18 +259,10 @@ impl MqttLink {
             }
         }
         driver_stop.cancel();
-        // Keep taking incoming publishes so the driver is never stuck handing one over.
-        loop {
-            tokio::select! {
-                _ = &mut driver_task => break,
-                p = publishes.recv() => if p.is_none() {
-                    // Channel closed: the driver is finishing; wait for it.
-                    if let Err(e) = (&mut driver_task).await {
-                        tracing::warn!(error = %e, "MQTT driver task failed.");
-                    }
-                    break;
-                },
-            }
+        // The driver no longer hands publishes over while stopping (nobody waits on this task):
+        // it ends once the DISCONNECT went out, the connection ended, or the drain limit passed.
+        if let Err(e) = driver_task.await {
+            tracing::warn!(error = %e, "MQTT driver task failed.");
         }
         link.link.send_modify(|l| l.connected = false);
         tracing::info!("Agent disconnected from the broker.");

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod health;
 pub mod human;
 pub mod incident;
 pub mod ingest;

@@ -8,7 +8,8 @@
 //!
 //! Stop order (on the shutdown token): stop the API, stop ingest (messages not yet stored stay
 //! unacknowledged and the broker redelivers them to the persistent session), final rollup pass,
-//! publish the retained offline state, disconnect, flush the store.
+//! publish the retained offline state, disconnect — the MQTT driver ends when its DISCONNECT
+//! went out, so nothing reconnects during the stop — flush the store.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::config::{Backoff, MqttConnector};
 use watchstand_shared::mqtt::{ConnectionEvent, MqttDriver};
+
+use crate::health::HealthState;
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::TopicLayout;
 use watchstand_shared::wire::v1::{CollectorState, CollectorStatus};
@@ -39,13 +42,16 @@ use crate::store::{trees, Store, StoreError};
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 /// How often due webhook notifications are sent.
 const NOTIFY_EVERY: Duration = Duration::from_millis(500);
-/// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown.
+/// How long the MQTT driver may drain (offline state, DISCONNECT) at shutdown; it ends as soon
+/// as its DISCONNECT went out.
 const MQTT_DRAIN: Duration = Duration::from_secs(2);
+/// How long the stop waits to queue the offline state and DISCONNECT (the driver keeps polling,
+/// so this only runs out when the request channel is full while the broker is away).
+const MQTT_QUEUE_LIMIT: Duration = Duration::from_millis(500);
+/// The collector's MQTT socket receive buffer, bytes.
+const MQTT_RECV_BUFFER: u32 = 256 * 1024;
 /// Bytes a packet may carry beyond the payload limit (topic, headers) at the embedded broker.
 const PACKET_HEADROOM: usize = 64 * 1024;
-/// Publishes buffered between the MQTT driver and ingest; when full, the driver stops reading
-/// the socket and the broker holds the rest (back-pressure, not loss).
-const INBOX_CAPACITY: usize = 10_000;
 
 /// The retained payload of `watchstand/v1/_collector/{id}/state` (the shared wire type agents
 /// read to know a collector is online).
@@ -143,8 +149,21 @@ pub async fn start(
         config.max_payload_bytes.max(mqtt.max_packet_size) + 2 * PACKET_HEADROOM,
         mqtt.max_packet_size,
     );
-    let (client, eventloop) = AsyncClient::new(options.clone(), options.request_channel_capacity());
-    let (publish_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+    let (client, mut eventloop) =
+        AsyncClient::new(options.clone(), options.request_channel_capacity());
+    // A small socket receive buffer: the broker's PUBACKs and PINGRESPs queue behind the
+    // incoming publishes, so what the kernel may buffer beyond the inbox must stay small too.
+    let mut network = eventloop.network_options();
+    network.set_tcp_recv_buffer_size(MQTT_RECV_BUFFER);
+    eventloop.set_network_options(network);
+    // Bounded by bytes: when full the driver stops reading and the broker holds the rest. Safe
+    // because ingest never waits on the driver (its acks go out with try_*).
+    let (publish_tx, inbox) =
+        watchstand_shared::mqtt::inbox(mqtt.inbox_max_bytes, mqtt.inbox_max_messages);
+    let health = Arc::new(HealthState::new(
+        inbox.gauge(),
+        config.ingest_stall_after.as_millis(),
+    ));
     let (connection_tx, connection) = mpsc::unbounded_channel();
     let driver = MqttDriver::new(
         eventloop,
@@ -166,12 +185,14 @@ pub async fn start(
             layout: layout.clone(),
             max_payload_bytes: config.max_payload_bytes,
             batch_max: config.ingest_batch_max,
+            batch_max_bytes: config.ingest_batch_max_bytes,
         },
         store.clone(),
         client.clone(),
         inbox,
         registry.clone(),
         counters.clone(),
+        health.clone(),
     )?;
     let catalogue = Arc::new(config.catalogue.clone());
     let links = incident::EvaluatorLinks::default();
@@ -197,6 +218,7 @@ pub async fn start(
         collector_id: config.id.clone(),
         started_ms: now_ms(),
         incidents: engine.clone(),
+        health: health.clone(),
     });
 
     tracing::info!(
@@ -220,7 +242,10 @@ pub async fn start(
             config.id.clone(),
             connection,
             links.presence.clone(),
+            health.clone(),
         ));
+        let watchdog_stop = CancellationToken::new();
+        let watchdog = tokio::spawn(crate::health::watchdog::run(health, watchdog_stop.clone()));
         let mut ingest = tokio::spawn(ingest.run(ingest_stop.clone()));
         let rollups = tokio::spawn(rollup::run(
             store.clone(),
@@ -278,24 +303,32 @@ pub async fn start(
             tracing::warn!(error = %e, "Rollup task failed at shutdown.");
         }
         session.abort();
-        if let Err(e) = client
-            .publish(
-                state_topic,
-                QoS::AtLeastOnce,
-                true,
-                state_payload(&config.id, CollectorState::Offline),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "Could not queue the offline state.");
+        watchdog_stop.cancel();
+        let queued = tokio::time::timeout(MQTT_QUEUE_LIMIT, async {
+            client
+                .publish(
+                    state_topic,
+                    QoS::AtLeastOnce,
+                    true,
+                    state_payload(&config.id, CollectorState::Offline),
+                )
+                .await?;
+            client.disconnect().await
+        })
+        .await;
+        match queued {
+            Ok(Ok(())) => {}
+            // The broker's last will announces the offline state instead.
+            Ok(Err(e)) => tracing::debug!(error = %e, "Offline state or DISCONNECT not queued."),
+            Err(_) => tracing::debug!("Offline state or DISCONNECT not queued in time."),
         }
-        if let Err(e) = client.disconnect().await {
-            tracing::debug!(error = %e, "Disconnect not queued.");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
         driver_stop.cancel();
-        if let Err(e) = driver.await {
-            tracing::warn!(error = %e, "MQTT driver task failed.");
+        match driver.await {
+            Ok(end) => tracing::debug!(?end, "MQTT driver ended."),
+            Err(e) => tracing::warn!(error = %e, "MQTT driver task failed."),
+        }
+        if let Err(e) = watchdog.await {
+            tracing::warn!(error = %e, "Watchdog task failed at shutdown.");
         }
         match api.await {
             Ok(Ok(())) => {}
@@ -326,11 +359,13 @@ async fn keep_session(
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
     presence: Arc<incident::presence::Presence>,
+    health: Arc<HealthState>,
 ) {
     while let Some(event) = connection.recv().await {
         match event {
             ConnectionEvent::Connected { session_present } => {
                 presence.connected(now_ms());
+                health.broker(true, None);
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
                     ingest::subscribe(&client, &layout).await?;
@@ -351,6 +386,7 @@ async fn keep_session(
             }
             ConnectionEvent::Disconnected { error } => {
                 presence.disconnected(now_ms());
+                health.broker(false, Some(error.clone()));
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
             }
         }

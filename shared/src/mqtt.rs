@@ -1,7 +1,26 @@
 //! The MQTT event-loop driver both binaries use: one task owns the rumqttc `EventLoop`, polls it
 //! forever, waits with capped exponential backoff plus jitter after an error (rumqttc retries at
-//! once otherwise: rumqtt issues #703, #918), forwards incoming publishes to a bounded channel,
-//! and reports connection changes so the owner can (re)subscribe and (re)publish its birth.
+//! once otherwise: rumqtt issues #703, #918), hands incoming publishes to an [`Inbox`] bounded
+//! by bytes, and reports connection changes so the owner can (re)subscribe and (re)publish its
+//! birth.
+//!
+//! **Never stuck.** rumqttc reads the request channel (acks, publishes, DISCONNECT) only inside
+//! `poll`, and only while its outgoing in-flight window has room; the window frees only when
+//! `poll` reads the broker's PUBACKs, which arrive on the same socket behind the incoming
+//! publishes. A driver that waited for room in the inbox while its consumer waited to queue an
+//! ack or a publish was a circular wait (issue 10, point 0). The rule that breaks it: the
+//! driver may wait for inbox credits (that is the back-pressure: the broker holds the rest), but
+//! **a consumer never waits on the driver** — it queues acks and publishes with `try_*` and keeps
+//! what does not fit for its next round, so it always comes back for more messages.
+//!
+//! **Clean stop.** The owner queues its last messages and DISCONNECT, then cancels the stop
+//! token. The driver ends when it sees its DISCONNECT go out (the broker closing the socket
+//! after it is expected, not a lost connection), when the connection fails while stopping (no
+//! reconnect), or after the drain limit.
+
+mod inbox;
+
+pub use inbox::{inbox, Inbox, InboxClosed, InboxGauge, InboxLevel, InboxSender};
 
 use std::time::Duration;
 
@@ -30,18 +49,31 @@ pub enum ConnectionEvent {
 pub struct MqttDriver {
     eventloop: EventLoop,
     backoff: Backoff,
-    publishes: mpsc::Sender<Publish>,
+    publishes: InboxSender,
     connection: mpsc::UnboundedSender<ConnectionEvent>,
     name: &'static str,
 }
 
+/// Why a driver ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverEnd {
+    /// Its DISCONNECT went out.
+    Disconnected,
+    /// Stopped while not connected, or the connection ended while stopping.
+    NotConnected,
+    /// The drain limit passed before a DISCONNECT went out.
+    DrainExpired,
+    /// Every client handle is gone (rumqttc's `RequestsDone`).
+    ClientsGone,
+}
+
 impl MqttDriver {
-    /// A driver that sends incoming publishes to `publishes` and connection events to
+    /// A driver that hands incoming publishes to `publishes` and connection events to
     /// `connection`. `name` labels its log lines (`agent`, `collector`).
     pub fn new(
         eventloop: EventLoop,
         backoff: Backoff,
-        publishes: mpsc::Sender<Publish>,
+        publishes: InboxSender,
         connection: mpsc::UnboundedSender<ConnectionEvent>,
         name: &'static str,
     ) -> Self {
@@ -61,14 +93,46 @@ impl MqttDriver {
         }
     }
 
-    /// Polls until `shutdown` is cancelled. Keeps polling for `drain` after cancellation so that
-    /// a final publish (offline status) and DISCONNECT go out.
-    pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
+    /// Hands `p` to the consumer, waiting for room unless `stop` comes first. A message that
+    /// cannot be handed over (stopping, or the consumer stopped after a store failure) stays
+    /// unacknowledged: the broker redelivers it to the persistent session. Polling goes on
+    /// regardless, so the owner's last publishes and DISCONNECT still go out.
+    /// (A function of the inbox alone: the event loop is not `Sync`, so the future must not
+    /// borrow the whole driver.)
+    async fn hand_over(
+        publishes: &InboxSender,
+        name: &'static str,
+        p: Publish,
+        stop: &CancellationToken,
+        consumer_gone: &mut bool,
+    ) {
+        let handed = if stop.is_cancelled() {
+            publishes.try_push(p).is_ok()
+        } else {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => false,
+                r = publishes.push(p) => r.is_ok(),
+            }
+        };
+        if !handed && !*consumer_gone {
+            *consumer_gone = true;
+            tracing::debug!(
+                driver = name,
+                "Incoming publishes left unacknowledged: their consumer stopped or is stopping."
+            );
+        }
+    }
+
+    /// Polls until stopped; see the module docs. After `stop` is cancelled it polls for at most
+    /// `drain` so that queued requests (offline status, DISCONNECT) go out.
+    pub async fn run(mut self, stop: CancellationToken, drain: Duration) -> DriverEnd {
         let mut connected = false;
-        loop {
+        let mut consumer_gone = false;
+        let end = loop {
             let event = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
+                () = stop.cancelled() => break None,
                 event = self.eventloop.poll() => event,
             };
             match event {
@@ -85,13 +149,18 @@ impl MqttDriver {
                     });
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    if self.publishes.send(p).await.is_err() {
-                        break;
-                    }
+                    Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                    break Some(DriverEnd::Disconnected);
                 }
                 Ok(_) => {}
+                Err(rumqttc::ConnectionError::RequestsDone) => break Some(DriverEnd::ClientsGone),
                 Err(e) => {
                     let delay = self.backoff.next_delay();
+                    if stop.is_cancelled() {
+                        break Some(DriverEnd::NotConnected);
+                    }
                     if connected {
                         tracing::warn!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connection lost.");
                     } else {
@@ -102,21 +171,39 @@ impl MqttDriver {
                         error: e.to_string(),
                     });
                     tokio::select! {
-                        () = shutdown.cancelled() => break,
+                        () = stop.cancelled() => break Some(DriverEnd::NotConnected),
                         () = tokio::time::sleep(delay) => {}
                     }
                 }
             }
+        };
+        if let Some(end) = end {
+            tracing::debug!(driver = self.name, ?end, "MQTT driver ended.");
+            return end;
         }
-        if connected {
-            // Let queued requests (offline status, DISCONNECT) reach the broker.
-            let deadline = tokio::time::Instant::now() + drain;
-            while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, self.eventloop.poll()).await
-            {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
+        if !connected {
+            return DriverEnd::NotConnected;
+        }
+        // Stopping while connected: let queued requests (offline status, DISCONNECT) reach the
+        // broker, taking incoming publishes meanwhile, never reconnecting.
+        let deadline = tokio::time::Instant::now() + drain;
+        let end = loop {
+            match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                Err(_) => break DriverEnd::DrainExpired,
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => {
+                    break DriverEnd::Disconnected
+                }
+                Ok(Ok(Event::Incoming(Incoming::Publish(p)))) => {
+                    Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(driver = self.name, error = %e, "MQTT connection ended while stopping.");
+                    break DriverEnd::NotConnected;
                 }
             }
-        }
+        };
+        tracing::debug!(driver = self.name, ?end, "MQTT driver ended.");
+        end
     }
 }

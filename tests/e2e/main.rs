@@ -6,12 +6,15 @@
 mod backlog;
 mod bench_smoke;
 mod broker_identity;
+mod burst;
+mod clean_stop;
 mod configs;
 mod delivery;
 mod disk_full;
 mod faults;
 mod faults_agent;
 mod first_hour;
+mod health;
 mod incidents;
 mod incidents_truth;
 mod malformed;

@@ -114,6 +114,15 @@ fn http() -> reqwest::Client {
         .expect("http client")
 }
 
+/// The health body, which is JSON also when it says `failing` (HTTP 503).
+async fn get_health_json(url: &str) -> Option<Value> {
+    let r = http().get(url).send().await.ok()?;
+    if !(r.status().is_success() || r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE) {
+        return None;
+    }
+    r.json().await.ok()
+}
+
 async fn get_json(url: &str) -> Option<Value> {
     let r = http().get(url).send().await.ok()?;
     if !r.status().is_success() {
@@ -217,7 +226,7 @@ impl CollectorSpec {
         };
         let url = c.url("/api/v1/health");
         wait_for("the collector API", Duration::from_secs(30), || {
-            get_json(&url)
+            get_health_json(&url)
         })
         .await;
         c
@@ -285,9 +294,24 @@ impl Collector {
         .await
     }
 
-    /// `GET /api/v1/health`.
+    /// `GET /api/v1/health` (its body also when it answers 503, `failing`).
     pub async fn health(&self) -> Value {
-        self.get("/api/v1/health").await
+        let url = self.url("/api/v1/health");
+        get_health_json(&url)
+            .await
+            .unwrap_or_else(|| panic!("GET {url}: no health body"))
+    }
+
+    /// SIGTERM; whether it exited 0 within `limit`, and how long it took.
+    pub fn terminate_within(&mut self, limit: Duration) -> (bool, Duration) {
+        let t0 = std::time::Instant::now();
+        let ok = self.proc.terminate(limit);
+        (ok, t0.elapsed())
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.proc.log).unwrap_or_default()
     }
 
     /// One agent's registry entry.
@@ -629,6 +653,11 @@ impl Mosquitto {
     /// SIGKILL.
     pub fn kill(&mut self) {
         self.proc.kill();
+    }
+
+    /// Its log so far (`log_dest stderr`).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.proc.log).unwrap_or_default()
     }
 }
 

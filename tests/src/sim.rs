@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub batch_max: usize,
     /// Most results re-sent per round.
     pub resend_window: usize,
+    /// Stop producing after this many results (`None`: until told).
+    pub produce_max: Option<u64>,
 }
 
 impl SimConfig {
@@ -47,6 +49,7 @@ impl SimConfig {
             resend_after: Duration::from_secs(5),
             batch_max: 500,
             resend_window: 5_000,
+            produce_max: None,
         }
     }
 }
@@ -188,7 +191,9 @@ async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if !producing.load(std::sync::atomic::Ordering::Relaxed) {
+                if !producing.load(std::sync::atomic::Ordering::Relaxed)
+                    || config.produce_max.is_some_and(|max| seq >= max)
+                {
                     continue;
                 }
                 let now = watchstand_shared::time::now_ms();

@@ -92,6 +92,33 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
 
     let c = &state.counters;
     let mut m = Exposition::default();
+    let verdict = super::routes::verdict(&state).await?;
+    m.family(
+        "watchstand_health_status",
+        "gauge",
+        "The collector's health: 0 ok, 1 degraded, 2 failing (as /api/v1/health).",
+    );
+    m.sample("watchstand_health_status", &[], verdict.status.gauge());
+    m.family(
+        "watchstand_health_reason",
+        "gauge",
+        "1 for each reason the health is not ok, 0 for the others.",
+    );
+    for reason in crate::health::REASONS {
+        let on = verdict.reasons.iter().any(|r| r.reason == reason);
+        m.sample(
+            "watchstand_health_reason",
+            &[("reason", reason)],
+            u8::from(on),
+        );
+    }
+    let inbox = state.health.inbox();
+    m.family(
+        "watchstand_ingest_waiting_messages",
+        "gauge",
+        "MQTT messages received and waiting for ingest.",
+    );
+    m.sample("watchstand_ingest_waiting_messages", &[], inbox.messages);
     m.counter(
         names::MESSAGES_RECEIVED,
         "MQTT messages received by ingest.",

@@ -6,7 +6,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/health` | ingest counters, rejected by reason, store size |
+//! | `GET /api/v1/health` | `status` ok / degraded / failing with `reasons` (503 when failing), ingest counters, rejected by reason, store size |
 //! | `GET /api/v1/agents` | the agent registry |
 //! | `GET /api/v1/agents/{id}` | one agent with the delivery state of each boot (watermark, highest, missing) |
 //! | `GET /api/v1/agents/{id}/results?from=&to=&limit=` | raw stored results with boot and seq (export, audits) |
@@ -58,6 +58,8 @@ pub struct AppState {
     pub started_ms: u64,
     /// The incident engine.
     pub incidents: crate::incident::SharedEngine,
+    /// What health is judged from.
+    pub health: Arc<crate::health::HealthState>,
 }
 
 /// The whole API.

@@ -27,8 +27,39 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::Internal)
 }
 
-/// `GET /api/v1/health`.
-pub async fn health(State(state): Shared) -> Result<Json<Value>, ApiError> {
+/// What the notify outbox shows health (at most this many queued notifications are read).
+fn notify_view(store: &crate::store::Store, now: u64) -> anyhow::Result<crate::health::NotifyView> {
+    let queued =
+        crate::incident::record::IncidentStore::new(store.clone()).due(u64::MAX, 10_000)?;
+    let failing: Vec<_> = queued.iter().filter(|n| n.last_error.is_some()).collect();
+    Ok(crate::health::NotifyView {
+        pending: queued.len() as u64,
+        failing: failing.len() as u64,
+        last_error: failing.first().and_then(|n| n.last_error.clone()),
+        most_overdue_ms: queued
+            .iter()
+            .map(|n| now.saturating_sub(n.next_at_ms))
+            .max()
+            .unwrap_or(0),
+    })
+}
+
+/// The health verdict now (store reads on the blocking pool).
+///
+/// # Errors
+/// The notify outbox cannot be read.
+pub async fn verdict(state: &AppState) -> Result<crate::health::Verdict, ApiError> {
+    let store = state.store.clone();
+    let now = now_ms();
+    let notify = blocking(move || notify_view(&store, now)).await?;
+    Ok(crate::health::classify(&state.health.inputs(now, notify)))
+}
+
+/// `GET /api/v1/health`: `status` ok / degraded / failing with `reasons`; HTTP 503 when
+/// failing, so a load balancer or watchdog can act.
+pub async fn health(
+    State(state): Shared,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     use std::sync::atomic::Ordering::Relaxed;
     let c = &state.counters;
     let rejected: serde_json::Map<String, Value> = c
@@ -39,26 +70,40 @@ pub async fn health(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let store_bytes = blocking(move || Ok(store.size_on_disk()?)).await?;
     let agents = state.registry.snapshot();
-    Ok(Json(json!({
-        "status": "ok",
-        "collector": state.collector_id,
-        "started_ms": state.started_ms,
-        "ingest": {
-            "messages": c.messages.load(Relaxed),
-            "results_stored": c.results_stored.load(Relaxed),
-            "samples_stored": c.samples_stored.load(Relaxed),
-            "duplicates": c.duplicates.load(Relaxed),
-            "gap_records": c.gap_records.load(Relaxed),
-            "lost_entries": c.lost_entries.load(Relaxed),
-            "gaps_open": agents.iter().map(|a| a.gaps_open).sum::<u64>(),
-            "batches": c.batches.load(Relaxed),
-            "rejected_total": c.rejected_total(),
-            "rejected": rejected,
-        },
-        "agents": agents.len(),
-        "services": state.catalogue.services.len(),
-        "store_bytes": store_bytes,
-    })))
+    let verdict = verdict(&state).await?;
+    let inbox = state.health.inbox();
+    let code = if verdict.status == crate::health::Status::Failing {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((
+        code,
+        Json(json!({
+            "status": verdict.status,
+            "reasons": verdict.reasons,
+            "collector": state.collector_id,
+            "started_ms": state.started_ms,
+            "ingest": {
+                "messages": c.messages.load(Relaxed),
+                "results_stored": c.results_stored.load(Relaxed),
+                "samples_stored": c.samples_stored.load(Relaxed),
+                "duplicates": c.duplicates.load(Relaxed),
+                "gap_records": c.gap_records.load(Relaxed),
+                "lost_entries": c.lost_entries.load(Relaxed),
+                "gaps_open": agents.iter().map(|a| a.gaps_open).sum::<u64>(),
+                "batches": c.batches.load(Relaxed),
+                "rejected_total": c.rejected_total(),
+                "rejected": rejected,
+                "waiting": inbox.messages,
+                "waiting_bytes": inbox.bytes,
+                "waiting_peak": inbox.peak_messages,
+            },
+            "agents": agents.len(),
+            "services": state.catalogue.services.len(),
+            "store_bytes": store_bytes,
+        })),
+    ))
 }
 
 /// One agent in `GET /api/v1/agents`.

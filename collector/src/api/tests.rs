@@ -39,6 +39,10 @@ fn state() -> AppState {
         collector_id: "main".into(),
         started_ms: 0,
         incidents: Arc::new(Mutex::new(engine)),
+        health: Arc::new(crate::health::HealthState::new(
+            Arc::new(watchstand_shared::mqtt::InboxGauge::default()),
+            30_000,
+        )),
     }
 }
 

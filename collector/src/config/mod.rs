@@ -46,6 +46,14 @@ pub struct RawCollectorSection {
     /// Most messages per ingest batch (one flush and one ack round per batch).
     #[serde(default = "default_batch_max")]
     pub ingest_batch_max: usize,
+    /// Most payload bytes per ingest batch (at least one message per batch), so that a backlog
+    /// of any size drains in fixed memory.
+    #[serde(default = "default_batch_max_bytes")]
+    pub ingest_batch_max_bytes: usize,
+    /// Ingest holding a batch this long without finishing it counts as stalled (WARN log,
+    /// health `failing`).
+    #[serde(default = "default_stall_after")]
+    pub ingest_stall_after: Duration,
 }
 
 /// `[broker]` as written.
@@ -113,6 +121,12 @@ const fn default_max_payload() -> usize {
 const fn default_batch_max() -> usize {
     1_000
 }
+const fn default_batch_max_bytes() -> usize {
+    8 * 1024 * 1024
+}
+const fn default_stall_after() -> Duration {
+    Duration::from_secs(30)
+}
 const fn default_true() -> bool {
     true
 }
@@ -148,6 +162,10 @@ pub struct CollectorConfig {
     pub max_payload_bytes: usize,
     /// Ingest batch size.
     pub ingest_batch_max: usize,
+    /// Ingest batch size in payload bytes.
+    pub ingest_batch_max_bytes: usize,
+    /// When a batch held this long counts as stalled.
+    pub ingest_stall_after: Duration,
     /// Broker.
     pub broker: BrokerMode,
     /// MQTT connection.
@@ -303,6 +321,24 @@ pub fn validate(
     if raw.collector.ingest_batch_max == 0 {
         p.push("collector.ingest_batch_max", "must be at least 1");
     }
+    if raw.collector.ingest_batch_max_bytes < 1_024 {
+        p.push(
+            "collector.ingest_batch_max_bytes",
+            format!(
+                "{} is too small; use at least 1024",
+                raw.collector.ingest_batch_max_bytes
+            ),
+        );
+    }
+    if raw.collector.ingest_stall_after.as_millis() < 1_000 {
+        p.push(
+            "collector.ingest_stall_after",
+            format!(
+                "{} is too short; use at least 1s",
+                raw.collector.ingest_stall_after
+            ),
+        );
+    }
     if raw.collector.raw_retention.as_millis() < 86_400_000 {
         p.push(
             "collector.raw_retention",
@@ -339,6 +375,8 @@ pub fn validate(
             rollup_retention: raw.collector.rollup_retention,
             max_payload_bytes: raw.collector.max_payload_bytes,
             ingest_batch_max: raw.collector.ingest_batch_max,
+            ingest_batch_max_bytes: raw.collector.ingest_batch_max_bytes,
+            ingest_stall_after: raw.collector.ingest_stall_after,
             broker,
             mqtt: raw.mqtt,
             catalogue,
@@ -458,7 +496,7 @@ mod tests {
         let s = services.display().to_string();
         let want = [
             format!("{c}:4: collector.raw_retention: invalid duration \"5 seconds\": missing unit; expected a duration like 500ms, 10s, 5m, 1h"),
-            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`"),
+            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`, `ingest_batch_max_bytes`, `ingest_stall_after`"),
             format!("{c}:7: broker.embedded: invalid type: string \"yes\", expected a boolean"),
             format!("{c}:9: mqtt.keep_alive: invalid type: integer `10`, expected a string"),
             format!("{s}:4: services[id=\"web\"].criticality: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`"),

@@ -1,7 +1,8 @@
 //! Ingest: MQTT messages in, durable store writes out, then acknowledgements — in that order.
 //!
 //! Flow per batch (habit: one owner drains its inbox in batches):
-//! 1. block for the first publish, drain up to `batch_max` more without waiting;
+//! 1. block for the first publish, drain more without waiting, up to `batch_max` messages and
+//!    `batch_max_bytes` of payload (so a backlog of any size drains in fixed memory);
 //! 2. decode each (v1 checks; topic/payload agreement), reject by reason, drop duplicates by
 //!    (agent, boot, seq), book gap records;
 //! 3. commit the batch to the store and flush it;
@@ -11,19 +12,30 @@
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
 //! probes changed state in the batch to the incident evaluator; ingest never evaluates.
 //!
+//! **Ingest never waits on the MQTT driver** (the driver waits for room in ingest's inbox, so
+//! the other direction would be a circular wait): PUBACKs and watermarks are queued with
+//! `try_*` (one of each in turn); what does not fit in the client's request channel (full while the event loop waits
+//! for the broker's PUBACKs behind the incoming backlog) is kept — a packet id per message, the
+//! newest seq per (agent, boot) — and queued on the next round, at least every
+//! [`ACK_RETRY`]. A stop never interrupts a commit; what is committed but not yet acknowledged
+//! is redelivered and dropped as a duplicate. Health hears of every commit and every queued
+//! ack, so outstanding work with no progress is reported ([`crate::health`]).
+//!
 //! A bad message never stops ingest: it is counted, logged and acknowledged (so the broker does
 //! not redeliver it forever). A store failure does stop it: nothing may be acknowledged that is
 //! not durable, and an operator must act.
 
 pub mod dedup;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rumqttc::{AsyncClient, Publish, QoS};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use watchstand_shared::mqtt::Inbox;
 use watchstand_shared::storage::{key::KeyBuf, Write};
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
@@ -32,11 +44,16 @@ use watchstand_shared::wire::v1::{
 };
 
 use crate::events::{Counters, DuplicatesDropped, GapBooked, PayloadRejected};
+use crate::health::HealthState;
 use crate::incident::trigger::StateWatch;
 use crate::registry::Registry;
 use crate::rollup::dirty_marks;
 use crate::store::{capacity_key, gap_key, trees, Store, StoreBatch};
 use dedup::SeqTracker;
+
+/// How often acks that did not fit in the client's request channel are tried again while no
+/// message arrives.
+pub const ACK_RETRY: Duration = Duration::from_millis(10);
 
 /// Ingest settings.
 #[derive(Debug, Clone)]
@@ -47,6 +64,8 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     /// Most messages per store batch.
     pub batch_max: usize,
+    /// Most payload bytes per store batch (a batch holds at least one message).
+    pub batch_max_bytes: usize,
 }
 
 /// The ingest task.
@@ -54,13 +73,23 @@ pub struct Ingest {
     config: IngestConfig,
     store: Store,
     client: AsyncClient,
-    inbox: mpsc::Receiver<Publish>,
+    inbox: Inbox,
     registry: Arc<Registry>,
     counters: Arc<Counters>,
+    /// Where ingest reports a busy batch and a failed store write.
+    health: Arc<HealthState>,
     /// Dedup state per (agent, boot), loaded from the store at start.
     trackers: HashMap<(String, String), SeqTracker>,
     /// Spots probe state changes for event-driven incident evaluation.
     watch: Option<StateWatch>,
+    /// PUBACKs of committed messages not yet queued: (QoS, packet id).
+    pending_pubacks: Vec<(QoS, u16)>,
+    /// Watermarks not yet queued: the newest seq per (site, agent, boot).
+    pending_watermarks: BTreeMap<(String, String, String), u64>,
+    /// A watermark goes next (PUBACKs and watermarks take turns).
+    watermark_turn: bool,
+    /// The (site, agent, boot) whose watermark was queued last.
+    last_watermark: Option<(String, String, String)>,
 }
 
 /// Key of a (agent, boot) dedup record.
@@ -86,9 +115,10 @@ impl Ingest {
         config: IngestConfig,
         store: Store,
         client: AsyncClient,
-        inbox: mpsc::Receiver<Publish>,
+        inbox: Inbox,
         registry: Arc<Registry>,
         counters: Arc<Counters>,
+        health: Arc<HealthState>,
     ) -> anyhow::Result<Self> {
         let mut trackers = HashMap::new();
         for (key, tracker) in store
@@ -109,8 +139,13 @@ impl Ingest {
             inbox,
             registry,
             counters,
+            health,
             trackers,
             watch: None,
+            pending_pubacks: Vec::new(),
+            pending_watermarks: BTreeMap::new(),
+            watermark_turn: false,
+            last_watermark: None,
         })
     }
 
@@ -126,8 +161,16 @@ impl Ingest {
     /// are not acknowledged, so the broker redelivers them to the persistent session.
     ///
     /// # Errors
-    /// A store failure (nothing of the failed batch was acknowledged).
+    /// A store failure (nothing of the failed batch was acknowledged; health says so first).
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let outcome = self.batches(&shutdown).await;
+        if outcome.is_ok() {
+            self.health.ingest_busy(None);
+        }
+        outcome
+    }
+
+    async fn batches(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         loop {
             let first = tokio::select! {
                 biased;
@@ -136,21 +179,134 @@ impl Ingest {
                     Some(m) => m,
                     None => break,
                 },
+                () = tokio::time::sleep(ACK_RETRY), if self.acks_pending() => {
+                    self.queue_acks();
+                    continue;
+                }
             };
+            if self.health.ingest_busy_since() == 0 {
+                self.health.ingest_busy(Some(now_ms()));
+            }
+            let mut bytes = first.payload.len();
             let mut msgs = vec![first];
-            while msgs.len() < self.config.batch_max {
+            while msgs.len() < self.config.batch_max && bytes < self.config.batch_max_bytes {
                 match self.inbox.try_recv() {
-                    Ok(m) => msgs.push(m),
-                    Err(_) => break,
+                    Some(m) => {
+                        bytes += m.payload.len();
+                        msgs.push(m);
+                    }
+                    None => break,
                 }
             }
-            self.process(msgs).await?;
+            if let Err(e) = self.commit(msgs).await {
+                // Health says so before the collector stops (it exits; a restart is safe).
+                self.health.store_write_failed(format!("{e:#}"));
+                return Err(e);
+            }
+            self.health.ingest_busy(Some(now_ms()));
+            self.queue_acks();
+        }
+        // One last try, without waiting: every ack that goes out saves a redelivery.
+        self.queue_acks();
+        if self.acks_pending() {
+            tracing::debug!(
+                pubacks = self.pending_pubacks.len(),
+                watermarks = self.pending_watermarks.len(),
+                "Stopping with acks not yet queued; the broker redelivers those messages."
+            );
         }
         Ok(())
     }
 
-    /// Stores one batch of messages, then acknowledges them.
-    async fn process(&mut self, msgs: Vec<Publish>) -> anyhow::Result<()> {
+    fn acks_pending(&self) -> bool {
+        !self.pending_pubacks.is_empty() || !self.pending_watermarks.is_empty()
+    }
+
+    /// Queues as many pending PUBACKs and watermarks as the client's request channel takes
+    /// now, without waiting, one of each in turn (so that a steady stream of messages cannot
+    /// starve the watermarks, which would make the agents re-send and feed the stream); keeps
+    /// the rest.
+    fn queue_acks(&mut self) {
+        let before = self.pending_pubacks.len() + self.pending_watermarks.len();
+        loop {
+            // Whoever went last goes second, across calls too: with a request channel that
+            // takes one at a time, a fixed order would starve the second kind.
+            type Queue = fn(&mut Ingest) -> bool;
+            let (first, second): (Queue, Queue) = if self.watermark_turn {
+                (Self::queue_watermark, Self::queue_puback)
+            } else {
+                (Self::queue_puback, Self::queue_watermark)
+            };
+            let queued = first(self) || second(self);
+            if !queued {
+                break;
+            }
+        }
+        let after = self.pending_pubacks.len() + self.pending_watermarks.len();
+        if after == 0 && self.inbox.is_empty() {
+            self.health.ingest_busy(None);
+        } else if after < before {
+            self.health.ingest_busy(Some(now_ms()));
+        }
+    }
+
+    /// Queues the next pending PUBACK if the request channel takes it now.
+    fn queue_puback(&mut self) -> bool {
+        let Some(&(qos, pkid)) = self.pending_pubacks.last() else {
+            return false;
+        };
+        let mut ack = Publish::new("", qos, Vec::new());
+        ack.pkid = pkid;
+        if self.client.try_ack(&ack).is_err() {
+            return false;
+        }
+        self.pending_pubacks.pop();
+        self.watermark_turn = true;
+        true
+    }
+
+    /// Queues the next pending watermark if the request channel takes it now.
+    fn queue_watermark(&mut self) -> bool {
+        // Round the agents in key order from the last one served, so that agents touched by
+        // every batch cannot starve the others.
+        let next = match &self.last_watermark {
+            Some(last) => self
+                .pending_watermarks
+                .range((Bound::Excluded(last.clone()), Bound::Unbounded))
+                .next()
+                .or_else(|| self.pending_watermarks.iter().next()),
+            None => self.pending_watermarks.iter().next(),
+        };
+        let Some((key, seq)) = next.map(|(k, s)| (k.clone(), *s)) else {
+            return false;
+        };
+        let (site, agent, boot) = key.clone();
+        let ack = Ack {
+            v: v1::VERSION,
+            site,
+            agent,
+            boot,
+            seq,
+        };
+        let topic = self
+            .config
+            .layout
+            .agent(&ack.site, &ack.agent, Channel::Ack);
+        if self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
+            .is_err()
+        {
+            return false;
+        }
+        self.pending_watermarks.remove(&key);
+        self.last_watermark = Some(key);
+        self.watermark_turn = false;
+        true
+    }
+
+    /// Stores one batch of messages; adds its PUBACKs and watermarks to the pending acks.
+    async fn commit(&mut self, msgs: Vec<Publish>) -> anyhow::Result<()> {
         let now = now_ms();
         let mut batch = StoreBatch::default();
         let mut effects = BatchEffects::default();
@@ -198,28 +354,17 @@ impl Ingest {
         if let Some(watch) = &mut self.watch {
             watch.fire();
         }
-
-        for msg in &msgs {
-            if msg.qos != QoS::AtMostOnce {
-                self.client.ack(msg).await.context("MQTT client closed")?;
-            }
-        }
-        for (site, agent, boot) in effects.touched {
-            let Some(t) = self.trackers.get(&(agent.clone(), boot.clone())) else {
+        self.pending_pubacks.extend(
+            msgs.iter()
+                .filter(|m| m.qos != QoS::AtMostOnce)
+                .map(|m| (m.qos, m.pkid)),
+        );
+        for key in effects.touched {
+            let Some(t) = self.trackers.get(&(key.1.clone(), key.2.clone())) else {
                 continue;
             };
-            let ack = Ack {
-                v: v1::VERSION,
-                site: site.clone(),
-                agent: agent.clone(),
-                boot,
-                seq: t.watermark(),
-            };
-            let topic = self.config.layout.agent(&site, &agent, Channel::Ack);
-            self.client
-                .publish(topic, QoS::AtLeastOnce, true, v1::encode(&ack))
-                .await
-                .context("MQTT client closed")?;
+            // Acked even when everything was a duplicate (set again, not only when it grew).
+            self.pending_watermarks.insert(key, t.watermark());
         }
         Ok(())
     }

@@ -53,6 +53,20 @@ pub struct MqttConfig {
     /// Longest reconnect delay.
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: Duration,
+    /// Tuning knob (not in the shipped configs): requests (acks, publishes, subscriptions)
+    /// queued for the client's event loop before a sender waits. Tests make it tiny to prove
+    /// that nothing depends on its size.
+    #[serde(default = "default_request_channel_capacity")]
+    pub request_channel_capacity: usize,
+    /// Tuning knob (not in the shipped configs): bytes of incoming messages held between the
+    /// MQTT driver and their consumer; when full, the driver stops reading and the broker holds
+    /// the rest. Tests make it tiny.
+    #[serde(default = "default_inbox_max_bytes")]
+    pub inbox_max_bytes: usize,
+    /// Tuning knob: most incoming messages held there. Small enough that the consumer works
+    /// through them well within `keep_alive` (the broker's PINGRESP waits behind them).
+    #[serde(default = "default_inbox_max_messages")]
+    pub inbox_max_messages: usize,
 }
 
 fn default_url() -> String {
@@ -76,6 +90,15 @@ const fn default_reconnect_min() -> Duration {
 const fn default_reconnect_max() -> Duration {
     Duration::from_secs(10)
 }
+const fn default_request_channel_capacity() -> usize {
+    1_024
+}
+const fn default_inbox_max_bytes() -> usize {
+    16 * 1024 * 1024
+}
+const fn default_inbox_max_messages() -> usize {
+    2_000
+}
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -91,6 +114,9 @@ impl Default for MqttConfig {
             inflight: default_inflight(),
             reconnect_min: default_reconnect_min(),
             reconnect_max: default_reconnect_max(),
+            request_channel_capacity: default_request_channel_capacity(),
+            inbox_max_bytes: default_inbox_max_bytes(),
+            inbox_max_messages: default_inbox_max_messages(),
         }
     }
 }
@@ -106,6 +132,9 @@ impl fmt::Debug for MqttConfig {
             .field("topic_root", &self.topic_root)
             .field("keep_alive", &self.keep_alive)
             .field("max_packet_size", &self.max_packet_size)
+            .field("request_channel_capacity", &self.request_channel_capacity)
+            .field("inbox_max_bytes", &self.inbox_max_bytes)
+            .field("inbox_max_messages", &self.inbox_max_messages)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +235,12 @@ impl MqttConfig {
                 format!("{} is too short; use at least 1s", self.keep_alive),
             ));
         }
+        if self.request_channel_capacity == 0 {
+            errors.push(ConfigError::new(
+                format!("{key}.request_channel_capacity"),
+                "must be at least 1",
+            ));
+        }
         if self.inflight == 0 {
             errors.push(ConfigError::new(
                 format!("{key}.inflight"),
@@ -259,7 +294,7 @@ impl MqttConnector {
             .set_clean_session(clean_session)
             .set_max_packet_size(self.config.max_packet_size, self.config.max_packet_size)
             .set_inflight(self.config.inflight)
-            .set_request_channel_capacity(1_024);
+            .set_request_channel_capacity(self.config.request_channel_capacity);
         match (&self.config.username, &self.config.password) {
             (Some(u), Some(p)) => {
                 options.set_credentials(u.clone(), p.clone());
