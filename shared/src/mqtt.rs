@@ -93,6 +93,17 @@ impl MqttDriver {
         }
     }
 
+    /// An incoming publish proves the link alive: clear rumqttc's "PINGRESP outstanding" flag.
+    /// rumqttc pings every `keep_alive` whatever the traffic and drops the connection when the
+    /// previous ping is still unanswered (`AwaitPingResp`). A broker that pushes a deep queue at
+    /// us (Mosquitto 2.0.11 ignores its in-flight quota for a persistent session's backlog)
+    /// queues its PINGRESP behind all of it, and with credit-based reading that answer can take
+    /// longer than a keep-alive period — a healthy, busy link would be torn down and resumed
+    /// every period. A link that delivers nothing between two pings still fails the check.
+    fn link_is_alive(eventloop: &mut EventLoop) {
+        eventloop.state.await_pingresp = false;
+    }
+
     /// Hands `p` to the consumer, waiting for room unless `stop` comes first. A message that
     /// cannot be handed over (stopping, or the consumer stopped after a store failure) stays
     /// unacknowledged: the broker redelivers it to the persistent session. Polling goes on
@@ -149,6 +160,7 @@ impl MqttDriver {
                     });
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    Self::link_is_alive(&mut self.eventloop);
                     Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
@@ -194,6 +206,7 @@ impl MqttDriver {
                     break DriverEnd::Disconnected
                 }
                 Ok(Ok(Event::Incoming(Incoming::Publish(p)))) => {
+                    Self::link_is_alive(&mut self.eventloop);
                     Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
                 }
                 Ok(Ok(_)) => {}
