@@ -65,6 +65,8 @@ impl MqttDriver {
     /// a final publish (offline status) and DISCONNECT go out.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
         let mut connected = false;
+        // The last connect failure's text, so a repeated reason is logged once at warn level.
+        let mut last_failure: Option<String> = None;
         loop {
             let event = tokio::select! {
                 biased;
@@ -74,6 +76,7 @@ impl MqttDriver {
             match event {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                     connected = true;
+                    last_failure = None;
                     self.backoff.reset();
                     tracing::info!(
                         driver = self.name,
@@ -92,11 +95,17 @@ impl MqttDriver {
                 Ok(_) => {}
                 Err(e) => {
                     let delay = self.backoff.next_delay();
+                    let error = e.to_string();
                     if connected {
                         tracing::warn!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connection lost.");
+                    } else if last_failure.as_deref() != Some(error.as_str()) {
+                        // A new reason (TLS handshake refused, bad credentials, broker down) is
+                        // worth a warning; the same reason again at every retry is not.
+                        tracing::warn!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connect failed.");
                     } else {
                         tracing::debug!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connect failed.");
                     }
+                    last_failure = Some(error);
                     connected = false;
                     self.report(ConnectionEvent::Disconnected {
                         error: e.to_string(),

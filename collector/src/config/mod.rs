@@ -257,7 +257,11 @@ pub fn validate(
             max_payload_bytes: raw.collector.max_payload_bytes,
             ingest_batch_max: raw.collector.ingest_batch_max,
             broker,
-            mqtt: raw.mqtt,
+            mqtt: {
+                let mut mqtt = raw.mqtt;
+                mqtt.resolve_paths(base);
+                mqtt
+            },
             catalogue,
             incidents,
             incident_policies,
@@ -322,7 +326,7 @@ mod tests {
             ("[collector]\ndata_dir = \"d\"\nid = \"a b\"\n", "collector.id: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
             ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
             ("[collector]\ndata_dir = \"d\"\n[broker]\nlisten = \"x\"\n", "broker.listen: \"x\" is not an address like 127.0.0.1:8088"),
-            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port (scheme must be mqtt:// or tcp://)"),
+            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)"),
         ];
         for (text, want) in cases {
             assert_eq!(errors(text), vec![(*want).to_owned()], "{text}");

@@ -7,10 +7,13 @@
 mod backoff;
 mod duration;
 mod mqtt;
+mod mqtt_tls;
+pub mod secret_file;
 
 pub use backoff::Backoff;
 pub use duration::{Duration, DurationError};
 pub use mqtt::{MqttConfig, MqttConnectError, MqttConnector, MqttProtocol};
+pub use mqtt_tls::{MqttTlsConfig, MqttTlsError};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
