@@ -13,5 +13,6 @@ mod faults_agent;
 mod incidents;
 mod incidents_truth;
 mod malformed;
+mod mqtt_tls;
 mod pipeline;
 mod shutdown;

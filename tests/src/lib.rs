@@ -19,6 +19,7 @@ pub mod process;
 pub mod relay;
 pub mod sim;
 pub mod target;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

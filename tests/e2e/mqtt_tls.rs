@@ -1,0 +1,220 @@
+//! MQTT over TLS with client certificates against a real Mosquitto running the shipped
+//! `configs/mosquitto/` (TLS listener with `require_certificate` and
+//! `use_identity_as_username`, the shipped ACL) and certificates made fresh by the shipped
+//! `configs/tls/make-certs.sh`: the agent and the collector deliver over mTLS; a certificate
+//! pins an agent to its own topics; certificates from another CA, expired, or none are refused
+//! and the agent's log says why (as it does when it does not trust the broker's certificate).
+
+use std::path::Path;
+use std::time::Duration;
+
+use watchstand_tests::process::{Agent, AgentSpec, BrokerChoice, CollectorSpec};
+use watchstand_tests::tls::{make_certs, mqtt_tls_lines, ShippedMosquitto};
+use watchstand_tests::{wait_for, HttpTarget};
+
+fn probe(url: &str) -> String {
+    format!(
+        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
+    )
+}
+
+fn agent_spec(dir: &Path, id: &str, url: &str, probes: &str, tls: &str) -> AgentSpec {
+    let mut spec = AgentSpec::new(&dir.join(id), id, url, probes);
+    spec.mqtt_extra = tls.to_owned();
+    spec
+}
+
+fn log_of(agent: &Agent) -> String {
+    std::fs::read_to_string(agent.spec.dir.join("agent.log")).unwrap_or_default()
+}
+
+/// The base64 lines of a PEM private key: none may appear in any log.
+fn key_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_and_collector_deliver_over_mtls_and_a_certificate_pins_the_agent_to_its_topics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let certs = d.join("certs");
+    make_certs(&certs, &["agent-a"], None);
+    let Some(broker) = ShippedMosquitto::start(&d.join("mosquitto"), &certs, &[]).await else {
+        return;
+    };
+    let mut spec = CollectorSpec::new(
+        &d.join("collector"),
+        BrokerChoice::External(broker.tls_url()),
+        "",
+    );
+    spec.mqtt_extra = mqtt_tls_lines(&certs, Some("collector"));
+    let collector = spec.spawn().await;
+
+    let target = HttpTarget::start().await;
+    let web = probe(&target.url_path("/health"));
+    let a = agent_spec(
+        d,
+        "agent-a",
+        &broker.tls_url(),
+        &web,
+        &mqtt_tls_lines(&certs, Some("agent-a")),
+    )
+    .spawn()
+    .await;
+    // Agent B's id with agent A's certificate: the broker knows it as agent-a.
+    let impostor = agent_spec(
+        d,
+        "agent-b",
+        &broker.tls_url(),
+        &web,
+        &mqtt_tls_lines(&certs, Some("agent-a")),
+    )
+    .spawn()
+    .await;
+
+    let stored = wait_for(
+        "agent-a's results stored by the collector over mTLS",
+        Duration::from_secs(60),
+        || async {
+            let rows = collector.get("/api/v1/agents/agent-a/results").await;
+            rows.as_array().filter(|r| r.len() >= 3).map(Vec::len)
+        },
+    )
+    .await;
+    let published = wait_for(
+        "the impostor connected and published (PUBACKed) results",
+        Duration::from_secs(60),
+        || async {
+            let h = impostor.health().await;
+            (h["mqtt_connected"] == true && h["published"].as_u64()? >= 3).then_some(h)
+        },
+    )
+    .await;
+    // Let a last batch of agent-a's (and the impostor's) reach the collector before looking.
+    let before = stored;
+    wait_for(
+        "more of agent-a's results stored",
+        Duration::from_secs(30),
+        || async {
+            let rows = collector.get("/api/v1/agents/agent-a/results").await;
+            rows.as_array().filter(|r| r.len() > before).map(|_| ())
+        },
+    )
+    .await;
+    let forged = collector.get("/api/v1/agents/agent-b/results").await;
+    assert_eq!(
+        forged.as_array().map(Vec::len),
+        Some(0),
+        "nothing stored for agent-b although its impostor published {published}: {forged}"
+    );
+    assert!(
+        collector.agent("agent-b").await.is_none(),
+        "agent-b is unknown to the collector"
+    );
+    assert!(collector.agent("agent-a").await.is_some());
+    assert_eq!(a.health().await["mqtt_connected"], true);
+
+    // No private key material in any log.
+    let mut logs = broker.log();
+    for f in [
+        d.join("collector/collector.log"),
+        a.spec.dir.join("agent.log"),
+        impostor.spec.dir.join("agent.log"),
+    ] {
+        logs.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    for key in ["agent-a.key", "collector.key", "broker.key"] {
+        for line in key_lines(&certs.join(key)) {
+            assert!(!logs.contains(&line), "{key} material in a log");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_refuses_a_foreign_an_expired_or_no_client_certificate_and_the_agent_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let certs = d.join("certs");
+    make_certs(&certs, &["agent-t"], None);
+    // Signed by the right CA, but expired a day ago.
+    make_certs(&certs, &["agent-old"], Some(-1));
+    // A certificate for a known agent id, from another CA.
+    let other = d.join("other-ca");
+    make_certs(&other, &["agent-x"], None);
+    let Some(broker) = ShippedMosquitto::start(&d.join("mosquitto"), &certs, &[]).await else {
+        return;
+    };
+    let probes = probe("http://127.0.0.1:9/health");
+    let foreign_tls = format!(
+        "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+        certs.join("ca.crt").display(),
+        other.join("agent-x.crt").display(),
+        other.join("agent-x.key").display()
+    );
+    let cases = [
+        ("agent-x", foreign_tls, "received fatal alert: UnknownCA"),
+        (
+            "agent-old",
+            mqtt_tls_lines(&certs, Some("agent-old")),
+            "received fatal alert: CertificateExpired",
+        ),
+        (
+            "agent-none",
+            mqtt_tls_lines(&certs, None),
+            "received fatal alert: CertificateRequired",
+        ),
+        // The other way round: the agent does not trust the broker's certificate.
+        (
+            "agent-t",
+            format!(
+                "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+                other.join("ca.crt").display(),
+                certs.join("agent-t.crt").display(),
+                certs.join("agent-t.key").display()
+            ),
+            // Both CAs share a name, so rustls reports BadSignature (UnknownIssuer otherwise).
+            "invalid peer certificate: ",
+        ),
+    ];
+    let mut agents = Vec::new();
+    for (id, tls, reason) in &cases {
+        let agent = agent_spec(d, id, &broker.tls_url(), &probes, tls)
+            .spawn()
+            .await;
+        agents.push((agent, *reason));
+    }
+    for (agent, reason) in &agents {
+        let line = wait_for(
+            "the agent's log to say why the broker refused it",
+            Duration::from_secs(30),
+            || async {
+                log_of(agent)
+                    .lines()
+                    .find(|l| l.contains("MQTT connect failed"))
+                    .map(str::to_owned)
+            },
+        )
+        .await;
+        eprintln!("{}: {line}", agent.spec.id);
+        assert!(line.contains("WARN"), "{line}");
+        assert!(
+            line.contains(reason),
+            "{}: the reason {reason} in: {line}",
+            agent.spec.id
+        );
+    }
+    // Retried with backoff, never connected.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (agent, _) in &agents {
+        let h = agent.health().await;
+        assert_eq!(h["mqtt_connected"], false, "{}: {h}", agent.spec.id);
+        assert_eq!(h["published"], 0, "{}: {h}", agent.spec.id);
+    }
+    let log = broker.log();
+    eprintln!("broker log:\n{log}");
+}
