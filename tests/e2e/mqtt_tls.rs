@@ -218,3 +218,116 @@ async fn the_broker_refuses_a_foreign_an_expired_or_no_client_certificate_and_th
     let log = broker.log();
     eprintln!("broker log:\n{log}");
 }
+
+/// Runs `binary check -c config`; returns the exit code, stdout and stderr.
+fn check(binary: &str, config: &Path) -> (i32, String, String) {
+    let out = std::process::Command::new(watchstand_tests::bin(binary))
+        .args(["check", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_loads_the_tls_files_warns_about_open_secret_files_and_never_prints_the_password() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const PASSWORD: &str = "pw-Zq81x-never-printed";
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let certs = d.join("certs");
+    make_certs(&certs, &["agent-a", "agent-b"], None);
+    let url = "mqtts://127.0.0.1:8883";
+    let creds = format!("username = \"agent-a\"\npassword = \"{PASSWORD}\"\n");
+    let mut agent = agent_spec(
+        d,
+        "agent-a",
+        url,
+        &probe("http://127.0.0.1:9/"),
+        &format!("{creds}{}", mqtt_tls_lines(&certs, Some("agent-a"))),
+    );
+    let mut collector = CollectorSpec::new(
+        &d.join("collector"),
+        BrokerChoice::External(url.to_owned()),
+        "",
+    );
+    collector.mqtt_extra = format!(
+        "username = \"watchstand-collector\"\npassword = \"{PASSWORD}\"\n{}",
+        mqtt_tls_lines(&certs, Some("collector"))
+    );
+    let configs = [
+        ("watchstand-agent", agent.write_config()),
+        ("watchstand-collector", collector.write_config()),
+    ];
+    for (binary, config) in &configs {
+        std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (code, out, err) = check(binary, config);
+        assert_eq!(code, 0, "{binary}: {out}{err}");
+        assert!(
+            !out.contains(PASSWORD) && !err.contains(PASSWORD),
+            "{out}{err}"
+        );
+        assert!(!err.contains("WARN"), "{binary}: private files: {err}");
+
+        // A config holding a password readable by everyone is warned about, by key.
+        std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (code, out, err) = check(binary, config);
+        assert_eq!(code, 0, "{binary}: {out}{err}");
+        assert!(
+            err.contains("WARN") && err.contains("mqtt.password") && err.contains("644"),
+            "{binary}: {err}"
+        );
+        assert!(
+            !out.contains(PASSWORD) && !err.contains(PASSWORD),
+            "{out}{err}"
+        );
+        std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // The agent's key readable by everyone: warned about, naming the key and the path.
+    let key_a = certs.join("agent-a.key");
+    std::fs::set_permissions(&key_a, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = check("watchstand-agent", &configs[0].1);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("mqtt.tls.key_file") && err.contains(&key_a.display().to_string()),
+        "{err}"
+    );
+    std::fs::set_permissions(&key_a, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A key that does not match the certificate: `check` fails naming both files.
+    agent.mqtt_extra = format!(
+        "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+        certs.join("ca.crt").display(),
+        certs.join("agent-a.crt").display(),
+        certs.join("agent-b.key").display()
+    );
+    let config = agent.write_config();
+    let (code, out, err) = check("watchstand-agent", &config);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "mqtt.tls.key_file: {} does not match the certificate in {}",
+            certs.join("agent-b.key").display(),
+            certs.join("agent-a.crt").display()
+        )),
+        "{out}"
+    );
+    // An unreadable CA for the collector.
+    collector.mqtt_extra = format!(
+        "tls = {{ ca_file = \"{}\" }}\n",
+        d.join("missing-ca.crt").display()
+    );
+    let config = collector.write_config();
+    let (code, out, err) = check("watchstand-collector", &config);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "mqtt.tls.ca_file: cannot read {}",
+            d.join("missing-ca.crt").display()
+        )),
+        "{out}"
+    );
+}

@@ -202,6 +202,15 @@ pub fn validate(
     p.check_id("collector.id", &raw.collector.id);
     let listen = parse_addr(&mut p, "collector.listen", &raw.collector.listen);
     p.extend(raw.mqtt.validate("mqtt"));
+    if raw.broker.embedded && raw.mqtt.uses_tls() {
+        p.push(
+            "broker.embedded",
+            format!(
+                "the embedded broker has no TLS; set embedded = false to use {}",
+                raw.mqtt.url
+            ),
+        );
+    }
     let broker = if raw.broker.embedded {
         parse_addr(&mut p, "broker.listen", &raw.broker.listen)
             .map(|listen| BrokerMode::Embedded { listen })

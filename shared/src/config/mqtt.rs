@@ -175,6 +175,25 @@ impl MqttConfig {
         self.url.starts_with("mqtts://")
     }
 
+    /// Reads the TLS files as a connect would (for `check`): nothing to do without `mqtts://`.
+    ///
+    /// # Errors
+    /// The first file that cannot be used, naming its key and path.
+    pub fn check_files(&self) -> Result<(), MqttTlsError> {
+        if self.uses_tls() {
+            self.tls.client_config()?;
+        }
+        Ok(())
+    }
+
+    /// Warns when `config_file` holds `password` and is open to more than the service (see
+    /// [`super::secret_file`]). The TLS key file is checked when it is loaded.
+    pub fn warn_exposed_secrets(&self, config_file: &std::path::Path) {
+        if self.password.is_some() {
+            super::secret_file::warn_if_exposed("mqtt.password", config_file);
+        }
+    }
+
     /// Resolves relative TLS file paths against `base` (the config file's directory).
     pub fn resolve_paths(&mut self, base: &std::path::Path) {
         self.tls.resolve_paths(base);
