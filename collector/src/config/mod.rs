@@ -336,6 +336,8 @@ mod tests {
             ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
             ("[collector]\ndata_dir = \"d\"\n[broker]\nlisten = \"x\"\n", "broker.listen: \"x\" is not an address like 127.0.0.1:8088"),
             ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)"),
+            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"mqtts://b:8883\"\ntls = { ca_file = \"ca.crt\" }\n", "broker.embedded: the embedded broker has no TLS; set embedded = false to use mqtts://b:8883"),
+            ("[collector]\ndata_dir = \"d\"\n[broker]\nembedded = false\n[mqtt]\nurl = \"mqtts://b:8883\"\ntls = { server_name = \"b\" }\n", "mqtt.tls.ca_file: an mqtts:// url needs a CA file to verify the broker"),
         ];
         for (text, want) in cases {
             assert_eq!(errors(text), vec![(*want).to_owned()], "{text}");
