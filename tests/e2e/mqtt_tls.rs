@@ -215,8 +215,19 @@ async fn the_broker_refuses_a_foreign_an_expired_or_no_client_certificate_and_th
         assert_eq!(h["mqtt_connected"], false, "{}: {h}", agent.spec.id);
         assert_eq!(h["published"], 0, "{}: {h}", agent.spec.id);
     }
+    // The broker saw each of them retry (the reconnect backoff is at most 1 s here).
     let log = broker.log();
-    eprintln!("broker log:\n{log}");
+    let attempts = log.matches("New connection from").count();
+    assert!(
+        attempts >= 2 * agents.len(),
+        "{attempts} connection attempts for {} agents:\n{log}",
+        agents.len()
+    );
+    assert!(
+        log.contains("certificate verify failed")
+            && log.contains("peer did not return a certificate"),
+        "the broker says why too:\n{log}"
+    );
 }
 
 /// Runs `binary check -c config`; returns the exit code, stdout and stderr.
