@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use watchstand_tests::process::{Agent, AgentSpec, BrokerChoice, CollectorSpec};
-use watchstand_tests::tls::{make_certs, mqtt_tls_lines, ShippedMosquitto};
+use watchstand_tests::tls::{make_certs, make_certs_with, mqtt_tls_lines, ShippedMosquitto};
 use watchstand_tests::{wait_for, HttpTarget};
 
 fn probe(url: &str) -> String {
@@ -341,4 +341,68 @@ fn check_loads_the_tls_files_warns_about_open_secret_files_and_never_prints_the_
         )),
         "{out}"
     );
+}
+
+/// A broker certificate that names only `broker.test`, reached at 127.0.0.1: refused by host
+/// name unless `server_name = "broker.test"` says which name to verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_name_verifies_a_broker_certificate_that_does_not_name_the_url_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let certs = d.join("certs");
+    make_certs_with(
+        &certs,
+        &["agent-n", "agent-s"],
+        None,
+        &[("BROKER_NAMES", "DNS:broker.test")],
+    );
+    let Some(broker) = ShippedMosquitto::start(&d.join("mosquitto"), &certs, &[]).await else {
+        return;
+    };
+    let probes = probe("http://127.0.0.1:9/health");
+    let plain = agent_spec(
+        d,
+        "agent-n",
+        &broker.tls_url(),
+        &probes,
+        &mqtt_tls_lines(&certs, Some("agent-n")),
+    )
+    .spawn()
+    .await;
+    let named = agent_spec(
+        d,
+        "agent-s",
+        &broker.tls_url(),
+        &probes,
+        &format!(
+            "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\", server_name = \"broker.test\" }}\n",
+            certs.join("ca.crt").display(),
+            certs.join("agent-s.crt").display(),
+            certs.join("agent-s.key").display()
+        ),
+    )
+    .spawn()
+    .await;
+    wait_for(
+        "the agent with server_name to connect",
+        Duration::from_secs(30),
+        || async { (named.health().await["mqtt_connected"] == true).then_some(()) },
+    )
+    .await;
+    let line = wait_for(
+        "the agent without server_name to say why it cannot connect",
+        Duration::from_secs(30),
+        || async {
+            log_of(&plain)
+                .lines()
+                .find(|l| l.contains("MQTT connect failed"))
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(
+        line.contains("certificate not valid for name \"127.0.0.1\""),
+        "{line}"
+    );
+    assert_eq!(plain.health().await["mqtt_connected"], false);
 }

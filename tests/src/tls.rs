@@ -18,7 +18,13 @@ pub fn configs_dir() -> PathBuf {
 /// Runs `configs/tls/make-certs.sh OUT agents…` (a CA, `broker`, `collector`, one cert per
 /// agent; an existing CA in `out` is reused). `days` sets `DAYS` (`-1`: already expired).
 pub fn make_certs(out: &Path, agents: &[&str], days: Option<i32>) {
+    make_certs_with(out, agents, days, &[]);
+}
+
+/// [`make_certs`] with extra environment for the script (`BROKER_NAMES`, `COLLECTOR_CN`).
+pub fn make_certs_with(out: &Path, agents: &[&str], days: Option<i32>, env: &[(&str, &str)]) {
     let mut cmd = Command::new("sh");
+    cmd.envs(env.iter().copied());
     cmd.arg(configs_dir().join("tls/make-certs.sh"))
         .arg(out)
         .args(agents);
