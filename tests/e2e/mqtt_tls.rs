@@ -215,6 +215,11 @@ async fn the_broker_refuses_a_foreign_an_expired_or_no_client_certificate_and_th
         assert_eq!(h["mqtt_connected"], false, "{}: {h}", agent.spec.id);
         assert_eq!(h["published"], 0, "{}: {h}", agent.spec.id);
     }
+    for (agent, _) in &agents {
+        // Once per reason, not once per retry.
+        let warned = log_of(agent).matches("MQTT connect failed").count();
+        assert_eq!(warned, 1, "{}: {}", agent.spec.id, log_of(agent));
+    }
     // The broker saw each of them retry (the reconnect backoff is at most 1 s here).
     let log = broker.log();
     let attempts = log.matches("New connection from").count();
