@@ -421,6 +421,9 @@ pub fn load(path: &Path) -> Result<ValidatedAgentConfig, LoadError> {
             config.data_dir = base.join(&config.data_dir);
         }
     }
+    if let Some(base) = path.parent() {
+        config.mqtt.resolve_paths(base);
+    }
     Ok(config)
 }
 
@@ -596,7 +599,7 @@ timeout = "3s"
             (
                 format!("{BASE}\n[mqtt]\nurl = \"http://x:1\"\nusername = \"u\"\n"),
                 vec![
-                    "mqtt.url: url \"http://x:1\" is not mqtt://host:port (scheme must be mqtt:// or tcp://)",
+                    "mqtt.url: url \"http://x:1\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)",
                     "mqtt.username: username and password must be set together",
                 ],
             ),

@@ -125,6 +125,20 @@ fn print_plan(path: &Path, c: &ValidatedAgentConfig) {
             .unwrap_or_else(|| c.default_client_id()),
         c.mqtt.max_packet_size
     );
+    if c.mqtt.uses_tls() {
+        let t = &c.mqtt.tls;
+        let show = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map_or_else(|| "-".to_owned(), |p| p.display().to_string())
+        };
+        println!(
+            "tls       ca {}  cert {}  key {}  server_name {}",
+            show(&t.ca_file),
+            show(&t.cert_file),
+            show(&t.key_file),
+            t.server_name.as_deref().unwrap_or("(url host)")
+        );
+    }
     println!(
         "outbox    max_entries {}  max_bytes {}  resend_after {}",
         c.outbox.max_entries,
@@ -193,6 +207,11 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check { config } => match load_config(&config) {
             Ok(c) => {
+                c.mqtt.warn_exposed_secrets(&config);
+                if let Err(e) = c.mqtt.check_files() {
+                    println!("{}: {e}", config.display());
+                    return Ok(EXIT_PROBLEMS);
+                }
                 print_plan(&config, &c);
                 Ok(EXIT_OK)
             }
@@ -211,6 +230,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Run { config } => {
             let c = load(&config)?;
+            c.mqtt.warn_exposed_secrets(&config);
             watchstand_agent::run(c, shutdown_on_signals()).await?;
             Ok(EXIT_OK)
         }

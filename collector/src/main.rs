@@ -176,7 +176,9 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Serve { config } => {
-            let config = config::load(&config)?;
+            let path = config;
+            let config = config::load(&path)?;
+            config.mqtt.warn_exposed_secrets(&path);
             server::run(config, shutdown_on_signals()).await?;
             Ok(EXIT_OK)
         }
@@ -189,6 +191,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            c.mqtt.warn_exposed_secrets(&config);
+            if let Err(e) = c.mqtt.check_files() {
+                write_stdout(&format!("{}: {e}\n", c.origin.display()))?;
+                return Ok(EXIT_PROBLEMS);
+            }
             let taken = config::ports::taken(&c);
             if !taken.is_empty() {
                 let origin = c.origin.display();

@@ -140,6 +140,8 @@ impl MqttDriver {
     pub async fn run(mut self, stop: CancellationToken, drain: Duration) -> DriverEnd {
         let mut connected = false;
         let mut consumer_gone = false;
+        // The last connect failure's text, so a repeated reason is logged once at warn level.
+        let mut last_failure: Option<String> = None;
         let end = loop {
             let event = tokio::select! {
                 biased;
@@ -149,6 +151,7 @@ impl MqttDriver {
             match event {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                     connected = true;
+                    last_failure = None;
                     self.backoff.reset();
                     tracing::info!(
                         driver = self.name,
@@ -173,11 +176,17 @@ impl MqttDriver {
                     if stop.is_cancelled() {
                         break Some(DriverEnd::NotConnected);
                     }
+                    let error = e.to_string();
                     if connected {
                         tracing::warn!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connection lost.");
+                    } else if last_failure.as_deref() != Some(error.as_str()) {
+                        // A new reason (TLS handshake refused, bad credentials, broker down) is
+                        // worth a warning; the same reason again at every retry is not.
+                        tracing::warn!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connect failed.");
                     } else {
                         tracing::debug!(driver = self.name, error = %e, retry_in = ?delay, "MQTT connect failed.");
                     }
+                    last_failure = Some(error);
                     connected = false;
                     self.report(ConnectionEvent::Disconnected {
                         error: e.to_string(),

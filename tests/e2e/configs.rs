@@ -8,8 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use watchstand_tests::mqtt::TestClient;
-use watchstand_tests::process::MosquittoSpec;
-use watchstand_tests::{bin, free_addr, free_port, now_ms, wait_for};
+use watchstand_tests::{bin, free_addr, now_ms, wait_for};
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -49,6 +48,7 @@ fn every_file_in_configs_is_known_and_loads() {
         "mosquitto/mosquitto.conf",
         "mosquitto/watchstand.acl",
         "mosquitto/README.md",
+        "tls/make-certs.sh",
         "systemd/watchstand-agent.service",
         "systemd/watchstand-collector.service",
     ];
@@ -182,85 +182,23 @@ async fn example_agent_and_collector_configs_run_against_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_config_and_acl_enforce_one_agent_per_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = MosquittoSpec::new(dir.path());
-    if watchstand_tests::mosquitto_bin().is_none() {
-        assert!(spec.spawn().await.is_none());
+    // The TLS listener needs its certificates (configs/tls/make-certs.sh).
+    let certs = dir.path().join("certs");
+    watchstand_tests::tls::make_certs(&certs, &[], None);
+    let Some(broker) = watchstand_tests::tls::ShippedMosquitto::start(
+        &dir.path().join("mosquitto"),
+        &certs,
+        &[
+            ("agent-1", "a1"),
+            ("agent-2", "a2"),
+            ("watchstand-collector", "c"),
+        ],
+    )
+    .await
+    else {
         return;
-    }
-    let root = configs_dir().join("mosquitto");
-    let port = free_port();
-    let d = dir.path().display().to_string();
-    let conf = std::fs::read_to_string(root.join("mosquitto.conf"))
-        .unwrap()
-        .replace("listener 1883", &format!("listener {port} 127.0.0.1"))
-        .replace(
-            "/etc/mosquitto/watchstand.passwd",
-            &format!("{d}/watchstand.passwd"),
-        )
-        .replace(
-            "/etc/mosquitto/watchstand.acl",
-            &format!("{d}/watchstand.acl"),
-        )
-        .replace("/var/lib/mosquitto/", &format!("{d}/"))
-        .replace(
-            "/run/mosquitto/mosquitto.pid",
-            &format!("{d}/mosquitto.pid"),
-        )
-        .replace(
-            "/var/log/mosquitto/mosquitto.log",
-            &format!("{d}/mosquitto.log"),
-        );
-    std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-    std::fs::copy(
-        root.join("watchstand.acl"),
-        dir.path().join("watchstand.acl"),
-    )
-    .unwrap();
-    let passwd = dir.path().join("watchstand.passwd");
-    for (i, (user, pass)) in [
-        ("agent-1", "a1"),
-        ("agent-2", "a2"),
-        ("watchstand-collector", "c"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut cmd = Command::new("mosquitto_passwd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let ok = cmd
-            .args(["-b", passwd.to_str().unwrap(), user, pass])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mosquitto_passwd");
-    }
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        for f in ["watchstand.passwd", "watchstand.acl", "mosquitto.conf"] {
-            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
-                .unwrap();
-        }
-    }
-    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let mut child = Command::new(watchstand_tests::mosquitto_bin().unwrap())
-        .args(["-c", dir.path().join("mosquitto.conf").to_str().unwrap()])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let url = format!("mqtt://127.0.0.1:{port}");
-    let addr = format!("127.0.0.1:{port}");
-    wait_for(
-        "Mosquitto with configs/mosquitto",
-        Duration::from_secs(10),
-        || {
-            let addr = addr.clone();
-            async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
-        },
-    )
-    .await;
+    };
+    let url = format!("mqtt://127.0.0.1:{}", broker.plain_port);
 
     let mut collector = TestClient::connect_as(
         &url,
@@ -295,6 +233,4 @@ async fn mosquitto_config_and_acl_enforce_one_agent_per_identity() {
         collector.next(Duration::from_millis(500)).await.is_none(),
         "nothing else arrives"
     );
-    let _k = child.kill().is_ok();
-    let _w = child.wait().is_ok();
 }

@@ -18,5 +18,6 @@ mod health;
 mod incidents;
 mod incidents_truth;
 mod malformed;
+mod mqtt_tls;
 mod pipeline;
 mod shutdown;

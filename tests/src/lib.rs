@@ -22,6 +22,7 @@ pub mod sim;
 #[path = "../../shared/tests/support/small_fs.rs"]
 pub mod small_fs;
 pub mod target;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

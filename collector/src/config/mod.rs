@@ -303,6 +303,15 @@ pub fn validate(
     p.check_id("collector.id", &raw.collector.id);
     let listen = parse_addr(&mut p, "collector.listen", &raw.collector.listen);
     p.extend(raw.mqtt.validate("mqtt"));
+    if raw.broker.embedded && raw.mqtt.uses_tls() {
+        p.push(
+            "broker.embedded",
+            format!(
+                "the embedded broker has no TLS; set embedded = false to use {}",
+                raw.mqtt.url
+            ),
+        );
+    }
     let broker = if raw.broker.embedded {
         parse_addr(&mut p, "broker.listen", &raw.broker.listen)
             .map(|listen| BrokerMode::Embedded { listen })
@@ -378,7 +387,11 @@ pub fn validate(
             ingest_batch_max_bytes: raw.collector.ingest_batch_max_bytes,
             ingest_stall_after: raw.collector.ingest_stall_after,
             broker,
-            mqtt: raw.mqtt,
+            mqtt: {
+                let mut mqtt = raw.mqtt;
+                mqtt.resolve_paths(base);
+                mqtt
+            },
             catalogue,
             incidents,
             incident_policies,
@@ -443,7 +456,9 @@ mod tests {
             ("[collector]\ndata_dir = \"d\"\nid = \"a b\"\n", "collector.id: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
             ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
             ("[collector]\ndata_dir = \"d\"\n[broker]\nlisten = \"x\"\n", "broker.listen: \"x\" is not an address like 127.0.0.1:8088"),
-            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port (scheme must be mqtt:// or tcp://)"),
+            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)"),
+            ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"mqtts://b:8883\"\ntls = { ca_file = \"ca.crt\" }\n", "broker.embedded: the embedded broker has no TLS; set embedded = false to use mqtts://b:8883"),
+            ("[collector]\ndata_dir = \"d\"\n[broker]\nembedded = false\n[mqtt]\nurl = \"mqtts://b:8883\"\ntls = { server_name = \"b\" }\n", "mqtt.tls.ca_file: an mqtts:// url needs a CA file to verify the broker"),
         ];
         for (text, want) in cases {
             assert_eq!(errors(text), vec![(*want).to_owned()], "{text}");

@@ -7,11 +7,14 @@
 mod backoff;
 mod duration;
 mod mqtt;
+mod mqtt_tls;
 mod parse;
+pub mod secret_file;
 
 pub use backoff::Backoff;
 pub use duration::{Duration, DurationError};
 pub use mqtt::{MqttConfig, MqttConnectError, MqttConnector, MqttProtocol};
+pub use mqtt_tls::{MqttTlsConfig, MqttTlsError};
 pub use parse::from_toml;
 
 use std::fmt;

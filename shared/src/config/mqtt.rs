@@ -1,8 +1,10 @@
 //! The MQTT connection block that both the agent and the collector config flatten in, and the
-//! connector that turns it into `rumqttc::MqttOptions` with typed errors.
+//! connector that turns it into `rumqttc::MqttOptions` with typed errors. `mqtts://` URLs use
+//! the `[mqtt.tls]` block ([`super::mqtt_tls`]).
 
+use super::mqtt_tls::{MqttTlsConfig, MqttTlsError};
 use super::{ConfigError, Duration};
-use rumqttc::{LastWill, MqttOptions};
+use rumqttc::{LastWill, MqttOptions, TlsConfiguration, Transport};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
@@ -20,7 +22,7 @@ pub enum MqttProtocol {
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// Broker address, `mqtt://host:port` (or `tcp://`).
+    /// Broker address, `mqtt://host:port` (or `tcp://`), or `mqtts://host:port` for TLS.
     #[serde(default = "default_url")]
     pub url: String,
     /// Client id; defaults to a name derived from the agent or collector id.
@@ -67,6 +69,9 @@ pub struct MqttConfig {
     /// through them well within `keep_alive` (the broker's PINGRESP waits behind them).
     #[serde(default = "default_inbox_max_messages")]
     pub inbox_max_messages: usize,
+    /// `[mqtt.tls]`: CA, client certificate and key, server name; used with `mqtts://`.
+    #[serde(default)]
+    pub tls: MqttTlsConfig,
 }
 
 fn default_url() -> String {
@@ -117,6 +122,7 @@ impl Default for MqttConfig {
             request_channel_capacity: default_request_channel_capacity(),
             inbox_max_bytes: default_inbox_max_bytes(),
             inbox_max_messages: default_inbox_max_messages(),
+            tls: MqttTlsConfig::default(),
         }
     }
 }
@@ -135,6 +141,7 @@ impl fmt::Debug for MqttConfig {
             .field("request_channel_capacity", &self.request_channel_capacity)
             .field("inbox_max_bytes", &self.inbox_max_bytes)
             .field("inbox_max_messages", &self.inbox_max_messages)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -143,8 +150,8 @@ impl fmt::Debug for MqttConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum MqttConnectError {
-    /// The URL is not `mqtt://host:port`.
-    #[error("url {url:?} is not mqtt://host:port ({reason})")]
+    /// The URL is not `mqtt://host:port` or `mqtts://host:port`.
+    #[error("url {url:?} is not mqtt://host:port or mqtts://host:port ({reason})")]
     BadUrl {
         /// The URL as configured.
         url: String,
@@ -157,6 +164,9 @@ pub enum MqttConnectError {
     /// The client id is empty.
     #[error("client id must not be empty")]
     EmptyClientId,
+    /// The TLS files cannot be loaded.
+    #[error(transparent)]
+    Tls(#[from] MqttTlsError),
 }
 
 impl MqttConfig {
@@ -173,7 +183,8 @@ impl MqttConfig {
             .url
             .strip_prefix("mqtt://")
             .or_else(|| self.url.strip_prefix("tcp://"))
-            .ok_or_else(|| bad("scheme must be mqtt:// or tcp://"))?;
+            .or_else(|| self.url.strip_prefix("mqtts://"))
+            .ok_or_else(|| bad("scheme must be mqtt://, tcp:// or mqtts://"))?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
         if host.is_empty() {
@@ -188,12 +199,42 @@ impl MqttConfig {
         Ok((host.trim_matches(['[', ']']).to_owned(), port))
     }
 
+    /// Whether the URL asks for TLS (`mqtts://`).
+    pub fn uses_tls(&self) -> bool {
+        self.url.starts_with("mqtts://")
+    }
+
+    /// Reads the TLS files as a connect would (for `check`): nothing to do without `mqtts://`.
+    ///
+    /// # Errors
+    /// The first file that cannot be used, naming its key and path.
+    pub fn check_files(&self) -> Result<(), MqttTlsError> {
+        if self.uses_tls() {
+            self.tls.client_config()?;
+        }
+        Ok(())
+    }
+
+    /// Warns when `config_file` holds `password` and is open to more than the service (see
+    /// [`super::secret_file`]). The TLS key file is checked when it is loaded.
+    pub fn warn_exposed_secrets(&self, config_file: &std::path::Path) {
+        if self.password.is_some() {
+            super::secret_file::warn_if_exposed("mqtt.password", config_file);
+        }
+    }
+
+    /// Resolves relative TLS file paths against `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        self.tls.resolve_paths(base);
+    }
+
     /// Checks the block; `key` is where it sits in the file (e.g. `mqtt`).
     pub fn validate(&self, key: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if let Err(e) = self.host_port() {
             errors.push(ConfigError::new(format!("{key}.url"), e.to_string()));
         }
+        errors.extend(self.tls.validate(&format!("{key}.tls"), self.uses_tls()));
         if self.username.is_some() != self.password.is_some() {
             errors.push(ConfigError::new(
                 format!("{key}.username"),
@@ -271,8 +312,10 @@ impl MqttConnector {
     /// Client options with `default_client_id` unless the config names one, the given clean
     /// session flag, and an optional retained last will.
     ///
+    /// With an `mqtts://` URL this reads the `[mqtt.tls]` files.
+    ///
     /// # Errors
-    /// Bad URL, empty client id or half-set credentials.
+    /// Bad URL, empty client id, half-set credentials, or TLS files that cannot be used.
     pub fn options(
         &self,
         default_client_id: &str,
@@ -305,6 +348,10 @@ impl MqttConnector {
         if let Some(will) = last_will {
             options.set_last_will(will);
         }
+        if self.config.uses_tls() {
+            let tls = self.config.tls.client_config()?;
+            options.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+        }
         Ok(options)
     }
 }
@@ -325,15 +372,15 @@ mod tests {
         let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|c| c.url = "http://x:1".into()),
-                "mqtt.url: url \"http://x:1\" is not mqtt://host:port (scheme must be mqtt:// or tcp://)",
+                "mqtt.url: url \"http://x:1\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)",
             ),
             (
                 Box::new(|c| c.url = "mqtt://host".into()),
-                "mqtt.url: url \"mqtt://host\" is not mqtt://host:port (missing :port)",
+                "mqtt.url: url \"mqtt://host\" is not mqtt://host:port or mqtts://host:port (missing :port)",
             ),
             (
                 Box::new(|c| c.url = "mqtt://host:99999".into()),
-                "mqtt.url: url \"mqtt://host:99999\" is not mqtt://host:port (port is not a number 1-65535)",
+                "mqtt.url: url \"mqtt://host:99999\" is not mqtt://host:port or mqtts://host:port (port is not a number 1-65535)",
             ),
             (
                 Box::new(|c| c.username = Some("u".into())),
@@ -372,6 +419,30 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn mqtts_url_needs_tls_settings_and_loads_them_at_connect() {
+        assert_eq!(
+            with(|c| c.url = "mqtts://127.0.0.1:8883".into()),
+            vec!["mqtt.tls.ca_file: an mqtts:// url needs a CA file to verify the broker"]
+        );
+        let c = MqttConfig {
+            url: "mqtts://127.0.0.1:8883".into(),
+            tls: MqttTlsConfig {
+                ca_file: Some("/nonexistent/ca.crt".into()),
+                ..MqttTlsConfig::default()
+            },
+            ..MqttConfig::default()
+        };
+        assert!(c.validate("mqtt").is_empty());
+        let err = MqttConnector::new(c)
+            .options("agent-1", false, None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mqtt.tls.ca_file: cannot read /nonexistent/ca.crt: No such file or directory (os error 2)"
+        );
     }
 
     #[test]
