@@ -52,7 +52,18 @@ pub struct MqttDriver {
     publishes: InboxSender,
     connection: mpsc::UnboundedSender<ConnectionEvent>,
     name: &'static str,
+    /// Since when rumqttc has held a packet-id collision (an outgoing publish whose id is still
+    /// in flight), for [`MqttDriver::link_is_alive`].
+    collision_since: Option<tokio::time::Instant>,
 }
+
+/// How long incoming traffic may keep a packet-id collision from timing out: a broker that
+/// delivers but never acknowledges one of our publishes is still caught after this.
+const COLLISION_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long the driver waits for room in a full inbox before it hands a publish over past the
+/// bound and polls again (see `InboxSender::push_within`).
+const CREDIT_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Why a driver ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +94,7 @@ impl MqttDriver {
             publishes,
             connection,
             name,
+            collision_since: None,
         }
     }
 
@@ -100,8 +112,21 @@ impl MqttDriver {
     /// queues its PINGRESP behind all of it, and with credit-based reading that answer can take
     /// longer than a keep-alive period — a healthy, busy link would be torn down and resumed
     /// every period. A link that delivers nothing between two pings still fails the check.
-    fn link_is_alive(eventloop: &mut EventLoop) {
+    ///
+    /// The same holds for rumqttc's collision check (an outgoing publish whose packet id is
+    /// still in flight waits for that id's PUBACK, and two pings without it end the
+    /// connection): the PUBACK queues behind the backlog too. While publishes keep arriving, a
+    /// collision may last up to [`COLLISION_PATIENCE`] before the check counts again.
+    fn link_is_alive(eventloop: &mut EventLoop, collision_since: &mut Option<tokio::time::Instant>) {
         eventloop.state.await_pingresp = false;
+        if eventloop.state.collision.is_none() {
+            *collision_since = None;
+            return;
+        }
+        let since = *collision_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < COLLISION_PATIENCE {
+            eventloop.state.collision_ping_count = 0;
+        }
     }
 
     /// Hands `p` to the consumer, waiting for room unless `stop` comes first. A message that
@@ -123,7 +148,7 @@ impl MqttDriver {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => false,
-                r = publishes.push(p) => r.is_ok(),
+                r = publishes.push_within(p, CREDIT_PATIENCE) => r.is_ok(),
             }
         };
         if !handed && !*consumer_gone {
@@ -163,7 +188,7 @@ impl MqttDriver {
                     });
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    Self::link_is_alive(&mut self.eventloop);
+                    Self::link_is_alive(&mut self.eventloop, &mut self.collision_since);
                     Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
@@ -215,7 +240,7 @@ impl MqttDriver {
                     break DriverEnd::Disconnected
                 }
                 Ok(Ok(Event::Incoming(Incoming::Publish(p)))) => {
-                    Self::link_is_alive(&mut self.eventloop);
+                    Self::link_is_alive(&mut self.eventloop, &mut self.collision_since);
                     Self::hand_over(&self.publishes, self.name, p, &stop, &mut consumer_gone).await;
                 }
                 Ok(Ok(_)) => {}

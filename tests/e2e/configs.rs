@@ -143,9 +143,18 @@ async fn example_agent_and_collector_configs_run_against_each_other() {
         "collector.toml",
         "collector.log",
     );
+    let client = reqwest::Client::new();
+    // The agent's first check runs within a second of its start: start it once the collector's
+    // API answers, as a host whose collector is already running would (before that, the
+    // `collector` service is really down).
+    let health_url = format!("http://{api}/api/v1/health");
+    wait_for("the collector's API", Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), health_url.clone());
+        async move { client.get(&url).send().await.ok().map(|_| ()) }
+    })
+    .await;
     let mut agent = spawn("watchstand-agent", "run", "agent.toml", "agent.log");
     let started = now_ms();
-    let client = reqwest::Client::new();
     let url = format!("http://{api}/api/v1/services/collector/sla?from={started}");
     let outcome = tokio::time::timeout(
         Duration::from_secs(40),

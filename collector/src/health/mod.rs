@@ -6,7 +6,7 @@
 //! | reason | status | when |
 //! |---|---|---|
 //! | `store_write_failing` | failing | an ingest commit failed (ingest stops; the collector exits) |
-//! | `broker_disconnected` | failing | not connected to the broker (also before the first connect) |
+//! | `broker_disconnected` | failing | not connected to the broker (degraded while still connecting in the first [`CONNECT_GRACE_MS`] after the start, failing after it) |
 //! | `ingest_stalled` | failing | ingest has had work outstanding (a batch, acks not yet queued) with no commit and no ack queued for `ingest_stall_after` |
 //! | `ingest_backlog` | degraded | the MQTT inbox is at least [`BACKLOG_PCT`] % full (the driver is holding the broker back) |
 //! | `notifier_failing` | degraded | a queued notification's last delivery attempt failed |
@@ -97,7 +97,14 @@ pub struct BrokerLink {
     pub since_ms: u64,
     /// The last connection error.
     pub error: Option<String>,
+    /// Connected at least once since the start.
+    pub ever_connected: bool,
 }
+
+/// How long after its start a collector that has not reached its broker yet is only
+/// `degraded` (connecting), not `failing`: agents on the same host probe `/api/v1/health`, and
+/// a collector started beside its broker must not read as an outage while it connects.
+pub const CONNECT_GRACE_MS: u64 = 15_000;
 
 /// What the notify outbox shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,10 +163,16 @@ pub fn classify(i: &Inputs) -> Verdict {
         );
     }
     if !i.broker.connected {
-        let for_s = i.now_ms.saturating_sub(i.broker.since_ms) / 1_000;
+        let for_ms = i.now_ms.saturating_sub(i.broker.since_ms);
+        let for_s = for_ms / 1_000;
+        let connecting = !i.broker.ever_connected && for_ms < CONNECT_GRACE_MS;
         add(
             "broker_disconnected",
-            Status::Failing,
+            if connecting {
+                Status::Degraded
+            } else {
+                Status::Failing
+            },
             match &i.broker.error {
                 Some(e) => format!("not connected to the broker for {for_s} s: {e}"),
                 None => format!("not connected to the broker for {for_s} s"),
@@ -238,6 +251,7 @@ impl HealthState {
                 connected: false,
                 since_ms: now_ms(),
                 error: None,
+                ever_connected: false,
             }),
             store_write_error: Mutex::new(None),
             ingest_busy_since_ms: AtomicU64::new(0),
@@ -253,6 +267,7 @@ impl HealthState {
             b.since_ms = now_ms();
         }
         b.connected = connected;
+        b.ever_connected |= connected;
         if error.is_some() {
             b.error = error;
         }
@@ -319,6 +334,7 @@ mod tests {
                 connected: true,
                 since_ms: NOW - 60_000,
                 error: None,
+                ever_connected: true,
             },
             stall_after_ms: 30_000,
             inbox: InboxLevel {
@@ -347,6 +363,33 @@ mod tests {
                         connected: false,
                         since_ms: NOW - 5_000,
                         error: Some("connection refused".into()),
+                        ever_connected: true,
+                    }
+                },
+                Status::Failing,
+                &["broker_disconnected"],
+            ),
+            (
+                "still connecting 5 s after the start",
+                |i| {
+                    i.broker = BrokerLink {
+                        connected: false,
+                        since_ms: NOW - 5_000,
+                        error: None,
+                        ever_connected: false,
+                    }
+                },
+                Status::Degraded,
+                &["broker_disconnected"],
+            ),
+            (
+                "never connected 16 s after the start",
+                |i| {
+                    i.broker = BrokerLink {
+                        connected: false,
+                        since_ms: NOW - 16_000,
+                        error: Some("connection refused".into()),
+                        ever_connected: false,
                     }
                 },
                 Status::Failing,
@@ -423,6 +466,7 @@ mod tests {
             connected: false,
             since_ms: NOW - 12_000,
             error: Some("connection refused".into()),
+            ever_connected: true,
         };
         assert_eq!(
             classify(&i).reasons[0].detail,

@@ -173,6 +173,31 @@ impl InboxSender {
         self.send(p, credits)
     }
 
+    /// Hands `p` over, waiting at most `patience` for room; past that it goes in over the
+    /// bound (taking no credits). The bound is soft on purpose: while the driver waits it polls
+    /// nothing, so neither our acks nor our keep-alive reach the broker, and a broker that
+    /// hears nothing for its keep-alive closes the link (rumqttd, Mosquitto). Going over by
+    /// one message per `patience` keeps the link alive while ingest is slower than the flood,
+    /// and the overshoot grows by at most that rate.
+    ///
+    /// # Errors
+    /// The consumer dropped its end.
+    pub async fn push_within(
+        &self,
+        p: Publish,
+        patience: std::time::Duration,
+    ) -> Result<(), InboxClosed> {
+        let credits = self.cost(&p);
+        match tokio::time::timeout(patience, self.credits.acquire_many(credits)).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                self.send(p, credits)
+            }
+            Ok(Err(_)) => Err(InboxClosed),
+            Err(_) => self.send(p, 0),
+        }
+    }
+
     /// Hands `p` over if there is room now; gives it back otherwise.
     ///
     /// # Errors
