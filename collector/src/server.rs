@@ -154,7 +154,7 @@ pub async fn start(
     // A small socket receive buffer: the broker's PUBACKs and PINGRESPs queue behind the
     // incoming publishes, so what the kernel may buffer beyond the inbox must stay small too.
     let mut network = eventloop.network_options();
-    // network.set_tcp_recv_buffer_size(MQTT_RECV_BUFFER);
+    network.set_tcp_recv_buffer_size(MQTT_RECV_BUFFER);
     eventloop.set_network_options(network);
     // Bounded by bytes: when full the driver stops reading and the broker holds the rest. Safe
     // because ingest never waits on the driver (its acks go out with try_*).

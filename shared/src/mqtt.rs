@@ -117,7 +117,10 @@ impl MqttDriver {
     /// still in flight waits for that id's PUBACK, and two pings without it end the
     /// connection): the PUBACK queues behind the backlog too. While publishes keep arriving, a
     /// collision may last up to [`COLLISION_PATIENCE`] before the check counts again.
-    fn link_is_alive(eventloop: &mut EventLoop, collision_since: &mut Option<tokio::time::Instant>) {
+    fn link_is_alive(
+        eventloop: &mut EventLoop,
+        collision_since: &mut Option<tokio::time::Instant>,
+    ) {
         eventloop.state.await_pingresp = false;
         if eventloop.state.collision.is_none() {
             *collision_since = None;

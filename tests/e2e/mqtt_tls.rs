@@ -107,7 +107,9 @@ async fn agent_and_collector_deliver_over_mtls_and_a_certificate_pins_the_agent_
     )
     .await;
     // An agent the collector never heard of has no results route (404), not an empty list.
-    let forged = collector.get_if_found("/api/v1/agents/agent-b/results").await;
+    let forged = collector
+        .get_if_found("/api/v1/agents/agent-b/results")
+        .await;
     assert!(
         forged.is_none(),
         "nothing stored for agent-b although its impostor published {published}: {forged:?}"

@@ -27,7 +27,7 @@
 
 pub mod dedup;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +83,9 @@ pub struct Ingest {
     /// Spots probe state changes for event-driven incident evaluation.
     watch: Option<StateWatch>,
     /// PUBACKs of committed messages not yet queued: (QoS, packet id).
-    pending_pubacks: Vec<(QoS, u16)>,
+    /// PUBACKs to queue, oldest first: they go out in the order the messages came, because
+    /// brokers may require it (rumqttd drops a client on an out-of-order ack).
+    pending_pubacks: VecDeque<(QoS, u16)>,
     /// Watermarks not yet queued: the newest seq per (site, agent, boot).
     pending_watermarks: BTreeMap<(String, String, String), u64>,
     /// A watermark goes next (PUBACKs and watermarks take turns).
@@ -142,7 +144,7 @@ impl Ingest {
             health,
             trackers,
             watch: None,
-            pending_pubacks: Vec::new(),
+            pending_pubacks: VecDeque::new(),
             pending_watermarks: BTreeMap::new(),
             watermark_turn: false,
             last_watermark: None,
@@ -252,7 +254,7 @@ impl Ingest {
 
     /// Queues the next pending PUBACK if the request channel takes it now.
     fn queue_puback(&mut self) -> bool {
-        let Some(&(qos, pkid)) = self.pending_pubacks.last() else {
+        let Some(&(qos, pkid)) = self.pending_pubacks.front() else {
             return false;
         };
         let mut ack = Publish::new("", qos, Vec::new());
@@ -260,7 +262,7 @@ impl Ingest {
         if self.client.try_ack(&ack).is_err() {
             return false;
         }
-        self.pending_pubacks.pop();
+        self.pending_pubacks.pop_front();
         self.watermark_turn = true;
         true
     }
