@@ -26,6 +26,7 @@ use watchstand_shared::topic::TopicLayout;
 use watchstand_shared::wire::v1::{CollectorState, CollectorStatus};
 
 use crate::api::{self, AppState};
+use crate::audit::AuditLog;
 use crate::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use crate::config::{BrokerMode, CollectorConfig};
 use crate::events::Counters;
@@ -74,6 +75,14 @@ pub async fn start(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    // `validate` already refuses this; a config built in code must not slip past it.
+    if config.api.is_open() && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "[api]: no tokens configured while collector.listen {} is not a loopback address; \
+             add [[api.tokens]] (watchstand-collector token create) or listen on 127.0.0.1",
+            config.listen
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = {
@@ -189,6 +198,8 @@ pub async fn start(
         collector_id: config.id.clone(),
         started_ms: now_ms(),
         incidents: engine.clone(),
+        access: Arc::new(config.api.clone()),
+        audit: AuditLog::new(store.clone()),
     });
 
     tracing::info!(
@@ -197,6 +208,7 @@ pub async fn start(
         broker = %mqtt.url,
         data_dir = %config.data_dir.display(),
         services = config.catalogue.services.len(),
+        api_tokens = config.api.tokens.len(),
         "Collector started."
     );
     let broker_url = mqtt.url.clone();

@@ -32,13 +32,15 @@ fn state() -> AppState {
     )
     .expect("engine");
     AppState {
-        store,
+        store: store.clone(),
         catalogue: Arc::new(config.catalogue),
         registry: Arc::new(Registry::new(Vec::new())),
         counters: Arc::new(Counters::default()),
         collector_id: "main".into(),
         started_ms: 0,
         incidents: Arc::new(Mutex::new(engine)),
+        access: Arc::default(),
+        audit: crate::audit::AuditLog::new(store.clone()),
     }
 }
 
@@ -102,10 +104,12 @@ async fn every_error_path_answers_json_with_its_status() {
         (Method::GET, "/api/v1/incidents/abc", None, "", 400, Some("invalid id: \"abc\" is not an incident id")),
         (Method::DELETE, "/api/v1/agents", None, "", 405, Some("/api/v1/agents does not answer DELETE")),
         (Method::GET, "/api/v1/incidents/1/ack", None, "", 405, Some("/api/v1/incidents/1/ack does not answer GET")),
-        (Method::POST, "/api/v1/incidents/1/ack", None, "{\"by\":\"me\"}", 415, None),
-        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"by\":", 400, None),
+        (Method::POST, "/api/v1/incidents/1/ack", None, "{\"comment\":\"x\"}", 415, None),
+        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"comment\":", 400, None),
+        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"by\":\"me\"}", 400, Some("invalid by: is not accepted: who acts is the name of the API token")),
         (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"who\":\"me\"}", 422, None),
-        (Method::POST, "/api/v1/incidents/1/resolve", JSON, "{\"by\":\"me\"}", 404, Some("incident \"1\" not found")),
+        (Method::POST, "/api/v1/incidents/1/resolve", JSON, "{\"comment\":\"done\"}", 404, Some("incident \"1\" not found")),
+        (Method::GET, "/api/v1/audit?from_seq=x", None, "", 400, Some("invalid from_seq: \"x\" is not a record number (a whole number from 0)")),
     ];
     for (method, uri, ct, body, status, message) in cases {
         let (got, content_type, json) = send(method.clone(), uri, *ct, body).await;
