@@ -1,5 +1,5 @@
-//! The command-line clients of the HTTP API (`sla`, `agents`): fetch JSON, render it as a table,
-//! JSON or CSV. They never open the store (sled allows one process per store). Tables are for
+//! The command-line clients of the HTTP API (`sla`, `agents`, `incidents`): fetch JSON (with the
+//! API token, if given), render it as a table, JSON or CSV. They never open the store (sled allows one process per store). Tables are for
 //! people (times in RFC 3339, durations as `1h 2m`, see [`crate::human`]); JSON and CSV keep the
 //! API's epoch ms and seconds.
 
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
+use watchstand_shared::secrets::Secret;
 
 /// Output format of the CLI clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +93,8 @@ impl From<Format> for Output {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer …` (a sensitive header: never in reqwest's debug output).
+    token: Option<Secret>,
 }
 
 impl ApiClient {
@@ -107,7 +110,22 @@ impl ApiClient {
         Ok(Self {
             base: server.trim_end_matches('/').to_owned(),
             http,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<Secret>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => request.bearer_auth(t.expose()),
+            None => request,
+        }
     }
 
     /// POSTs JSON to `path`; API errors carry the server's message.
@@ -117,8 +135,7 @@ impl ApiClient {
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .post(&url)
+            .authorized(self.http.post(&url))
             .json(body)
             .send()
             .await
@@ -154,8 +171,7 @@ impl ApiClient {
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .get(&url)
+            .authorized(self.http.get(&url))
             .query(query)
             .send()
             .await
@@ -298,22 +314,22 @@ pub async fn incident(
     })
 }
 
-/// `incidents ack|resolve ID --by WHO [--comment TEXT]`.
+/// `incidents ack|resolve ID [--comment TEXT]`: who acts is the token's holder.
 ///
 /// # Errors
-/// The collector refuses (unknown id, already resolved) or is unreachable.
+/// The collector refuses (unknown id, already resolved, no or a too weak token) or is
+/// unreachable.
 pub async fn incident_action(
     client: &ApiClient,
     id: u64,
     action: &str,
-    by: &str,
     comment: &str,
     output: impl Into<Output>,
 ) -> anyhow::Result<String> {
     let body = client
         .post(
             &format!("/api/v1/incidents/{id}/{action}"),
-            &serde_json::json!({"by": by, "comment": comment}),
+            &serde_json::json!({"comment": comment}),
         )
         .await?;
     Ok(render(&[body], INCIDENT_COLUMNS, output))

@@ -26,6 +26,8 @@
 //! least the rule's role. Ack and resolve take `by` from the token's name.
 
 pub mod access;
+#[cfg(test)]
+mod access_tests;
 pub mod audit;
 pub mod error;
 pub mod extract;

@@ -20,6 +20,11 @@ use crate::registry::Registry;
 use crate::store::Store;
 
 fn state() -> AppState {
+    state_with(crate::auth::ApiAccess::default())
+}
+
+/// The test state (one service `web`, an empty store) with `access` as the `[api]` section.
+pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
     let text = "[collector]\ndata_dir = \"d\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.9 }\n";
     let raw = config::from_str(text, Path::new("t.toml")).expect("parses");
     let config = config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid");
@@ -39,7 +44,7 @@ fn state() -> AppState {
         collector_id: "main".into(),
         started_ms: 0,
         incidents: Arc::new(Mutex::new(engine)),
-        access: Arc::default(),
+        access: Arc::new(access),
         audit: crate::audit::AuditLog::new(store.clone()),
     }
 }
