@@ -369,3 +369,27 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> anyhow
     let running = start(config, shutdown).await?;
     running.task.await.context("collector task")?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn start_refuses_a_non_loopback_listen_without_tokens_naming_api() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "[collector]\ndata_dir = \"d\"\nlisten = \"127.0.0.1:0\"\n[broker]\nlisten = \"127.0.0.1:0\"\n";
+        let raw = crate::config::from_str(text, Path::new("c.toml")).expect("parses");
+        let mut config =
+            crate::config::validate(raw, Path::new("c.toml"), dir.path()).expect("valid");
+        config.listen = "0.0.0.0:0".parse().expect("address");
+        let err = start(config, CancellationToken::new())
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.starts_with("[api]: no tokens configured"), "{err}");
+        assert!(!dir.path().join("d").exists(), "nothing was opened");
+    }
+}

@@ -15,4 +15,5 @@ mod incidents;
 mod incidents_truth;
 mod malformed;
 mod pipeline;
+mod security;
 mod shutdown;

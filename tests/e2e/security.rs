@@ -1,0 +1,380 @@
+//! Security end to end, with the real binaries: a collector with `[[api.tokens]]` (one made by
+//! `token create`) answers 401/403 by role, records who acknowledged and resolved an incident
+//! from their tokens, keeps an audit log that `audit verify` checks offline (exit 0 untouched,
+//! 1 naming the first bad record after tampering, 2 while the collector holds the store), and
+//! never writes a token into its log. A collector on 0.0.0.0 without tokens refuses to start.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use watchstand_collector::store::{trees, Store};
+use watchstand_tests::process::{AgentSpec, BrokerChoice, CollectorSpec};
+use watchstand_tests::{bin, free_addr, free_port, wait_for, HttpTarget};
+
+fn collector_cli(args: &[&str]) -> Output {
+    Command::new(bin("watchstand-collector"))
+        .args(args)
+        .env_remove("WATCHSTAND_TOKEN")
+        .output()
+        .expect("run watchstand-collector")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `token create`: the token (shown once) and the TOML lines to paste.
+fn create_token(name: &str, role: &str) -> (String, String) {
+    let out = collector_cli(&["token", "create", "--name", name, "--role", role]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("wst_"))
+        .unwrap_or_else(|| panic!("no token in {stdout}"))
+        .to_owned();
+    let toml = stdout[stdout.find("[[api.tokens]]").expect("config lines")..].to_owned();
+    assert!(
+        !toml.contains(&token),
+        "the config holds the hash only: {toml}"
+    );
+    (token, toml)
+}
+
+async fn request(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut r = client.request(method, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let json = resp.json().await.unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_roles_and_the_audit_log_hold_end_to_end_and_no_token_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ana, ana_toml) = create_token("ana", "operator");
+    let (bo, bo_toml) = create_token("bo", "operator");
+    let (vic, vic_toml) = create_token("vic", "viewer");
+    let (root, root_toml) = create_token("root", "admin");
+    let target = HttpTarget::start().await;
+    let services = format!(
+        r#"
+{ana_toml}
+{bo_toml}
+{vic_toml}
+{root_toml}
+[incidents]
+evaluate_every = "1s"
+down_after = 1
+resolve_after = "1h"
+burn_rate = []
+sla_below_target = false
+
+[[services]]
+id = "web"
+name = "Web"
+criticality = "high"
+rto = "5m"
+rpo = "1m"
+probes = ["agent-1/web"]
+slo = {{ availability = 99.9, window = "1d" }}
+"#
+    );
+    let spec = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &services,
+    );
+    let mut collector = spec.spawn().await;
+    let probes = format!(
+        "[[probes]]\nid = \"web\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
+        target.url()
+    );
+    let mut agent = AgentSpec::new(
+        &dir.path().join("agent"),
+        "agent-1",
+        &collector.broker_url(),
+        &probes,
+    )
+    .spawn()
+    .await;
+
+    // Health is public; everything else needs a token of the right role.
+    let url = |p: &str| collector.url(p);
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    assert_eq!(
+        request(get.clone(), &url("/api/v1/health"), None, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        request(get.clone(), &url("/api/v1/services"), None, None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        request(get.clone(), &url("/metrics"), Some(&vic), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        request(get.clone(), &url("/api/v1/audit"), Some(&ana), None)
+            .await
+            .0,
+        403
+    );
+
+    target.set_healthy(false);
+    let incident = wait_for(
+        "the service-down incident",
+        Duration::from_secs(60),
+        || async {
+            let (status, list) = request(
+                get.clone(),
+                &url("/api/v1/incidents?state=open"),
+                Some(&vic),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{list}");
+            list.as_array()?.first().cloned()
+        },
+    )
+    .await;
+    let id = incident["id"].as_u64().unwrap();
+    let ack_url = url(&format!("/api/v1/incidents/{id}/ack"));
+    let resolve_url = url(&format!("/api/v1/incidents/{id}/resolve"));
+
+    // A viewer may not act; a body naming someone is refused; nothing changes either way.
+    let before = request(
+        get.clone(),
+        &url(&format!("/api/v1/incidents/{id}")),
+        Some(&vic),
+        None,
+    )
+    .await
+    .1;
+    let comment = serde_json::json!({"comment": "on it"});
+    assert_eq!(
+        request(post.clone(), &ack_url, Some(&vic), Some(comment.clone()))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        request(post.clone(), &ack_url, None, Some(comment.clone()))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        request(
+            post.clone(),
+            &resolve_url,
+            Some(&vic),
+            Some(comment.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    let forged = serde_json::json!({"by": "somebody-else"});
+    assert_eq!(
+        request(post.clone(), &ack_url, Some(&ana), Some(forged))
+            .await
+            .0,
+        400
+    );
+    let after = request(
+        get.clone(),
+        &url(&format!("/api/v1/incidents/{id}")),
+        Some(&vic),
+        None,
+    )
+    .await
+    .1;
+    assert_eq!(before, after, "refused requests changed the incident");
+
+    // ana acknowledges from the CLI with a token file; bo resolves with WATCHSTAND_TOKEN.
+    let token_file = dir.path().join("ana.token");
+    std::fs::write(&token_file, format!("{ana}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let server = collector.url("");
+    let out = collector_cli(&[
+        "incidents",
+        "ack",
+        &id.to_string(),
+        "--comment",
+        "on it",
+        "--server",
+        &server,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    #[cfg(unix)]
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("readable by its group or other users"),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new(bin("watchstand-collector"))
+        .args([
+            "incidents",
+            "resolve",
+            &id.to_string(),
+            "--comment",
+            "failed over",
+        ])
+        .args(["--server", &server])
+        .env("WATCHSTAND_TOKEN", &bo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, resolved) = request(
+        get.clone(),
+        &url(&format!("/api/v1/incidents/{id}")),
+        Some(&vic),
+        None,
+    )
+    .await;
+    assert_eq!(resolved["acknowledged_by"], "ana", "{resolved}");
+    assert_eq!(resolved["resolved_by"], "bo", "{resolved}");
+
+    // The audit log names each, and the refusals.
+    let (status, audit) = request(get.clone(), &url("/api/v1/audit"), Some(&root), None).await;
+    assert_eq!(status, 200, "{audit}");
+    let records = audit["records"].as_array().unwrap();
+    let has = |actor: &str, action: &str, outcome: &str| {
+        records.iter().any(|r| {
+            r["actor"] == actor && r["action"] == action && r["outcome"].as_str() == Some(outcome)
+        })
+    };
+    assert!(has("ana", "incident.ack", "ok"), "{audit}");
+    assert!(has("bo", "incident.resolve", "ok"), "{audit}");
+    assert!(has("vic", "incident.ack", "refused 403"), "{audit}");
+    assert!(has("anonymous", "incident.ack", "refused 401"), "{audit}");
+    assert!(has("ana", "audit.read", "refused 403"), "{audit}");
+    assert!(has("ana", "incident.ack", "error 400"), "{audit}");
+    assert_eq!(audit["verification"]["broken"], Value::Null, "{audit}");
+    let count = audit["verification"]["records"].as_u64().unwrap();
+
+    // While the collector holds the store, verify says so and fails (exit 2).
+    let data = spec.dir.join("data");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let out = collector_cli(&["audit", "verify", "--data-dir", &data_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a collector running"),
+        "{}",
+        text(&out)
+    );
+
+    agent.terminate();
+    assert!(collector.terminate(), "the collector stops cleanly");
+
+    // No token value in the collector's log (nor the agent's).
+    for log in [
+        spec.dir.join("collector.log"),
+        dir.path().join("agent").join("agent.log"),
+    ] {
+        let Ok(content) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        for t in [&ana, &bo, &vic, &root] {
+            assert!(
+                !content.contains(t.as_str()),
+                "{} holds a token",
+                log.display()
+            );
+        }
+    }
+    assert!(std::fs::read_to_string(spec.dir.join("collector.log"))
+        .unwrap()
+        .contains("Collector started"));
+
+    // Offline: untouched → exit 0 with the count; one flipped byte → exit 1 naming the record.
+    let out = collector_cli(&["audit", "verify", "--data-dir", &data_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(&format!("audit log ok: {count} records")),
+        "{stdout}"
+    );
+    tamper(&data, 2);
+    let out = collector_cli(&["audit", "verify", "--data-dir", &data_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("audit log broken at record 2:"), "{stdout}");
+}
+
+/// Flips one byte of audit record `seq` in the stopped collector's store.
+fn tamper(data: &Path, seq: u64) {
+    let store = Store::open(data).expect("open the stopped collector's store");
+    let tree = store.tree(trees::AUDIT).unwrap();
+    let mut value = tree.get(&seq.to_be_bytes()).unwrap().expect("the record");
+    let at = value.len() / 2;
+    value[at] ^= 0x01;
+    tree.put(&seq.to_be_bytes(), &value).unwrap();
+    store.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_collector_on_all_interfaces_without_tokens_refuses_to_start_naming_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[collector]\ndata_dir = \"data\"\nlisten = \"0.0.0.0:{}\"\n[broker]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = collector_cli(&["serve", "-c", config]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("api.tokens: none configured"),
+        "{}",
+        text(&out)
+    );
+    assert!(stderr.contains("not a loopback address"), "{}", text(&out));
+    assert!(!dir.path().join("data").exists(), "nothing was started");
+    let out = collector_cli(&["check", "-c", config]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("api.tokens"),
+        "{}",
+        text(&out)
+    );
+}
