@@ -157,6 +157,12 @@ pub struct RawApiSection {
     /// The tokens that may use the API.
     #[serde(default)]
     pub tokens: Vec<RawToken>,
+    /// PEM certificate chain: serve the API over TLS (with `tls_key`).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// One configured token.
@@ -186,6 +192,8 @@ pub struct ApiAccess {
     pub tokens: Vec<TokenEntry>,
     /// `/metrics` needs no token.
     pub public_metrics: bool,
+    /// Serve over TLS with these files.
+    pub tls: Option<crate::api::tls::TlsFiles>,
 }
 
 /// What a presented bearer token turned out to be.
@@ -244,13 +252,20 @@ impl ApiAccess {
                 })
                 .collect(),
             public_metrics: false,
+            tls: None,
         }
     }
 }
 
 /// Checks `[api]` against the API's listen address: every token well-formed, names and hashes
-/// unique, and tokens present unless `listen` is a loopback address. Pure.
-pub fn validate(raw: &RawApiSection, listen: Option<SocketAddr>, p: &mut Problems) -> ApiAccess {
+/// unique, tokens present unless `listen` is a loopback address, TLS files both or neither
+/// (resolved against `base`). Pure.
+pub fn validate(
+    raw: &RawApiSection,
+    listen: Option<SocketAddr>,
+    base: &std::path::Path,
+    p: &mut Problems,
+) -> ApiAccess {
     let mut names = HashSet::new();
     let mut hashes = HashSet::new();
     let mut tokens = Vec::new();
@@ -301,9 +316,25 @@ pub fn validate(raw: &RawApiSection, listen: Option<SocketAddr>, p: &mut Problem
             );
         }
     }
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::api::tls::TlsFiles {
+            cert: base.join(cert),
+            key: base.join(key),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push("api.tls_key", "is missing: tls_cert needs its key");
+            None
+        }
+        (None, Some(_)) => {
+            p.push("api.tls_cert", "is missing: tls_key needs its certificate");
+            None
+        }
+    };
     ApiAccess {
         tokens,
         public_metrics: raw.public_metrics,
+        tls,
     }
 }
 
@@ -318,6 +349,8 @@ mod tests {
         assert_eq!(t.secret.expose().len(), TOKEN_PREFIX.len() + 43);
         let raw = RawApiSection {
             public_metrics: false,
+            tls_cert: None,
+            tls_key: None,
             tokens: vec![RawToken {
                 name: "ana".into(),
                 role: "operator".into(),
@@ -325,7 +358,12 @@ mod tests {
             }],
         };
         let mut p = Problems::default();
-        let access = validate(&raw, "0.0.0.0:8088".parse().ok(), &mut p);
+        let access = validate(
+            &raw,
+            "0.0.0.0:8088".parse().ok(),
+            std::path::Path::new("/"),
+            &mut p,
+        );
         assert!(p.is_empty());
         assert_eq!(
             access.authenticate(Some(t.secret.expose())),
@@ -353,6 +391,8 @@ mod tests {
         let good = Token::generate().sha256_hex;
         let raw = RawApiSection {
             public_metrics: false,
+            tls_cert: Some("c.pem".into()),
+            tls_key: None,
             tokens: vec![
                 RawToken {
                     name: "ana".into(),
@@ -372,7 +412,12 @@ mod tests {
             ],
         };
         let mut p = Problems::default();
-        validate(&raw, "127.0.0.1:1".parse().ok(), &mut p);
+        validate(
+            &raw,
+            "127.0.0.1:1".parse().ok(),
+            std::path::Path::new("/"),
+            &mut p,
+        );
         let text = p
             .finish(std::path::Path::new("c.toml"), ())
             .err()
@@ -383,6 +428,7 @@ mod tests {
             "api.tokens[0].sha256: is not 64 hex digits",
             "api.tokens[1].name: \"ana\" is used by another token",
             "api.tokens[2].sha256: is the hash of another token",
+            "api.tls_key: is missing: tls_cert needs its key",
         ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }
@@ -398,7 +444,7 @@ mod tests {
             ("10.1.2.3:8088", false),
         ] {
             let mut p = Problems::default();
-            let access = validate(&raw, listen.parse().ok(), &mut p);
+            let access = validate(&raw, listen.parse().ok(), std::path::Path::new("/"), &mut p);
             assert_eq!(p.is_empty(), ok, "{listen}");
             assert!(access.is_open());
         }

@@ -103,10 +103,25 @@ impl ApiClient {
     /// # Errors
     /// The HTTP client cannot be built.
     pub fn new(server: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("building the HTTP client")?;
+        Self::with_ca(server, None)
+    }
+
+    /// A client for the collector at `server` that also trusts the PEM CA certificate(s) in
+    /// `ca_pem` (an `https://` API with a private CA, `[api] tls_cert`).
+    ///
+    /// # Errors
+    /// The CA is not PEM, or the HTTP client cannot be built.
+    pub fn with_ca(server: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).context("the CA file is not PEM")?;
+            anyhow::ensure!(!certs.is_empty(), "the CA file holds no PEM certificate");
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(Self {
             base: server.trim_end_matches('/').to_owned(),
             http,

@@ -32,6 +32,9 @@ struct ClientAuth {
     /// File whose first line is the API token (warned about when others may read it).
     #[arg(long, conflicts_with = "token", global = true)]
     token_file: Option<PathBuf>,
+    /// PEM CA certificate to trust for an https:// --server (besides the system's).
+    #[arg(long, env = "WATCHSTAND_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
 }
 
 impl ClientAuth {
@@ -49,7 +52,15 @@ impl ClientAuth {
     }
 
     fn client(&self, server: &str) -> anyhow::Result<ApiClient> {
-        Ok(ApiClient::new(server)?.with_token(self.secret()?))
+        let ca = self
+            .ca_file
+            .as_deref()
+            .map(|path| {
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the CA file {}", path.display()))
+            })
+            .transpose()?;
+        Ok(ApiClient::with_ca(server, ca.as_deref())?.with_token(self.secret()?))
     }
 }
 

@@ -120,6 +120,7 @@ pub async fn start(
             )
         })?;
     let api_addr = listener.local_addr().context("API listener address")?;
+    let tls = config.api.tls.as_ref().map(api::tls::load).transpose()?;
 
     let layout = TopicLayout::new(&mqtt.topic_root);
     let state_topic = layout.collector_state(&config.id);
@@ -209,6 +210,7 @@ pub async fn start(
         data_dir = %config.data_dir.display(),
         services = config.catalogue.services.len(),
         api_tokens = config.api.tokens.len(),
+        api_tls = config.api.tls.is_some(),
         "Collector started."
     );
     let broker_url = mqtt.url.clone();
@@ -253,9 +255,19 @@ pub async fn start(
         ));
         let api_stop = shutdown.clone();
         let api = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { api_stop.cancelled().await })
-                .await
+            let stopped = async move { api_stop.cancelled().await };
+            match tls {
+                Some(acceptor) => {
+                    axum::serve(api::tls::TlsListener::new(listener, acceptor)?, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+            }
         });
 
         // Run until asked to stop, or until ingest fails (a store failure: stop loudly rather

@@ -378,3 +378,122 @@ async fn a_collector_on_all_interfaces_without_tokens_refuses_to_start_naming_ap
         text(&out)
     );
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key (`cert.pem`, `key.pem` in `dir`) made
+/// with openssl; `None` (the test skips) without openssl.
+fn self_signed(dir: &Path, name: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let cert = dir.join(format!("{name}-cert.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // Not a CA: webpki refuses a CA certificate as the server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    out.status.success().then_some((cert, key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_tls_with_its_certificate_and_a_mismatched_key_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(dir.path(), "api") else {
+        eprintln!("openssl not found: skipping the API TLS test");
+        return;
+    };
+    let Some((_, other_key)) = self_signed(dir.path(), "other") else {
+        return;
+    };
+    let token = watchstand_collector::auth::Token::generate();
+    let write = |key: &Path| {
+        let path = dir.path().join("collector.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[collector]\ndata_dir = \"data\"\nlisten = \"127.0.0.1:0\"\n[broker]\nlisten = \"{}\"\n[api]\ntls_cert = {:?}\ntls_key = {:?}\n{}",
+                free_addr(),
+                cert.display().to_string(),
+                key.display().to_string(),
+                token.config_lines("ana", watchstand_collector::auth::Role::Viewer)
+            ),
+        )
+        .unwrap();
+        watchstand_collector::config::load(&path).expect("valid config")
+    };
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = watchstand_collector::server::start(write(&key), stop.clone())
+        .await
+        .expect("starts with TLS");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let https = |p: &str| format!("https://{}{p}", running.api_addr);
+    let health = client
+        .get(https("/api/v1/health"))
+        .send()
+        .await
+        .expect("https");
+    assert_eq!(health.status().as_u16(), 200);
+    let r = client.get(https("/api/v1/services")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = client
+        .get(https("/api/v1/services"))
+        .bearer_auth(token.secret.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The CLI trusts the private CA with --ca-file.
+    let out = Command::new(bin("watchstand-collector"))
+        .args(["agents", "--format", "json", "--server", &https("")])
+        .arg("--ca-file")
+        .arg(&cert)
+        .env("WATCHSTAND_TOKEN", token.secret.expose())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = collector_cli(&["agents", "--server", &https("")]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown CA is refused: {}",
+        text(&out)
+    );
+    // Plain HTTP on the TLS port gets no API answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/health", running.api_addr))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    stop.cancel();
+    running.task.await.unwrap().expect("clean stop");
+
+    let err = watchstand_collector::server::start(
+        write(&other_key),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap_or_default();
+    assert!(
+        err.contains("api.tls_key") && err.contains("does not go with the certificate"),
+        "{err}"
+    );
+}

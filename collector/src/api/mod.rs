@@ -37,6 +37,7 @@ pub mod params;
 pub mod routes;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

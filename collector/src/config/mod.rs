@@ -333,7 +333,7 @@ pub fn validate(
         })
         .collect();
     let webhooks = policy::webhooks(&raw.webhooks, &mut p);
-    let api = crate::auth::validate(&raw.api, listen, &mut p);
+    let api = crate::auth::validate(&raw.api, listen, base, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
     match (listen, broker) {
         (Some(listen), Some(broker)) if p.is_empty() => Ok(CollectorConfig {
