@@ -497,3 +497,82 @@ async fn the_api_serves_tls_with_its_certificate_and_a_mismatched_key_fails_the_
         "{err}"
     );
 }
+
+#[test]
+fn audit_verify_names_the_first_bad_record_of_each_kind_of_tampering() {
+    use watchstand_collector::audit::{AuditLog, Entry, Outcome};
+    let root = tempfile::tempdir().unwrap();
+    // (what is done to a log of 6 records, the record `audit verify` must name)
+    type Tamper = fn(&dyn watchstand_shared::storage::Tree);
+    let cases: [(&str, Tamper, u64); 5] = [
+        ("untouched", |_| {}, 0),
+        (
+            "one byte flipped in record 3",
+            |t| {
+                let mut v = t.get(&3u64.to_be_bytes()).unwrap().unwrap();
+                let at = v.len() - 10;
+                v[at] ^= 0x01;
+                t.put(&3u64.to_be_bytes(), &v).unwrap();
+            },
+            3,
+        ),
+        (
+            "record 4 deleted",
+            |t| t.delete(&4u64.to_be_bytes()).unwrap(),
+            4,
+        ),
+        (
+            "records 2 and 5 swapped",
+            |t| {
+                let two = t.get(&2u64.to_be_bytes()).unwrap().unwrap();
+                let five = t.get(&5u64.to_be_bytes()).unwrap().unwrap();
+                t.put(&2u64.to_be_bytes(), &five).unwrap();
+                t.put(&5u64.to_be_bytes(), &two).unwrap();
+            },
+            2,
+        ),
+        (
+            "tail truncated after record 4",
+            |t| {
+                t.delete(&5u64.to_be_bytes()).unwrap();
+                t.delete(&6u64.to_be_bytes()).unwrap();
+            },
+            5,
+        ),
+    ];
+    for (i, (what, tamper, bad)) in cases.into_iter().enumerate() {
+        let data = root.path().join(format!("data-{i}"));
+        {
+            let store = Store::open(&data).unwrap();
+            let log = AuditLog::new(store.clone());
+            for n in 0..6u64 {
+                let entry = Entry {
+                    actor: ["ana", "bo"][usize::try_from(n % 2).unwrap()].into(),
+                    role: Some(watchstand_collector::auth::Role::Operator),
+                    action: "incident.ack".into(),
+                    target: format!("POST /api/v1/incidents/{n}/ack"),
+                    outcome: Outcome::Ok,
+                    detail: "200 OK".into(),
+                };
+                log.append(entry, 1_000 + n).unwrap();
+            }
+            tamper(store.tree(trees::AUDIT).unwrap().as_ref());
+            store.flush().unwrap();
+        }
+        let out = collector_cli(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if bad == 0 {
+            assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+            assert!(
+                stdout.contains("audit log ok: 6 records"),
+                "{what}: {stdout}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+            assert!(
+                stdout.contains(&format!("audit log broken at record {bad}:")),
+                "{what}: {stdout}"
+            );
+        }
+    }
+}
