@@ -240,6 +240,28 @@ impl ApiAccess {
         }
     }
 
+    /// One line for `check`: open or the tokens by name and role (never hashes), whether
+    /// `/metrics` is public and the API is HTTPS.
+    pub fn summary(&self) -> String {
+        let mut text = if self.is_open() {
+            "open, no [[api.tokens]] (allowed on a loopback address only)".to_owned()
+        } else {
+            let names: Vec<String> = self
+                .tokens
+                .iter()
+                .map(|t| format!("{} {}", t.name, t.role))
+                .collect();
+            format!("{} token(s): {}", self.tokens.len(), names.join(", "))
+        };
+        if self.public_metrics {
+            text.push_str(" · /metrics public");
+        }
+        if self.tls.is_some() {
+            text.push_str(" · HTTPS");
+        }
+        text
+    }
+
     /// An access list of `(name, role, token)` for tests and the demo.
     pub fn with_tokens<'a>(tokens: impl IntoIterator<Item = (&'a str, Role, &'a str)>) -> Self {
         Self {
@@ -378,6 +400,7 @@ mod tests {
         );
         assert_eq!(access.authenticate(None), Authentication::Missing);
         assert!(!format!("{access:?}").contains(&t.sha256_hex[..16]));
+        assert_eq!(access.summary(), "1 token(s): ana operator");
         assert_ne!(Token::generate().secret, t.secret);
     }
 

@@ -282,7 +282,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 return Ok(EXIT_PROBLEMS);
             }
             let mut out = format!(
-                "{}: ok\n  collector {} · data {} · API {} · broker {}\n  {} services:\n",
+                "{}: ok\n  collector {} · data {} · API {} · broker {}\n  API access: {}\n  {} services:\n",
                 c.origin.display(),
                 c.id,
                 c.data_dir.display(),
@@ -291,6 +291,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     config::BrokerMode::Embedded { listen } => format!("embedded on {listen}"),
                     config::BrokerMode::External => c.mqtt.url.clone(),
                 },
+                c.api.summary(),
                 c.catalogue.services.len()
             );
             for s in &c.catalogue.services {

@@ -320,6 +320,20 @@ slo = {{ availability = 99.9, window = "1d" }}
         .unwrap()
         .contains("Collector started"));
 
+    // `check` names the tokens' holders and roles, never a token.
+    let config = spec.dir.join("collector.toml");
+    let out = collector_cli(&["check", "-c", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout
+            .contains("API access: 4 token(s): ana operator, bo operator, vic viewer, root admin"),
+        "{}",
+        text(&out)
+    );
+    for t in [&ana, &bo, &vic, &root] {
+        assert!(!stdout.contains(t.as_str()));
+    }
+
     // Offline: untouched → exit 0 with the count; one flipped byte → exit 1 naming the record.
     let out = collector_cli(&["audit", "verify", "--data-dir", &data_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
