@@ -174,7 +174,12 @@ impl ApiClient {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
-            anyhow::bail!("{url}: {status}: {message}");
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
+            } else {
+                ""
+            };
+            anyhow::bail!("{url}: {status}: {message}{hint}");
         }
         Ok(body)
     }
@@ -206,7 +211,12 @@ impl ApiClient {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
-            anyhow::bail!("{url}: {status}: {message}");
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
+            } else {
+                ""
+            };
+            anyhow::bail!("{url}: {status}: {message}{hint}");
         }
         Ok(body)
     }

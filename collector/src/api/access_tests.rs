@@ -381,4 +381,20 @@ async fn public_metrics_opens_only_metrics() {
         .pop()
         .expect("audited");
     assert_eq!(last.detail, "invalid token");
+    // Outside the routes (an unknown path, a known one with a wrong method) nothing runs: 404
+    // and 405 as without tokens, and nothing is audited.
+    let audited = state.audit.verify().expect("verify").records;
+    assert_eq!(
+        send(&state, &Method::DELETE, "/api/v1/agents", None)
+            .await
+            .status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        send(&state, &Method::GET, "/api/v1/nope", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(state.audit.verify().expect("verify").records, audited);
 }
