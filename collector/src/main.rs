@@ -395,6 +395,12 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         Command::Audit {
             action: AuditAction::Verify { data_dir },
         } => {
+            // Opening creates a store where there is none: a mistyped path would "verify".
+            anyhow::ensure!(
+                data_dir.join("db").is_file(),
+                "no collector store in {} (give the collector's data_dir)",
+                data_dir.display()
+            );
             let verification = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&data_dir).with_context(|| {
                     format!(

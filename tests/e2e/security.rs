@@ -554,6 +554,10 @@ fn audit_verify_names_the_first_bad_record_of_each_kind_of_tampering() {
             5,
         ),
     ];
+    let nowhere = root.path().join("no-store-here");
+    let out = collector_cli(&["audit", "verify", "--data-dir", nowhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!nowhere.exists(), "verify created nothing");
     for (i, (what, tamper, bad)) in cases.into_iter().enumerate() {
         let data = root.path().join(format!("data-{i}"));
         {
