@@ -1,5 +1,5 @@
-//! The command-line clients of the HTTP API (`sla`, `agents`): fetch JSON, render it as a table,
-//! JSON or CSV. They never open the store (sled allows one process per store). Tables are for
+//! The command-line clients of the HTTP API (`sla`, `agents`, `incidents`): fetch JSON (with the
+//! API token, if given), render it as a table, JSON or CSV. They never open the store (sled allows one process per store). Tables are for
 //! people (times in RFC 3339, durations as `1h 2m`, see [`crate::human`]); JSON and CSV keep the
 //! API's epoch ms and seconds.
 
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
+use watchstand_shared::secrets::Secret;
 
 /// Output format of the CLI clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +93,8 @@ impl From<Format> for Output {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer …` (a sensitive header: never in reqwest's debug output).
+    token: Option<Secret>,
 }
 
 impl ApiClient {
@@ -100,14 +103,44 @@ impl ApiClient {
     /// # Errors
     /// The HTTP client cannot be built.
     pub fn new(server: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("building the HTTP client")?;
+        Self::with_ca(server, None)
+    }
+
+    /// A client for the collector at `server` that also trusts the PEM CA certificate(s) in
+    /// `ca_pem` (an `https://` API with a private CA, `[api] tls_cert`).
+    ///
+    /// # Errors
+    /// The CA is not PEM, or the HTTP client cannot be built.
+    pub fn with_ca(server: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).context("the CA file is not PEM")?;
+            anyhow::ensure!(!certs.is_empty(), "the CA file holds no PEM certificate");
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(Self {
             base: server.trim_end_matches('/').to_owned(),
             http,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<Secret>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => request.bearer_auth(t.expose()),
+            None => request,
+        }
     }
 
     /// POSTs JSON to `path`; API errors carry the server's message.
@@ -117,8 +150,7 @@ impl ApiClient {
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .post(&url)
+            .authorized(self.http.post(&url))
             .json(body)
             .send()
             .await
@@ -142,7 +174,12 @@ impl ApiClient {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
-            anyhow::bail!("{url}: {status}: {message}");
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
+            } else {
+                ""
+            };
+            anyhow::bail!("{url}: {status}: {message}{hint}");
         }
         Ok(body)
     }
@@ -154,8 +191,7 @@ impl ApiClient {
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .get(&url)
+            .authorized(self.http.get(&url))
             .query(query)
             .send()
             .await
@@ -175,7 +211,12 @@ impl ApiClient {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
-            anyhow::bail!("{url}: {status}: {message}");
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
+            } else {
+                ""
+            };
+            anyhow::bail!("{url}: {status}: {message}{hint}");
         }
         Ok(body)
     }
@@ -298,22 +339,22 @@ pub async fn incident(
     })
 }
 
-/// `incidents ack|resolve ID --by WHO [--comment TEXT]`.
+/// `incidents ack|resolve ID [--comment TEXT]`: who acts is the token's holder.
 ///
 /// # Errors
-/// The collector refuses (unknown id, already resolved) or is unreachable.
+/// The collector refuses (unknown id, already resolved, no or a too weak token) or is
+/// unreachable.
 pub async fn incident_action(
     client: &ApiClient,
     id: u64,
     action: &str,
-    by: &str,
     comment: &str,
     output: impl Into<Output>,
 ) -> anyhow::Result<String> {
     let body = client
         .post(
             &format!("/api/v1/incidents/{id}/{action}"),
-            &serde_json::json!({"by": by, "comment": comment}),
+            &serde_json::json!({"comment": comment}),
         )
         .await?;
     Ok(render(&[body], INCIDENT_COLUMNS, output))

@@ -104,9 +104,16 @@ fn api_addr(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
     }
 }
 
-fn collector_toml(data_dir: &Path, listen: SocketAddr, broker: SocketAddr) -> String {
+fn collector_toml(
+    data_dir: &Path,
+    listen: SocketAddr,
+    broker: SocketAddr,
+    token: &crate::auth::Token,
+) -> String {
+    let tokens = token.config_lines(DEMO_TOKEN_NAME, crate::auth::Role::Operator);
     format!(
         r#"
+{tokens}
 [collector]
 id = "demo"
 data_dir = {data_dir:?}
@@ -199,6 +206,9 @@ fn say(text: &str) {
     }
 }
 
+/// Name of the operator token the demo makes for itself.
+const DEMO_TOKEN_NAME: &str = "demo-operator";
+
 /// Runs the demo until Ctrl-C or `options.duration`.
 ///
 /// # Errors
@@ -221,9 +231,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let broker = free_loopback_addr()?;
     let listen = api_addr(options.listen)?;
 
+    // The demo's API needs a token like any other: it makes an operator token for itself and
+    // prints it once, so the CLI (and curl) can acknowledge and resolve incidents.
+    let token = crate::auth::Token::generate();
     let origin = Path::new("<demo collector>");
     let raw = config::from_str(
-        &collector_toml(&data_dir.join("collector"), listen, broker),
+        &collector_toml(&data_dir.join("collector"), listen, broker, &token),
         origin,
     )?;
     let collector_config =
@@ -239,8 +252,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let agent = tokio::spawn(watchstand_agent::run(agent_config, agent_stop.clone()));
 
     let api = format!("http://{}", collector.api_addr);
+    let secret = token.secret.expose();
     say(&format!(
-        "\nWatchstand demo is running.\n  API:      {api}/api/v1/services   (also /api/v1/agents, /api/v1/health, /metrics)\n  Broker:   {}\n  CLI:      watchstand-collector sla --server {api}\n  Script:   shop-primary fails {}–{} s and billing {}–{} s of every {} s cycle.\n  Stop:     Ctrl-C\n\n",
+        "\nWatchstand demo is running.\n  API:      {api}/api/v1/services   (also /api/v1/agents, /api/v1/health, /metrics)\n  Token:    {secret}   ({DEMO_TOKEN_NAME}, operator; made for this run only)\n            export WATCHSTAND_TOKEN={secret}\n  CLI:      watchstand-collector sla --server {api}\n            watchstand-collector incidents list --server {api}\n            watchstand-collector incidents ack ID --comment \"on it\" --server {api}\n  curl:     curl -H \"Authorization: Bearer $WATCHSTAND_TOKEN\" {api}/api/v1/services\n  Broker:   {}\n  Script:   shop-primary fails {}–{} s and billing {}–{} s of every {} s cycle.\n  Stop:     Ctrl-C\n\n",
         collector.broker_url,
         PRIMARY_DOWN.0,
         PRIMARY_DOWN.1,
@@ -256,7 +270,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .collect(),
         stop.clone(),
     ));
-    let client = ApiClient::new(&api)?;
+    let client = ApiClient::new(&api)?.with_token(Some(token.secret.clone()));
     let since = watchstand_shared::time::now_ms().to_string();
     let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
     let mut summary = tokio::time::interval(SUMMARY_EVERY);

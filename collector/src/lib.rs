@@ -17,12 +17,15 @@
 //! - [`registry`]: agents, their online/offline state and counters.
 //! - [`incident`]: rules, the incident lifecycle, flapping, inhibition, webhook notifications.
 //! - [`sla`]: the SLA arithmetic (pure); [`availability`] feeds it from the store.
+//! - [`auth`]: roles, API tokens, `[api]`; [`audit`]: the hash-chained audit log.
 //! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
 //! - [`server`]: wires all of the above for `serve`; [`demo`] runs the whole loop on loopback.
 //! - [`events`]: ingest counters and their log lines.
 //! - [`verify`]: the store's invariant checker (crash tests, audits).
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod availability;
 pub mod broker;
 pub mod cli;

@@ -1,7 +1,8 @@
 //! `watchstand-collector`: the binary's edge — arguments, logging, signals, exit codes. The work
 //! is in the library (`server`, `demo`, `cli`).
 //!
-//! Exit codes: 0 ok; 1 `check` found problems in the config; 2 error.
+//! Exit codes: 0 ok; 1 `check` found problems in the config, or `audit verify` a broken link; 2
+//! error.
 
 // `check` and the API clients print their results to stdout: that is their job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -12,10 +13,56 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use watchstand_collector::audit::AuditLog;
+use watchstand_collector::auth::{Role, Token};
 use watchstand_collector::cli::{self, ApiClient, Format, Output};
+use watchstand_collector::store::Store;
 use watchstand_collector::{config, demo, server};
 use watchstand_shared::config::{Duration, LoadError};
 use watchstand_shared::runtime::{install_tracing, shutdown_on_signals};
+use watchstand_shared::secrets::{read_secret_file, Secret};
+
+/// How a client subcommand authenticates to the API.
+#[derive(Debug, clap::Args)]
+struct ClientAuth {
+    /// API token (`wst_…`, from `token create`). Prefer WATCHSTAND_TOKEN or --token-file: a
+    /// command line is visible to other users of the host.
+    #[arg(long, env = "WATCHSTAND_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// File whose first line is the API token (warned about when others may read it).
+    #[arg(long, conflicts_with = "token", global = true)]
+    token_file: Option<PathBuf>,
+    /// PEM CA certificate to trust for an https:// --server (besides the system's).
+    #[arg(long, env = "WATCHSTAND_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+}
+
+impl ClientAuth {
+    fn secret(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(t) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
+            return Ok(Some(Secret::new(t.trim())));
+        }
+        self.token_file
+            .as_deref()
+            .map(|path| {
+                read_secret_file(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))
+            })
+            .transpose()
+    }
+
+    fn client(&self, server: &str) -> anyhow::Result<ApiClient> {
+        let ca = self
+            .ca_file
+            .as_deref()
+            .map(|path| {
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the CA file {}", path.display()))
+            })
+            .transpose()?;
+        Ok(ApiClient::with_ca(server, ca.as_deref())?.with_token(self.secret()?))
+    }
+}
 
 /// Watchstand collector: ingest, store, SLA, API.
 #[derive(Debug, Parser)]
@@ -82,6 +129,8 @@ enum Command {
             default_value = "http://127.0.0.1:8088"
         )]
         server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
     },
     /// Incidents of a running collector: list, show, acknowledge, resolve.
     Incidents {
@@ -100,6 +149,8 @@ enum Command {
             global = true
         )]
         server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
     },
     /// The agent registry of a running collector.
     Agents {
@@ -115,12 +166,49 @@ enum Command {
             default_value = "http://127.0.0.1:8088"
         )]
         server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Make a new random token: prints it once, and the `[[api.tokens]]` lines (its SHA-256) to
+    /// add to the collector config.
+    Create {
+        /// Who holds it (shown in incident timelines and the audit log).
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check the hash chain of the audit log in a stopped collector's data dir; names the first
+    /// broken link (exit 1), or prints the record count (exit 0).
+    Verify {
+        /// The collector's data_dir (the store; the collector must be stopped).
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
 /// Exit code: success.
 const EXIT_OK: u8 = 0;
-/// Exit code: `check` found problems.
+/// Exit code: `check` found problems, `audit verify` a broken link.
 const EXIT_PROBLEMS: u8 = 1;
 /// Exit code: an error stopped the command.
 const EXIT_ERROR: u8 = 2;
@@ -141,24 +229,18 @@ enum IncidentAction {
         /// Incident id.
         id: u64,
     },
-    /// Acknowledge: someone is on it.
+    /// Acknowledge: someone is on it (who: the token's holder).
     Ack {
         /// Incident id.
         id: u64,
-        /// Who.
-        #[arg(long)]
-        by: String,
         /// Comment.
         #[arg(long, default_value = "")]
         comment: String,
     },
-    /// Resolve by hand, with a resolution note.
+    /// Resolve by hand, with a resolution note (who: the token's holder).
     Resolve {
         /// Incident id.
         id: u64,
-        /// Who.
-        #[arg(long)]
-        by: String,
         /// Resolution note.
         #[arg(long, default_value = "")]
         comment: String,
@@ -207,7 +289,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 return Ok(EXIT_PROBLEMS);
             }
             let mut out = format!(
-                "{}: ok\n  collector {} · data {} · API {} · broker {}\n  {} services:\n",
+                "{}: ok\n  collector {} · data {} · API {} · broker {}\n  API access: {}\n  {} services:\n",
                 c.origin.display(),
                 c.id,
                 c.data_dir.display(),
@@ -216,6 +298,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     config::BrokerMode::Embedded { listen } => format!("embedded on {listen}"),
                     config::BrokerMode::External => c.mqtt.url.clone(),
                 },
+                c.api.summary(),
                 c.catalogue.services.len()
             );
             for s in &c.catalogue.services {
@@ -252,8 +335,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             format,
             local,
             server,
+            auth,
         } => {
-            let client = ApiClient::new(&server)?;
+            let client = auth.client(&server)?;
             let text = cli::sla(
                 &client,
                 service.as_deref(),
@@ -270,19 +354,20 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             format,
             local,
             server,
+            auth,
         } => {
-            let client = ApiClient::new(&server)?;
+            let client = auth.client(&server)?;
             let format = Output { format, local };
             let text = match action {
                 IncidentAction::List { state, service } => {
                     cli::incidents(&client, state.as_deref(), service.as_deref(), format).await?
                 }
                 IncidentAction::Show { id } => cli::incident(&client, id, format).await?,
-                IncidentAction::Ack { id, by, comment } => {
-                    cli::incident_action(&client, id, "ack", &by, &comment, format).await?
+                IncidentAction::Ack { id, comment } => {
+                    cli::incident_action(&client, id, "ack", &comment, format).await?
                 }
-                IncidentAction::Resolve { id, by, comment } => {
-                    cli::incident_action(&client, id, "resolve", &by, &comment, format).await?
+                IncidentAction::Resolve { id, comment } => {
+                    cli::incident_action(&client, id, "resolve", &comment, format).await?
                 }
             };
             write_stdout(&text)?;
@@ -292,10 +377,70 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             format,
             local,
             server,
+            auth,
         } => {
-            let client = ApiClient::new(&server)?;
+            let client = auth.client(&server)?;
             write_stdout(&cli::agents(&client, Output { format, local }).await?)?;
             Ok(EXIT_OK)
+        }
+        Command::Token {
+            action: TokenAction::Create { name, role },
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+            watchstand_shared::topic::validate_id(&name)
+                .map_err(|e| anyhow::anyhow!("--name: {name:?} {e}"))?;
+            let token = Token::generate();
+            write_stdout(&format!(
+                "Token for {name} ({role}); it is shown only now, keep it in a file only you can read (chmod 600):\n\n  {}\n\nAdd to the collector config and restart it:\n\n{}",
+                token.secret.expose(),
+                token.config_lines(&name, role)
+            ))?;
+            Ok(EXIT_OK)
+        }
+        Command::Audit {
+            action: AuditAction::Verify { data_dir },
+        } => {
+            // Opening creates a store where there is none: a mistyped path would "verify".
+            anyhow::ensure!(
+                data_dir.join("db").is_file(),
+                "no collector store in {} (give the collector's data_dir)",
+                data_dir.display()
+            );
+            let verification = tokio::task::spawn_blocking(move || {
+                let store = Store::open(&data_dir).with_context(|| {
+                    format!(
+                        "cannot open the store in {} (is a collector running on it? audit verify reads it offline: stop the collector first)",
+                        data_dir.display()
+                    )
+                })?;
+                AuditLog::new(store)
+                    .verify()
+                    .context("reading the audit log")
+            })
+            .await
+            .context("audit verify task")??;
+            match &verification.broken {
+                None => {
+                    write_stdout(&format!(
+                        "audit log ok: {} records, head {}\n",
+                        verification.records,
+                        verification
+                            .head
+                            .as_ref()
+                            .map_or_else(|| "none".to_owned(), |h| format!("{} {}", h.seq, h.hash))
+                    ))?;
+                    Ok(EXIT_OK)
+                }
+                Some(b) => {
+                    write_stdout(&format!(
+                        "audit log broken at record {}: {} ({} records before it verified)\n",
+                        b.seq, b.problem, verification.records
+                    ))?;
+                    Ok(EXIT_PROBLEMS)
+                }
+            }
         }
     }
 }

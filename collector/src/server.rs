@@ -29,6 +29,7 @@ use watchstand_shared::topic::TopicLayout;
 use watchstand_shared::wire::v1::{CollectorState, CollectorStatus};
 
 use crate::api::{self, AppState};
+use crate::audit::AuditLog;
 use crate::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use crate::config::{BrokerMode, CollectorConfig};
 use crate::events::Counters;
@@ -80,6 +81,14 @@ pub async fn start(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    // `validate` already refuses this; a config built in code must not slip past it.
+    if config.api.is_open() && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "[api]: no tokens configured while collector.listen {} is not a loopback address; \
+             add [[api.tokens]] (watchstand-collector token create) or listen on 127.0.0.1",
+            config.listen
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = {
@@ -125,6 +134,7 @@ pub async fn start(
             )
         })?;
     let api_addr = listener.local_addr().context("API listener address")?;
+    let tls = config.api.tls.as_ref().map(api::tls::load).transpose()?;
 
     let layout = TopicLayout::new(&mqtt.topic_root);
     let state_topic = layout.collector_state(&config.id);
@@ -219,6 +229,8 @@ pub async fn start(
         started_ms: now_ms(),
         incidents: engine.clone(),
         health: health.clone(),
+        access: Arc::new(config.api.clone()),
+        audit: AuditLog::new(store.clone()),
     });
 
     tracing::info!(
@@ -227,6 +239,8 @@ pub async fn start(
         broker = %mqtt.url,
         data_dir = %config.data_dir.display(),
         services = config.catalogue.services.len(),
+        api_tokens = config.api.tokens.len(),
+        api_tls = config.api.tls.is_some(),
         "Collector started."
     );
     let broker_url = mqtt.url.clone();
@@ -274,9 +288,19 @@ pub async fn start(
         ));
         let api_stop = shutdown.clone();
         let api = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { api_stop.cancelled().await })
-                .await
+            let stopped = async move { api_stop.cancelled().await };
+            match tls {
+                Some(acceptor) => {
+                    axum::serve(api::tls::TlsListener::new(listener, acceptor)?, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+            }
         });
 
         // Run until asked to stop, or until ingest fails (a store failure: stop loudly rather
@@ -400,4 +424,28 @@ async fn keep_session(
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let running = start(config, shutdown).await?;
     running.task.await.context("collector task")?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn start_refuses_a_non_loopback_listen_without_tokens_naming_api() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "[collector]\ndata_dir = \"d\"\nlisten = \"127.0.0.1:0\"\n[broker]\nlisten = \"127.0.0.1:0\"\n";
+        let raw = crate::config::from_str(text, Path::new("c.toml")).expect("parses");
+        let mut config =
+            crate::config::validate(raw, Path::new("c.toml"), dir.path()).expect("valid");
+        config.listen = "0.0.0.0:0".parse().expect("address");
+        let err = start(config, CancellationToken::new())
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.starts_with("[api]: no tokens configured"), "{err}");
+        assert!(!dir.path().join("d").exists(), "nothing was opened");
+    }
 }

@@ -12,6 +12,8 @@
 //!   (written first in every commit, see [`StoreBatch::mark_dirty`])
 //! - `seqs`: `agent \0 boot` → the dedup state of that boot ([`crate::ingest::dedup::SeqTracker`])
 //! - `agents`: `agent` → the registry record
+//! - `audit`: `seq` (8 bytes, big-endian) → an [`crate::audit::AuditRecord`] (JSON, hash-chained),
+//!   and `head` → the last seq and its hash, written in the same atomic batch
 //!
 //! Every data key is derived from what the agent sent, so writing a re-sent entry again is
 //! idempotent: a crash between storing and acknowledging can cause a re-send, never a double.
@@ -51,6 +53,9 @@ pub mod trees {
     pub const SEQS: &str = "seqs";
     /// Agent registry.
     pub const AGENTS: &str = "agents";
+    /// The audit log ([`crate::audit`]): records under their big-endian seq, the head under
+    /// `head`.
+    pub const AUDIT: &str = "audit";
 }
 
 /// A stored raw result (the agent id and probe id are in the key).

@@ -10,12 +10,14 @@
 //!   conformance suite checks it against. The agent's outbox and the collector's store both use it.
 //! - [`mqtt`]: the event-loop driver task (backoff, publish routing, connection events).
 //! - [`runtime`]: the binaries' edge: log subscriber, shutdown on SIGINT/SIGTERM.
+//! - [`secrets`]: a redacting `Secret` string and the check for secret files others can read.
 //! - [`time`]: the wall clock in epoch milliseconds, the unit of every `*_ms` field.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod mqtt;
 pub mod runtime;
+pub mod secrets;
 pub mod storage;
 pub mod time;
 pub mod topic;

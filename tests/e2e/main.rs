@@ -20,4 +20,5 @@ mod incidents_truth;
 mod malformed;
 mod mqtt_tls;
 mod pipeline;
+mod security;
 mod shutdown;

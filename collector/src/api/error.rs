@@ -1,5 +1,6 @@
 //! The API's one error type: client errors are 4xx with a JSON body that names the parameter;
-//! internal errors are a generic 500, logged once here.
+//! 401 (with `WWW-Authenticate: Bearer`) and 403 come from the access middleware; internal errors
+//! are a generic 500, logged once here.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -34,6 +35,18 @@ pub enum ApiError {
         /// What is wrong, in the extractor's words.
         message: String,
     },
+    /// No token, or one that matches none configured.
+    #[error("{message}")]
+    Unauthorized {
+        /// Which (never the token itself).
+        message: String,
+    },
+    /// The token's role is below what the route needs.
+    #[error("{message}")]
+    Forbidden {
+        /// Who, what they are, and what was needed.
+        message: String,
+    },
     /// Something broke inside.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -47,6 +60,21 @@ impl IntoResponse for ApiError {
                 json!({"error": self.to_string(), "param": param}),
             ),
             ApiError::Rejected { status, .. } => (*status, json!({"error": self.to_string()})),
+            ApiError::Unauthorized { .. } => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error": self.to_string()})),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"watchstand\""),
+                );
+                return response;
+            }
+            ApiError::Forbidden { .. } => {
+                (StatusCode::FORBIDDEN, json!({"error": self.to_string()}))
+            }
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, json!({"error": self.to_string()}))
             }

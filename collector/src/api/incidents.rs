@@ -3,13 +3,14 @@
 use std::sync::{Arc, PoisonError};
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use watchstand_shared::time::now_ms;
 
 use super::extract::{Json as JsonBody, Path, Query};
 use super::{params, ApiError, AppState};
+use crate::auth::Identity;
 use crate::availability;
 use crate::incident::engine::ActionError;
 use crate::incident::record::{Incident, IncidentStore};
@@ -96,11 +97,15 @@ pub async fn show(State(state): Shared, Path(id): Path<String>) -> Result<Json<V
     Ok(Json(v))
 }
 
-/// Body of ack and resolve.
+/// Body of ack and resolve: the comment (or resolution note). Who acts is the token's name;
+/// a body naming someone (`by`) is refused, so a script that still sends it learns that it is
+/// not what gets recorded.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActionBody {
-    /// Who.
-    by: String,
+    /// Refused when present.
+    #[serde(default)]
+    by: Option<serde::de::IgnoredAny>,
     /// Comment or resolution note.
     #[serde(default)]
     comment: String,
@@ -109,23 +114,24 @@ pub struct ActionBody {
 async fn act(
     state: Arc<AppState>,
     id: String,
+    identity: Identity,
     body: ActionBody,
     resolve: bool,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    if body.by.trim().is_empty() {
+    if body.by.is_some() {
         return Err(ApiError::BadRequest {
             param: "by",
-            message: "say who acts (\"by\")".into(),
+            message: "is not accepted: who acts is the name of the API token".into(),
         });
     }
     let engine = state.incidents.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
         if resolve {
-            e.resolve(id, &body.by, &body.comment, now_ms())
+            e.resolve(id, &identity.name, &body.comment, now_ms())
         } else {
-            e.acknowledge(id, &body.by, &body.comment, now_ms())
+            e.acknowledge(id, &identity.name, &body.comment, now_ms())
         }
     })
     .await
@@ -144,22 +150,25 @@ async fn act(
     }
 }
 
-/// `POST /api/v1/incidents/{id}/ack` with `{"by", "comment"}`.
+/// `POST /api/v1/incidents/{id}/ack` with `{"comment"}`, by the token's holder.
 pub async fn acknowledge(
     State(state): Shared,
+    Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ActionBody>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, id, body, false).await
+    act(state, id, identity, body, false).await
 }
 
-/// `POST /api/v1/incidents/{id}/resolve` with `{"by", "comment"}` (the resolution note).
+/// `POST /api/v1/incidents/{id}/resolve` with `{"comment"}` (the resolution note), by the
+/// token's holder.
 pub async fn resolve(
     State(state): Shared,
+    Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ActionBody>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, id, body, true).await
+    act(state, id, identity, body, true).await
 }
 
 /// `service`, `from`, `to`.

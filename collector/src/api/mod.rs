@@ -15,10 +15,20 @@
 //! | `GET /api/v1/capacity?agent=&metric=&from=&to=` | capacity series and summary |
 //! | `GET /api/v1/incidents?state=&service=` | incidents, newest first |
 //! | `GET /api/v1/incidents/{id}` | one incident with its timeline |
-//! | `POST /api/v1/incidents/{id}/ack`, `…/resolve` | `{"by": "…", "comment": "…"}` |
+//! | `POST /api/v1/incidents/{id}/ack`, `…/resolve` | `{"comment": "…"}` (who: the token) |
 //! | `GET /api/v1/incidents/stats?service=&from=&to=` | MTTR and MTBF per service |
+//! | `GET /api/v1/audit?from_seq=&limit=` | audit records and the chain's verification |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! Every route has one access rule in [`routes_table`], which the router is built from (a route
+//! cannot exist without a rule); [`access`] applies it: with `[[api.tokens]]` configured every
+//! route but `/api/v1/health` (and `/metrics` with `public_metrics`) needs a bearer token of at
+//! least the rule's role. Ack and resolve take `by` from the token's name.
 
+pub mod access;
+#[cfg(test)]
+mod access_tests;
+pub mod audit;
 pub mod error;
 pub mod extract;
 pub mod incidents;
@@ -27,13 +37,17 @@ pub mod params;
 pub mod routes;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
+use crate::audit::AuditLog;
+use crate::auth::{ApiAccess, Role};
 use crate::config::Catalogue;
 use crate::events::Counters;
 use crate::registry::Registry;
@@ -60,24 +74,162 @@ pub struct AppState {
     pub incidents: crate::incident::SharedEngine,
     /// What health is judged from.
     pub health: Arc<crate::health::HealthState>,
+    /// Who may use the API (`[api]`).
+    pub access: Arc<ApiAccess>,
+    /// The audit log.
+    pub audit: AuditLog,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (`/api/v1/health`).
+    Public,
+    /// `/metrics`: viewer, or anyone with `[api] public_metrics = true`.
+    Metrics,
+    /// This role or a higher one.
+    Role(Role),
+}
+
+/// One route's access rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    /// Its method.
+    pub method: Method,
+    /// Its path as given to the router (`{id}` for parameters).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// The audit log's name for it (`incident.resolve`).
+    pub action: &'static str,
+}
+
+type Handler = MethodRouter<Arc<AppState>>;
+
+/// Every route with its rule: the one table the router is built from and the access middleware
+/// reads. A new route goes here, with its rule, or it does not exist.
+pub fn routes_table() -> Vec<(RouteRule, Handler)> {
+    use Access::{Metrics, Public, Role as R};
+    use Role::{Admin, Operator, Viewer};
+    let rule = |method: Method, path, access, action| RouteRule {
+        method,
+        path,
+        access,
+        action,
+    };
+    vec![
+        (
+            rule(Method::GET, "/api/v1/health", Public, "health.read"),
+            get(routes::health),
+        ),
+        (
+            rule(Method::GET, "/api/v1/agents", R(Viewer), "agents.read"),
+            get(routes::agents),
+        ),
+        (
+            rule(Method::GET, "/api/v1/agents/{id}", R(Viewer), "agent.read"),
+            get(routes::agent),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/agents/{id}/results",
+                R(Viewer),
+                "results.read",
+            ),
+            get(routes::agent_results),
+        ),
+        (
+            rule(Method::GET, "/api/v1/services", R(Viewer), "services.read"),
+            get(routes::services),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/services/{id}/sla",
+                R(Viewer),
+                "sla.read",
+            ),
+            get(routes::service_sla),
+        ),
+        (
+            rule(Method::GET, "/api/v1/capacity", R(Viewer), "capacity.read"),
+            get(routes::capacity),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/incidents",
+                R(Viewer),
+                "incidents.read",
+            ),
+            get(incidents::list),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/incidents/stats",
+                R(Viewer),
+                "incidents.stats",
+            ),
+            get(incidents::stats),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/incidents/{id}",
+                R(Viewer),
+                "incident.read",
+            ),
+            get(incidents::show),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/incidents/{id}/ack",
+                R(Operator),
+                "incident.ack",
+            ),
+            post(incidents::acknowledge),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/incidents/{id}/resolve",
+                R(Operator),
+                "incident.resolve",
+            ),
+            post(incidents::resolve),
+        ),
+        (
+            rule(Method::GET, "/api/v1/audit", R(Admin), "audit.read"),
+            get(audit::list),
+        ),
+        (
+            rule(Method::GET, "/metrics", Metrics, "metrics.read"),
+            get(metrics::metrics),
+        ),
+    ]
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/health", get(routes::health))
-        .route("/api/v1/agents", get(routes::agents))
-        .route("/api/v1/agents/{id}", get(routes::agent))
-        .route("/api/v1/agents/{id}/results", get(routes::agent_results))
-        .route("/api/v1/services", get(routes::services))
-        .route("/api/v1/services/{id}/sla", get(routes::service_sla))
-        .route("/api/v1/capacity", get(routes::capacity))
-        .route("/api/v1/incidents", get(incidents::list))
-        .route("/api/v1/incidents/stats", get(incidents::stats))
-        .route("/api/v1/incidents/{id}", get(incidents::show))
-        .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
-        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
-        .route("/metrics", get(metrics::metrics))
+    let mut router = Router::new();
+    let mut rules = Vec::new();
+    for (rule, handler) in routes_table() {
+        router = router.route(rule.path, handler);
+        rules.push(rule);
+    }
+    let guard = Arc::new(access::Guard::new(
+        rules,
+        state.access.clone(),
+        state.audit.clone(),
+    ));
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            access::authorize,
+        ))
         .fallback(extract::unknown_route)
         .method_not_allowed_fallback(extract::wrong_method)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -20,6 +20,11 @@ use crate::registry::Registry;
 use crate::store::Store;
 
 fn state() -> AppState {
+    state_with(crate::auth::ApiAccess::default())
+}
+
+/// The test state (one service `web`, an empty store) with `access` as the `[api]` section.
+pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
     let text = "[collector]\ndata_dir = \"d\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.9 }\n";
     let raw = config::from_str(text, Path::new("t.toml")).expect("parses");
     let config = config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid");
@@ -32,7 +37,7 @@ fn state() -> AppState {
     )
     .expect("engine");
     AppState {
-        store,
+        store: store.clone(),
         catalogue: Arc::new(config.catalogue),
         registry: Arc::new(Registry::new(Vec::new())),
         counters: Arc::new(Counters::default()),
@@ -43,6 +48,8 @@ fn state() -> AppState {
             Arc::new(watchstand_shared::mqtt::InboxGauge::default()),
             30_000,
         )),
+        access: Arc::new(access),
+        audit: crate::audit::AuditLog::new(store.clone()),
     }
 }
 
@@ -106,10 +113,12 @@ async fn every_error_path_answers_json_with_its_status() {
         (Method::GET, "/api/v1/incidents/abc", None, "", 400, Some("invalid id: \"abc\" is not an incident id")),
         (Method::DELETE, "/api/v1/agents", None, "", 405, Some("/api/v1/agents does not answer DELETE")),
         (Method::GET, "/api/v1/incidents/1/ack", None, "", 405, Some("/api/v1/incidents/1/ack does not answer GET")),
-        (Method::POST, "/api/v1/incidents/1/ack", None, "{\"by\":\"me\"}", 415, None),
-        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"by\":", 400, None),
+        (Method::POST, "/api/v1/incidents/1/ack", None, "{\"comment\":\"x\"}", 415, None),
+        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"comment\":", 400, None),
+        (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"by\":\"me\"}", 400, Some("invalid by: is not accepted: who acts is the name of the API token")),
         (Method::POST, "/api/v1/incidents/1/ack", JSON, "{\"who\":\"me\"}", 422, None),
-        (Method::POST, "/api/v1/incidents/1/resolve", JSON, "{\"by\":\"me\"}", 404, Some("incident \"1\" not found")),
+        (Method::POST, "/api/v1/incidents/1/resolve", JSON, "{\"comment\":\"done\"}", 404, Some("incident \"1\" not found")),
+        (Method::GET, "/api/v1/audit?from_seq=x", None, "", 400, Some("invalid from_seq: \"x\" is not a record number (a whole number from 0)")),
     ];
     for (method, uri, ct, body, status, message) in cases {
         let (got, content_type, json) = send(method.clone(), uri, *ct, body).await;

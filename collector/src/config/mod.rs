@@ -98,6 +98,9 @@ pub struct RawCollectorConfig {
     /// `[[webhooks]]`: notification receivers.
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    /// `[api]`: tokens and roles.
+    #[serde(default)]
+    pub api: crate::auth::RawApiSection,
 }
 
 fn default_id() -> String {
@@ -178,6 +181,8 @@ pub struct CollectorConfig {
     pub incident_policies: HashMap<String, IncidentPolicy>,
     /// Webhook receivers.
     pub webhooks: Vec<Webhook>,
+    /// Who may use the API (`[api]`).
+    pub api: crate::auth::ApiAccess,
 }
 
 /// Reads, parses and validates a collector config and its services file.
@@ -373,6 +378,7 @@ pub fn validate(
         })
         .collect();
     let webhooks = policy::webhooks(&raw.webhooks, &mut p);
+    let api = crate::auth::validate(&raw.api, listen, base, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
     match (listen, broker) {
         (Some(listen), Some(broker)) if p.is_empty() => Ok(CollectorConfig {
@@ -396,6 +402,7 @@ pub fn validate(
             incidents,
             incident_policies,
             webhooks,
+            api,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
             origin: origin.to_owned(),
