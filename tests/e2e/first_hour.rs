@@ -64,8 +64,10 @@ async fn an_agent_restart_leaves_less_than_one_interval_unmonitored() {
     // Restart: SIGTERM (a clean stop announces offline), then start again at once.
     let stopped_at = now_ms();
     assert!(agent.terminate(), "the agent stops on SIGTERM");
-    let mut agent = agent_spec.spawn().await;
+    // Taken before the spawn, which waits for the agent to answer: its first check may come
+    // before that wait ends.
     let restarted_at = now_ms();
+    let mut agent = agent_spec.spawn().await;
     let first_after = wait_for(
         "the first result after the restart",
         Duration::from_secs(20),
