@@ -245,6 +245,14 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
                     println!("{}: {e}", config.display());
                     return Ok(EXIT_PROBLEMS);
                 }
+                // Builds each probe as `run` would: reads files such as a tls probe's ca_file.
+                let clients = watchstand_agent::probe::HttpClients::default();
+                for p in &c.probes {
+                    if let Err(e) = watchstand_agent::probe::Probe::build_shared(p, &clients) {
+                        println!("{}: {e}", config.display());
+                        return Ok(EXIT_PROBLEMS);
+                    }
+                }
                 print_plan(&config, &c);
                 Ok(EXIT_OK)
             }

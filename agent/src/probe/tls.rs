@@ -94,7 +94,8 @@ impl TlsProbeConfig {
             .or_else(|| split_address(&self.address).map(|(host, _)| host))
     }
 
-    /// Kind-specific checks; `key` is the probe's place in the file. Reads `ca_file`.
+    /// Kind-specific checks; `key` is the probe's place in the file. Pure: `ca_file` is read
+    /// when the probe is built ([`TlsProbe::build`]; `watchstand-agent check` builds every probe).
     pub fn validate(&self, key: &str, problems: &mut Problems) {
         if split_address(&self.address).is_none() {
             problems.push(
@@ -122,10 +123,19 @@ impl TlsProbeConfig {
                 ),
             );
         }
-        if let Some(path) = &self.ca_file {
-            if let Err(e) = read_roots(path) {
-                problems.push(format!("{key}.ca_file"), e);
-            }
+        if self
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            problems.push(format!("{key}.ca_file"), "must not be empty");
+        }
+    }
+
+    /// Resolves a relative `ca_file` against `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(path) = self.ca_file.as_mut().filter(|p| p.is_relative()) {
+            *path = base.join(&*path);
         }
     }
 }
@@ -473,8 +483,18 @@ mod tests {
                 "probes[id=\"t\"].address: address \"example.org\" is not host:port (port 1-65535; IPv6 as [::1]:port)",
                 "probes[id=\"t\"].server_name: server_name \"bad name\" is not a DNS name or IP address",
                 "probes[id=\"t\"].warn_days: 7 must be greater than crit_days 7",
-                "probes[id=\"t\"].ca_file: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)",
             ]
+        );
+        assert_eq!(
+            read_roots(Path::new("/nonexistent/ca.pem")).unwrap_err(),
+            "cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
+        );
+        c.address = "example.org:443".into();
+        c.server_name = None;
+        let error = TlsProbe::build(&c).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "probe \"t\": ca_file: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
         );
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
