@@ -1,5 +1,5 @@
 //! The network probe kinds — `dns`, `icmp`, `tls` — against real servers on 127.0.0.1 that the
-//! tests start: a DNS server answering, NXDOMAIN, SERVFAIL, REFUSED and silent; TLS servers
+//! tests start: a DNS server answering, NXDOMAIN, SERVFAIL, REFUSED, silent and truncated; TLS servers
 //! with certificates made here (valid, 10 and 5 days left, expired, wrong name, self-signed);
 //! ICMP to 127.0.0.1 and, inside a network namespace the test makes, to a blackholed address,
 //! to a host that stops answering, and without privileges. Then all three kinds through the real
@@ -94,6 +94,21 @@ async fn dns_answers_nxdomain_servfail_refused_and_silence_each_give_their_state
         assert_eq!(o.state, ProbeState::Down, "{name} {rtype}: {o:?}");
         assert_eq!(o.error.as_deref(), Some(error), "{name} {rtype}");
     }
+
+    // A truncated UDP answer is asked again over TCP.
+    dns.set(
+        "big.test",
+        Behaviour::Truncated(vec![RData::A(A::new(192, 0, 2, 20))]),
+    );
+    let mut c = probe("big.test", "A");
+    c.expect = Some(vec!["192.0.2.20".into()]);
+    let o = check(ProbeConfig::Dns(c)).await;
+    assert_eq!(
+        (o.state, o.error.as_deref()),
+        (ProbeState::Up, None),
+        "{o:?}"
+    );
+    assert_eq!(dns.tcp_queries(), 1);
 
     // Silence: one retransmission at half the wait, then down naming the server.
     let before = dns.queries();

@@ -1,6 +1,7 @@
 //! A DNS server on 127.0.0.1 for the `dns` probe tests: answers UDP queries from a table the
-//! test edits while it runs (records, NXDOMAIN, SERVFAIL, REFUSED, or silence), built on
-//! `hickory-proto`'s encoder. Names not in the table are NXDOMAIN.
+//! test edits while it runs (records, NXDOMAIN, SERVFAIL, REFUSED, silence, or "truncated over
+//! UDP, whole over TCP"), built on `hickory-proto`'s encoder. It listens on UDP and TCP on the
+//! same port. Names not in the table are NXDOMAIN.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{RData, Record};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 /// How the server treats one name.
@@ -25,6 +27,8 @@ pub enum Behaviour {
     Refused,
     /// No reply at all.
     Silent,
+    /// Over UDP an empty answer with the TC (truncated) bit; over TCP these records.
+    Truncated(Vec<RData>),
 }
 
 /// A running DNS server; stops when dropped.
@@ -32,9 +36,56 @@ pub enum Behaviour {
 pub struct DnsServer {
     /// Where it listens (UDP).
     pub addr: SocketAddr,
-    table: Arc<Mutex<HashMap<String, Behaviour>>>,
+    table: Table,
     queries: Arc<AtomicU64>,
+    tcp_queries: Arc<AtomicU64>,
     task: JoinHandle<()>,
+    tcp_task: JoinHandle<()>,
+}
+
+type Table = Arc<Mutex<HashMap<String, Behaviour>>>;
+
+/// The reply to `request` (`None`: stay silent).
+fn reply_to(table: &Table, request: &Message, tcp: bool) -> Option<Vec<u8>> {
+    let query = request.queries.first()?.clone();
+    let behaviour = table
+        .lock()
+        .unwrap()
+        .get(&key(&query.name().to_utf8()))
+        .cloned()
+        .unwrap_or(Behaviour::NxDomain);
+    let mut reply = Message::response(request.metadata.id, OpCode::Query);
+    reply.metadata.recursion_desired = request.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.add_query(query.clone());
+    let records = match behaviour {
+        Behaviour::Silent => return None,
+        Behaviour::NxDomain => {
+            reply.metadata.response_code = ResponseCode::NXDomain;
+            Vec::new()
+        }
+        Behaviour::ServFail => {
+            reply.metadata.response_code = ResponseCode::ServFail;
+            Vec::new()
+        }
+        Behaviour::Refused => {
+            reply.metadata.response_code = ResponseCode::Refused;
+            Vec::new()
+        }
+        Behaviour::Truncated(_) if !tcp => {
+            reply.metadata.truncation = true;
+            Vec::new()
+        }
+        Behaviour::Answer(records) | Behaviour::Truncated(records) => records,
+    };
+    for data in records {
+        if data.record_type() == query.query_type() {
+            reply
+                .answers
+                .push(Record::from_rdata(query.name().clone(), 60, data));
+        }
+    }
+    reply.to_vec().ok()
 }
 
 /// The table key of a name: lower case, no trailing dot.
@@ -49,7 +100,7 @@ impl DnsServer {
             .await
             .expect("bind the DNS server");
         let addr = socket.local_addr().expect("local addr");
-        let table: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
+        let table: Table = Arc::default();
         let queries = Arc::new(AtomicU64::new(0));
         let (t, q) = (table.clone(), queries.clone());
         let task = tokio::spawn(async move {
@@ -62,46 +113,47 @@ impl DnsServer {
                     continue;
                 };
                 q.fetch_add(1, Ordering::Relaxed);
-                let Some(query) = request.queries.first().cloned() else {
-                    continue;
-                };
-                let behaviour = t
-                    .lock()
-                    .unwrap()
-                    .get(&key(&query.name().to_utf8()))
-                    .cloned()
-                    .unwrap_or(Behaviour::NxDomain);
-                let mut reply = Message::response(request.metadata.id, OpCode::Query);
-                reply.metadata.recursion_desired = request.metadata.recursion_desired;
-                reply.metadata.recursion_available = true;
-                reply.add_query(query.clone());
-                match behaviour {
-                    Behaviour::Silent => continue,
-                    Behaviour::NxDomain => reply.metadata.response_code = ResponseCode::NXDomain,
-                    Behaviour::ServFail => reply.metadata.response_code = ResponseCode::ServFail,
-                    Behaviour::Refused => reply.metadata.response_code = ResponseCode::Refused,
-                    Behaviour::Answer(records) => {
-                        for data in records {
-                            if data.record_type() == query.query_type() {
-                                reply.answers.push(Record::from_rdata(
-                                    query.name().clone(),
-                                    60,
-                                    data,
-                                ));
-                            }
-                        }
-                    }
-                }
-                if let Ok(bytes) = reply.to_vec() {
+                if let Some(bytes) = reply_to(&t, &request, false) {
                     let _sent = socket.send_to(&bytes, from).await;
                 }
+            }
+        });
+        let tcp = TcpListener::bind(addr)
+            .await
+            .expect("bind the DNS server's TCP port (same as its UDP port)");
+        let tcp_queries = Arc::new(AtomicU64::new(0));
+        let (t, q) = (table.clone(), tcp_queries.clone());
+        let tcp_task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                let (t, q) = (t.clone(), q.clone());
+                tokio::spawn(async move {
+                    let Ok(len) = stream.read_u16().await else {
+                        return;
+                    };
+                    let mut buf = vec![0_u8; usize::from(len)];
+                    if stream.read_exact(&mut buf).await.is_err() {
+                        return;
+                    }
+                    let Ok(request) = Message::from_vec(&buf) else {
+                        return;
+                    };
+                    q.fetch_add(1, Ordering::Relaxed);
+                    if let Some(bytes) = reply_to(&t, &request, true) {
+                        let len = u16::try_from(bytes.len()).expect("reply fits");
+                        let mut framed = len.to_be_bytes().to_vec();
+                        framed.extend_from_slice(&bytes);
+                        let _sent = stream.write_all(&framed).await;
+                    }
+                });
             }
         });
         Self {
             addr,
             table,
             queries,
+            tcp_queries,
             task,
+            tcp_task,
         }
     }
 
@@ -110,14 +162,20 @@ impl DnsServer {
         self.table.lock().unwrap().insert(key(name), behaviour);
     }
 
-    /// Queries received so far.
+    /// UDP queries received so far.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
+    }
+
+    /// TCP queries received so far.
+    pub fn tcp_queries(&self) -> u64 {
+        self.tcp_queries.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.task.abort();
+        self.tcp_task.abort();
     }
 }

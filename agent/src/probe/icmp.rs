@@ -573,4 +573,23 @@ mod tests {
         );
         assert!(o.latency < ms(100), "{o:?}");
     }
+
+    #[tokio::test]
+    async fn ipv6_loopback_answers_too() {
+        if !std::path::Path::new("/proc/net/if_inet6").exists() {
+            return; // No IPv6 in this kernel: nothing to ping.
+        }
+        let mut c = IcmpProbeConfig::new("lo6", "::1");
+        c.count = 2;
+        c.interval_between = Duration::from_millis(20);
+        let o = Probe::build(&ProbeConfig::Icmp(c)).unwrap().check().await;
+        assert_eq!(o.state, ProbeState::Up, "{o:?}");
+        assert!(
+            o.error
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("2/2 replies, 0% loss"),
+            "{o:?}"
+        );
+    }
 }
