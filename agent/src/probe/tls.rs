@@ -9,7 +9,7 @@
 //! its expiry, issuer and subject.
 //!
 //! Down: no connection or handshake, an invalid chain (unknown issuer, self-signed, bad
-//! signature), expired or not yet valid, `server_name` not in the subject/SANs, or fewer than
+//! signature), expired or not yet valid, `server_name` not among the SANs, or fewer than
 //! `crit_days` (default 7) days left. Degraded: fewer than `warn_days` (default 21). The text
 //! (days left, expiry date, issuer, subject) is sent with every state.
 
