@@ -38,6 +38,7 @@ pub mod incident;
 pub mod ingest;
 pub mod registry;
 pub mod rollup;
+pub mod runbook;
 pub mod server;
 pub mod sla;
 pub mod store;
