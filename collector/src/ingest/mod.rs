@@ -36,7 +36,7 @@ use anyhow::Context as _;
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::mqtt::Inbox;
-use watchstand_shared::storage::{key::KeyBuf, Write};
+use watchstand_shared::storage::Write;
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
 use watchstand_shared::wire::v1::{
@@ -94,11 +94,6 @@ pub struct Ingest {
     last_watermark: Option<(String, String, String)>,
 }
 
-/// Key of a (agent, boot) dedup record.
-fn seqs_key(agent: &str, boot: &str) -> Vec<u8> {
-    KeyBuf::new().str(agent).str(boot).build()
-}
-
 /// What one message contributed to a batch, for the acks after the commit.
 #[derive(Default)]
 struct BatchEffects {
@@ -127,10 +122,7 @@ impl Ingest {
             .load_all::<SeqTracker>(trees::SEQS)
             .context("loading dedup state")?
         {
-            let mut parts = key
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned());
-            if let (Some(agent), Some(boot)) = (parts.next(), parts.next()) {
+            if let Some((agent, boot)) = trees::parse_seqs_key(&key) {
                 trackers.insert((agent, boot), tracker);
             }
         }
@@ -328,7 +320,7 @@ impl Ingest {
         // costs a harmless idempotent rewrite on re-send, never a lost entry.
         for (_, agent, boot) in &effects.touched {
             if let Some(t) = self.trackers.get(&(agent.clone(), boot.clone())) {
-                batch.put_json(trees::SEQS, seqs_key(agent, boot), t);
+                batch.put_json(trees::SEQS, trees::seqs_key(agent, boot), t);
             }
         }
         for agent in &effects.agents {
@@ -342,7 +334,7 @@ impl Ingest {
                 let record = self
                     .registry
                     .update(&site, agent, "", now, |r| r.gaps_open = gaps_open);
-                batch.put_json(trees::AGENTS, KeyBuf::new().str(agent).build(), &record);
+                batch.put_json(trees::AGENTS, trees::agent_key(agent), &record);
             }
         }
         let store = self.store.clone();
@@ -405,7 +397,7 @@ impl Ingest {
                 } else {
                     tracing::info!(agent = %s.agent, site = %s.site, boot = %s.boot, "Agent online.");
                 }
-                batch.put_json(trees::AGENTS, KeyBuf::new().str(&s.agent).build(), &record);
+                batch.put_json(trees::AGENTS, trees::agent_key(&s.agent), &record);
             }
             Channel::Ack | Channel::Cmd | Channel::CmdAck => {
                 return Err(Rejection::new(
