@@ -10,7 +10,9 @@
 //!    retained ack watermark of every (agent, boot) the batch touched.
 //!
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
-//! probes changed state in the batch to the incident evaluator; ingest never evaluates.
+//! probes changed state in the batch to the engine task (never waiting: what a full queue does
+//! not take is handed over with the next batch or at the next ack retry); ingest never
+//! evaluates.
 //!
 //! **Ingest never waits on the MQTT driver** (the driver waits for room in ingest's inbox, so
 //! the other direction would be a circular wait): PUBACKs and watermarks are queued with
@@ -173,7 +175,8 @@ impl Ingest {
                     Some(m) => m,
                     None => break,
                 },
-                () = tokio::time::sleep(ACK_RETRY), if self.acks_pending() => {
+                () = tokio::time::sleep(ACK_RETRY), if self.acks_pending() || self.hand_over_pending() => {
+                    self.hand_over();
                     self.queue_acks();
                     continue;
                 }
@@ -210,6 +213,18 @@ impl Ingest {
             );
         }
         Ok(())
+    }
+
+    /// State changes a full engine queue did not take yet.
+    fn hand_over_pending(&self) -> bool {
+        self.watch.as_ref().is_some_and(StateWatch::pending)
+    }
+
+    /// Hands state changes to the engine task (never waits).
+    fn hand_over(&mut self) {
+        if let Some(watch) = &mut self.watch {
+            watch.fire();
+        }
     }
 
     fn acks_pending(&self) -> bool {
@@ -345,9 +360,7 @@ impl Ingest {
         self.counters
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(watch) = &mut self.watch {
-            watch.fire();
-        }
+        self.hand_over();
         self.pending_pubacks.extend(
             msgs.iter()
                 .filter(|m| m.qos != QoS::AtMostOnce)
