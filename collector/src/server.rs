@@ -392,9 +392,7 @@ async fn keep_session(
     while let Some(event) = connection.recv().await {
         match event {
             ConnectionEvent::Connected { session_present } => {
-                engine
-                    .broker(BrokerEvent::Connected { at_ms: now_ms() })
-                    .await;
+                let at_ms = now_ms();
                 health.broker(true, None);
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
@@ -409,17 +407,18 @@ async fn keep_session(
                         .await
                 }
                 .await;
+                // After the subscriptions are queued: a busy engine never delays them.
+                engine.broker(BrokerEvent::Connected { at_ms }).await;
                 if let Err(e) = outcome {
                     tracing::warn!(error = %e, "Could not queue subscriptions; the client is closing.");
                     return;
                 }
             }
             ConnectionEvent::Disconnected { error } => {
-                engine
-                    .broker(BrokerEvent::Disconnected { at_ms: now_ms() })
-                    .await;
+                let at_ms = now_ms();
                 health.broker(false, Some(error.clone()));
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
+                engine.broker(BrokerEvent::Disconnected { at_ms }).await;
             }
         }
     }
