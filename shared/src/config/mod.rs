@@ -141,6 +141,12 @@ impl Problems {
         }
     }
 
+    /// How many problems were recorded (a validator compares counts to tell whether a part
+    /// passed).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
