@@ -438,3 +438,6 @@ impl AckSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
