@@ -8,6 +8,8 @@
 //! `WATCHSTAND_WRITE_COMMAND_SEEDS=1 cargo test -p watchstand-shared --test fuzz_command_seeds`
 //! rewrites the generated seeds (after a deliberate protocol change).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
