@@ -379,3 +379,42 @@ async fn ten_thousand_hostile_commands_run_nothing_and_each_is_refused_with_its_
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn keys_generate_writes_a_private_0600_key_prints_the_agent_line_and_never_overwrites_silently() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("command.key");
+    let run = |force: bool| {
+        let mut cmd = std::process::Command::new(watchstand_tests::bin("watchstand-collector"));
+        cmd.args(["keys", "generate", "--out"]).arg(&out);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let first = run(false);
+    assert!(first.status.success(), "{first:?}");
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key = CommandKey::load(&out).unwrap();
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    let line = format!("public_key = \"{}\"", key.public().to_base64());
+    assert!(
+        stdout.contains("[commands]") && stdout.contains(&line),
+        "{stdout}"
+    );
+    assert!(stdout.contains(key.public().key_id()), "{stdout}");
+
+    let second = run(false);
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("exists; refusing to overwrite it (use --force"),
+        "{stderr}"
+    );
+    assert_eq!(CommandKey::load(&out).unwrap().public(), key.public());
+
+    assert!(run(true).status.success());
+    assert_ne!(CommandKey::load(&out).unwrap().public(), key.public());
+}
