@@ -64,3 +64,66 @@ pub async fn run(
     outcome.duration_ms = elapsed_ms(started);
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{http_target, Reply};
+
+    fn template(url: &str) -> Template {
+        Template::parse(url).unwrap()
+    }
+
+    #[tokio::test]
+    async fn arguments_are_percent_encoded_into_the_url_and_the_status_decides() {
+        let target = http_target(Reply::ok("flipped")).await;
+        let client = reqwest::Client::new();
+        let url = template(&format!("{}?to={{to}}", target.url("/flip")));
+        let args = BTreeMap::from([("to".to_owned(), "a b&c".to_owned())]);
+        let o = run(
+            &client,
+            &reqwest::Method::POST,
+            &url,
+            &args,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            (o.status, o.http_status),
+            (OutcomeStatus::Succeeded, Some(200))
+        );
+        assert_eq!(o.stdout_tail, "flipped");
+        let requests = target.requests();
+        assert!(
+            requests.iter().any(|r| r.contains("to=a%20b%26c")),
+            "{requests:?}"
+        );
+
+        let failing = http_target(Reply::status(503, "no")).await;
+        let url = template(&failing.url("/flip"));
+        let o = run(
+            &client,
+            &reqwest::Method::POST,
+            &url,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            (o.status, o.http_status),
+            (OutcomeStatus::Failed, Some(503))
+        );
+
+        let slow = http_target(Reply::ok("late").after(Duration::from_secs(5))).await;
+        let url = template(&slow.url("/flip"));
+        let o = run(
+            &client,
+            &reqwest::Method::POST,
+            &url,
+            &BTreeMap::new(),
+            Duration::from_millis(200),
+        )
+        .await;
+        assert_eq!(o.status, OutcomeStatus::TimedOut);
+    }
+}
