@@ -12,6 +12,8 @@ use serde::Deserialize;
 use watchstand_shared::config::{Duration, LoadError, MqttConfig, Problems};
 use watchstand_shared::topic::TopicLayout;
 
+use crate::actions::config::{ActionConfig, CommandsSection};
+use crate::actions::CommandSettings;
 use crate::probe::{ProbeConfig, ProbeLimits};
 
 /// Room in one MQTT packet for everything of a one-result batch except its target: fixed and
@@ -40,6 +42,13 @@ pub struct AgentConfig {
     /// `[[probes]]`.
     #[serde(default)]
     pub probes: Vec<ProbeConfig>,
+    /// `[commands]`: the collector's public key and the command checks; absent = the agent
+    /// takes no commands (does not subscribe to its `cmd` topic).
+    #[serde(default)]
+    pub commands: Option<CommandsSection>,
+    /// `[[actions]]`: what commands may run.
+    #[serde(default)]
+    pub actions: Vec<ActionConfig>,
 }
 
 /// `[agent]`.
@@ -215,6 +224,8 @@ pub struct ValidatedAgentConfig {
     pub mqtt: MqttConfig,
     /// The probes, each valid, ids unique, in file order.
     pub probes: Vec<ProbeConfig>,
+    /// Commands and actions; `None` without `[commands]`.
+    pub commands: Option<CommandSettings>,
 }
 
 impl ValidatedAgentConfig {
@@ -366,6 +377,9 @@ impl AgentConfig {
             probe.validate(&key, limits, &mut problems);
         }
 
+        let commands =
+            crate::actions::config::validate(self.commands.as_ref(), &self.actions, &mut problems);
+
         let validated = ValidatedAgentConfig {
             origin: origin.to_owned(),
             site: self.agent.site,
@@ -386,6 +400,7 @@ impl AgentConfig {
             },
             mqtt: self.mqtt,
             probes: self.probes,
+            commands,
         };
         problems
             .finish(origin, validated)

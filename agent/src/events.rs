@@ -539,3 +539,70 @@ impl CollectorOnline<'_> {
         tracing::info!(collector = self.id, "A collector is online on the broker.");
     }
 }
+
+/// A command was refused (counted by reason in `/health`, by the caller's `CommandStats`).
+#[derive(Debug)]
+pub struct CommandRefused<'a> {
+    /// Why.
+    pub refusal: &'a watchstand_shared::command::Refusal,
+}
+
+impl CommandRefused<'_> {
+    /// Logs (warn: someone sent a command this agent will not run).
+    pub fn emit(self) {
+        let c = self.refusal.command.as_ref();
+        tracing::warn!(
+            reason = self.refusal.reason.as_str(),
+            detail = %self.refusal.detail,
+            command_id = c.map_or("", |c| c.command_id.as_str()),
+            action = c.map_or("", |c| c.action.as_str()),
+            "Command refused."
+        );
+    }
+}
+
+/// A command passed every check and its action starts.
+#[derive(Debug)]
+pub struct CommandAccepted<'a> {
+    /// The command.
+    pub command: &'a watchstand_shared::wire::v1::Command,
+}
+
+impl CommandAccepted<'_> {
+    /// Logs.
+    pub fn emit(self) {
+        tracing::info!(
+            command_id = %self.command.command_id,
+            run_id = %self.command.run_id,
+            step = self.command.step,
+            action = %self.command.action,
+            "Command accepted; running its action."
+        );
+    }
+}
+
+/// An action ended.
+#[derive(Debug)]
+pub struct CommandFinished<'a> {
+    /// The command id.
+    pub command_id: &'a str,
+    /// The action id.
+    pub action: &'a str,
+    /// How it ended.
+    pub outcome: &'a watchstand_shared::wire::v1::CommandOutcome,
+}
+
+impl CommandFinished<'_> {
+    /// Logs.
+    pub fn emit(self) {
+        tracing::info!(
+            command_id = self.command_id,
+            action = self.action,
+            status = self.outcome.status.as_str(),
+            exit_code = ?self.outcome.exit_code,
+            http_status = ?self.outcome.http_status,
+            duration_ms = self.outcome.duration_ms,
+            "Action finished."
+        );
+    }
+}

@@ -16,6 +16,10 @@
 //! Watchstand collector announces itself online on the broker (its retained state), false
 //! otherwise — also when none ever announced (the wrong broker or `topic_root`).
 //!
+//! `commands` is `null` without `[commands]`, else the counters of `actions/stats.rs`:
+//! `{"actions","executed","answered_from_journal","refused_total","refused":{"<reason>":n},
+//! "refusal_acks_suppressed","acks_dropped"}`, every refusal reason listed (zeros included).
+//!
 //! `status` is `ok`, or `degraded` with `reasons` (a list of short phrases) while the outbox
 //! cannot store measurements (`outbox store failing`: they are booked as lost) or published
 //! entries wait past the unacknowledged alarm. `outbox.store` is
@@ -34,6 +38,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::time::now_ms;
 
+use crate::actions::CommandStats;
 use crate::collectors::Presence;
 use crate::mqtt::LinkState;
 use crate::outbox::Outbox;
@@ -56,6 +61,8 @@ pub struct HealthState {
     pub published: Arc<PublisherStats>,
     /// Which collectors are online on the broker.
     pub presence: watch::Receiver<Presence>,
+    /// Command counters, with `[commands]`.
+    pub commands: Option<Arc<CommandStats>>,
 }
 
 /// The health document.
@@ -111,6 +118,7 @@ pub fn snapshot(state: &HealthState) -> Value {
         "resent": state.published.resent.load(Ordering::Relaxed),
         "unacked_alarms": state.published.unacked_alarms.load(Ordering::Relaxed),
         "unacknowledged": unacknowledged,
+        "commands": state.commands.as_ref().map(|c| c.view()),
     })
 }
 
@@ -188,6 +196,7 @@ mod tests {
             link,
             published: Arc::new(PublisherStats::default()),
             presence: watch::channel(Presence::Online).1,
+            commands: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -216,6 +225,7 @@ mod tests {
                 "resent": 0,
                 "unacked_alarms": 0,
                 "unacknowledged": null,
+                "commands": null,
             })
         );
         assert!(body["outbox"]["bytes"].as_u64().unwrap() > 0);
@@ -249,6 +259,7 @@ mod tests {
             link,
             published: Arc::new(PublisherStats::default()),
             presence: watch::channel(Presence::Online).1,
+            commands: None,
         };
         assert_eq!(snapshot(&state)["status"], "ok");
         disk.set_full(true);

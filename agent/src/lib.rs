@@ -18,12 +18,15 @@
 //! - [`publisher`]: batching, QoS 1, re-send from the watermark, bounded in flight.
 //! - [`mqtt`]: the connection: birth, last will, ack subscription, reconnect backoff.
 //! - [`collectors`]: which collectors are online on the broker (re-sends and the warning).
+//! - [`actions`]: signed commands from the collector: verify, journal (nonce, run-once), run the
+//!   declared action, answer on `cmd/ack`.
 //! - [`health`]: the optional local `GET /health`.
 //! - [`events`]: typed internal events (one log line and one counter each).
 //!
 //! Embedding: [`run`] installs no tracing subscriber and no signal handler; the caller owns
 //! both and stops the agent by cancelling the token it passes in.
 
+pub mod actions;
 pub mod capacity;
 pub mod collectors;
 pub mod config;
@@ -168,6 +171,15 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         opened.with_context(|| format!("cannot open the outbox in {}{hint}", data_dir.display()))?
     };
     let storage: Arc<dyn Storage> = Arc::new(storage);
+    let journal = match &config.commands {
+        Some(_) => Some(
+            actions::Journal::open(storage.clone(), watchstand_shared::time::now_ms())
+                .with_context(|| {
+                    format!("cannot open the command journal in {}", data_dir.display())
+                })?,
+        ),
+        None => None,
+    };
     let topics = config.topics();
     let max_entry_bytes = publisher::max_entry_bytes(
         config.mqtt.max_packet_size,
@@ -193,7 +205,33 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         .iter()
         .map(|p| Probe::build_shared(p, &clients))
         .collect::<Result<Vec<_>, _>>()?;
-    let (mqtt, client, link) = MqttLink::build(&config, &boot, outbox.clone())?;
+    let (mut mqtt, client, link) = MqttLink::build(&config, &boot, outbox.clone())?;
+    // With [commands]: the actions task, fed from the cmd topic, answering through its own
+    // ack sender (see actions/mod.rs for why the two are separate tasks).
+    let mut commands = None;
+    let mut command_stats = None;
+    if let (Some(settings), Some(journal)) = (config.commands.clone(), journal) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ack_tx, ack_rx) = mpsc::channel(actions::ACK_QUEUE);
+        mqtt = mqtt.with_commands(cmd_tx);
+        let stats = Arc::new(actions::CommandStats::new(settings.actions.len()));
+        command_stats = Some(stats.clone());
+        let task = actions::CommandsTask::new(actions::CommandsSetup {
+            settings,
+            site: config.site.clone(),
+            agent: config.agent_id.clone(),
+            boot: boot.clone(),
+            journal,
+            link: link.clone(),
+            stats,
+            acks: ack_tx,
+        });
+        let sender = actions::AckSender::new(
+            client.clone(),
+            topics.agent(&config.site, &config.agent_id, Channel::CmdAck),
+        );
+        commands = Some((task, cmd_rx, sender, ack_rx));
+    }
     let presence = mqtt.presence();
     let health_listener = match config.health_listen {
         Some(addr) => Some(
@@ -251,6 +289,7 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
             link: link.clone(),
             published: publisher.stats(),
             presence,
+            commands: command_stats,
         });
         tokio::spawn(health::serve(listener, state, intake.clone()))
     });
@@ -262,6 +301,12 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
         CapacityTask::new(config.capacity_interval, max_entry_bytes, measurements)
             .run(intake.clone()),
     );
+    let commands = commands.map(|(task, cmd_rx, sender, ack_rx)| {
+        (
+            tokio::spawn(task.run(cmd_rx, intake.clone())),
+            tokio::spawn(sender.run(ack_rx, publisher_stop.clone())),
+        )
+    });
     let writer = tokio::spawn(outbox::run_writer(outbox.clone(), received));
     let publisher = tokio::spawn(publisher.run(publisher_stop.clone()));
     let mqtt = tokio::spawn(mqtt.run(mqtt_stop.clone()));
@@ -274,6 +319,13 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
     intake.cancel();
     join_by("scheduler", scheduler, deadline).await;
     join_by("capacity", capacity, deadline).await;
+    let ack_sender = match commands {
+        Some((task, sender)) => {
+            join_by("commands", task, deadline).await;
+            Some(sender)
+        }
+        None => None,
+    };
     if let Some(health) = health {
         if let Some(Err(e)) = join_by("health", health, deadline).await {
             tracing::warn!(error = %e, "Health endpoint failed.");
@@ -292,6 +344,9 @@ pub async fn run(config: ValidatedAgentConfig, shutdown: CancellationToken) -> a
     // 3. Stop publishing; 4. offline status and disconnect.
     publisher_stop.cancel();
     join_by("publisher", publisher, deadline).await;
+    if let Some(sender) = ack_sender {
+        join_by("command acks", sender, deadline).await;
+    }
     mqtt_stop.cancel();
     join_by("mqtt", mqtt, deadline).await;
     let stats = outbox.stats();

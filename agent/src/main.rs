@@ -192,6 +192,41 @@ fn print_plan(path: &Path, c: &ValidatedAgentConfig) {
     for p in &c.probes {
         println!("  {:width$}  {:4}  {}", p.id(), p.kind(), describe_probe(p));
     }
+    match &c.commands {
+        None => println!("commands  off (no [commands]: the cmd topic is not subscribed)"),
+        Some(s) => {
+            println!(
+                "commands  key {}  clock_skew {}  actions {}{}",
+                s.public_key.key_id(),
+                watchstand_shared::config::Duration(s.clock_skew),
+                s.actions.len(),
+                if s.actions.is_empty() {
+                    " (every command is refused: no_actions)"
+                } else {
+                    ""
+                }
+            );
+            let mut actions: Vec<_> = s.actions.values().collect();
+            actions.sort_by(|a, b| a.id.cmp(&b.id));
+            for a in actions {
+                let (kind, what) = match &a.kind {
+                    watchstand_agent::actions::ActionKind::Exec { argv } => {
+                        ("exec", format!("{} template(s)", argv.len()))
+                    }
+                    watchstand_agent::actions::ActionKind::Http { method, .. } => {
+                        ("http", method.to_string())
+                    }
+                };
+                let args: Vec<&str> = a.args.keys().map(String::as_str).collect();
+                println!(
+                    "  {}  {kind}  {what}  timeout {}  args [{}]",
+                    a.id,
+                    watchstand_shared::config::Duration(a.timeout),
+                    args.join(", ")
+                );
+            }
+        }
+    }
 }
 
 fn print_results(results: &[ProbeResult], json: bool) {

@@ -12,6 +12,8 @@
 //! - it also subscribes to every collector's retained `_collector/+/state` and keeps the
 //!   [`Presence`] the publisher re-sends by (see `collectors.rs`); connected for a few seconds
 //!   with no collector online, it warns, naming the broker URL and topic root;
+//! - with `[commands]` it also subscribes to the agent's own `cmd` topic and hands those
+//!   payloads to the actions task (`actions/`);
 //! - the broker publishes the retained `offline` last will if the agent vanishes; on orderly
 //!   shutdown the agent publishes it itself and then disconnects.
 //!
@@ -115,6 +117,8 @@ struct LinkTask {
     collectors: Collectors,
     presence: watch::Sender<Presence>,
     no_collector: NoCollectorAlarm,
+    /// With `[commands]`: the agent's `cmd` topic and the commands task's queue.
+    commands: Option<(String, mpsc::Sender<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for MqttLink {
@@ -186,11 +190,24 @@ impl MqttLink {
                     collectors: Collectors::default(),
                     presence,
                     no_collector: NoCollectorAlarm::default(),
+                    commands: None,
                 },
             },
             client,
             link_rx,
         ))
+    }
+
+    /// Subscribes to the agent's `cmd` topic on every connect and hands its payloads to
+    /// `commands` (the actions task, which never waits on the MQTT driver, so waiting for room
+    /// in its queue here cannot close a circle).
+    pub fn with_commands(mut self, commands: mpsc::Sender<Vec<u8>>) -> Self {
+        let topic = self
+            .state
+            .topics
+            .agent(&self.state.site, &self.state.agent, Channel::Cmd);
+        self.state.commands = Some((topic, commands));
+        self
     }
 
     /// What is known about collectors on the broker, for the publisher and health.
@@ -232,7 +249,13 @@ impl MqttLink {
                         events::MqttDisconnected { error: &error }.emit();
                     }
                 },
-                Some(publish) = publishes.recv() => link.on_publish(&publish),
+                Some(publish) = publishes.recv() => match &link.commands {
+                    Some((topic, queue)) if publish.topic == topic.as_str() => {
+                        // Only when the actions task has stopped (shutdown) does this fail.
+                        let _stopped = queue.send(publish.payload.to_vec()).await.is_err();
+                    }
+                    _ => link.on_publish(&publish),
+                },
                 () = alarm => {}
                 _ = &mut driver_task => {
                     tracing::error!("MQTT driver stopped unexpectedly; nothing more is published.");
@@ -278,6 +301,11 @@ impl LinkTask {
             .try_subscribe(self.ack_topic.as_str(), QoS::AtLeastOnce)
         {
             tracing::warn!(error = %e, topic = %self.ack_topic, "Subscribe to acks not queued.");
+        }
+        if let Some((topic, _)) = &self.commands {
+            if let Err(e) = self.client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
+                tracing::warn!(error = %e, topic = %topic, "Subscribe to commands not queued.");
+            }
         }
         let states = self.topics.all_collector_states();
         if let Err(e) = self.client.try_subscribe(states.as_str(), QoS::AtLeastOnce) {

@@ -18,6 +18,7 @@ use watchstand_collector::auth::{Role, Token};
 use watchstand_collector::cli::{self, ApiClient, Format, Output};
 use watchstand_collector::store::Store;
 use watchstand_collector::{config, demo, server};
+use watchstand_shared::command::CommandKey;
 use watchstand_shared::config::{Duration, LoadError};
 use watchstand_shared::runtime::{install_tracing, shutdown_on_signals};
 use watchstand_shared::secrets::{read_secret_file, Secret};
@@ -178,6 +179,26 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// The Ed25519 key that signs commands to agents.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Make a new signing key: writes the private key to --out (mode 0600) and prints the
+    /// public key with the `[commands]` line for agents' configs.
+    Generate {
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file (agents holding the old public key then refuse commands
+        /// with `unknown_key` until their config is updated).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -396,6 +417,23 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 "Token for {name} ({role}); it is shown only now, keep it in a file only you can read (chmod 600):\n\n  {}\n\nAdd to the collector config and restart it:\n\n{}",
                 token.secret.expose(),
                 token.config_lines(&name, role)
+            ))?;
+            Ok(EXIT_OK)
+        }
+        Command::Keys {
+            action: KeysAction::Generate { out, force },
+        } => {
+            let key = CommandKey::generate();
+            key.write(&out, force)?;
+            let public = key.public();
+            write_stdout(&format!(
+                "Private key written to {} (mode 0600); keep it on the collector host only.\n\
+                 Public key: {}\nKey id: {}\n\nAdd to each agent's config that should accept commands:\n\n\
+                 [commands]\npublic_key = \"{}\"\n",
+                out.display(),
+                public.to_base64(),
+                public.key_id(),
+                public.to_base64(),
             ))?;
             Ok(EXIT_OK)
         }

@@ -1,6 +1,8 @@
 //! Watchstand's shared crate: everything the agent and the collector must agree on.
 //!
 //! # Layout
+//! - [`command`]: signed commands: canonical bytes, keys, the stateless verifier and the
+//!   closed set of refusal reasons.
 //! - [`wire`]: the MQTT payloads of protocol v1, one message per file, with decode/encode and
 //!   the reasons a payload is rejected.
 //! - [`topic`]: the topic layout (`{root}/v1/{site}/{agent}/{channel}`) and id validation.
@@ -14,6 +16,7 @@
 //! - [`time`]: the wall clock in epoch milliseconds, the unit of every `*_ms` field.
 #![deny(missing_docs)]
 
+pub mod command;
 pub mod config;
 pub mod mqtt;
 pub mod runtime;

@@ -8,6 +8,7 @@ mod bench_smoke;
 mod broker_identity;
 mod burst;
 mod clean_stop;
+mod commands;
 mod configs;
 mod delivery;
 mod disk_full;

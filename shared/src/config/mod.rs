@@ -141,15 +141,15 @@ impl Problems {
         }
     }
 
+    /// How many problems were recorded (a validator compares counts to tell whether a part
+    /// passed).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
-    }
-
-    /// How many problems were recorded (compare before and after checking one item to know
-    /// whether it was valid).
-    pub fn len(&self) -> usize {
-        self.errors.len()
     }
 
     /// The problems as an error for `origin`, or `Ok(value)` when there were none.
