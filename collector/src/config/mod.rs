@@ -101,6 +101,9 @@ pub struct RawCollectorConfig {
     /// `[api]`: tokens and roles.
     #[serde(default)]
     pub api: crate::auth::RawApiSection,
+    /// `[capacity]`: thresholds, rollup retention, forecast window and horizon.
+    #[serde(default)]
+    pub capacity: crate::capacity::RawCapacitySection,
 }
 
 fn default_id() -> String {
@@ -183,6 +186,8 @@ pub struct CollectorConfig {
     pub webhooks: Vec<Webhook>,
     /// Who may use the API (`[api]`).
     pub api: crate::auth::ApiAccess,
+    /// `[capacity]`.
+    pub capacity: crate::capacity::CapacitySettings,
 }
 
 /// Reads, parses and validates a collector config and its services file.
@@ -379,6 +384,7 @@ pub fn validate(
         .collect();
     let webhooks = policy::webhooks(&raw.webhooks, &mut p);
     let api = crate::auth::validate(&raw.api, listen, base, &mut p);
+    let capacity = crate::capacity::settings::validate(&raw.capacity, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
     match (listen, broker) {
         (Some(listen), Some(broker)) if p.is_empty() => Ok(CollectorConfig {
@@ -403,6 +409,7 @@ pub fn validate(
             incident_policies,
             webhooks,
             api,
+            capacity,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
             origin: origin.to_owned(),
