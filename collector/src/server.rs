@@ -243,6 +243,11 @@ pub async fn start(
         api_tls = config.api.tls.is_some(),
         "Collector started."
     );
+    let capacity_retention = crate::capacity::rollup::Retention {
+        raw_ms: config.raw_retention.as_millis(),
+        five_minutes_ms: config.capacity.five_minute_retention_ms,
+        hours_ms: config.capacity.hourly_retention_ms,
+    };
     let broker_url = mqtt.url.clone();
     let task = tokio::spawn(async move {
         let driver_stop = CancellationToken::new();
@@ -267,6 +272,12 @@ pub async fn start(
                 raw_ms: config.raw_retention.as_millis(),
                 rollup_ms: config.rollup_retention.as_millis(),
             },
+            ROLLUP_EVERY,
+            rollup_stop.clone(),
+        ));
+        let capacity_rollups = tokio::spawn(crate::capacity::rollup::run(
+            store.clone(),
+            capacity_retention,
             ROLLUP_EVERY,
             rollup_stop.clone(),
         ));
@@ -325,6 +336,9 @@ pub async fn start(
         rollup_stop.cancel();
         if let Err(e) = rollups.await {
             tracing::warn!(error = %e, "Rollup task failed at shutdown.");
+        }
+        if let Err(e) = capacity_rollups.await {
+            tracing::warn!(error = %e, "Capacity rollup task failed at shutdown.");
         }
         session.abort();
         watchdog_stop.cancel();

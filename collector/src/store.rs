@@ -7,7 +7,9 @@
 //!   versions still decode)
 //! - `capacity`: `agent \0 metric \0 observed_ms` → f64 (raw samples, flattened per metric)
 //! - `gaps`: `agent \0 from_ms boot \0 from_seq` → [`GapRecord`] (data the agent declared lost)
-//! - `rollups`, `capacity_rollups`: written by [`crate::rollup`]
+//! - `rollup_hours`, `rollup_hour_sums`, `rollup_days`, `state_index`: written by [`crate::rollup`]
+//! - `capacity_rollups` (5-minute), `capacity_hours`: written by [`crate::capacity::rollup`],
+//!   which recomputes the buckets marked in `capacity_dirty`
 //! - `dirty`: rollup buckets that ingest touched and the rollup task has not yet recomputed
 //!   (written first in every commit, see [`StoreBatch::mark_dirty`])
 //! - `seqs`: `agent \0 boot` → the dedup state of that boot ([`crate::ingest::dedup::SeqTracker`])
@@ -45,8 +47,13 @@ pub mod trees {
     pub const ROLLUP_DAYS: &str = "rollup_days";
     /// Per-probe state changes ([`crate::rollup::index`]).
     pub const STATE_INDEX: &str = "state_index";
-    /// Capacity 5-minute and hourly rollups.
+    /// Capacity 5-minute rollups ([`crate::capacity::rollup`]).
     pub const CAPACITY_ROLLUPS: &str = "capacity_rollups";
+    /// Capacity hourly rollups ([`crate::capacity::rollup`]).
+    pub const CAPACITY_HOURS: &str = "capacity_hours";
+    /// Capacity 5-minute buckets to recompute (written first in every commit, see
+    /// [`StoreBatch::mark_capacity_dirty`]).
+    pub const CAPACITY_DIRTY: &str = "capacity_dirty";
     /// Rollup buckets to recompute.
     pub const DIRTY: &str = "dirty";
     /// Per (agent, boot) dedup state.
@@ -169,6 +176,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Default)]
 pub struct StoreBatch {
     dirty: BTreeSet<Vec<u8>>,
+    capacity_dirty: BTreeSet<Vec<u8>>,
     writes: Vec<(&'static str, Vec<Write>)>,
 }
 
@@ -187,6 +195,12 @@ impl StoreBatch {
         self.dirty.insert(key);
     }
 
+    /// Marks a capacity 5-minute bucket (a key of the `capacity_dirty` tree) for
+    /// recomputation, with the same discipline as [`Self::mark_dirty`].
+    pub fn mark_capacity_dirty(&mut self, key: Vec<u8>) {
+        self.capacity_dirty.insert(key);
+    }
+
     /// Adds a JSON-encoded put.
     pub fn put_json<T: Serialize>(&mut self, tree: &'static str, key: Vec<u8>, value: &T) {
         self.push(tree, Write::Put(key, to_json(value)));
@@ -194,7 +208,9 @@ impl StoreBatch {
 
     /// Number of writes.
     pub fn len(&self) -> usize {
-        self.dirty.len() + self.writes.iter().map(|(_, w)| w.len()).sum::<usize>()
+        self.dirty.len()
+            + self.capacity_dirty.len()
+            + self.writes.iter().map(|(_, w)| w.len()).sum::<usize>()
     }
 
     /// True when there is nothing to write.
@@ -299,6 +315,14 @@ impl Store {
                 .map(|k| Write::Put(k, Vec::new()))
                 .collect();
             self.tree(trees::DIRTY)?.apply(marks)?;
+        }
+        if !batch.capacity_dirty.is_empty() {
+            let marks = batch
+                .capacity_dirty
+                .into_iter()
+                .map(|k| Write::Put(k, Vec::new()))
+                .collect();
+            self.tree(trees::CAPACITY_DIRTY)?.apply(marks)?;
         }
         for (tree, writes) in batch.writes {
             self.tree(tree)?.apply(writes)?;

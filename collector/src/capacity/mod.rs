@@ -1,9 +1,11 @@
 //! Capacity planning: what the agents' host samples say about the future. Ingest stores the
-//! raw samples (`store::trees::CAPACITY`); [`forecast`] is the arithmetic (daily aggregation,
+//! raw samples (`store::trees::CAPACITY`); [`rollup`] keeps 5-minute and hourly rollups of
+//! them, recounted from the raw samples; [`forecast`] is the arithmetic (daily aggregation,
 //! step detection, Theil–Sen with an interval, the projected crossing); [`settings`] holds the
 //! `[capacity]` config (thresholds, retention, horizon).
 
 pub mod forecast;
+pub mod rollup;
 pub mod settings;
 
 pub use forecast::{forecast, Aggregate, Forecast, ForecastInput, Outcome};
