@@ -220,6 +220,11 @@ pub async fn start(
         )
         .context("loading incidents")?,
     ));
+    let capacity_retention = crate::capacity::rollup::Retention {
+        raw_ms: config.raw_retention.as_millis(),
+        five_minutes_ms: config.capacity.five_minute_retention_ms,
+        hours_ms: config.capacity.hourly_retention_ms,
+    };
     let app = api::router(AppState {
         store: store.clone(),
         catalogue: catalogue.clone(),
@@ -231,6 +236,10 @@ pub async fn start(
         health: health.clone(),
         access: Arc::new(config.api.clone()),
         audit: AuditLog::new(store.clone()),
+        capacity: Arc::new(crate::capacity::report::CapacityContext {
+            settings: config.capacity.clone(),
+            retention: capacity_retention,
+        }),
     });
 
     tracing::info!(
@@ -243,11 +252,6 @@ pub async fn start(
         api_tls = config.api.tls.is_some(),
         "Collector started."
     );
-    let capacity_retention = crate::capacity::rollup::Retention {
-        raw_ms: config.raw_retention.as_millis(),
-        five_minutes_ms: config.capacity.five_minute_retention_ms,
-        hours_ms: config.capacity.hourly_retention_ms,
-    };
     let broker_url = mqtt.url.clone();
     let task = tokio::spawn(async move {
         let driver_stop = CancellationToken::new();

@@ -80,6 +80,9 @@ pub struct ForecastInput {
     pub aggregate: Aggregate,
     /// Dates further out than this many days are `not_crossing_within_horizon`.
     pub horizon_days: f64,
+    /// How precisely the points' times are known, ms: 0 for raw samples, a bucket's length for
+    /// rollups (stamped at their middle). The date's interval is widened by half of it.
+    pub time_resolution_ms: u64,
 }
 
 /// The forecast's answer.
@@ -440,10 +443,11 @@ fn crossing(fit: &Fit, input: &ForecastInput, as_of_ms: u64) -> Outcome {
             horizon_days: input.horizon_days,
         };
     }
+    let half = (input.time_resolution_ms / 2) as f64;
     Outcome::Crossing {
         date_ms: to_ms(est),
-        earliest_ms: to_ms(a.min(b)),
-        latest_ms: to_ms(a.max(b)),
+        earliest_ms: to_ms(a.min(b) - half),
+        latest_ms: to_ms(a.max(b) + half),
     }
 }
 
@@ -461,6 +465,7 @@ mod tests {
             threshold,
             aggregate,
             horizon_days: 365.0,
+            time_resolution_ms: 0,
         }
     }
 
@@ -764,6 +769,7 @@ mod tests {
                             threshold: 200.0,
                             aggregate: Aggregate::Peak,
                             horizon_days: 10_000.0,
+                            time_resolution_ms: 0,
                         },
                     );
                     let fit = f.fit.expect("fit");

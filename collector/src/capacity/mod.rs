@@ -2,9 +2,12 @@
 //! raw samples (`store::trees::CAPACITY`); [`rollup`] keeps 5-minute and hourly rollups of
 //! them, recounted from the raw samples; [`forecast`] is the arithmetic (daily aggregation,
 //! step detection, Theil–Sen with an interval, the projected crossing); [`settings`] holds the
-//! `[capacity]` config (thresholds, retention, horizon).
+//! `[capacity]` config (thresholds, retention, horizon); [`report`] the typed views the API and
+//! CLI show; [`cli`] the `capacity` subcommand's API clients.
 
+pub mod cli;
 pub mod forecast;
+pub mod report;
 pub mod rollup;
 pub mod settings;
 
