@@ -52,7 +52,8 @@ fn rounded(mut row: Value) -> Value {
             };
             if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
                 let scale = 10f64.powi(places);
-                *v = Value::from((f * scale).round() / scale);
+                // `+ 0.0` turns a rounded −0 into 0.
+                *v = Value::from((f * scale).round() / scale + 0.0);
             }
         }
     }

@@ -3,11 +3,14 @@
 //! answer that there is no such date.
 //!
 //! The steps, each defined here and in ARCHITECTURE.md ("Capacity forecasts"):
-//! 1. **Daily aggregation** ([`daily`]): the samples are cut into 24-hour windows counted back
-//!    from the last sample (so the newest window is whole), and each window becomes one point —
-//!    its peak (disk, memory, swap: what fills is the peak) or its p95 (CPU). A daily cycle is
-//!    then one point a day, never a slope; the oldest window is dropped when the data covers
-//!    less than [`MIN_OLDEST_WINDOW`] of it.
+//! 1. **Daily aggregation** ([`daily`]): the samples are averaged per hour, and the hours cut
+//!    into 24-hour windows counted back from the last sample (so the newest window is whole);
+//!    each window becomes one point — its peak hour (disk, memory, swap: what fills is the
+//!    peak) or the p95 of its hours (CPU). A daily cycle is then one point a day, never a
+//!    slope; averaging within the hour keeps sample noise from lifting the peaks (the daily
+//!    maximum of 288 noisy samples sits ~2.8 σ above the signal, the peak hourly mean ~0.6 σ),
+//!    at the price that a spike shorter than an hour is smoothed (threshold alerts watch those).
+//!    The oldest window is dropped when the data covers less than [`MIN_OLDEST_WINDOW`] of it.
 //! 2. **Step changes** ([`last_step`]): a cleanup is a drop between two days larger than
 //!    [`STEP_K`] × the robust spread of the day-to-day changes (1.4826 × their MAD, at least
 //!    [`SPREAD_FLOOR`]) that persists: the median of the (up to 7) days from the drop on is
@@ -26,7 +29,7 @@
 //! Quality: R² of the fitted line over the fitted days, and the median absolute residual.
 
 use serde::{Deserialize, Serialize};
-use watchstand_shared::time::DAY_MS;
+use watchstand_shared::time::{DAY_MS, HOUR_MS};
 
 /// Fewest daily points a fit needs.
 pub const MIN_DAYS: usize = 3;
@@ -47,6 +50,9 @@ pub const MIN_OLDEST_WINDOW: f64 = 0.75;
 pub const CONFIDENCE: f64 = 0.80;
 /// z for [`CONFIDENCE`] (two-sided 80 %).
 const Z_80: f64 = 1.281_551_565_545;
+/// Slopes smaller than this in magnitude (units per day) are 0: floating-point noise of a
+/// flat series, not a trend.
+pub const SLOPE_EPSILON: f64 = 1e-9;
 /// Days before and after a drop whose medians must differ for it to be a step.
 const STEP_WINDOW: usize = 7;
 
@@ -104,7 +110,7 @@ pub enum Outcome {
         /// The newest day's value.
         value: f64,
     },
-    /// The slope's interval contains 0.
+    /// The slope's interval contains 0 (within [`SLOPE_EPSILON`]).
     NoTrend,
     /// The whole slope interval is below 0.
     Falling,
@@ -237,39 +243,57 @@ pub fn daily(points: &[(u64, f64)], aggregate: Aggregate) -> Vec<DailyPoint> {
     let oldest_start = end.saturating_sub((oldest + 1) * DAY_MS);
     let covered = (end - oldest * DAY_MS).saturating_sub(first.0.max(oldest_start)) as f64;
     let keep_oldest = oldest == 0 || covered >= MIN_OLDEST_WINDOW * DAY_MS as f64;
-    let mut out = Vec::new();
+    // Hourly means first (windows counted back from the end too, so they nest in the days):
+    // sample noise averages out before a day's peak is taken.
+    let mut hours: Vec<(u64, f64, usize)> = Vec::new();
     let mut i = 0;
     while i < sorted.len() {
-        let w = window_of(sorted[i].0);
+        let h = (end - 1 - sorted[i].0) / HOUR_MS;
         let mut j = i;
-        while j < sorted.len() && window_of(sorted[j].0) == w {
+        while j < sorted.len() && (end - 1 - sorted[j].0) / HOUR_MS == h {
             j += 1;
         }
-        let day = &sorted[i..j];
+        let bin = &sorted[i..j];
+        let n = bin.len();
+        let mean_at = bin.iter().map(|p| p.0 as f64).sum::<f64>() / n as f64;
+        let mean = bin.iter().map(|p| p.1).sum::<f64>() / n as f64;
+        hours.push((mean_at.round() as u64, mean, n));
+        i = j;
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < hours.len() {
+        let w = window_of(hours[i].0);
+        let mut j = i;
+        while j < hours.len() && window_of(hours[j].0) == w {
+            j += 1;
+        }
+        let day = &hours[i..j];
         i = j;
         if w == oldest && !keep_oldest {
             continue;
         }
+        let samples = day.iter().map(|h| h.2).sum();
         let point = match aggregate {
             Aggregate::Peak => {
                 let mut best = day[0];
-                for p in day {
-                    if p.1 > best.1 {
-                        best = *p;
+                for h in day {
+                    if h.1 > best.1 {
+                        best = *h;
                     }
                 }
                 DailyPoint {
                     at_ms: best.0,
                     value: best.1,
-                    samples: day.len(),
+                    samples,
                 }
             }
             Aggregate::P95 => {
-                let mut values: Vec<f64> = day.iter().map(|p| p.1).collect();
+                let mut values: Vec<f64> = day.iter().map(|h| h.1).collect();
                 DailyPoint {
                     at_ms: day[0].0 + (day[day.len() - 1].0 - day[0].0) / 2,
                     value: percentile(&mut values, 95.0).unwrap_or(f64::NAN),
-                    samples: day.len(),
+                    samples,
                 }
             }
         };
@@ -419,9 +443,9 @@ pub fn forecast(points: &[(u64, f64)], input: &ForecastInput) -> Forecast {
         return out;
     };
     out.fit = Some(fit);
-    out.outcome = if fit.slope_low <= 0.0 && fit.slope_high >= 0.0 {
+    out.outcome = if fit.slope_low <= SLOPE_EPSILON && fit.slope_high >= -SLOPE_EPSILON {
         Outcome::NoTrend
-    } else if fit.slope_high < 0.0 {
+    } else if fit.slope_high < -SLOPE_EPSILON {
         Outcome::Falling
     } else {
         crossing(&fit, input, as_of_ms.unwrap_or(newest.at_ms))

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::forecast::{self, Aggregate, DailyPoint, Forecast, ForecastInput, Outcome};
+use super::forecast::{self, DailyPoint, Forecast, ForecastInput, Outcome};
 use super::rollup::{self, Resolution, Retention, Series};
 use super::settings::{aggregate_of, CapacitySettings};
 use crate::store::{Result, Store};
@@ -120,19 +120,13 @@ pub struct ForecastView {
     pub daily: Vec<DailyView>,
 }
 
-/// The points a forecast of `aggregate` takes from a read: bucket maxima for peaks, bucket
-/// p95s for p95 (raw samples are buckets of one).
-fn forecast_points(series: &Series, aggregate: Aggregate) -> Vec<(u64, f64)> {
+/// The points a forecast takes from a read: the buckets' means at their middles (raw samples
+/// are buckets of one); the forecast averages them per hour before taking a day's peak or p95.
+fn forecast_points(series: &Series) -> Vec<(u64, f64)> {
     series
         .points
         .iter()
-        .map(|p| {
-            let v = match aggregate {
-                Aggregate::Peak => p.bucket.max,
-                Aggregate::P95 => p.bucket.p95,
-            };
-            (p.at_ms, v)
-        })
+        .map(|p| (p.at_ms, p.bucket.mean()))
         .collect()
 }
 
@@ -180,7 +174,7 @@ pub fn forecast_view(
 ) -> Result<ForecastView> {
     let series = rollup::read(store, agent, metric, from_ms, to_ms, now_ms, ctx.retention)?;
     let aggregate = aggregate_of(metric);
-    let points = forecast_points(&series, aggregate);
+    let points = forecast_points(&series);
     let forecast = ctx
         .settings
         .threshold(agent, metric)
@@ -215,12 +209,8 @@ fn row(
     let samples: u64 = series.points.iter().map(|p| p.bucket.count).sum();
     let sum: f64 = series.points.iter().map(|p| p.bucket.sum).sum();
     let threshold = ctx.settings.threshold(agent, metric);
-    let forecast = threshold.map(|t| {
-        forecast::forecast(
-            &forecast_points(&series, aggregate_of(metric)),
-            &input(ctx, t, metric, &series),
-        )
-    });
+    let forecast = threshold
+        .map(|t| forecast::forecast(&forecast_points(&series), &input(ctx, t, metric, &series)));
     let (projected, earliest, latest_date) = match forecast.as_ref().map(|f| &f.outcome) {
         Some(Outcome::Crossing {
             date_ms,
