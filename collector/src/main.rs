@@ -354,6 +354,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     s.window_text
                 ));
             }
+            out.push_str(&format!("  capacity: {}\n", c.capacity.summary()));
             write_stdout(&out)?;
             Ok(EXIT_OK)
         }

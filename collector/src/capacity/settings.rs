@@ -157,6 +157,25 @@ impl Default for CapacitySettings {
 }
 
 impl CapacitySettings {
+    /// One line for `check`: thresholds, overrides, window, horizon, retention.
+    pub fn summary(&self) -> String {
+        let thresholds: Vec<String> = self
+            .thresholds
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let days = |ms: u64| ms / DAY_MS;
+        format!(
+            "thresholds {} · {} override(s) · forecast window {}d, horizon {}d · rollups 5-minute {}d, hourly {}d",
+            thresholds.join(", "),
+            self.overrides.len(),
+            days(self.window_ms),
+            self.horizon_days,
+            days(self.five_minute_retention_ms),
+            days(self.hourly_retention_ms)
+        )
+    }
+
     /// The threshold of `metric` on `agent`: the most specific override (this agent and this
     /// metric, this agent and its family, any agent and this metric, any agent and its family),
     /// else the family's threshold; None when the metric has none.
@@ -333,6 +352,10 @@ mod tests {
         assert_eq!(s.horizon_days, 365.0);
         assert_eq!(aggregate_of("cpu_pct"), Aggregate::P95);
         assert_eq!(aggregate_of("disk_used_pct:/var"), Aggregate::Peak);
+        assert_eq!(
+            s.summary(),
+            "thresholds cpu_pct 80, disk_used_pct 90, mem_used_pct 90, swap_used_pct 50 · 0 override(s) · forecast window 30d, horizon 365d · rollups 5-minute 90d, hourly 730d"
+        );
     }
 
     #[test]
