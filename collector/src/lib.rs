@@ -17,6 +17,7 @@
 //! - [`capacity`]: capacity rollups (5-minute, hourly), forecasts, `[capacity]` settings.
 //! - [`registry`]: agents, their online/offline state and counters.
 //! - [`incident`]: rules, the incident lifecycle, flapping, inhibition, webhook notifications.
+//! - [`engine`]: the one task that owns incident state, fed by one queue of `EngineEvent`s.
 //! - [`sla`]: the SLA arithmetic (pure); [`availability`] feeds it from the store.
 //! - [`auth`]: roles, API tokens, `[api]`; [`audit`]: the hash-chained audit log.
 //! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
@@ -33,6 +34,7 @@ pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod events;
 pub mod health;
 pub mod human;
@@ -40,6 +42,7 @@ pub mod incident;
 pub mod ingest;
 pub mod registry;
 pub mod rollup;
+pub mod runbook;
 pub mod server;
 pub mod sla;
 pub mod store;

@@ -21,5 +21,6 @@ mod incidents_truth;
 mod malformed;
 mod mqtt_tls;
 mod pipeline;
+mod probes_net;
 mod security;
 mod shutdown;

@@ -4,11 +4,14 @@
 //! Probe kinds are a closed set: [`ProbeConfig`] is the serde enum tagged by `kind` in TOML, and
 //! [`ProbeKind`] the runtime enum it builds. Each kind lives in its own module (`http`, `tcp`)
 //! with a config type, a runtime type that implements [`Check`], and its own validation. Adding a
-//! kind (DNS, ICMP, TLS expiry, exec, Modbus) is one new file, one variant and one arm per
-//! `match`.
+//! kind is one new file, one variant and one arm per `match`. Kinds: `http`, `tcp`, `dns`,
+//! `icmp`, `tls`.
 
+pub mod dns;
 pub mod http;
+pub mod icmp;
 pub mod tcp;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration as StdDuration;
@@ -17,8 +20,11 @@ use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
 use watchstand_shared::wire::v1::{ProbeInventory, ProbeState};
 
+pub use dns::{DnsProbe, DnsProbeConfig};
 pub use http::{HttpClients, HttpProbe, HttpProbeConfig};
+pub use icmp::{IcmpProbe, IcmpProbeConfig};
 pub use tcp::{TcpProbe, TcpProbeConfig};
+pub use tls::{TlsProbe, TlsProbeConfig};
 
 /// Longest error text a probe reports; longer texts are cut at a character boundary.
 pub const MAX_ERROR_CHARS: usize = 200;
@@ -36,6 +42,12 @@ pub enum ProbeConfig {
     Http(HttpProbeConfig),
     /// `kind = "tcp"`: a TCP connect.
     Tcp(TcpProbeConfig),
+    /// `kind = "dns"`: one DNS query, judged by its answer.
+    Dns(DnsProbeConfig),
+    /// `kind = "icmp"`: echo requests, judged by loss and round-trip time.
+    Icmp(IcmpProbeConfig),
+    /// `kind = "tls"`: a TLS handshake, judged by the certificate (chain, name, expiry).
+    Tls(TlsProbeConfig),
 }
 
 /// Limits that depend on the rest of the config (the MQTT packet size bounds the target length).
@@ -51,6 +63,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => &c.id,
             ProbeConfig::Tcp(c) => &c.id,
+            ProbeConfig::Dns(c) => &c.id,
+            ProbeConfig::Icmp(c) => &c.id,
+            ProbeConfig::Tls(c) => &c.id,
         }
     }
 
@@ -59,6 +74,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(_) => http::KIND,
             ProbeConfig::Tcp(_) => tcp::KIND,
+            ProbeConfig::Dns(_) => dns::KIND,
+            ProbeConfig::Icmp(_) => icmp::KIND,
+            ProbeConfig::Tls(_) => tls::KIND,
         }
     }
 
@@ -67,6 +85,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => &c.url,
             ProbeConfig::Tcp(c) => &c.address,
+            ProbeConfig::Dns(c) => c.target(),
+            ProbeConfig::Icmp(c) => &c.host,
+            ProbeConfig::Tls(c) => &c.address,
         }
     }
 
@@ -75,6 +96,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.interval,
             ProbeConfig::Tcp(c) => c.interval,
+            ProbeConfig::Dns(c) => c.interval,
+            ProbeConfig::Icmp(c) => c.interval,
+            ProbeConfig::Tls(c) => c.interval,
         }
     }
 
@@ -83,6 +107,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.timeout,
             ProbeConfig::Tcp(c) => c.timeout,
+            ProbeConfig::Dns(c) => c.timeout,
+            ProbeConfig::Icmp(c) => c.timeout,
+            ProbeConfig::Tls(c) => c.timeout,
         }
     }
 
@@ -122,6 +149,9 @@ impl ProbeConfig {
         let target_key = match self {
             ProbeConfig::Http(_) => "url",
             ProbeConfig::Tcp(_) => "address",
+            ProbeConfig::Dns(_) => "name",
+            ProbeConfig::Icmp(_) => "host",
+            ProbeConfig::Tls(_) => "address",
         };
         let len = self.target().len();
         if len > limits.max_target_len {
@@ -136,6 +166,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.validate(key, problems),
             ProbeConfig::Tcp(c) => c.validate(key, problems),
+            ProbeConfig::Dns(c) => c.validate(key, problems),
+            ProbeConfig::Icmp(c) => c.validate(key, problems),
+            ProbeConfig::Tls(c) => c.validate(key, problems),
         }
     }
 }
@@ -243,6 +276,12 @@ pub enum ProbeKind {
     Http(Box<HttpProbe>),
     /// A TCP probe.
     Tcp(TcpProbe),
+    /// A DNS probe.
+    Dns(DnsProbe),
+    /// An ICMP echo probe.
+    Icmp(IcmpProbe),
+    /// A TLS certificate probe (boxed: it holds a verifier and roots).
+    Tls(Box<TlsProbe>),
     /// A scripted probe for scheduler tests.
     #[cfg(test)]
     Fake(crate::testutil::FakeProbe),
@@ -279,6 +318,9 @@ impl Probe {
         let kind = match config {
             ProbeConfig::Http(c) => ProbeKind::Http(Box::new(HttpProbe::build(c, clients)?)),
             ProbeConfig::Tcp(c) => ProbeKind::Tcp(TcpProbe::build(c)),
+            ProbeConfig::Dns(c) => ProbeKind::Dns(DnsProbe::build(c)?),
+            ProbeConfig::Icmp(c) => ProbeKind::Icmp(IcmpProbe::build(c)),
+            ProbeConfig::Tls(c) => ProbeKind::Tls(Box::new(TlsProbe::build(c)?)),
         };
         Ok(Self {
             id: config.id().to_owned(),
@@ -293,6 +335,9 @@ impl Probe {
         match &self.kind {
             ProbeKind::Http(p) => p.kind(),
             ProbeKind::Tcp(p) => p.kind(),
+            ProbeKind::Dns(p) => p.kind(),
+            ProbeKind::Icmp(p) => p.kind(),
+            ProbeKind::Tls(p) => p.kind(),
             #[cfg(test)]
             ProbeKind::Fake(p) => p.kind(),
         }
@@ -303,6 +348,9 @@ impl Probe {
         match &self.kind {
             ProbeKind::Http(p) => p.target(),
             ProbeKind::Tcp(p) => p.target(),
+            ProbeKind::Dns(p) => p.target(),
+            ProbeKind::Icmp(p) => p.target(),
+            ProbeKind::Tls(p) => p.target(),
             #[cfg(test)]
             ProbeKind::Fake(p) => p.target(),
         }
@@ -315,6 +363,9 @@ impl Probe {
             match &self.kind {
                 ProbeKind::Http(p) => p.check().await,
                 ProbeKind::Tcp(p) => p.check().await,
+                ProbeKind::Dns(p) => p.check().await,
+                ProbeKind::Icmp(p) => p.check().await,
+                ProbeKind::Tls(p) => p.check().await,
                 #[cfg(test)]
                 ProbeKind::Fake(p) => p.check().await,
             }

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use watchstand_shared::storage::key::KeyBuf;
 use watchstand_shared::storage::Write;
 use watchstand_shared::time::HOUR_MS;
 
@@ -113,9 +112,9 @@ impl Bucket {
     }
 }
 
-/// The key of a bucket (and of a dirty mark).
+/// The key of a bucket (and of a dirty mark): the store's bucket key ([`trees::bucket_key`]).
 pub fn bucket_key(agent: &str, metric: &str, start_ms: u64) -> Vec<u8> {
-    KeyBuf::new().str(agent).str(metric).u64(start_ms).build()
+    trees::bucket_key(agent, metric, start_ms)
 }
 
 /// The dirty mark of the 5-minute bucket a sample observed at `observed_ms` falls in.
@@ -123,17 +122,9 @@ pub fn dirty_key(agent: &str, metric: &str, observed_ms: u64) -> Vec<u8> {
     bucket_key(agent, metric, five_minutes_of(observed_ms))
 }
 
-/// `(agent, metric, start_ms)` of a bucket key.
+/// `(agent, metric, start_ms)` of a bucket key ([`trees::parse_bucket_key`]).
 pub fn parse_key(key: &[u8]) -> Option<(String, String, u64)> {
-    let a = key.iter().position(|b| *b == 0)?;
-    let rest = &key[a + 1..];
-    let m = rest.iter().position(|b| *b == 0)?;
-    let ts: [u8; 8] = rest.get(m + 1..)?.try_into().ok()?;
-    Some((
-        String::from_utf8(key[..a].to_vec()).ok()?,
-        String::from_utf8(rest[..m].to_vec()).ok()?,
-        u64::from_be_bytes(ts),
-    ))
+    trees::parse_bucket_key(key)
 }
 
 /// The start of the 5-minute bucket `at_ms` falls in.
@@ -411,7 +402,7 @@ pub fn read(
 /// # Errors
 /// Store failure.
 pub fn latest(store: &Store, agent: &str, metric: &str) -> Result<Option<(u64, f64)>> {
-    let prefix = KeyBuf::new().str(agent).str(metric).build();
+    let prefix = trees::probe_prefix(agent, metric);
     let end = bucket_key(agent, metric, u64::MAX);
     let mut last = store
         .tree(trees::CAPACITY)?
