@@ -13,7 +13,8 @@
 //! - [`broker`]: the embedded rumqttd (port check, readiness by a real connect).
 //! - [`ingest`]: decode, dedupe by (agent, boot, seq), book gaps, commit, then acknowledge.
 //! - [`store`]: the collector's trees over the shared storage trait.
-//! - [`rollup`]: per-probe per-minute rollups and capacity rollups, recomputed from raw data.
+//! - [`rollup`]: per-probe per-minute rollups, recomputed from raw data.
+//! - [`capacity`]: capacity rollups (5-minute, hourly), forecasts, `[capacity]` settings.
 //! - [`registry`]: agents, their online/offline state and counters.
 //! - [`incident`]: rules, the incident lifecycle, flapping, inhibition, webhook notifications.
 //! - [`engine`]: the one task that owns incident state, fed by one queue of `EngineEvent`s.
@@ -29,6 +30,7 @@ pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod broker;
+pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod demo;

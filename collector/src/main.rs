@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use watchstand_collector::audit::AuditLog;
 use watchstand_collector::auth::{Role, Token};
+use watchstand_collector::capacity::cli as capacity_cli;
 use watchstand_collector::cli::{self, ApiClient, Format, Output};
 use watchstand_collector::store::Store;
 use watchstand_collector::{config, demo, server};
@@ -170,6 +171,39 @@ enum Command {
         #[command(flatten)]
         auth: ClientAuth,
     },
+    /// Capacity of a running collector: the summary of every agent and metric (hosts at risk
+    /// first), or one metric's forecast.
+    Capacity {
+        #[command(subcommand)]
+        action: Option<CapacityAction>,
+        /// Only this agent (required for `forecast`).
+        #[arg(long, global = true)]
+        agent: Option<String>,
+        /// Only this metric, e.g. `disk_used_pct:/` (required for `forecast`).
+        #[arg(long, global = true)]
+        metric: Option<String>,
+        /// Period start (as for `sla`); default: `[capacity] window` before now.
+        #[arg(long, allow_hyphen_values = true, global = true)]
+        from: Option<String>,
+        /// Period end; default: now.
+        #[arg(long, allow_hyphen_values = true, global = true)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table", global = true)]
+        format: Format,
+        /// Tables show local time, not UTC.
+        #[arg(long, global = true)]
+        local: bool,
+        /// The collector's API.
+        #[arg(
+            long,
+            env = "WATCHSTAND_SERVER",
+            default_value = "http://127.0.0.1:8088",
+            global = true
+        )]
+        server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -200,6 +234,14 @@ enum KeysAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CapacityAction {
+    /// Every agent and metric (the default): current, peak, p95, trend/day, projected date.
+    Summary,
+    /// One metric's forecast (`--agent`, `--metric`).
+    Forecast,
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +375,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     s.window_text
                 ));
             }
+            out.push_str(&format!("  capacity: {}\n", c.capacity.summary()));
             write_stdout(&out)?;
             Ok(EXIT_OK)
         }
@@ -402,6 +445,36 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         } => {
             let client = auth.client(&server)?;
             write_stdout(&cli::agents(&client, Output { format, local }).await?)?;
+            Ok(EXIT_OK)
+        }
+        Command::Capacity {
+            action,
+            agent,
+            metric,
+            from,
+            to,
+            format,
+            local,
+            server,
+            auth,
+        } => {
+            let client = auth.client(&server)?;
+            let output = Output { format, local };
+            let (agent, metric, from, to) = (
+                agent.as_deref(),
+                metric.as_deref(),
+                from.as_deref(),
+                to.as_deref(),
+            );
+            let text = match action.unwrap_or(CapacityAction::Summary) {
+                CapacityAction::Summary => {
+                    capacity_cli::summary(&client, agent, metric, from, to, output).await?
+                }
+                CapacityAction::Forecast => {
+                    capacity_cli::forecast(&client, agent, metric, from, to, output).await?
+                }
+            };
+            write_stdout(&text)?;
             Ok(EXIT_OK)
         }
         Command::Token {

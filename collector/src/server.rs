@@ -219,6 +219,11 @@ pub async fn start(
         &catalogue,
         engine.clone(),
     ));
+    let capacity_retention = crate::capacity::rollup::Retention {
+        raw_ms: config.raw_retention.as_millis(),
+        five_minutes_ms: config.capacity.five_minute_retention_ms,
+        hours_ms: config.capacity.hourly_retention_ms,
+    };
     let (notifier_wake, notifier_wakeups) = incident::notify::wake_channel();
     let app = api::router(AppState {
         store: store.clone(),
@@ -231,6 +236,10 @@ pub async fn start(
         health: health.clone(),
         access: Arc::new(config.api.clone()),
         audit: AuditLog::new(store.clone()),
+        capacity: Arc::new(crate::capacity::report::CapacityContext {
+            settings: config.capacity.clone(),
+            retention: capacity_retention,
+        }),
     });
 
     tracing::info!(
@@ -267,6 +276,12 @@ pub async fn start(
                 raw_ms: config.raw_retention.as_millis(),
                 rollup_ms: config.rollup_retention.as_millis(),
             },
+            ROLLUP_EVERY,
+            rollup_stop.clone(),
+        ));
+        let capacity_rollups = tokio::spawn(crate::capacity::rollup::run(
+            store.clone(),
+            capacity_retention,
             ROLLUP_EVERY,
             rollup_stop.clone(),
         ));
@@ -329,6 +344,9 @@ pub async fn start(
         rollup_stop.cancel();
         if let Err(e) = rollups.await {
             tracing::warn!(error = %e, "Rollup task failed at shutdown.");
+        }
+        if let Err(e) = capacity_rollups.await {
+            tracing::warn!(error = %e, "Capacity rollup task failed at shutdown.");
         }
         session.abort();
         watchdog_stop.cancel();

@@ -8,7 +8,10 @@
 //!   seqs are reported as `unverified`);
 //! - every rollup bucket that is not marked dirty equals a recount of the raw results, and so
 //!   does the state index over that minute; every hour and day sum equals the sum of its
-//!   minutes.
+//!   minutes;
+//! - every capacity 5-minute and hourly bucket that is not marked dirty equals a recount of the
+//!   raw samples ([`crate::capacity::rollup::verify`]; counted in `rollups_checked` and
+//!   `rollups_wrong` too).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -34,6 +37,8 @@ pub struct VerifyReport {
     /// Rollup buckets that differ from the recount (a minute, its stretch of the state index,
     /// or a day sum).
     pub rollups_wrong: u64,
+    /// Capacity buckets recounted (also in `rollups_checked`).
+    pub capacity_buckets_checked: u64,
 }
 
 /// Checks `store`; see the module docs.
@@ -160,6 +165,10 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
             }
         }
     }
+    let capacity = crate::capacity::rollup::verify(store)?;
+    report.capacity_buckets_checked = capacity.checked;
+    report.rollups_checked += capacity.checked;
+    report.rollups_wrong += capacity.wrong;
     Ok(report)
 }
 

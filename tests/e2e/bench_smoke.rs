@@ -151,3 +151,14 @@ fn bench_accuracy_smoke_runs_and_reports() {
         "unexpected final line {last:?}:\n{out}"
     );
 }
+
+#[test]
+fn bench_forecast_smoke_runs_and_reports() {
+    let out = bench(&["forecast", "--smoke"]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("forecast: p90 error ") && last.contains("predict_linear"),
+        "unexpected final line {last:?}:\n{out}"
+    );
+    assert!(out.contains("| Watchstand |"), "{out}");
+}

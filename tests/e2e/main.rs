@@ -7,6 +7,7 @@ mod backlog;
 mod bench_smoke;
 mod broker_identity;
 mod burst;
+mod capacity;
 mod clean_stop;
 mod commands;
 mod configs;

@@ -144,6 +144,8 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/services", Some(Role::Viewer)),
     ("GET", "/api/v1/services/{id}/sla", Some(Role::Viewer)),
     ("GET", "/api/v1/capacity", Some(Role::Viewer)),
+    ("GET", "/api/v1/capacity/summary", Some(Role::Viewer)),
+    ("GET", "/api/v1/capacity/forecast", Some(Role::Viewer)),
     ("GET", "/api/v1/incidents", Some(Role::Viewer)),
     ("GET", "/api/v1/incidents/stats", Some(Role::Viewer)),
     ("GET", "/api/v1/incidents/{id}", Some(Role::Viewer)),

@@ -13,6 +13,8 @@
 //! | `GET /api/v1/services` | the catalogue with current attainment |
 //! | `GET /api/v1/services/{id}/sla?from=&to=` | SLA report (RFC 3339 or epoch ms; default: the SLO window) |
 //! | `GET /api/v1/capacity?agent=&metric=&from=&to=` | capacity series and summary |
+//! | `GET /api/v1/capacity/summary?agent=&metric=&from=&to=` | every agent and metric: current, peak, p95, trend/day, projected crossing with its interval, headroom; at risk first |
+//! | `GET /api/v1/capacity/forecast?agent=&metric=&from=&to=` | one metric's forecast and its daily points |
 //! | `GET /api/v1/incidents?state=&service=` | incidents, newest first |
 //! | `GET /api/v1/incidents/{id}` | one incident with its timeline |
 //! | `POST /api/v1/incidents/{id}/ack`, `…/resolve` | `{"comment": "…"}` (who: the token) |
@@ -29,6 +31,7 @@ pub mod access;
 #[cfg(test)]
 mod access_tests;
 pub mod audit;
+pub mod capacity;
 pub mod error;
 pub mod extract;
 pub mod incidents;
@@ -78,6 +81,8 @@ pub struct AppState {
     pub access: Arc<ApiAccess>,
     /// The audit log.
     pub audit: AuditLog,
+    /// `[capacity]` and the retention the capacity views read by.
+    pub capacity: Arc<crate::capacity::report::CapacityContext>,
 }
 
 /// Who may call a route.
@@ -155,6 +160,24 @@ pub fn routes_table() -> Vec<(RouteRule, Handler)> {
         (
             rule(Method::GET, "/api/v1/capacity", R(Viewer), "capacity.read"),
             get(routes::capacity),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/capacity/summary",
+                R(Viewer),
+                "capacity.summary",
+            ),
+            get(capacity::summary),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/capacity/forecast",
+                R(Viewer),
+                "capacity.forecast",
+            ),
+            get(capacity::forecast),
         ),
         (
             rule(

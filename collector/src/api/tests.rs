@@ -51,6 +51,14 @@ pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
         )),
         access: Arc::new(access),
         audit: crate::audit::AuditLog::new(store.clone()),
+        capacity: Arc::new(crate::capacity::report::CapacityContext {
+            retention: crate::capacity::rollup::Retention {
+                raw_ms: config.raw_retention.as_millis(),
+                five_minutes_ms: config.capacity.five_minute_retention_ms,
+                hours_ms: config.capacity.hourly_retention_ms,
+            },
+            settings: config.capacity,
+        }),
     }
 }
 
@@ -102,6 +110,11 @@ async fn every_error_path_answers_json_with_its_status() {
         (Method::GET, "/api/v1/agents/ghost", None, "", 404, Some("agent \"ghost\" not found")),
         (Method::GET, "/api/v1/agents/ghost/results", None, "", 404, Some("agent \"ghost\" not found")),
         (Method::GET, "/api/v1/capacity?agent=ghost", None, "", 404, Some("agent \"ghost\" not found")),
+        (Method::GET, "/api/v1/capacity/forecast?agent=ghost&metric=cpu_pct", None, "", 404, Some("agent \"ghost\" not found")),
+        (Method::GET, "/api/v1/capacity/forecast?metric=cpu_pct", None, "", 400, Some("invalid agent: is required")),
+        (Method::GET, "/api/v1/capacity/forecast?agent=a", None, "", 400, Some("invalid metric: is required")),
+        (Method::GET, "/api/v1/capacity/summary?agent=ghost", None, "", 404, Some("agent \"ghost\" not found")),
+        (Method::GET, "/api/v1/capacity/summary?from=5&to=1", None, "", 400, Some("invalid from: from 5 must be before to 1")),
         (Method::GET, "/api/v1/incidents/stats?service=ghost", None, "", 404, Some("service \"ghost\" not found")),
         (Method::GET, "/api/v1/incidents/99", None, "", 404, Some("incident \"99\" not found")),
         (Method::GET, "/api/v1/incidents/stats?from=5&to=1", None, "", 400, Some("invalid from: from 5 must be before to 1")),
@@ -133,4 +146,79 @@ async fn every_error_path_answers_json_with_its_status() {
             assert_eq!(error, *m, "{method} {uri}");
         }
     }
+}
+
+/// 30 days of a disk filling 1 %/day from 40 % (hourly samples, rolled up) and a flat CPU:
+/// the forecast finds the disk's date within its interval, the summary puts it first.
+#[tokio::test]
+async fn capacity_forecast_and_summary_from_rollups() {
+    use crate::store::{capacity_key, trees, StoreBatch};
+    use watchstand_shared::storage::Write;
+    const DAY: u64 = 86_400_000;
+    let state = state();
+    let now = watchstand_shared::time::now_ms();
+    let start = now - 30 * DAY;
+    let mut batch = StoreBatch::default();
+    for h in 0..30 * 24u64 {
+        let at = start + h * 3_600_000;
+        let day = (at - start) as f64 / DAY as f64;
+        for (metric, v) in [("disk_used_pct:/", 40.0 + day), ("cpu_pct", 20.0)] {
+            batch.mark_capacity_dirty(crate::capacity::rollup::dirty_key("a", metric, at));
+            batch.push(
+                trees::CAPACITY,
+                Write::Put(capacity_key("a", metric, at), v.to_be_bytes().to_vec()),
+            );
+        }
+    }
+    state.store.commit(batch).unwrap();
+    crate::capacity::rollup::recompute_all(&state.store, 0).unwrap();
+    state.registry.update("s", "a", "b", now, |_| {});
+    let app = router(state);
+    let get = |uri: String| {
+        let app = app.clone();
+        async move {
+            let resp = app
+                .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
+        }
+    };
+    let (status, f) = get("/api/v1/capacity/forecast?agent=a&metric=disk_used_pct:/".into()).await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    assert_eq!(f["resolution"], "hour", "{f}");
+    assert_eq!(f["forecast"]["outcome"], "crossing", "{f}");
+    // 40 % + 1 %/day reaches 90 % 50 days after the start.
+    let truth = start + 50 * DAY;
+    let date = f["forecast"]["date_ms"].as_u64().unwrap();
+    let (lo, hi) = (
+        f["forecast"]["earliest_ms"].as_u64().unwrap(),
+        f["forecast"]["latest_ms"].as_u64().unwrap(),
+    );
+    assert!(lo <= truth && truth <= hi, "{f}");
+    assert!(date.abs_diff(truth) < 3_600_000, "{f}");
+    assert!(f["daily"].as_array().unwrap().len() >= 29);
+    let (status, f) = get("/api/v1/capacity/forecast?agent=a&metric=nope".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{f}");
+    assert_eq!(f["error"], "metric \"nope\" not found");
+    let (status, s) = get("/api/v1/capacity/summary".into()).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{s}");
+    assert_eq!(rows[0]["metric"], "disk_used_pct:/");
+    assert_eq!(rows[0]["outcome"], "crossing");
+    assert_eq!(rows[1]["metric"], "cpu_pct");
+    assert_eq!(rows[1]["outcome"], "no_trend");
+    assert_eq!(rows[1]["headroom"], 60.0);
+    assert_eq!(rows[1]["peak"], 20.0);
+    // The period starts a few ms after the first sample's hour began: that hour is left out.
+    let samples = rows[1]["samples"].as_u64().unwrap();
+    assert!((30 * 24 - 1..=30 * 24).contains(&samples), "{samples}");
 }

@@ -104,6 +104,9 @@ pub struct RawCollectorConfig {
     /// `[api]`: tokens and roles.
     #[serde(default)]
     pub api: crate::auth::RawApiSection,
+    /// `[capacity]`: thresholds, rollup retention, forecast window and horizon.
+    #[serde(default)]
+    pub capacity: crate::capacity::RawCapacitySection,
 }
 
 fn default_id() -> String {
@@ -186,6 +189,8 @@ pub struct CollectorConfig {
     pub webhooks: Vec<Webhook>,
     /// Who may use the API (`[api]`).
     pub api: crate::auth::ApiAccess,
+    /// `[capacity]`.
+    pub capacity: crate::capacity::CapacitySettings,
     /// Continuity runbooks.
     pub runbooks: Vec<crate::runbook::Runbook>,
 }
@@ -420,6 +425,7 @@ pub fn validate(
         )
     };
     let api = crate::auth::validate(&raw.api, listen, base, &mut p);
+    let capacity = crate::capacity::settings::validate(&raw.capacity, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
     match (listen, broker) {
         (Some(listen), Some(broker)) if p.is_empty() => Ok(CollectorConfig {
@@ -444,6 +450,7 @@ pub fn validate(
             incident_policies,
             webhooks,
             api,
+            capacity,
             runbooks,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {

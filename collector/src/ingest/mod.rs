@@ -531,6 +531,11 @@ impl Ingest {
             }
             stored += 1;
             for (metric, value) in s.metrics() {
+                batch.mark_capacity_dirty(crate::capacity::rollup::dirty_key(
+                    &b.agent,
+                    &metric,
+                    s.observed_ms,
+                ));
                 batch.push(
                     trees::CAPACITY,
                     Write::Put(

@@ -126,6 +126,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Default)]
 pub struct StoreBatch {
     dirty: BTreeSet<Vec<u8>>,
+    capacity_dirty: BTreeSet<Vec<u8>>,
     writes: Vec<(&'static str, Vec<Write>)>,
 }
 
@@ -144,6 +145,12 @@ impl StoreBatch {
         self.dirty.insert(key);
     }
 
+    /// Marks a capacity 5-minute bucket (a key of the `capacity_dirty` tree) for
+    /// recomputation, with the same discipline as [`Self::mark_dirty`].
+    pub fn mark_capacity_dirty(&mut self, key: Vec<u8>) {
+        self.capacity_dirty.insert(key);
+    }
+
     /// Adds a JSON-encoded put.
     pub fn put_json<T: Serialize>(&mut self, tree: &'static str, key: Vec<u8>, value: &T) {
         self.push(tree, Write::Put(key, to_json(value)));
@@ -151,7 +158,9 @@ impl StoreBatch {
 
     /// Number of writes.
     pub fn len(&self) -> usize {
-        self.dirty.len() + self.writes.iter().map(|(_, w)| w.len()).sum::<usize>()
+        self.dirty.len()
+            + self.capacity_dirty.len()
+            + self.writes.iter().map(|(_, w)| w.len()).sum::<usize>()
     }
 
     /// True when there is nothing to write.
@@ -222,6 +231,14 @@ impl Store {
                 .map(|k| Write::Put(k, Vec::new()))
                 .collect();
             self.tree(trees::DIRTY)?.apply(marks)?;
+        }
+        if !batch.capacity_dirty.is_empty() {
+            let marks = batch
+                .capacity_dirty
+                .into_iter()
+                .map(|k| Write::Put(k, Vec::new()))
+                .collect();
+            self.tree(trees::CAPACITY_DIRTY)?.apply(marks)?;
         }
         for (tree, writes) in batch.writes {
             self.tree(tree)?.apply(writes)?;

@@ -11,7 +11,8 @@
 //! | `rollup_hour_sums`, `rollup_days` | [`bucket_key`] at the hour / day | binary rollup |
 //! | `state_index` | [`bucket_key`] at a class change | one class byte |
 //! | `dirty` | [`bucket_key`] at a minute | empty (a rollup minute to recompute) |
-//! | `capacity_rollups` | (reserved) | |
+//! | `capacity_rollups`, `capacity_hours` | [`bucket_key`]: `agent \0 metric \0 bucket_ms` (5-minute, hour) | binary bucket (`crate::capacity::rollup::Bucket`) |
+//! | `capacity_dirty` | [`bucket_key`] at a 5-minute bucket | empty (a capacity bucket to recompute) |
 //! | `seqs` | [`seqs_key`]: `agent \0 boot` | the boot's dedup state |
 //! | `agents` | [`agent_key`]: `agent` | the registry record |
 //! | `audit` | [`audit_seq_key`]: seq, 8 bytes big-endian; and [`AUDIT_HEAD`] | hash-chained record; the head |
@@ -36,8 +37,13 @@ pub const ROLLUP_HOUR_SUMS: &str = "rollup_hour_sums";
 pub const ROLLUP_DAYS: &str = "rollup_days";
 /// Per-probe state changes (the rollup task's state index).
 pub const STATE_INDEX: &str = "state_index";
-/// Capacity 5-minute and hourly rollups.
+/// Capacity 5-minute rollups (`crate::capacity::rollup`).
 pub const CAPACITY_ROLLUPS: &str = "capacity_rollups";
+/// Capacity hourly rollups (`crate::capacity::rollup`).
+pub const CAPACITY_HOURS: &str = "capacity_hours";
+/// Capacity 5-minute buckets to recompute (written first in every commit, see
+/// [`super::StoreBatch::mark_capacity_dirty`]).
+pub const CAPACITY_DIRTY: &str = "capacity_dirty";
 /// Rollup buckets to recompute.
 pub const DIRTY: &str = "dirty";
 /// Per (agent, boot) dedup state.

@@ -18,6 +18,10 @@
 //! - `bench accuracy` (P4): the agent's reported HTTP latency against a minimal reqwest client
 //!   (the floor) and blackbox_exporter's `probe_duration_seconds`, interleaved on one target.
 //!
+//! - `bench forecast`: the capacity forecast's exhaustion dates against Prometheus'
+//!   `predict_linear` method (OLS over the same window) on ≥ 1,000 seeded synthetic series:
+//!   median and p90 error, false and missed "fills within 14 days" alarms.
+//!
 //! Each subcommand starts what it needs and stops exactly what it started (child processes are
 //! killed when their handles drop, temporary directories are removed). Benchmarks do not fail on
 //! a number: they exit 0 when they could measure, and print one final summary line. `--smoke`
@@ -29,6 +33,7 @@
 mod accuracy;
 mod detection;
 mod footprint;
+mod forecast;
 mod ingest;
 mod machine;
 mod peers;
@@ -58,6 +63,8 @@ enum Command {
     Footprint(footprint::Args),
     /// P4: the agent's reported HTTP latency vs a minimal reqwest client and blackbox_exporter.
     Accuracy(accuracy::Args),
+    /// Capacity forecast accuracy vs Prometheus' predict_linear (OLS) on seeded synthetic series.
+    Forecast(forecast::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,5 +82,6 @@ fn main() -> anyhow::Result<()> {
         Command::Detection(args) => detection::main(&args),
         Command::Footprint(args) => footprint::main(&args),
         Command::Accuracy(args) => accuracy::main(&args),
+        Command::Forecast(args) => forecast::main(&args),
     }
 }
