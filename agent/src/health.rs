@@ -171,6 +171,7 @@ mod tests {
                     state: ProbeState::Up,
                     latency_us: 1,
                     error: None,
+                    metrics: Vec::new(),
                 }))
                 .unwrap();
         }
@@ -263,6 +264,7 @@ mod tests {
                 state: ProbeState::Up,
                 latency_us: 1,
                 error: None,
+                metrics: Vec::new(),
             }))
             .unwrap();
         assert!(outbox.ensure_durable().await.is_err());

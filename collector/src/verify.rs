@@ -180,6 +180,7 @@ mod tests {
             state: ProbeState::Up,
             latency_us: 10,
             error: None,
+            metrics: Vec::new(),
         }
     }
 

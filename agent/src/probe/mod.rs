@@ -15,7 +15,7 @@ use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
-use watchstand_shared::wire::v1::{ProbeInventory, ProbeState};
+use watchstand_shared::wire::v1::{ProbeInventory, ProbeMetric, ProbeState};
 
 pub use http::{HttpClients, HttpProbe, HttpProbeConfig};
 pub use tcp::{TcpProbe, TcpProbeConfig};
@@ -141,7 +141,7 @@ impl ProbeConfig {
 }
 
 /// What one check observed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     /// Up, degraded or down.
     pub state: ProbeState,
@@ -149,6 +149,8 @@ pub struct Observation {
     pub latency: StdDuration,
     /// Short error text when not up (at most [`MAX_ERROR_CHARS`] characters).
     pub error: Option<String>,
+    /// Values read by the check (perfdata, registers); published beside the result.
+    pub metrics: Vec<ProbeMetric>,
 }
 
 impl Observation {
@@ -158,6 +160,7 @@ impl Observation {
             state: ProbeState::Up,
             latency,
             error: None,
+            metrics: Vec::new(),
         }
     }
 
@@ -167,7 +170,21 @@ impl Observation {
             state: ProbeState::Down,
             latency,
             error: Some(short_error(error.into())),
+            metrics: Vec::new(),
         }
+    }
+
+    /// A `degraded` observation with a (shortened) error text.
+    pub fn degraded(latency: StdDuration, error: impl Into<String>) -> Self {
+        Self {
+            state: ProbeState::Degraded,
+            ..Self::down(latency, error)
+        }
+    }
+
+    /// The same observation carrying `metrics`.
+    pub fn with_metrics(self, metrics: Vec<ProbeMetric>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Turns `up` into `degraded` when the latency exceeds `threshold`.

@@ -230,6 +230,7 @@ mod tests {
             state,
             latency_us: 1,
             error: None,
+            metrics: Vec::new(),
         }
     }
 

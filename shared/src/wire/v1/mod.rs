@@ -19,5 +19,5 @@ pub use capacity::{CapacityBatch, CapacitySample, DiskUsage, NetRate};
 pub use collector_state::{CollectorState, CollectorStatus, CollectorStatusError};
 pub use envelope::{decode, encode, Envelope, RejectReason, Rejection, MAX_PAYLOAD_BYTES, VERSION};
 pub use gap::{GapReason, GapRecord};
-pub use result::{ProbeResult, ProbeState, ResultBatch};
+pub use result::{ProbeMetric, ProbeResult, ProbeState, ResultBatch};
 pub use status::{AgentState, ProbeInventory, Status};
