@@ -99,6 +99,19 @@ fn describe_probe(p: &ProbeConfig) -> String {
             s
         }
         ProbeConfig::Tcp(t) => format!("connect {} {schedule}", t.address),
+        ProbeConfig::Exec(e) => format!("run {} {schedule}", e.target),
+        ProbeConfig::Modbus(m) => format!(
+            "read {:?} unit {} register {} count {} from {} {schedule}",
+            m.function, m.unit, m.register, m.count, m.address
+        ),
+        ProbeConfig::Mqtt(m) => format!(
+            "connect {}{} {schedule}",
+            m.url,
+            m.topic
+                .as_deref()
+                .map(|t| format!(" round trip {t:?}"))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -172,6 +185,7 @@ fn print_results(results: &[ProbeResult], json: bool) {
                 "state": r.state,
                 "latency_us": r.latency_us,
                 "error": r.error,
+                "metrics": r.metrics,
             });
             println!("{line}");
         }
@@ -199,6 +213,18 @@ fn print_results(results: &[ProbeResult], json: bool) {
         );
         if let Some(e) = &r.error {
             println!("{:width$}  {:4}  {:8}  {:>10}  {e}", "", "", "", "");
+        }
+        for m in &r.metrics {
+            println!(
+                "{:width$}  {:4}  {:8}  {:>10}  {} = {}{}",
+                "",
+                "",
+                "",
+                "metric",
+                m.name,
+                m.value,
+                m.uom.as_deref().unwrap_or("")
+            );
         }
     }
 }

@@ -4,10 +4,13 @@
 //! Probe kinds are a closed set: [`ProbeConfig`] is the serde enum tagged by `kind` in TOML, and
 //! [`ProbeKind`] the runtime enum it builds. Each kind lives in its own module (`http`, `tcp`)
 //! with a config type, a runtime type that implements [`Check`], and its own validation. Adding a
-//! kind (DNS, ICMP, TLS expiry, exec, Modbus) is one new file, one variant and one arm per
-//! `match`.
+//! kind is one new file, one variant and one arm per `match`. Kinds that read values (`exec`
+//! perfdata, `modbus` registers) return them as [`Observation::metrics`].
 
+pub mod exec;
 pub mod http;
+pub mod modbus;
+pub mod mqtt;
 pub mod tcp;
 
 use std::future::Future;
@@ -17,7 +20,10 @@ use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
 use watchstand_shared::wire::v1::{ProbeInventory, ProbeMetric, ProbeState};
 
+pub use exec::{ExecProbe, ExecProbeConfig};
 pub use http::{HttpClients, HttpProbe, HttpProbeConfig};
+pub use modbus::{ModbusProbe, ModbusProbeConfig};
+pub use mqtt::{MqttProbe, MqttProbeConfig};
 pub use tcp::{TcpProbe, TcpProbeConfig};
 
 /// Longest error text a probe reports; longer texts are cut at a character boundary.
@@ -36,6 +42,12 @@ pub enum ProbeConfig {
     Http(HttpProbeConfig),
     /// `kind = "tcp"`: a TCP connect.
     Tcp(TcpProbeConfig),
+    /// `kind = "exec"`: a Nagios-protocol check plugin.
+    Exec(ExecProbeConfig),
+    /// `kind = "modbus"`: a Modbus TCP read judged by value ranges.
+    Modbus(ModbusProbeConfig),
+    /// `kind = "mqtt"`: an MQTT broker connect and optional round trip.
+    Mqtt(MqttProbeConfig),
 }
 
 /// Limits that depend on the rest of the config (the MQTT packet size bounds the target length).
@@ -51,6 +63,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => &c.id,
             ProbeConfig::Tcp(c) => &c.id,
+            ProbeConfig::Exec(c) => &c.id,
+            ProbeConfig::Modbus(c) => &c.id,
+            ProbeConfig::Mqtt(c) => &c.id,
         }
     }
 
@@ -59,6 +74,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(_) => http::KIND,
             ProbeConfig::Tcp(_) => tcp::KIND,
+            ProbeConfig::Exec(_) => exec::KIND,
+            ProbeConfig::Modbus(_) => modbus::KIND,
+            ProbeConfig::Mqtt(_) => mqtt::KIND,
         }
     }
 
@@ -67,6 +85,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => &c.url,
             ProbeConfig::Tcp(c) => &c.address,
+            ProbeConfig::Exec(c) => &c.target,
+            ProbeConfig::Modbus(c) => &c.address,
+            ProbeConfig::Mqtt(c) => &c.url,
         }
     }
 
@@ -75,6 +96,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.interval,
             ProbeConfig::Tcp(c) => c.interval,
+            ProbeConfig::Exec(c) => c.interval,
+            ProbeConfig::Modbus(c) => c.interval,
+            ProbeConfig::Mqtt(c) => c.interval,
         }
     }
 
@@ -83,6 +107,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.timeout,
             ProbeConfig::Tcp(c) => c.timeout,
+            ProbeConfig::Exec(c) => c.timeout,
+            ProbeConfig::Modbus(c) => c.timeout,
+            ProbeConfig::Mqtt(c) => c.timeout,
         }
     }
 
@@ -121,7 +148,9 @@ impl ProbeConfig {
         }
         let target_key = match self {
             ProbeConfig::Http(_) => "url",
-            ProbeConfig::Tcp(_) => "address",
+            ProbeConfig::Tcp(_) | ProbeConfig::Modbus(_) => "address",
+            ProbeConfig::Exec(_) => "command",
+            ProbeConfig::Mqtt(_) => "url",
         };
         let len = self.target().len();
         if len > limits.max_target_len {
@@ -136,6 +165,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.validate(key, problems),
             ProbeConfig::Tcp(c) => c.validate(key, problems),
+            ProbeConfig::Exec(c) => c.validate(key, problems),
+            ProbeConfig::Modbus(c) => c.validate(key, problems),
+            ProbeConfig::Mqtt(c) => c.validate(key, problems),
         }
     }
 }
@@ -260,6 +292,12 @@ pub enum ProbeKind {
     Http(Box<HttpProbe>),
     /// A TCP probe.
     Tcp(TcpProbe),
+    /// A check plugin.
+    Exec(ExecProbe),
+    /// A Modbus TCP read.
+    Modbus(ModbusProbe),
+    /// An MQTT broker check (boxed: it holds a whole MQTT client config).
+    Mqtt(Box<MqttProbe>),
     /// A scripted probe for scheduler tests.
     #[cfg(test)]
     Fake(crate::testutil::FakeProbe),
@@ -296,6 +334,9 @@ impl Probe {
         let kind = match config {
             ProbeConfig::Http(c) => ProbeKind::Http(Box::new(HttpProbe::build(c, clients)?)),
             ProbeConfig::Tcp(c) => ProbeKind::Tcp(TcpProbe::build(c)),
+            ProbeConfig::Exec(c) => ProbeKind::Exec(ExecProbe::build(c)),
+            ProbeConfig::Modbus(c) => ProbeKind::Modbus(ModbusProbe::build(c)),
+            ProbeConfig::Mqtt(c) => ProbeKind::Mqtt(Box::new(MqttProbe::build(c))),
         };
         Ok(Self {
             id: config.id().to_owned(),
@@ -310,6 +351,9 @@ impl Probe {
         match &self.kind {
             ProbeKind::Http(p) => p.kind(),
             ProbeKind::Tcp(p) => p.kind(),
+            ProbeKind::Exec(p) => p.kind(),
+            ProbeKind::Modbus(p) => p.kind(),
+            ProbeKind::Mqtt(p) => p.kind(),
             #[cfg(test)]
             ProbeKind::Fake(p) => p.kind(),
         }
@@ -320,6 +364,9 @@ impl Probe {
         match &self.kind {
             ProbeKind::Http(p) => p.target(),
             ProbeKind::Tcp(p) => p.target(),
+            ProbeKind::Exec(p) => p.target(),
+            ProbeKind::Modbus(p) => p.target(),
+            ProbeKind::Mqtt(p) => p.target(),
             #[cfg(test)]
             ProbeKind::Fake(p) => p.target(),
         }
@@ -332,6 +379,9 @@ impl Probe {
             match &self.kind {
                 ProbeKind::Http(p) => p.check().await,
                 ProbeKind::Tcp(p) => p.check().await,
+                ProbeKind::Exec(p) => p.check().await,
+                ProbeKind::Modbus(p) => p.check().await,
+                ProbeKind::Mqtt(p) => p.check().await,
                 #[cfg(test)]
                 ProbeKind::Fake(p) => p.check().await,
             }
