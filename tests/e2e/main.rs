@@ -20,5 +20,6 @@ mod incidents_truth;
 mod malformed;
 mod mqtt_tls;
 mod pipeline;
+mod probes_gw;
 mod security;
 mod shutdown;

@@ -13,6 +13,7 @@
     clippy::missing_panics_doc
 )]
 
+pub mod modbus;
 pub mod mqtt;
 pub mod oracle;
 pub mod process;

@@ -5,7 +5,7 @@
 //!   closed. On timeout the whole group gets SIGKILL (`killpg`), so a plugin's children die
 //!   with it; the same happens when the scheduler's hard timeout drops the check.
 //! - Exit 0 → up, 1 (WARNING) → degraded, 2 (CRITICAL) → down, 3 (UNKNOWN) → down with the text
-//!   prefixed `UNKNOWN: ` (the plugin could not tell, so the service cannot be counted as up; the
+//!   prefixed `UNKNOWN: ` unless it already says UNKNOWN (the plugin could not tell, so the service cannot be counted as up; the
 //!   prefix keeps it apart from a real CRITICAL), any other exit or a signal → down.
 //! - The first output line (before `|`) is the error text when not up. Performance data
 //!   (`'label'=value[UOM];warn;crit;min;max`, after `|` on the first line and on the long-text
@@ -254,10 +254,15 @@ impl Check for ExecProbe {
             (Some(2), _) => {
                 Observation::down(latency, with_text("CRITICAL (exit 2, no output)".into()))
             }
-            (Some(3), _) => Observation::down(
-                latency,
-                format!("UNKNOWN: {}", with_text("exit 3, no output".into())),
-            ),
+            (Some(3), _) => {
+                let text = with_text("exit 3, no output".into());
+                // Most plugins already say so (`UNKNOWN: …`, `DUMMY UNKNOWN - …`).
+                if text.to_ascii_uppercase().contains("UNKNOWN") {
+                    Observation::down(latency, text)
+                } else {
+                    Observation::down(latency, format!("UNKNOWN: {text}"))
+                }
+            }
             (Some(code), _) => Observation::down(
                 latency,
                 format!("exit {code}: {}", with_text("no output".into())),
@@ -498,6 +503,11 @@ mod tests {
                 Some("UNKNOWN: cannot parse -H"),
             ),
             ("exit 3", Down, Some("UNKNOWN: exit 3, no output")),
+            (
+                "echo 'UNKNOWN - no such disk'; exit 3",
+                Down,
+                Some("UNKNOWN - no such disk"),
+            ),
             ("echo oops >&2; exit 7", Down, Some("exit 7: oops")),
             ("kill -9 $$", Down, Some("killed by signal 9")),
         ];
