@@ -604,3 +604,73 @@ async fn mqtt_round_trip_through_mosquitto_up_then_down_when_it_stops() {
     let log = mosquitto.log_text();
     assert!(log.contains("watchstand-probe-broker-"), "{log}");
 }
+
+#[tokio::test]
+async fn mqtt_probe_over_tls_checks_the_ca_and_the_password() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, other) = (dir.path().join("certs"), dir.path().join("other"));
+    watchstand_tests::tls::make_certs(&certs, &[], None);
+    watchstand_tests::tls::make_certs(&other, &[], None);
+    // Mosquitto started as root reads its key as the `mosquitto` user.
+    std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        certs.join("broker.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut spec = MosquittoSpec::new(&dir.path().join("mosquitto"));
+    let passwd = spec.dir.join("passwd");
+    std::fs::write(&passwd, "").unwrap();
+    if watchstand_tests::mosquitto_bin().is_some() {
+        let ok = std::process::Command::new("mosquitto_passwd")
+            .args(["-b", &passwd.display().to_string(), "gw", "s3cret"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mosquitto_passwd");
+        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let tls_port = watchstand_tests::free_port();
+    spec.extra = format!(
+        "allow_anonymous false\npassword_file {passwd}\nlistener {tls_port} 127.0.0.1\ncafile {c}/ca.crt\ncertfile {c}/broker.crt\nkeyfile {c}/broker.key\n",
+        passwd = passwd.display(),
+        c = certs.display()
+    );
+    let Some(_mosquitto) = spec.spawn().await else {
+        return;
+    };
+    let check = |ca: &Path, credentials: &str| {
+        let toml = format!(
+            "id = \"tls-broker\"\nkind = \"mqtt\"\nurl = \"mqtts://127.0.0.1:{tls_port}\"\ninterval = \"10s\"\ntimeout = \"3s\"\nca_file = \"{}\"\ntopic = \"gw/rt\"\n{credentials}",
+            ca.display()
+        );
+        async move { probe(&toml).check().await }
+    };
+    let creds = "username = \"gw\"\npassword = \"s3cret\"\n";
+    let o = check(&certs.join("ca.crt"), creds).await;
+    assert_eq!(o.state, ProbeState::Up, "{o:?}");
+    let o = check(&other.join("ca.crt"), creds).await;
+    assert_eq!(o.state, ProbeState::Down, "{o:?}");
+    let e = o.error.unwrap();
+    eprintln!("wrong CA: {e}");
+    assert!(
+        e.starts_with("connect: ") && e.to_lowercase().contains("certificate"),
+        "{e}"
+    );
+    let o = check(
+        &certs.join("ca.crt"),
+        "username = \"gw\"\npassword = \"wrong\"\n",
+    )
+    .await;
+    assert_eq!(o.state, ProbeState::Down, "{o:?}");
+    eprintln!("wrong password: {:?}", o.error);
+    assert!(
+        o.error.as_deref().unwrap().starts_with("connect: "),
+        "{o:?}"
+    );
+    let o = check(&dir.path().join("missing.pem"), creds).await;
+    assert_eq!(o.state, ProbeState::Down, "{o:?}");
+    let e = o.error.unwrap();
+    eprintln!("missing CA file: {e}");
+    assert!(e.contains("ca_file: cannot read"), "{e}");
+}
