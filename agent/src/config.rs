@@ -655,7 +655,7 @@ bogus = 1
 
 [[probes]]
 id = "db"
-kind = "dns"
+kind = "snmp"
 address = "127.0.0.1:5432"
 interval = "10s"
 timeout = "3s"
@@ -674,7 +674,7 @@ timeout = 3
             "a.toml:18: probes[id=\"web\"].timeout: invalid duration \"3 parsecs\": missing unit; expected a duration like 500ms, 10s, 5m, 1h",
             "a.toml:19: probes[id=\"web\"].bogus: unknown key `bogus`; expected one of `id`, `url`, `interval`, `timeout`, `method`, `expect_status`, `body_contains`, `body_regex`, `degraded_after`, `tls_verify`, `headers`",
             // The other keys of a probe with an unknown kind are not judged against a guess.
-            "a.toml:23: probes[id=\"db\"].kind: unknown variant `dns`, expected `http` or `tcp`",
+            "a.toml:23: probes[id=\"db\"].kind: unknown variant `snmp`, expected one of `http`, `tcp`, `exec`, `modbus`, `mqtt`",
             "a.toml:28: probes[id=\"tcp2\"].address: required key `address` is missing",
             "a.toml:32: probes[id=\"tcp2\"].timeout: invalid type: integer `3`, expected a string",
         ];
