@@ -170,7 +170,7 @@ fn print_plan(path: &Path, c: &ValidatedAgentConfig) {
     println!("probes    {}", c.probes.len());
     let width = c.probes.iter().map(|p| p.id().len()).max().unwrap_or(0);
     for p in &c.probes {
-        println!("  {:width$}  {:4}  {}", p.id(), p.kind(), describe_probe(p));
+        println!("  {:width$}  {:6}  {}", p.id(), p.kind(), describe_probe(p));
     }
 }
 
@@ -198,13 +198,13 @@ fn print_results(results: &[ProbeResult], json: bool) {
         .unwrap_or(5)
         .max(5);
     println!(
-        "{:width$}  KIND  STATE     LATENCY     TARGET / ERROR",
+        "{:width$}  KIND    STATE     LATENCY     TARGET / ERROR",
         "PROBE"
     );
     for r in results {
         let latency = format!("{:.1}ms", r.latency_us as f64 / 1_000.0);
         println!(
-            "{:width$}  {:4}  {:8}  {:>10}  {}",
+            "{:width$}  {:6}  {:8}  {:>10}  {}",
             r.probe,
             r.kind,
             r.state.as_str(),
@@ -212,11 +212,11 @@ fn print_results(results: &[ProbeResult], json: bool) {
             r.target
         );
         if let Some(e) = &r.error {
-            println!("{:width$}  {:4}  {:8}  {:>10}  {e}", "", "", "", "");
+            println!("{:width$}  {:6}  {:8}  {:>10}  {e}", "", "", "", "");
         }
         for m in &r.metrics {
             println!(
-                "{:width$}  {:4}  {:8}  {:>10}  {} = {}{}",
+                "{:width$}  {:6}  {:8}  {:>10}  {} = {}{}",
                 "",
                 "",
                 "",
