@@ -171,6 +171,20 @@ mod tests {
     use std::sync::atomic::Ordering;
     use watchstand_shared::wire::v1::ProbeState;
 
+    #[test]
+    fn metrics_that_break_the_wire_rules_are_left_out_and_at_most_max_metrics_kept() {
+        let mut metrics = vec![
+            ProbeMetric::new("x".repeat(65), 1.0),
+            ProbeMetric::new("nan", f64::NAN),
+            ProbeMetric::new("", 1.0),
+        ];
+        metrics.extend((0..40).map(|i| ProbeMetric::new(format!("m{i}"), f64::from(i))));
+        let kept = wire_metrics("p", metrics);
+        assert_eq!(kept.len(), MAX_METRICS);
+        assert_eq!(kept[0].name, "m0");
+        assert_eq!(kept[MAX_METRICS - 1].name, format!("m{}", MAX_METRICS - 1));
+    }
+
     fn fake(
         id: &str,
         interval_ms: u64,

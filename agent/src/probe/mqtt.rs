@@ -25,8 +25,8 @@ pub const KIND: &str = "mqtt";
 /// Longest round-trip topic.
 pub const MAX_TOPIC_LEN: usize = 256;
 
-/// A `kind = "mqtt"` probe as written in TOML.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A `kind = "mqtt"` probe as written in TOML (its Debug output hides the password).
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttProbeConfig {
     /// Probe id, unique within the agent.
@@ -52,6 +52,22 @@ pub struct MqttProbeConfig {
     /// Up but slower than this is `degraded`.
     #[serde(default)]
     pub degraded_after: Option<Duration>,
+}
+
+impl std::fmt::Debug for MqttProbeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttProbeConfig")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("topic", &self.topic)
+            .field("degraded_after", &self.degraded_after)
+            .finish()
+    }
 }
 
 impl MqttProbeConfig {
@@ -240,6 +256,17 @@ impl Check for MqttProbe {
 #[cfg(test)]
 mod tests {
     use crate::testutil::probe_problems;
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let c: crate::probe::ProbeConfig = toml::from_str(
+            "kind = \"mqtt\"\nid = \"b\"\nurl = \"mqtt://127.0.0.1:1883\"\ninterval = \"10s\"\ntimeout = \"2s\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let text = format!("{c:?} {:?}", crate::probe::Probe::build(&c).unwrap());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
 
     #[test]
     fn bad_settings_are_refused_naming_the_key() {
