@@ -553,7 +553,8 @@ async fn modbus_through_the_pipeline_with_state_changes_and_metrics() {
     eprintln!("modbus plc: {sla}");
     let pct = sla["availability_pct"].as_f64().unwrap();
     assert!(pct > 0.0 && pct < 100.0, "{sla}");
-    assert!(sla["downtime_s"].as_f64().unwrap() >= 1.0, "{sla}");
+    // Down from the check that saw 90 to the next one (one interval, about 1 s).
+    assert!(sla["downtime_s"].as_f64().unwrap() > 0.5, "{sla}");
     assert!(plc.refused() == 0, "the agent never held two connections");
 }
 
