@@ -112,6 +112,39 @@ fn describe_probe(p: &ProbeConfig) -> String {
                 .map(|t| format!(" round trip {t:?}"))
                 .unwrap_or_default()
         ),
+        ProbeConfig::Dns(d) => {
+            let mut s = format!("query {} {schedule}", d.target());
+            if let Some(e) = &d.expect {
+                s.push_str(&format!(" expect {e:?}"));
+            }
+            if let Some(c) = &d.contains {
+                s.push_str(&format!(" contains {c:?}"));
+            }
+            if let Some(l) = d.degraded_after {
+                s.push_str(&format!(" degraded_after {l}"));
+            }
+            s
+        }
+        ProbeConfig::Icmp(i) => {
+            let mut s = format!(
+                "ping {} x{} {} apart {schedule} max_loss_pct {}",
+                i.host, i.count, i.interval_between, i.max_loss_pct
+            );
+            if let Some(l) = i.max_rtt {
+                s.push_str(&format!(" max_rtt {l}"));
+            }
+            s
+        }
+        ProbeConfig::Tls(t) => format!(
+            "handshake {} name {} {schedule} warn_days {} crit_days {} roots {}",
+            t.address,
+            t.name().unwrap_or("?"),
+            t.warn_days,
+            t.crit_days,
+            t.ca_file
+                .as_ref()
+                .map_or_else(|| "mozilla".to_owned(), |p| p.display().to_string())
+        ),
     }
 }
 
@@ -237,6 +270,14 @@ async fn main_inner(cli: Cli) -> anyhow::Result<u8> {
                 if let Err(e) = c.mqtt.check_files() {
                     println!("{}: {e}", config.display());
                     return Ok(EXIT_PROBLEMS);
+                }
+                // Builds each probe as `run` would: reads files such as a tls probe's ca_file.
+                let clients = watchstand_agent::probe::HttpClients::default();
+                for p in &c.probes {
+                    if let Err(e) = watchstand_agent::probe::Probe::build_shared(p, &clients) {
+                        println!("{}: {e}", config.display());
+                        return Ok(EXIT_PROBLEMS);
+                    }
                 }
                 print_plan(&config, &c);
                 Ok(EXIT_OK)

@@ -24,7 +24,7 @@ use crate::auth::{hex, sha256, Role};
 use crate::store::{trees, Store, StoreError};
 
 /// Key of the head record in the `audit` tree (records have 8-byte keys).
-pub const HEAD_KEY: &[u8] = b"head";
+pub use crate::store::trees::AUDIT_HEAD as HEAD_KEY;
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -171,9 +171,7 @@ pub struct AuditLog {
     append_lock: Arc<Mutex<()>>,
 }
 
-fn seq_key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
+use crate::store::trees::audit_seq_key as seq_key;
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {

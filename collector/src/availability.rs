@@ -36,7 +36,7 @@ pub fn probe_inputs(
             .observations(&p.agent, &p.probe, span.from_ms, span.to_ms)?
             .into_iter()
             .filter(|r| r.observed_ms + MAX_HOLD_LOOKBACK_MS >= span.from_ms)
-            .map(|r| r.observation())
+            .map(crate::sla::Observation::from)
             .collect();
         let lost = lost_spans(store, &p.agent, span)?;
         inputs.push(ProbeInput { observations, lost });
@@ -101,7 +101,7 @@ pub fn service_report(
             let observations: Vec<_> = store
                 .observations(agent, probe, raw.from_ms, raw.to_ms)?
                 .into_iter()
-                .map(|r| r.observation())
+                .map(crate::sla::Observation::from)
                 .collect();
             for o in observations.iter().filter(|o| raw.contains(o.at_ms)) {
                 tally.add_observation(o);

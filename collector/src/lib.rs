@@ -16,6 +16,7 @@
 //! - [`rollup`]: per-probe per-minute rollups and capacity rollups, recomputed from raw data.
 //! - [`registry`]: agents, their online/offline state and counters.
 //! - [`incident`]: rules, the incident lifecycle, flapping, inhibition, webhook notifications.
+//! - [`engine`]: the one task that owns incident state, fed by one queue of `EngineEvent`s.
 //! - [`sla`]: the SLA arithmetic (pure); [`availability`] feeds it from the store.
 //! - [`auth`]: roles, API tokens, `[api]`; [`audit`]: the hash-chained audit log.
 //! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
@@ -31,6 +32,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod events;
 pub mod health;
 pub mod human;
@@ -38,6 +40,7 @@ pub mod incident;
 pub mod ingest;
 pub mod registry;
 pub mod rollup;
+pub mod runbook;
 pub mod server;
 pub mod sla;
 pub mod store;

@@ -3,8 +3,8 @@
 //! Start order: store (sled lock: one collector per data dir) → embedded broker (if configured)
 //! → HTTP listener (so a taken port fails before anything connects) → MQTT client with a
 //! persistent session, manual acks and a retained last will on the collector state topic →
-//! ingest (with a state watch that triggers incident evaluations), rollups, incident evaluator and
-//! notifier, API.
+//! ingest (with a state watch that hands probe state changes to the engine task), rollups, the
+//! engine task (incident decisions) and the notifier, API.
 //!
 //! Stop order (on the shutdown token): stop the API, stop ingest (messages not yet stored stay
 //! unacknowledged and the broker redelivers them to the persistent session), final rollup pass,
@@ -12,7 +12,7 @@
 //! went out, so nothing reconnects during the stop — flush the store.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -32,8 +32,9 @@ use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use crate::config::{BrokerMode, CollectorConfig};
+use crate::engine::{self, BrokerEvent, EngineDeps, EngineHandle, EngineSnapshot};
 use crate::events::Counters;
-use crate::incident::{self, engine::Engine, record::IncidentStore, SharedEngine};
+use crate::incident::{self, engine::Engine, record::IncidentStore};
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::registry::{AgentRecord, Registry};
 use crate::rollup::{self, Retention};
@@ -205,21 +206,20 @@ pub async fn start(
         health.clone(),
     )?;
     let catalogue = Arc::new(config.catalogue.clone());
-    let links = incident::EvaluatorLinks::default();
+    let incident_store = IncidentStore::new(store.clone());
+    let incidents = Engine::load(
+        incident_store.clone(),
+        config.incidents.clone(),
+        config.incident_policies.clone(),
+        config.webhooks.clone(),
+    )
+    .context("loading incidents")?;
+    let (engine, engine_inbox) = engine::channel(EngineSnapshot::of(&incidents, 0, None));
     let ingest = ingest.with_state_watch(incident::trigger::StateWatch::new(
         &catalogue,
-        links.trigger.clone(),
+        engine.clone(),
     ));
-    let incident_store = IncidentStore::new(store.clone());
-    let engine: SharedEngine = Arc::new(Mutex::new(
-        Engine::load(
-            incident_store.clone(),
-            config.incidents.clone(),
-            config.incident_policies.clone(),
-            config.webhooks.clone(),
-        )
-        .context("loading incidents")?,
-    ));
+    let (notifier_wake, notifier_wakeups) = incident::notify::wake_channel();
     let app = api::router(AppState {
         store: store.clone(),
         catalogue: catalogue.clone(),
@@ -255,7 +255,7 @@ pub async fn start(
             state_topic.clone(),
             config.id.clone(),
             connection,
-            links.presence.clone(),
+            engine,
             health.clone(),
         ));
         let watchdog_stop = CancellationToken::new();
@@ -271,19 +271,23 @@ pub async fn start(
             rollup_stop.clone(),
         ));
         let incidents_stop = CancellationToken::new();
-        let evaluator = tokio::spawn(incident::run_evaluator(
-            engine,
-            store.clone(),
-            catalogue,
-            registry,
-            links.clone(),
+        let evaluator = tokio::spawn(engine::run(
+            engine_inbox,
+            incidents,
+            EngineDeps {
+                store: store.clone(),
+                catalogue,
+                registry,
+                notifier: notifier_wake,
+                first_tick: Duration::ZERO,
+            },
             incidents_stop.clone(),
         ));
         let notifier = tokio::spawn(incident::notify::run(
             incident_store,
             config.webhooks.clone(),
             NOTIFY_EVERY,
-            links.notifier,
+            notifier_wakeups,
             incidents_stop.clone(),
         ));
         let api_stop = shutdown.clone();
@@ -317,7 +321,7 @@ pub async fn start(
             None => ingest.await,
         };
         incidents_stop.cancel();
-        for (name, task) in [("incident evaluator", evaluator), ("notifier", notifier)] {
+        for (name, task) in [("engine", evaluator), ("notifier", notifier)] {
             if let Err(e) = task.await {
                 tracing::warn!(task = name, error = %e, "Task failed at shutdown.");
             }
@@ -375,20 +379,20 @@ pub async fn start(
 
 /// On every (re)connect: subscribe to the ingest channels and publish the retained online state.
 /// Subscribing again on a kept session is harmless and covers a broker that lost it. Connects
-/// and disconnects are told to `presence` (agent silence counts only while connected).
+/// and disconnects are told to the engine task (agent silence counts only while connected).
 async fn keep_session(
     client: AsyncClient,
     layout: TopicLayout,
     state_topic: String,
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
-    presence: Arc<incident::presence::Presence>,
+    engine: EngineHandle,
     health: Arc<HealthState>,
 ) {
     while let Some(event) = connection.recv().await {
         match event {
             ConnectionEvent::Connected { session_present } => {
-                presence.connected(now_ms());
+                let at_ms = now_ms();
                 health.broker(true, None);
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
@@ -403,15 +407,18 @@ async fn keep_session(
                         .await
                 }
                 .await;
+                // After the subscriptions are queued: a busy engine never delays them.
+                engine.broker(BrokerEvent::Connected { at_ms }).await;
                 if let Err(e) = outcome {
                     tracing::warn!(error = %e, "Could not queue subscriptions; the client is closing.");
                     return;
                 }
             }
             ConnectionEvent::Disconnected { error } => {
-                presence.disconnected(now_ms());
+                let at_ms = now_ms();
                 health.broker(false, Some(error.clone()));
                 tracing::warn!(error = %error, "Collector lost the broker; reconnecting with backoff.");
+                engine.broker(BrokerEvent::Disconnected { at_ms }).await;
             }
         }
     }

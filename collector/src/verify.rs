@@ -122,7 +122,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
             let observations: Vec<_> = store
                 .observations(agent, probe, minute, minute + MINUTE_MS)?
                 .iter()
-                .map(crate::store::StoredResult::observation)
+                .map(crate::sla::Observation::from)
                 .collect();
             let recount = MinuteRecount::compute(&observations, minute);
             let span = Span::new(minute, minute + MINUTE_MS);

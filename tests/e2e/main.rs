@@ -21,5 +21,6 @@ mod malformed;
 mod mqtt_tls;
 mod pipeline;
 mod probes_gw;
+mod probes_net;
 mod security;
 mod shutdown;

@@ -13,8 +13,10 @@
     clippy::missing_panics_doc
 )]
 
+pub mod dns;
 pub mod modbus;
 pub mod mqtt;
+pub mod netns;
 pub mod oracle;
 pub mod process;
 pub mod relay;
@@ -24,6 +26,7 @@ pub mod sim;
 pub mod small_fs;
 pub mod target;
 pub mod tls;
+pub mod tls_target;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -4,14 +4,18 @@
 //! Probe kinds are a closed set: [`ProbeConfig`] is the serde enum tagged by `kind` in TOML, and
 //! [`ProbeKind`] the runtime enum it builds. Each kind lives in its own module (`http`, `tcp`)
 //! with a config type, a runtime type that implements [`Check`], and its own validation. Adding a
-//! kind is one new file, one variant and one arm per `match`. Kinds that read values (`exec`
-//! perfdata, `modbus` registers) return them as [`Observation::metrics`].
+//! kind is one new file, one variant and one arm per `match`. Kinds: `http`, `tcp`, `dns`,
+//! `icmp`, `tls`, `exec`, `modbus`, `mqtt`. Kinds that read values (`exec` perfdata, `modbus`
+//! registers) return them as [`Observation::metrics`].
 
+pub mod dns;
 pub mod exec;
 pub mod http;
+pub mod icmp;
 pub mod modbus;
 pub mod mqtt;
 pub mod tcp;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration as StdDuration;
@@ -20,11 +24,14 @@ use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
 use watchstand_shared::wire::v1::{ProbeInventory, ProbeMetric, ProbeState};
 
+pub use dns::{DnsProbe, DnsProbeConfig};
 pub use exec::{ExecProbe, ExecProbeConfig};
 pub use http::{HttpClients, HttpProbe, HttpProbeConfig};
+pub use icmp::{IcmpProbe, IcmpProbeConfig};
 pub use modbus::{ModbusProbe, ModbusProbeConfig};
 pub use mqtt::{MqttProbe, MqttProbeConfig};
 pub use tcp::{TcpProbe, TcpProbeConfig};
+pub use tls::{TlsProbe, TlsProbeConfig};
 
 /// Longest error text a probe reports; longer texts are cut at a character boundary.
 pub const MAX_ERROR_CHARS: usize = 200;
@@ -42,6 +49,12 @@ pub enum ProbeConfig {
     Http(HttpProbeConfig),
     /// `kind = "tcp"`: a TCP connect.
     Tcp(TcpProbeConfig),
+    /// `kind = "dns"`: one DNS query, judged by its answer.
+    Dns(DnsProbeConfig),
+    /// `kind = "icmp"`: echo requests, judged by loss and round-trip time.
+    Icmp(IcmpProbeConfig),
+    /// `kind = "tls"`: a TLS handshake, judged by the certificate (chain, name, expiry).
+    Tls(TlsProbeConfig),
     /// `kind = "exec"`: a Nagios-protocol check plugin.
     Exec(ExecProbeConfig),
     /// `kind = "modbus"`: a Modbus TCP read judged by value ranges.
@@ -63,6 +76,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => &c.id,
             ProbeConfig::Tcp(c) => &c.id,
+            ProbeConfig::Dns(c) => &c.id,
+            ProbeConfig::Icmp(c) => &c.id,
+            ProbeConfig::Tls(c) => &c.id,
             ProbeConfig::Exec(c) => &c.id,
             ProbeConfig::Modbus(c) => &c.id,
             ProbeConfig::Mqtt(c) => &c.id,
@@ -74,6 +90,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(_) => http::KIND,
             ProbeConfig::Tcp(_) => tcp::KIND,
+            ProbeConfig::Dns(_) => dns::KIND,
+            ProbeConfig::Icmp(_) => icmp::KIND,
+            ProbeConfig::Tls(_) => tls::KIND,
             ProbeConfig::Exec(_) => exec::KIND,
             ProbeConfig::Modbus(_) => modbus::KIND,
             ProbeConfig::Mqtt(_) => mqtt::KIND,
@@ -85,6 +104,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => &c.url,
             ProbeConfig::Tcp(c) => &c.address,
+            ProbeConfig::Dns(c) => c.target(),
+            ProbeConfig::Icmp(c) => &c.host,
+            ProbeConfig::Tls(c) => &c.address,
             ProbeConfig::Exec(c) => &c.target,
             ProbeConfig::Modbus(c) => &c.address,
             ProbeConfig::Mqtt(c) => &c.url,
@@ -96,6 +118,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.interval,
             ProbeConfig::Tcp(c) => c.interval,
+            ProbeConfig::Dns(c) => c.interval,
+            ProbeConfig::Icmp(c) => c.interval,
+            ProbeConfig::Tls(c) => c.interval,
             ProbeConfig::Exec(c) => c.interval,
             ProbeConfig::Modbus(c) => c.interval,
             ProbeConfig::Mqtt(c) => c.interval,
@@ -107,6 +132,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.timeout,
             ProbeConfig::Tcp(c) => c.timeout,
+            ProbeConfig::Dns(c) => c.timeout,
+            ProbeConfig::Icmp(c) => c.timeout,
+            ProbeConfig::Tls(c) => c.timeout,
             ProbeConfig::Exec(c) => c.timeout,
             ProbeConfig::Modbus(c) => c.timeout,
             ProbeConfig::Mqtt(c) => c.timeout,
@@ -151,6 +179,9 @@ impl ProbeConfig {
             ProbeConfig::Tcp(_) | ProbeConfig::Modbus(_) => "address",
             ProbeConfig::Exec(_) => "command",
             ProbeConfig::Mqtt(_) => "url",
+            ProbeConfig::Dns(_) => "name",
+            ProbeConfig::Icmp(_) => "host",
+            ProbeConfig::Tls(_) => "address",
         };
         let len = self.target().len();
         if len > limits.max_target_len {
@@ -165,6 +196,9 @@ impl ProbeConfig {
         match self {
             ProbeConfig::Http(c) => c.validate(key, problems),
             ProbeConfig::Tcp(c) => c.validate(key, problems),
+            ProbeConfig::Dns(c) => c.validate(key, problems),
+            ProbeConfig::Icmp(c) => c.validate(key, problems),
+            ProbeConfig::Tls(c) => c.validate(key, problems),
             ProbeConfig::Exec(c) => c.validate(key, problems),
             ProbeConfig::Modbus(c) => c.validate(key, problems),
             ProbeConfig::Mqtt(c) => c.validate(key, problems),
@@ -292,6 +326,12 @@ pub enum ProbeKind {
     Http(Box<HttpProbe>),
     /// A TCP probe.
     Tcp(TcpProbe),
+    /// A DNS probe.
+    Dns(DnsProbe),
+    /// An ICMP echo probe.
+    Icmp(IcmpProbe),
+    /// A TLS certificate probe (boxed: it holds a verifier and roots).
+    Tls(Box<TlsProbe>),
     /// A check plugin.
     Exec(ExecProbe),
     /// A Modbus TCP read.
@@ -334,6 +374,9 @@ impl Probe {
         let kind = match config {
             ProbeConfig::Http(c) => ProbeKind::Http(Box::new(HttpProbe::build(c, clients)?)),
             ProbeConfig::Tcp(c) => ProbeKind::Tcp(TcpProbe::build(c)),
+            ProbeConfig::Dns(c) => ProbeKind::Dns(DnsProbe::build(c)?),
+            ProbeConfig::Icmp(c) => ProbeKind::Icmp(IcmpProbe::build(c)),
+            ProbeConfig::Tls(c) => ProbeKind::Tls(Box::new(TlsProbe::build(c)?)),
             ProbeConfig::Exec(c) => ProbeKind::Exec(ExecProbe::build(c)),
             ProbeConfig::Modbus(c) => ProbeKind::Modbus(ModbusProbe::build(c)),
             ProbeConfig::Mqtt(c) => ProbeKind::Mqtt(Box::new(MqttProbe::build(c))),
@@ -351,6 +394,9 @@ impl Probe {
         match &self.kind {
             ProbeKind::Http(p) => p.kind(),
             ProbeKind::Tcp(p) => p.kind(),
+            ProbeKind::Dns(p) => p.kind(),
+            ProbeKind::Icmp(p) => p.kind(),
+            ProbeKind::Tls(p) => p.kind(),
             ProbeKind::Exec(p) => p.kind(),
             ProbeKind::Modbus(p) => p.kind(),
             ProbeKind::Mqtt(p) => p.kind(),
@@ -364,6 +410,9 @@ impl Probe {
         match &self.kind {
             ProbeKind::Http(p) => p.target(),
             ProbeKind::Tcp(p) => p.target(),
+            ProbeKind::Dns(p) => p.target(),
+            ProbeKind::Icmp(p) => p.target(),
+            ProbeKind::Tls(p) => p.target(),
             ProbeKind::Exec(p) => p.target(),
             ProbeKind::Modbus(p) => p.target(),
             ProbeKind::Mqtt(p) => p.target(),
@@ -379,6 +428,9 @@ impl Probe {
             match &self.kind {
                 ProbeKind::Http(p) => p.check().await,
                 ProbeKind::Tcp(p) => p.check().await,
+                ProbeKind::Dns(p) => p.check().await,
+                ProbeKind::Icmp(p) => p.check().await,
+                ProbeKind::Tls(p) => p.check().await,
                 ProbeKind::Exec(p) => p.check().await,
                 ProbeKind::Modbus(p) => p.check().await,
                 ProbeKind::Mqtt(p) => p.check().await,

@@ -4,7 +4,6 @@
 //! Driven with `oneshot` on `router(state)`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -76,7 +75,8 @@ fn state(access: ApiAccess) -> AppState {
         Vec::new(),
     )
     .expect("engine");
-    state.incidents = Arc::new(Mutex::new(engine));
+    state.incidents =
+        crate::engine::spawn_for_tests(engine, state.store.clone(), state.catalogue.clone());
     state
 }
 

@@ -1,6 +1,6 @@
 //! Incident routes: list, show, acknowledge, resolve, and MTTR/MTBF per service.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -125,17 +125,17 @@ async fn act(
             message: "is not accepted: who acts is the name of the API token".into(),
         });
     }
-    let engine = state.incidents.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut e = engine.lock().unwrap_or_else(PoisonError::into_inner);
-        if resolve {
-            e.resolve(id, &identity.name, &body.comment, now_ms())
-        } else {
-            e.acknowledge(id, &identity.name, &body.comment, now_ms())
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    let outcome = if resolve {
+        state
+            .incidents
+            .resolve(id, &identity.name, &body.comment)
+            .await
+    } else {
+        state
+            .incidents
+            .acknowledge(id, &identity.name, &body.comment)
+            .await
+    };
     match outcome {
         Ok(i) => Ok(Json(json!(i))),
         Err(ActionError::NotFound(id)) => Err(ApiError::NotFound {
@@ -147,6 +147,7 @@ async fn act(
             message: e.to_string(),
         }),
         Err(ActionError::Store(e)) => Err(ApiError::Internal(e.into())),
+        Err(e @ ActionError::EngineStopped) => Err(ApiError::Internal(e.into())),
     }
 }
 

@@ -179,15 +179,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
             up,
         );
     }
-    let open: Vec<(String, String)> = {
-        let e = state
-            .incidents
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        e.active()
-            .map(|i| (format!("{:?}", i.priority), i.rule.key_part()))
-            .collect()
-    };
+    let open: Vec<(String, String)> = state
+        .incidents
+        .snapshot()
+        .active
+        .iter()
+        .map(|i| (format!("{:?}", i.priority), i.rule.key_part()))
+        .collect();
     m.family(
         "watchstand_incidents_open",
         "gauge",

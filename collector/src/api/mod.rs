@@ -70,8 +70,8 @@ pub struct AppState {
     pub collector_id: String,
     /// Process start, epoch ms.
     pub started_ms: u64,
-    /// The incident engine.
-    pub incidents: crate::incident::SharedEngine,
+    /// The engine task: operator actions go to it, metrics read its snapshot.
+    pub incidents: crate::engine::EngineHandle,
     /// What health is judged from.
     pub health: Arc<crate::health::HealthState>,
     /// Who may use the API (`[api]`).

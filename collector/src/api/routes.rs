@@ -13,6 +13,7 @@ use super::extract::{Path, Query};
 use super::{params, ApiError, AppState};
 use crate::availability;
 use crate::config::Service;
+use crate::ingest::dedup::SeqTracker;
 use crate::sla::{SlaReport, Span};
 
 type Shared = State<Arc<AppState>>;
@@ -135,7 +136,7 @@ pub async fn agents(State(state): Shared) -> Json<Vec<AgentView>> {
 pub async fn agent(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let record = params::agent(&state, &id)?;
     let store = state.store.clone();
-    let boots = blocking(move || Ok(store.boots(&id)?)).await?;
+    let boots = blocking(move || Ok(store.boots::<SeqTracker>(&id)?)).await?;
     let boots: Vec<Value> = boots
         .into_iter()
         .map(|(boot, t)| {

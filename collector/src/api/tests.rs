@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -36,14 +36,15 @@ pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
         Vec::new(),
     )
     .expect("engine");
+    let catalogue = Arc::new(config.catalogue);
     AppState {
         store: store.clone(),
-        catalogue: Arc::new(config.catalogue),
+        catalogue: catalogue.clone(),
         registry: Arc::new(Registry::new(Vec::new())),
         counters: Arc::new(Counters::default()),
         collector_id: "main".into(),
         started_ms: 0,
-        incidents: Arc::new(Mutex::new(engine)),
+        incidents: crate::engine::spawn_for_tests(engine, store.clone(), catalogue),
         health: Arc::new(crate::health::HealthState::new(
             Arc::new(watchstand_shared::mqtt::InboxGauge::default()),
             30_000,

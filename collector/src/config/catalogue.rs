@@ -165,24 +165,28 @@ impl Catalogue {
     }
 }
 
-#[derive(Deserialize)]
+/// What a services file holds: `[[services]]` and the `[[runbooks]]` that restore them.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ServicesFile {
+pub struct ServicesFile {
+    /// Services.
     #[serde(default)]
-    services: Vec<RawService>,
+    pub services: Vec<RawService>,
+    /// Runbooks.
+    #[serde(default)]
+    pub runbooks: Vec<crate::runbook::config::RawRunbook>,
 }
 
-/// Reads the `[[services]]` of a services file.
+/// Reads the `[[services]]` and `[[runbooks]]` of a services file.
 ///
 /// # Errors
 /// Unreadable file or TOML errors, naming the services file.
-pub fn load_services_file(path: &Path) -> Result<Vec<RawService>, LoadError> {
+pub fn load_services_file(path: &Path) -> Result<ServicesFile, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let file: ServicesFile = watchstand_shared::config::from_toml(&text, path)?;
-    Ok(file.services)
+    watchstand_shared::config::from_toml(&text, path)
 }
 
 /// Validates every service, recording problems under `services[id="…"]` keys.

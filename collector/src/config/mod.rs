@@ -98,6 +98,9 @@ pub struct RawCollectorConfig {
     /// `[[webhooks]]`: notification receivers.
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    /// `[[runbooks]]` inline (more may come from `services_file`).
+    #[serde(default)]
+    pub runbooks: Vec<crate::runbook::config::RawRunbook>,
     /// `[api]`: tokens and roles.
     #[serde(default)]
     pub api: crate::auth::RawApiSection,
@@ -183,6 +186,8 @@ pub struct CollectorConfig {
     pub webhooks: Vec<Webhook>,
     /// Who may use the API (`[api]`).
     pub api: crate::auth::ApiAccess,
+    /// Continuity runbooks.
+    pub runbooks: Vec<crate::runbook::Runbook>,
 }
 
 /// Reads, parses and validates a collector config and its services file.
@@ -220,6 +225,7 @@ pub fn load(path: &Path) -> Result<CollectorConfig, LoadError> {
         Err(other) => return Err(other),
     };
     let inline = raw.services.len();
+    let inline_runbooks = raw.runbooks.len();
     let mut services_path = None;
     if let Some(file) = &raw.collector.services_file {
         let resolved = base.join(file);
@@ -245,41 +251,64 @@ pub fn load(path: &Path) -> Result<CollectorConfig, LoadError> {
             }
             Err(other) => return Err(other),
         };
-        raw.services.extend(services);
+        raw.services.extend(services.services);
+        raw.runbooks.extend(services.runbooks);
         services_path = Some(resolved);
     }
-    let from_file: Vec<String> = raw.services[inline..]
-        .iter()
-        .map(|s| s.id.clone())
-        .collect();
+    let from_file = FromFile {
+        services: (
+            inline,
+            raw.services[inline..]
+                .iter()
+                .map(|s| s.id.clone())
+                .collect(),
+        ),
+        runbooks: (
+            inline_runbooks,
+            raw.runbooks[inline_runbooks..]
+                .iter()
+                .map(|r| r.id.clone())
+                .collect(),
+        ),
+    };
     validate(raw, path, base).map_err(|mut e| {
         if let Some(services_path) = services_path {
-            attribute_to_services_file(&mut e, inline, &from_file, &services_path);
+            attribute_to_services_file(&mut e, &from_file, &services_path);
         }
         LoadError::Invalid(e)
     })
 }
 
-/// Marks the problems of services that came from the services file (`services[id="x"]…` or
-/// `services[i]…` with `i` past the inline ones) as being in that file, so the message names the
-/// file to edit.
+/// Which services and runbooks came from the services file: how many were inline before
+/// them, and their ids.
+struct FromFile {
+    services: (usize, Vec<String>),
+    runbooks: (usize, Vec<String>),
+}
+
+/// Marks the problems of services and runbooks that came from the services file
+/// (`services[id="x"]…` or `services[i]…` with `i` past the inline ones; the same for
+/// `runbooks`) as being in that file, so the message names the file to edit.
 fn attribute_to_services_file(
     errors: &mut ConfigErrors,
-    inline: usize,
-    from_file: &[String],
+    from_file: &FromFile,
     services_path: &Path,
 ) {
     for e in &mut errors.errors {
-        let Some(rest) = e.key.strip_prefix("services[") else {
+        let (rest, (inline, ids)) = if let Some(rest) = e.key.strip_prefix("services[") {
+            (rest, &from_file.services)
+        } else if let Some(rest) = e.key.strip_prefix("runbooks[") {
+            (rest, &from_file.runbooks)
+        } else {
             continue;
         };
         let Some((selector, _)) = rest.split_once(']') else {
             continue;
         };
         let in_file = if let Some(id) = selector.strip_prefix("id=") {
-            from_file.iter().any(|f| format!("{f:?}") == id)
+            ids.iter().any(|f| format!("{f:?}") == id)
         } else {
-            selector.parse::<usize>().is_ok_and(|i| i >= inline)
+            selector.parse::<usize>().is_ok_and(|i| i >= *inline)
         };
         if in_file {
             e.file = Some(services_path.to_owned());
@@ -378,6 +407,18 @@ pub fn validate(
         })
         .collect();
     let webhooks = policy::webhooks(&raw.webhooks, &mut p);
+    let runbooks = {
+        let services = raw.services.iter().map(|s| s.id.as_str()).collect();
+        let webhook_names = webhooks.iter().map(|w| w.name.as_str()).collect();
+        crate::runbook::config::validate(
+            &raw.runbooks,
+            crate::runbook::config::Known {
+                services: &services,
+                webhooks: &webhook_names,
+            },
+            &mut p,
+        )
+    };
     let api = crate::auth::validate(&raw.api, listen, base, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
     match (listen, broker) {
@@ -403,6 +444,7 @@ pub fn validate(
             incident_policies,
             webhooks,
             api,
+            runbooks,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
             origin: origin.to_owned(),
@@ -572,6 +614,42 @@ mod tests {
             err.lines().skip(1).all(|l| l
                 .trim_start()
                 .starts_with(&format!("{}: services[id=\"web\"]", services.display()))),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runbooks_load_from_the_services_file_and_their_problems_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = dir.path().join("collector.toml");
+        std::fs::write(
+            &collector,
+            "[collector]\ndata_dir = \"d\"\nservices_file = \"services.toml\"\n",
+        )
+        .unwrap();
+        let service = "[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"1h\"\nrpo = \"5m\"\nprobes = [\"agent-1/web\"]\nslo = { availability = 99.9 }\n";
+        let runbook = "[[runbooks]]\nid = \"web-failover\"\nservice = \"web\"\n[[runbooks.steps]]\nkind = \"agent_action\"\nagent = \"agent-1\"\naction = \"promote\"\n";
+        let services = dir.path().join("services.toml");
+        std::fs::write(&services, format!("{service}\n{runbook}")).unwrap();
+        let config = load(&collector).unwrap();
+        assert_eq!(config.runbooks.len(), 1);
+        assert_eq!(config.runbooks[0].service, "web");
+        assert_eq!(config.runbooks[0].steps[0].id, "step-1");
+
+        std::fs::write(
+            &services,
+            format!(
+                "{service}\n{}",
+                runbook.replace("service = \"web\"", "service = \"mail\"")
+            ),
+        )
+        .unwrap();
+        let err = load(&collector).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "{}: runbooks[id=\"web-failover\"].service: \"mail\" is not a service in the catalogue",
+                services.display()
+            )),
             "{err}"
         );
     }

@@ -72,9 +72,12 @@ pub enum ActionError {
     /// Store failure.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The engine task is not running (the collector is stopping).
+    #[error("the incident engine is not running")]
+    EngineStopped,
 }
 
-/// The engine. Not `Sync`-shared by itself: wrap it in a mutex.
+/// The engine. Owned by the engine task ([`crate::engine`]); nothing else holds it.
 pub struct Engine {
     store: IncidentStore,
     settings: IncidentSettings,

@@ -4,7 +4,7 @@
 //! between the POST and the delete sends it again); receivers dedupe by `dedup_key` + `event` +
 //! the notification `seq` sent in `X-Watchstand-Notification`.
 //!
-//! It looks at the outbox every `every` (retries) and at once when the evaluator wakes it after
+//! It looks at the outbox every `every` (retries) and at once when the engine task wakes it after
 //! queueing a notification, so an incident is sent as soon as it is committed.
 //!
 //! Pages are not held hostage by one receiver or one incident: each (receiver, incident) pair
@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -117,13 +117,44 @@ async fn commit(store: &IncidentStore, batch: StoreBatch) {
     }
 }
 
-/// Delivers due notifications every `every`, and whenever `wake` is notified, until `shutdown`.
+/// Wakes the notifier: the engine holds one (it wakes it when an evaluation or an operator
+/// action queued a notification), and so does each delivery (its lane may go on). Wake-ups
+/// coalesce: one pending wake-up is enough, more are dropped without waiting.
+#[derive(Debug, Clone)]
+pub struct Wake(mpsc::Sender<()>);
+
+impl Wake {
+    /// Asks the notifier to look at the outbox now (never waits).
+    pub fn wake(&self) {
+        // Full: a wake-up is pending already. Closed: the notifier has stopped. Either way
+        // there is nothing more to do.
+        if let Err(mpsc::error::TrySendError::Closed(())) = self.0.try_send(()) {
+            tracing::trace!("Notifier stopped; wake-up dropped.");
+        }
+    }
+}
+
+/// The notifier's side of [`Wake`].
+#[derive(Debug)]
+pub struct Wakeups {
+    rx: mpsc::Receiver<()>,
+    own: Wake,
+}
+
+/// A wake-up channel for one notifier.
+pub fn wake_channel() -> (Wake, Wakeups) {
+    let (tx, rx) = mpsc::channel(1);
+    let wake = Wake(tx);
+    (wake.clone(), Wakeups { rx, own: wake })
+}
+
+/// Delivers due notifications every `every`, and whenever it is woken, until `shutdown`.
 /// A request still in flight at shutdown is abandoned; its notification stays in the outbox.
 pub async fn run(
     store: IncidentStore,
     webhooks: Vec<Webhook>,
     every: Duration,
-    wake: Arc<Notify>,
+    mut wakeups: Wakeups,
     shutdown: CancellationToken,
 ) {
     let http = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
@@ -153,7 +184,7 @@ pub async fn run(
                 return;
             }
             _ = tick.tick() => {}
-            () = wake.notified() => {}
+            Some(()) = wakeups.rx.recv() => {}
             Some(done) = tasks.join_next() => {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "Notification delivery task failed.");
@@ -201,7 +232,7 @@ pub async fn run(
                 http.clone(),
                 store.clone(),
                 in_flight.clone(),
-                wake.clone(),
+                wakeups.own.clone(),
             );
             tasks.spawn(async move {
                 let result = deliver(&http, &w, &n).await;
@@ -217,7 +248,7 @@ pub async fn run(
                     .remove(&seq);
                 drop(permit);
                 // The lane's next event, or a lane waiting for this slot, may go now.
-                wake.notify_one();
+                wake.wake();
             });
         }
         if !dropped.is_empty() {

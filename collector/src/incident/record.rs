@@ -1,22 +1,16 @@
 //! The incident record (the fields an ISO/IEC 20000 incident record needs) and where it lives:
 //! tree `incidents` (id → record, with its timeline), tree `notify_outbox` (notifications not yet
-//! delivered). Every change to an incident and the notifications it causes are written in one
+//! delivered); names and keys are the store's ([`crate::store::trees`]). Every change to an incident and the notifications it causes are written in one
 //! store batch, so a crash never leaves an opened incident without its notification or the
 //! other way round.
 
 use serde::{Deserialize, Serialize};
-use watchstand_shared::storage::key::{read_u64, KeyBuf};
+use watchstand_shared::storage::key::read_u64;
 
 use super::{IncidentState, Priority, Rule};
+use crate::store::trees::{id_key, NEXT_NOTIFY_SEQ};
+pub use crate::store::trees::{INCIDENTS, INCIDENT_META, NOTIFY_OUTBOX};
 use crate::store::{Result, Store, StoreBatch};
-
-/// Tree of incident records.
-pub const INCIDENTS: &str = "incidents";
-/// Tree of undelivered notifications.
-pub const NOTIFY_OUTBOX: &str = "notify_outbox";
-/// Tree of counters that must never go back (the next notification seq).
-pub const INCIDENT_META: &str = "incident_meta";
-const NEXT_NOTIFY_SEQ: &[u8] = b"next_notify_seq";
 
 /// What happened to an incident, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,10 +137,6 @@ pub struct Notification {
     /// Last error.
     #[serde(default)]
     pub last_error: Option<String>,
-}
-
-fn id_key(id: u64) -> Vec<u8> {
-    KeyBuf::new().u64(id).build()
 }
 
 /// Reads and writes incidents and notifications.

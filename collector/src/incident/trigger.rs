@@ -6,11 +6,15 @@
 //!   the state with the newest one seen for that probe (by observation time; late and re-sent
 //!   results are left to the periodic tick) and remembers the services of the probes that
 //!   changed. After the batch is committed (so an evaluation reads the data), [`StateWatch::fire`]
-//!   hands them over. Its cost on the hot path is two hash lookups per result and one lock per
-//!   batch that holds a change; it never evaluates anything itself.
-//! - [`EvaluationTrigger`] is the hand-over: a set of pending service ids and a [`Notify`]. The
-//!   evaluator takes the whole set at once, so triggers that arrive while an evaluation runs
-//!   coalesce into one more evaluation.
+//!   hands them to the engine task as one [`EngineEvent::ProbesChanged`]. Its cost on the hot
+//!   path is two hash lookups per result and one queue send per batch that holds a change; it
+//!   never evaluates anything itself.
+//! - The hand-over never waits: on a full engine queue the changes stay in the watch and go with
+//!   the next batch's hand-over or ingest's retry ([`StateWatch::pending`]). The engine task
+//!   drains everything queued before it evaluates, so a burst of batches with changes makes one
+//!   evaluation round.
+//!
+//! [`EngineEvent::ProbesChanged`]: crate::engine::EngineEvent::ProbesChanged
 //!
 //! The first result of a probe after a collector start counts as a change (the collector does not
 //! know the state before it): one extra, cheap evaluation per probe.
@@ -22,20 +26,11 @@
 //! for outages no live evaluation saw (`incident::late`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
 
-use tokio::sync::Notify;
 use watchstand_shared::wire::v1::{ProbeResult, ProbeState};
 
 use crate::config::Catalogue;
-
-/// Services that must be evaluated soon, shared by ingest (writer) and the evaluator (reader).
-#[derive(Debug, Default)]
-pub struct EvaluationTrigger {
-    pending: Mutex<BTreeSet<String>>,
-    late: Mutex<LateRanges>,
-    wake: Notify,
-}
+use crate::engine::EngineHandle;
 
 /// Per service, the observation range `[from, to]` (epoch ms) of results that arrived late.
 pub type LateRanges = BTreeMap<String, (u64, u64)>;
@@ -54,55 +49,6 @@ pub fn late_slack_ms(interval_ms: u64) -> u64 {
     3 * interval_ms + 10_000
 }
 
-impl EvaluationTrigger {
-    /// Asks for an evaluation of `services`; wakes the evaluator.
-    pub fn request(&self, services: impl IntoIterator<Item = String>) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = pending.len();
-        pending.extend(services);
-        let added = pending.len() > before;
-        drop(pending);
-        if added {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Asks for a look at the data of late ranges (and an evaluation of their services).
-    pub fn request_late(&self, ranges: LateRanges) {
-        if ranges.is_empty() {
-            return;
-        }
-        {
-            let mut late = self.late.lock().unwrap_or_else(PoisonError::into_inner);
-            for (service, range) in &ranges {
-                widen(&mut late, service, *range);
-            }
-        }
-        self.request(ranges.into_keys());
-    }
-
-    /// Takes the late ranges handed over so far.
-    pub fn take_late(&self) -> LateRanges {
-        std::mem::take(&mut *self.late.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Waits until services are pending, then takes them all (never returns an empty set).
-    pub async fn next(&self) -> BTreeSet<String> {
-        loop {
-            let taken = self.take();
-            if !taken.is_empty() {
-                return taken;
-            }
-            self.wake.notified().await;
-        }
-    }
-
-    /// Takes whatever is pending now (a full evaluation covers it).
-    pub fn take(&self) -> BTreeSet<String> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
 /// The newest result seen of one probe.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -111,10 +57,10 @@ struct Seen {
 }
 
 /// Ingest's side: spots state changes of catalogued probes and hands their services to the
-/// trigger after the commit.
+/// engine task after the commit.
 #[derive(Debug)]
 pub struct StateWatch {
-    trigger: std::sync::Arc<EvaluationTrigger>,
+    engine: EngineHandle,
     /// agent → probe → services measured by it (the catalogue's probes only).
     services: HashMap<String, HashMap<String, Vec<String>>>,
     /// agent → probe → newest result seen.
@@ -126,8 +72,8 @@ pub struct StateWatch {
 }
 
 impl StateWatch {
-    /// A watch over the probes of `catalogue`, handing changes to `trigger`.
-    pub fn new(catalogue: &Catalogue, trigger: std::sync::Arc<EvaluationTrigger>) -> Self {
+    /// A watch over the probes of `catalogue`, handing changes to `engine`.
+    pub fn new(catalogue: &Catalogue, engine: EngineHandle) -> Self {
         let mut services: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
         for s in &catalogue.services {
             for p in &s.probes {
@@ -142,7 +88,7 @@ impl StateWatch {
             }
         }
         Self {
-            trigger,
+            engine,
             services,
             seen: HashMap::new(),
             changed: BTreeSet::new(),
@@ -202,22 +148,38 @@ impl StateWatch {
         changed
     }
 
-    /// Hands the services changed since the last call to the evaluator. Call after the batch
-    /// that carried the changes is committed.
+    /// Hands the services changed since the last call (and those of late ranges, with the
+    /// ranges) to the engine task, without waiting: on a full queue they stay here for the
+    /// next call. Call after the batch that carried the changes is committed.
     pub fn fire(&mut self) {
-        if !self.late.is_empty() {
-            self.trigger.request_late(std::mem::take(&mut self.late));
+        if !self.pending() {
+            return;
         }
-        if !self.changed.is_empty() {
-            self.trigger.request(std::mem::take(&mut self.changed));
+        let mut services = std::mem::take(&mut self.changed);
+        services.extend(self.late.keys().cloned());
+        let late = std::mem::take(&mut self.late);
+        if let Err((services, late)) = self.engine.try_probes_changed(services, late) {
+            tracing::debug!(
+                services = services.len(),
+                "Engine queue full; the state changes go with the next hand-over."
+            );
+            self.changed.extend(services);
+            for (service, range) in late {
+                widen(&mut self.late, &service, range);
+            }
         }
+    }
+
+    /// Whether changes are waiting to be handed over (a full engine queue kept them).
+    pub fn pending(&self) -> bool {
+        !self.changed.is_empty() || !self.late.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::engine::{self, EngineEvent, EngineInbox, EngineSnapshot};
 
     fn result(probe: &str, observed_ms: u64, state: ProbeState) -> ProbeResult {
         ProbeResult {
@@ -248,44 +210,57 @@ mod tests {
         .catalogue
     }
 
+    /// The services and late ranges of the next hand-over queued for the engine, if any.
+    fn next(inbox: &mut EngineInbox) -> Option<(BTreeSet<String>, LateRanges)> {
+        match inbox.try_next()? {
+            EngineEvent::ProbesChanged { services, late } => Some((services, late)),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+
     #[test]
     fn only_state_changes_of_catalogued_probes_trigger_and_only_after_fire() {
-        let trigger = Arc::new(EvaluationTrigger::default());
-        let mut w = StateWatch::new(&catalogue(), trigger.clone());
+        let (handle, mut inbox) = engine::channel(EngineSnapshot::default());
+        let mut w = StateWatch::new(&catalogue(), handle);
         assert!(
             w.observe_at("a", &result("p", 1_000, ProbeState::Up), 4_000),
             "first"
         );
         w.fire();
         assert_eq!(
-            trigger.take(),
+            next(&mut inbox).expect("handed over").0,
             BTreeSet::from(["shop".to_owned(), "web".to_owned()])
         );
         assert!(!w.observe_at("a", &result("p", 2_000, ProbeState::Up), 4_000));
         assert!(!w.observe_at("a", &result("other", 2_000, ProbeState::Down), 4_000));
         assert!(!w.observe_at("c", &result("p", 2_000, ProbeState::Down), 4_000));
         assert!(w.observe_at("a", &result("p", 3_000, ProbeState::Down), 4_000));
-        assert!(trigger.take().is_empty(), "nothing before the commit");
+        assert!(next(&mut inbox).is_none(), "nothing before the commit");
         w.fire();
-        assert_eq!(trigger.take().len(), 2);
+        assert_eq!(next(&mut inbox).expect("handed over").0.len(), 2);
         // A late result (older than the newest seen) is no state change.
         assert!(!w.observe_at("a", &result("p", 2_500, ProbeState::Up), 4_000));
         w.fire();
-        assert_eq!(
-            trigger.take_late().len(),
-            2,
-            "a late result is a late range"
-        );
-        assert!(trigger.take().len() == 2);
+        let (services, late) = next(&mut inbox).expect("handed over");
+        assert_eq!(late.len(), 2, "a late result is a late range");
+        assert!(services.len() == 2);
         assert!(w.observe_at("b", &result("p", 3_000, ProbeState::Down), 4_000));
         w.fire();
-        assert_eq!(trigger.take(), BTreeSet::from(["web".to_owned()]));
+        assert_eq!(
+            next(&mut inbox).expect("handed over").0,
+            BTreeSet::from(["web".to_owned()])
+        );
+        w.fire();
+        assert!(
+            next(&mut inbox).is_none(),
+            "nothing new, nothing handed over"
+        );
     }
 
     #[test]
     fn late_results_are_handed_over_as_late_ranges_not_as_state_changes() {
-        let trigger = Arc::new(EvaluationTrigger::default());
-        let mut w = StateWatch::new(&catalogue(), trigger.clone());
+        let (handle, mut inbox) = engine::channel(EngineSnapshot::default());
+        let mut w = StateWatch::new(&catalogue(), handle);
         let now = 100_000;
         // A replay: measured a minute ago (interval 1 s, slack 13 s), a state change in it.
         assert!(!w.observe_at("a", &result("p", 40_000, ProbeState::Up), now));
@@ -294,33 +269,40 @@ mod tests {
         // Live again.
         assert!(w.observe_at("a", &result("p", 99_500, ProbeState::Up), now));
         w.fire();
+        let (services, late) = next(&mut inbox).expect("handed over");
         assert_eq!(
-            trigger.take_late(),
+            late,
             LateRanges::from([
                 ("shop".to_owned(), (40_000, 41_000)),
                 ("web".to_owned(), (40_000, 45_000)),
             ])
         );
-        assert_eq!(trigger.take().len(), 2, "late services are evaluated too");
-        assert!(trigger.take_late().is_empty());
+        assert_eq!(services.len(), 2, "late services are evaluated too");
+        assert!(next(&mut inbox).is_none());
     }
 
-    #[tokio::test]
-    async fn requests_during_an_evaluation_coalesce_into_one_more() {
-        let trigger = Arc::new(EvaluationTrigger::default());
-        trigger.request(["web".to_owned()]);
-        assert_eq!(trigger.next().await.len(), 1);
-        // Three requests while "evaluating": one wake-up takes all of them.
-        trigger.request(["a".to_owned()]);
-        trigger.request(["b".to_owned()]);
-        trigger.request(["a".to_owned()]);
+    #[test]
+    fn a_full_engine_queue_never_blocks_ingest_and_the_changes_go_with_the_next_hand_over() {
+        let (handle, mut inbox) = engine::channel_with(1, EngineSnapshot::default());
+        let mut w = StateWatch::new(&catalogue(), handle);
+        assert!(w.observe_at("a", &result("p", 1_000, ProbeState::Up), 4_000));
+        w.fire();
+        assert!(!w.pending(), "handed over");
+        // The queue (one event) is full now: these stay in the watch, fire returns at once.
+        assert!(w.observe_at("b", &result("p", 2_000, ProbeState::Down), 4_000));
+        assert!(!w.observe_at("a", &result("p", 500, ProbeState::Down), 4_000));
+        w.fire();
+        assert!(w.pending(), "kept while the queue is full");
+        assert_eq!(next(&mut inbox).expect("first").0.len(), 2);
+        // Room again: the kept changes and the late range go in one event.
+        w.fire();
+        assert!(!w.pending());
+        let (services, late) = next(&mut inbox).expect("kept changes");
         assert_eq!(
-            trigger.next().await,
-            BTreeSet::from(["a".to_owned(), "b".to_owned()])
+            services,
+            BTreeSet::from(["shop".to_owned(), "web".to_owned()])
         );
-        // Nothing pending: next() waits (the stale wake-up permit finds an empty set).
-        let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(50), trigger.next()).await;
-        assert!(waited.is_err(), "no evaluation without a request");
+        assert_eq!(late.get("web"), Some(&(500, 500)));
+        assert!(next(&mut inbox).is_none());
     }
 }

@@ -14,7 +14,9 @@
 //! API serves them and raw retention prunes them like host samples.
 //!
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
-//! probes changed state in the batch to the incident evaluator; ingest never evaluates.
+//! probes changed state in the batch to the engine task (never waiting: what a full queue does
+//! not take is handed over with the next batch or at the next ack retry); ingest never
+//! evaluates.
 //!
 //! **Ingest never waits on the MQTT driver** (the driver waits for room in ingest's inbox, so
 //! the other direction would be a circular wait): PUBACKs and watermarks are queued with
@@ -40,7 +42,7 @@ use anyhow::Context as _;
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::mqtt::Inbox;
-use watchstand_shared::storage::{key::KeyBuf, Write};
+use watchstand_shared::storage::Write;
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
 use watchstand_shared::wire::v1::{
@@ -99,11 +101,6 @@ pub struct Ingest {
     last_watermark: Option<(String, String, String)>,
 }
 
-/// Key of a (agent, boot) dedup record.
-fn seqs_key(agent: &str, boot: &str) -> Vec<u8> {
-    KeyBuf::new().str(agent).str(boot).build()
-}
-
 /// What one message contributed to a batch, for the acks after the commit.
 #[derive(Default)]
 struct BatchEffects {
@@ -132,10 +129,7 @@ impl Ingest {
             .load_all::<SeqTracker>(trees::SEQS)
             .context("loading dedup state")?
         {
-            let mut parts = key
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned());
-            if let (Some(agent), Some(boot)) = (parts.next(), parts.next()) {
+            if let Some((agent, boot)) = trees::parse_seqs_key(&key) {
                 trackers.insert((agent, boot), tracker);
             }
         }
@@ -186,7 +180,8 @@ impl Ingest {
                     Some(m) => m,
                     None => break,
                 },
-                () = tokio::time::sleep(ACK_RETRY), if self.acks_pending() => {
+                () = tokio::time::sleep(ACK_RETRY), if self.acks_pending() || self.hand_over_pending() => {
+                    self.hand_over();
                     self.queue_acks();
                     continue;
                 }
@@ -223,6 +218,18 @@ impl Ingest {
             );
         }
         Ok(())
+    }
+
+    /// State changes a full engine queue did not take yet.
+    fn hand_over_pending(&self) -> bool {
+        self.watch.as_ref().is_some_and(StateWatch::pending)
+    }
+
+    /// Hands state changes to the engine task (never waits).
+    fn hand_over(&mut self) {
+        if let Some(watch) = &mut self.watch {
+            watch.fire();
+        }
     }
 
     fn acks_pending(&self) -> bool {
@@ -333,7 +340,7 @@ impl Ingest {
         // costs a harmless idempotent rewrite on re-send, never a lost entry.
         for (_, agent, boot) in &effects.touched {
             if let Some(t) = self.trackers.get(&(agent.clone(), boot.clone())) {
-                batch.put_json(trees::SEQS, seqs_key(agent, boot), t);
+                batch.put_json(trees::SEQS, trees::seqs_key(agent, boot), t);
             }
         }
         for agent in &effects.agents {
@@ -347,7 +354,7 @@ impl Ingest {
                 let record = self
                     .registry
                     .update(&site, agent, "", now, |r| r.gaps_open = gaps_open);
-                batch.put_json(trees::AGENTS, KeyBuf::new().str(agent).build(), &record);
+                batch.put_json(trees::AGENTS, trees::agent_key(agent), &record);
             }
         }
         let store = self.store.clone();
@@ -358,9 +365,7 @@ impl Ingest {
         self.counters
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(watch) = &mut self.watch {
-            watch.fire();
-        }
+        self.hand_over();
         self.pending_pubacks.extend(
             msgs.iter()
                 .filter(|m| m.qos != QoS::AtMostOnce)
@@ -410,7 +415,7 @@ impl Ingest {
                 } else {
                     tracing::info!(agent = %s.agent, site = %s.site, boot = %s.boot, "Agent online.");
                 }
-                batch.put_json(trees::AGENTS, KeyBuf::new().str(&s.agent).build(), &record);
+                batch.put_json(trees::AGENTS, trees::agent_key(&s.agent), &record);
             }
             Channel::Ack | Channel::Cmd | Channel::CmdAck => {
                 return Err(Rejection::new(

@@ -6,7 +6,6 @@
 //! ([`Rollup::encode_into`], full = one hour), then each present minute in order (full = one
 //! minute).
 
-use watchstand_shared::storage::key::{read_u64, KeyBuf};
 use watchstand_shared::time::MINUTE_MS;
 
 use super::bucket::Rollup;
@@ -103,20 +102,7 @@ impl HourBlock {
     }
 }
 
-/// Key of a probe's bucket starting at `start_ms` (hour blocks and day sums alike; also the
-/// per-minute dirty marks).
-pub fn bucket_key(agent: &str, probe: &str, start_ms: u64) -> Vec<u8> {
-    KeyBuf::new().str(agent).str(probe).u64(start_ms).build()
-}
-
-/// Splits a bucket key into (agent, probe, start).
-pub fn parse_bucket_key(key: &[u8]) -> Option<(String, String, u64)> {
-    let mut parts = key.splitn(3, |b| *b == 0);
-    let agent = std::str::from_utf8(parts.next()?).ok()?.to_owned();
-    let probe = std::str::from_utf8(parts.next()?).ok()?.to_owned();
-    let start = read_u64(parts.next()?, 0)?;
-    Some((agent, probe, start))
-}
+pub use crate::store::trees::{bucket_key, parse_bucket_key};
 
 #[cfg(test)]
 mod tests {

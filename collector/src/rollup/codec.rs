@@ -3,14 +3,9 @@
 
 use crate::sla::LatencyCounts;
 
-/// Appends `n` as an unsigned LEB128 varint.
-pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
+/// Appends `n` as an unsigned LEB128 varint (the store's one codec).
+pub use crate::store::varint::put as put_varint;
+use crate::store::varint::{self, VarintError};
 
 /// Reads what [`put_varint`] and friends wrote; every read says what was wrong.
 pub struct Reader<'a> {
@@ -54,17 +49,14 @@ impl<'a> Reader<'a> {
 
     /// One LEB128 varint (at most 10 bytes).
     pub fn varint(&mut self) -> Result<u64, String> {
-        let mut n = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = self.u8()?;
-            n |= u64::from(b & 0x7f)
-                .checked_shl(shift)
-                .ok_or_else(|| format!("varint too long at byte {}", self.pos))?;
-            if b & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        Err(format!("varint too long at byte {}", self.pos))
+        let mut rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let before = rest.len();
+        let read = varint::take(&mut rest);
+        self.pos += before - rest.len();
+        read.map_err(|e| match e {
+            VarintError::Truncated => format!("ends at byte {}", self.pos),
+            VarintError::TooLong => format!("varint too long at byte {}", self.pos),
+        })
     }
 }
 

@@ -165,7 +165,7 @@ pub fn recompute_dirty(store: &Store, limit: usize) -> Result<usize> {
         let observations: Vec<Observation> = store
             .observations(&agent, &probe, minute, minute + MINUTE_MS)?
             .into_iter()
-            .map(|r| r.observation())
+            .map(Observation::from)
             .collect();
         let recount = MinuteRecount::compute(&observations, minute);
         let writes =

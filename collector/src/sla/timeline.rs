@@ -26,6 +26,23 @@ pub struct Observation {
     pub interval_ms: u64,
 }
 
+impl From<&crate::store::StoredResult> for Observation {
+    fn from(r: &crate::store::StoredResult) -> Self {
+        Self {
+            at_ms: r.observed_ms,
+            state: r.state,
+            latency_us: r.latency_us,
+            interval_ms: r.interval_ms,
+        }
+    }
+}
+
+impl From<crate::store::StoredResult> for Observation {
+    fn from(r: crate::store::StoredResult) -> Self {
+        Self::from(&r)
+    }
+}
+
 /// Everything known about one probe of a service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeInput {

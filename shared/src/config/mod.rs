@@ -146,6 +146,12 @@ impl Problems {
         self.errors.is_empty()
     }
 
+    /// How many problems were recorded (compare before and after checking one item to know
+    /// whether it was valid).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// The problems as an error for `origin`, or `Ok(value)` when there were none.
     ///
     /// # Errors

@@ -401,7 +401,7 @@ fn catalogue(probes: &[(String, String)], dir: &Path) -> anyhow::Result<Catalogu
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let raw = watchstand_collector::config::catalogue::load_services_file(&path)?;
     let mut problems = watchstand_shared::config::Problems::default();
-    let catalogue = watchstand_collector::config::catalogue::validate(&raw, &mut problems);
+    let catalogue = watchstand_collector::config::catalogue::validate(&raw.services, &mut problems);
     if !problems.is_empty() {
         bail!("the generated services file has problems: {problems:?}");
     }

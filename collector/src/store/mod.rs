@@ -1,19 +1,11 @@
 //! The collector's store: what ingest writes and what the SLA, capacity and registry queries
 //! read, laid out over the shared storage trait (sled on disk, the model in tests).
 //!
-//! Trees and keys (`\0`-separated strings, big-endian integers, so byte order is time order):
-//! - `results`: `agent \0 probe \0 observed_ms seq` → [`StoredResult`] (raw, kept `raw_retention`;
-//!   a compact binary record, see [`StoredResult::encode`]; records written as JSON by earlier
-//!   versions still decode)
-//! - `capacity`: `agent \0 metric \0 observed_ms` → f64 (raw samples, flattened per metric)
-//! - `gaps`: `agent \0 from_ms boot \0 from_seq` → [`GapRecord`] (data the agent declared lost)
-//! - `rollups`, `capacity_rollups`: written by [`crate::rollup`]
-//! - `dirty`: rollup buckets that ingest touched and the rollup task has not yet recomputed
-//!   (written first in every commit, see [`StoreBatch::mark_dirty`])
-//! - `seqs`: `agent \0 boot` → the dedup state of that boot ([`crate::ingest::dedup::SeqTracker`])
-//! - `agents`: `agent` → the registry record
-//! - `audit`: `seq` (8 bytes, big-endian) → an [`crate::audit::AuditRecord`] (JSON, hash-chained),
-//!   and `head` → the last seq and its hash, written in the same atomic batch
+//! The layout — every tree name and key encoding — is in [`trees`], the one varint codec of
+//! the binary records in [`varint`]. This module sits below everything else in the collector:
+//! it imports only `watchstand_shared` and its own submodules (never ingest, SLA, incident,
+//! rollup or API types), so record types of higher layers travel through it as JSON
+//! ([`Store::load_all`], [`StoreBatch::put_json`]) or bytes.
 //!
 //! Every data key is derived from what the agent sent, so writing a re-sent entry again is
 //! idempotent: a crash between storing and acknowledging can cause a re-send, never a double.
@@ -24,39 +16,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use watchstand_shared::storage::{
-    key::{read_u64, KeyBuf},
-    MemoryStorage, SledStorage, Storage, StorageError, Tree, Write,
+    key::read_u64, MemoryStorage, SledStorage, Storage, StorageError, Tree, Write,
 };
 use watchstand_shared::wire::v1::{GapRecord, ProbeResult, ProbeState};
 
-/// Tree names.
-pub mod trees {
-    /// Raw probe results.
-    pub const RESULTS: &str = "results";
-    /// Raw capacity metrics.
-    pub const CAPACITY: &str = "capacity";
-    /// Gap records.
-    pub const GAPS: &str = "gaps";
-    /// Per-probe per-minute rollups, one record per probe-hour ([`crate::rollup::HourBlock`]).
-    pub const ROLLUPS: &str = "rollup_hours";
-    /// Per-probe per-hour sums of the minute rollups (latency in coarse buckets).
-    pub const ROLLUP_HOUR_SUMS: &str = "rollup_hour_sums";
-    /// Per-probe per-day sums of the minute rollups (latency in coarse buckets).
-    pub const ROLLUP_DAYS: &str = "rollup_days";
-    /// Per-probe state changes ([`crate::rollup::index`]).
-    pub const STATE_INDEX: &str = "state_index";
-    /// Capacity 5-minute and hourly rollups.
-    pub const CAPACITY_ROLLUPS: &str = "capacity_rollups";
-    /// Rollup buckets to recompute.
-    pub const DIRTY: &str = "dirty";
-    /// Per (agent, boot) dedup state.
-    pub const SEQS: &str = "seqs";
-    /// Agent registry.
-    pub const AGENTS: &str = "agents";
-    /// The audit log ([`crate::audit`]): records under their big-endian seq, the head under
-    /// `head`.
-    pub const AUDIT: &str = "audit";
-}
+pub mod trees;
+pub mod varint;
+
+pub use trees::{capacity_key, gap_key, probe_prefix, result_key};
 
 /// A stored raw result (the agent id and probe id are in the key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,16 +86,6 @@ impl StoredResult {
                 })
             }
             _ => decode(trees::RESULTS, bytes),
-        }
-    }
-
-    /// What the SLA arithmetic needs of it.
-    pub fn observation(&self) -> crate::sla::Observation {
-        crate::sla::Observation {
-            at_ms: self.observed_ms,
-            state: self.state,
-            latency_us: self.latency_us,
-            interval_ms: self.interval_ms,
         }
     }
 }
@@ -222,40 +179,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
     }
-}
-
-/// Key of a raw result.
-pub fn result_key(agent: &str, probe: &str, observed_ms: u64, seq: u64) -> Vec<u8> {
-    KeyBuf::new()
-        .str(agent)
-        .str(probe)
-        .u64(observed_ms)
-        .u64(seq)
-        .build()
-}
-
-/// Prefix of all raw results of one probe.
-pub fn probe_prefix(agent: &str, probe: &str) -> Vec<u8> {
-    KeyBuf::new().str(agent).str(probe).build()
-}
-
-/// Key of one capacity metric value.
-pub fn capacity_key(agent: &str, metric: &str, observed_ms: u64) -> Vec<u8> {
-    KeyBuf::new()
-        .str(agent)
-        .str(metric)
-        .u64(observed_ms)
-        .build()
-}
-
-/// Key of a gap record.
-pub fn gap_key(agent: &str, gap: &GapRecord) -> Vec<u8> {
-    KeyBuf::new()
-        .str(agent)
-        .u64(gap.from_ms)
-        .str(&gap.boot)
-        .u64(gap.from_seq)
-        .build()
 }
 
 impl Store {
@@ -394,7 +317,7 @@ impl Store {
     /// Engine failure.
     pub fn capacity_metrics(&self, agent: &str) -> Result<Vec<String>> {
         let tree = self.tree(trees::CAPACITY)?;
-        let agent_prefix = KeyBuf::new().str(agent).build();
+        let agent_prefix = trees::agent_prefix(agent);
         let mut names = Vec::new();
         let mut cursor = agent_prefix.clone();
         let end = watchstand_shared::storage::key::prefix_end(&agent_prefix);
@@ -405,7 +328,7 @@ impl Store {
                 break;
             };
             let name = String::from_utf8_lossy(&rest[..sep]).into_owned();
-            cursor = KeyBuf::new().str(agent).str(&name).u64(u64::MAX).build();
+            cursor = trees::capacity_key(agent, &name, u64::MAX);
             cursor.push(0);
             names.push(name);
         }
@@ -418,8 +341,8 @@ impl Store {
     /// Engine failure or a corrupt record.
     pub fn gaps(&self, agent: &str, from_ms: u64, to_ms: u64) -> Result<Vec<GapRecord>> {
         let tree = self.tree(trees::GAPS)?;
-        let start = KeyBuf::new().str(agent).build();
-        let end = KeyBuf::new().str(agent).u64(to_ms).build();
+        let start = trees::agent_prefix(agent);
+        let end = trees::gaps_before(agent, to_ms);
         let mut out = Vec::new();
         for (_, v) in tree.range(&start, Some(&end), usize::MAX)? {
             let g: GapRecord = decode(trees::GAPS, &v)?;
@@ -459,7 +382,7 @@ impl Store {
     ) -> Result<Vec<(String, StoredResult)>> {
         let tree = self.tree(trees::RESULTS)?;
         let mut out = Vec::new();
-        for (key, value) in tree.scan_prefix(&KeyBuf::new().str(agent).build())? {
+        for (key, value) in tree.scan_prefix(&trees::agent_prefix(agent))? {
             if out.len() >= limit {
                 break;
             }
@@ -477,19 +400,18 @@ impl Store {
         Ok(out)
     }
 
-    /// The delivery state of every boot of `agent`: `(boot, tracker)`.
+    /// The delivery state of every boot of `agent`: `(boot, state)`, the state decoded as the
+    /// caller's type (ingest's dedup tracker).
     ///
     /// # Errors
     /// Engine failure or a corrupt record.
-    pub fn boots(&self, agent: &str) -> Result<Vec<(String, crate::ingest::dedup::SeqTracker)>> {
+    pub fn boots<T: for<'de> Deserialize<'de>>(&self, agent: &str) -> Result<Vec<(String, T)>> {
         let tree = self.tree(trees::SEQS)?;
-        tree.scan_prefix(&KeyBuf::new().str(agent).build())?
+        tree.scan_prefix(&trees::agent_prefix(agent))?
             .into_iter()
             .map(|(k, v)| {
-                let boot = k
-                    .split(|b| *b == 0)
-                    .nth(1)
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                let boot = trees::parse_seqs_key(&k)
+                    .map(|(_, boot)| boot)
                     .unwrap_or_default();
                 Ok((boot, decode(trees::SEQS, &v)?))
             })
@@ -520,7 +442,7 @@ impl Store {
             let Some((k, _)) = tree.range(&cursor, None, 1)?.into_iter().next() else {
                 break;
             };
-            let Some(series) = series_prefix(&k) else {
+            let Some(series) = trees::series_prefix(&k) else {
                 break;
             };
             let mut cutoff = series.clone();
@@ -543,13 +465,6 @@ impl Store {
     }
 }
 
-/// The `agent \0 series \0` prefix of a two-string key.
-fn series_prefix(key: &[u8]) -> Option<Vec<u8>> {
-    let first = key.iter().position(|b| *b == 0)?;
-    let second = key[first + 1..].iter().position(|b| *b == 0)? + first + 1;
-    Some(key[..=second].to_vec())
-}
-
 /// [`StoredResult::encode`] from borrowed parts (no intermediate record on the ingest path).
 fn encode_result(
     boot: &str,
@@ -568,43 +483,18 @@ fn encode_result(
         ProbeState::Down => 2,
     });
     for n in [seq, observed_ms, latency_us, interval_ms] {
-        put_varint(&mut out, n);
+        varint::put(&mut out, n);
     }
-    put_varint(&mut out, boot.len() as u64);
+    varint::put(&mut out, boot.len() as u64);
     out.extend_from_slice(boot.as_bytes());
     match error {
         Some(e) => {
-            put_varint(&mut out, e.len() as u64 + 1);
+            varint::put(&mut out, e.len() as u64 + 1);
             out.extend_from_slice(e.as_bytes());
         }
-        None => put_varint(&mut out, 0),
+        None => varint::put(&mut out, 0),
     }
     out
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        // Truncation intended: the low seven bits with the continuation bit.
-        #[allow(clippy::cast_possible_truncation)]
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    #[allow(clippy::cast_possible_truncation)]
-    out.push(n as u8);
-}
-
-/// Reads a LEB128 varint at the front of `bytes`, advancing it.
-fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut n = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first()?;
-        *bytes = rest;
-        n |= u64::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
 }
 
 fn take_str(bytes: &mut &[u8], len: u64) -> Option<String> {
@@ -628,13 +518,13 @@ fn decode_binary(mut bytes: &[u8]) -> Option<StoredResult> {
         2 => ProbeState::Down,
         _ => return None,
     };
-    let seq = take_varint(b)?;
-    let observed_ms = take_varint(b)?;
-    let latency_us = take_varint(b)?;
-    let interval_ms = take_varint(b)?;
-    let boot_len = take_varint(b)?;
+    let seq = varint::take(b).ok()?;
+    let observed_ms = varint::take(b).ok()?;
+    let latency_us = varint::take(b).ok()?;
+    let interval_ms = varint::take(b).ok()?;
+    let boot_len = varint::take(b).ok()?;
     let boot = take_str(b, boot_len)?;
-    let error = match take_varint(b)? {
+    let error = match varint::take(b).ok()? {
         0 => None,
         n => Some(take_str(b, n - 1)?),
     };

@@ -1,0 +1,110 @@
+//! The engine task's only entrances: [`EngineHandle`] (cloneable) sends events into its bounded
+//! queue and reads the snapshot it publishes; nobody else touches incident state.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::event::{BrokerEvent, EngineEvent, OperatorAction};
+use super::snapshot::EngineSnapshot;
+use crate::incident::engine::ActionError;
+use crate::incident::record::Incident;
+use crate::incident::trigger::LateRanges;
+
+/// Sends events to the engine task and reads what it last published. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    pub(super) tx: mpsc::Sender<EngineEvent>,
+    pub(super) snapshot: watch::Receiver<EngineSnapshot>,
+}
+
+/// What did not fit in a full queue, given back to the sender to keep and hand over later.
+pub type NotTaken = (BTreeSet<String>, LateRanges);
+
+impl EngineHandle {
+    /// Hands over what one ingest batch changed without ever waiting: on a full queue the
+    /// changes come back (`Err`) for the caller to merge into its next hand-over. If the engine
+    /// has stopped they are dropped (the collector is stopping).
+    ///
+    /// # Errors
+    /// The queue is full; the changes are returned.
+    pub fn try_probes_changed(
+        &self,
+        services: BTreeSet<String>,
+        late: LateRanges,
+    ) -> Result<(), NotTaken> {
+        match self
+            .tx
+            .try_send(EngineEvent::ProbesChanged { services, late })
+        {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(EngineEvent::ProbesChanged { services, late })) => {
+                Err((services, late))
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+        }
+    }
+
+    /// Tells the engine the broker connection changed (waits for room: rare, and the session
+    /// task has nothing more urgent to do).
+    pub async fn broker(&self, event: BrokerEvent) {
+        if self.tx.send(EngineEvent::Broker(event)).await.is_err() {
+            tracing::debug!("Engine stopped; broker change not told.");
+        }
+    }
+
+    /// Acknowledges incident `id` on behalf of `by`; returns the incident as stored.
+    ///
+    /// # Errors
+    /// Not found, already resolved, a store failure, or the engine is not running.
+    pub async fn acknowledge(
+        &self,
+        id: u64,
+        by: &str,
+        comment: &str,
+    ) -> Result<Incident, ActionError> {
+        self.ask(|reply| OperatorAction::Acknowledge {
+            id,
+            by: by.to_owned(),
+            comment: comment.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Resolves incident `id` by hand on behalf of `by`; returns the incident as stored.
+    ///
+    /// # Errors
+    /// Not found, already resolved, a store failure, or the engine is not running.
+    pub async fn resolve(&self, id: u64, by: &str, note: &str) -> Result<Incident, ActionError> {
+        self.ask(|reply| OperatorAction::Resolve {
+            id,
+            by: by.to_owned(),
+            note: note.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    async fn ask<T>(
+        &self,
+        action: impl FnOnce(super::event::Reply<T>) -> OperatorAction,
+    ) -> Result<T, ActionError> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send(EngineEvent::Operator(action(reply)))
+            .await
+            .map_err(|_| ActionError::EngineStopped)?;
+        outcome.await.map_err(|_| ActionError::EngineStopped)?
+    }
+
+    /// What the engine last published (after every evaluation and action).
+    pub fn snapshot(&self) -> EngineSnapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver of the snapshots, to wait for changes.
+    pub fn watch(&self) -> watch::Receiver<EngineSnapshot> {
+        self.snapshot.clone()
+    }
+}

@@ -1,0 +1,12 @@
+//! Continuity runbooks: a service's recovery procedure as ordered steps that trigger from
+//! incidents or by hand, one run per runbook at a time, every step and attempt on record.
+//!
+//! - [`config`]: `[[runbooks]]` as written and validated.
+//! - [`run`]: one run as a pure state machine (steps, attempts, retries, `on_failure`,
+//!   cancellation) that the engine drives and stores after every change.
+
+pub mod config;
+pub mod run;
+
+pub use config::{IncidentTrigger, OnFailure, Runbook, Step, StepAction};
+pub use run::{Effect, Outcome, Run, RunStatus, StepStatus, Trigger};
