@@ -675,7 +675,7 @@ bogus = 1
 
 [[probes]]
 id = "db"
-kind = "ftp"
+kind = "snmp"
 address = "127.0.0.1:5432"
 interval = "10s"
 timeout = "3s"
@@ -694,7 +694,7 @@ timeout = 3
             "a.toml:18: probes[id=\"web\"].timeout: invalid duration \"3 parsecs\": missing unit; expected a duration like 500ms, 10s, 5m, 1h",
             "a.toml:19: probes[id=\"web\"].bogus: unknown key `bogus`; expected one of `id`, `url`, `interval`, `timeout`, `method`, `expect_status`, `body_contains`, `body_regex`, `degraded_after`, `tls_verify`, `headers`",
             // The other keys of a probe with an unknown kind are not judged against a guess.
-            "a.toml:23: probes[id=\"db\"].kind: unknown variant `ftp`, expected one of `http`, `tcp`, `dns`, `icmp`, `tls`",
+            "a.toml:23: probes[id=\"db\"].kind: unknown variant `snmp`, expected one of `http`, `tcp`, `dns`, `icmp`, `tls`, `exec`, `modbus`, `mqtt`",
             "a.toml:28: probes[id=\"tcp2\"].address: required key `address` is missing",
             "a.toml:32: probes[id=\"tcp2\"].timeout: invalid type: integer `3`, expected a string",
         ];
@@ -731,10 +731,11 @@ timeout = 3
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.toml");
         let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((c.site.as_str(), c.agent_id.as_str()), ("lab", "agent-1"));
-        assert_eq!(c.probes.len(), 3);
+        assert_eq!(c.probes.len(), 4);
         assert_eq!(c.probes[0].id(), "collector-api");
         assert_eq!(c.probes[1].kind(), "tcp");
         assert_eq!(c.probes[2].kind(), "icmp");
+        assert_eq!(c.probes[3].kind(), "mqtt");
         assert_eq!(c.health_listen, Some("127.0.0.1:9101".parse().unwrap()));
         assert_eq!(c.publish.linger, std::time::Duration::from_millis(200));
         assert_eq!(c.outbox.resend_after, std::time::Duration::from_secs(15));

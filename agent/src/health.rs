@@ -179,6 +179,7 @@ mod tests {
                     state: ProbeState::Up,
                     latency_us: 1,
                     error: None,
+                    metrics: Vec::new(),
                 }))
                 .unwrap();
         }
@@ -274,6 +275,7 @@ mod tests {
                 state: ProbeState::Up,
                 latency_us: 1,
                 error: None,
+                metrics: Vec::new(),
             }))
             .unwrap();
         assert!(outbox.ensure_durable().await.is_err());

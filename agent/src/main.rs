@@ -99,6 +99,19 @@ fn describe_probe(p: &ProbeConfig) -> String {
             s
         }
         ProbeConfig::Tcp(t) => format!("connect {} {schedule}", t.address),
+        ProbeConfig::Exec(e) => format!("run {} {schedule}", e.target),
+        ProbeConfig::Modbus(m) => format!(
+            "read {:?} unit {} register {} count {} from {} {schedule}",
+            m.function, m.unit, m.register, m.count, m.address
+        ),
+        ProbeConfig::Mqtt(m) => format!(
+            "connect {}{} {schedule}",
+            m.url,
+            m.topic
+                .as_deref()
+                .map(|t| format!(" round trip {t:?}"))
+                .unwrap_or_default()
+        ),
         ProbeConfig::Dns(d) => {
             let mut s = format!("query {} {schedule}", d.target());
             if let Some(e) = &d.expect {
@@ -190,7 +203,7 @@ fn print_plan(path: &Path, c: &ValidatedAgentConfig) {
     println!("probes    {}", c.probes.len());
     let width = c.probes.iter().map(|p| p.id().len()).max().unwrap_or(0);
     for p in &c.probes {
-        println!("  {:width$}  {:4}  {}", p.id(), p.kind(), describe_probe(p));
+        println!("  {:width$}  {:6}  {}", p.id(), p.kind(), describe_probe(p));
     }
     match &c.commands {
         None => println!("commands  off (no [commands]: the cmd topic is not subscribed)"),
@@ -240,6 +253,7 @@ fn print_results(results: &[ProbeResult], json: bool) {
                 "state": r.state,
                 "latency_us": r.latency_us,
                 "error": r.error,
+                "metrics": r.metrics,
             });
             println!("{line}");
         }
@@ -252,13 +266,13 @@ fn print_results(results: &[ProbeResult], json: bool) {
         .unwrap_or(5)
         .max(5);
     println!(
-        "{:width$}  KIND  STATE     LATENCY     TARGET / ERROR",
+        "{:width$}  KIND    STATE     LATENCY     TARGET / ERROR",
         "PROBE"
     );
     for r in results {
         let latency = format!("{:.1}ms", r.latency_us as f64 / 1_000.0);
         println!(
-            "{:width$}  {:4}  {:8}  {:>10}  {}",
+            "{:width$}  {:6}  {:8}  {:>10}  {}",
             r.probe,
             r.kind,
             r.state.as_str(),
@@ -266,7 +280,19 @@ fn print_results(results: &[ProbeResult], json: bool) {
             r.target
         );
         if let Some(e) = &r.error {
-            println!("{:width$}  {:4}  {:8}  {:>10}  {e}", "", "", "", "");
+            println!("{:width$}  {:6}  {:8}  {:>10}  {e}", "", "", "", "");
+        }
+        for m in &r.metrics {
+            println!(
+                "{:width$}  {:6}  {:8}  {:>10}  {} = {}{}",
+                "",
+                "",
+                "",
+                "metric",
+                m.name,
+                m.value,
+                m.uom.as_deref().unwrap_or("")
+            );
         }
     }
 }

@@ -1660,6 +1660,7 @@ mod tests {
             state: ProbeState::Up,
             latency_us: 100,
             error: None,
+            metrics: Vec::new(),
         })
     }
 

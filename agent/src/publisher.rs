@@ -919,6 +919,7 @@ mod tests {
             },
             latency_us: 1_000,
             error,
+            metrics: Vec::new(),
         }
     }
 

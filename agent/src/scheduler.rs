@@ -19,8 +19,8 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use watchstand_shared::time::now_ms;
-use watchstand_shared::wire::v1::result::MAX_LATENCY_US;
-use watchstand_shared::wire::v1::ProbeResult;
+use watchstand_shared::wire::v1::result::{MAX_LATENCY_US, MAX_METRICS};
+use watchstand_shared::wire::v1::{ProbeMetric, ProbeResult};
 
 use crate::events;
 use crate::outbox::Measurement;
@@ -44,6 +44,7 @@ pub async fn check_once(probe: &Probe) -> ProbeResult {
         state: o.state,
         latency_us,
         error: o.error,
+        metrics: wire_metrics(&probe.id, o.metrics),
     };
     events::ProbeChecked {
         probe: &result.probe,
@@ -53,6 +54,28 @@ pub async fn check_once(probe: &Probe) -> ProbeResult {
     }
     .emit();
     result
+}
+
+/// The metrics of an observation as the wire accepts them: the first
+/// [`MAX_METRICS`](watchstand_shared::wire::v1::result::MAX_METRICS) valid ones; an invalid one
+/// (a label too long, a non-finite value) is left out with a warning, never the whole result.
+fn wire_metrics(probe: &str, metrics: Vec<ProbeMetric>) -> Vec<ProbeMetric> {
+    let mut out = Vec::with_capacity(metrics.len().min(MAX_METRICS));
+    for m in metrics {
+        if let Some(problem) = m.problem() {
+            tracing::warn!(probe, problem, "Probe metric left out.");
+        } else if out.len() == MAX_METRICS {
+            tracing::warn!(
+                probe,
+                max = MAX_METRICS,
+                "More probe metrics than fit one result; the rest are left out."
+            );
+            break;
+        } else {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// The first run of every probe comes within this long of the start.
@@ -147,6 +170,20 @@ mod tests {
     use crate::testutil::{FakeProbe, FakeStats};
     use std::sync::atomic::Ordering;
     use watchstand_shared::wire::v1::ProbeState;
+
+    #[test]
+    fn metrics_that_break_the_wire_rules_are_left_out_and_at_most_max_metrics_kept() {
+        let mut metrics = vec![
+            ProbeMetric::new("x".repeat(65), 1.0),
+            ProbeMetric::new("nan", f64::NAN),
+            ProbeMetric::new("", 1.0),
+        ];
+        metrics.extend((0..40).map(|i| ProbeMetric::new(format!("m{i}"), f64::from(i))));
+        let kept = wire_metrics("p", metrics);
+        assert_eq!(kept.len(), MAX_METRICS);
+        assert_eq!(kept[0].name, "m0");
+        assert_eq!(kept[MAX_METRICS - 1].name, format!("m{}", MAX_METRICS - 1));
+    }
 
     fn fake(
         id: &str,

@@ -425,3 +425,18 @@ impl Tree for FullableTree {
         self.read(std::collections::BTreeMap::len)
     }
 }
+
+/// The config problems of one `[[probes]]` entry (its TOML body, without the header) in an
+/// otherwise valid agent config, as `key: message` lines.
+pub fn probe_problems(probe: &str) -> Vec<String> {
+    let text = format!(
+        "[agent]\nsite = \"lab\"\nid = \"agent-1\"\ndata_dir = \"./data\"\n\n[[probes]]\n{probe}\n"
+    );
+    match crate::config::from_str(&text, std::path::Path::new("agent.toml")) {
+        Ok(_) => Vec::new(),
+        Err(watchstand_shared::config::LoadError::Invalid(e)) => {
+            e.errors.iter().map(ToString::to_string).collect()
+        }
+        Err(other) => vec![other.to_string()],
+    }
+}

@@ -147,6 +147,7 @@ fn measurement(item: &Item, n: u64) -> Measurement {
             },
             latency_us: 100 + n,
             error: (*error_len > 0).then(|| "e".repeat(*error_len)),
+            metrics: Vec::new(),
         }),
         // Floats with short exact decimals: they survive the JSON round trip bit for bit.
         Item::Capacity { disks } => Measurement::Capacity(CapacitySample {

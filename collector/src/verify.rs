@@ -189,6 +189,7 @@ mod tests {
             state: ProbeState::Up,
             latency_us: 10,
             error: None,
+            metrics: Vec::new(),
         }
     }
 

@@ -22,6 +22,7 @@ mod incidents_truth;
 mod malformed;
 mod mqtt_tls;
 mod pipeline;
+mod probes_gw;
 mod probes_net;
 mod security;
 mod shutdown;

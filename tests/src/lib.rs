@@ -14,6 +14,7 @@
 )]
 
 pub mod dns;
+pub mod modbus;
 pub mod mqtt;
 pub mod netns;
 pub mod oracle;

@@ -210,6 +210,7 @@ async fn run(
                         state: ProbeState::Up,
                         latency_us: 500 + seq % 1_000,
                         error: None,
+                        metrics: Vec::new(),
                     });
                 }
                 {

@@ -416,6 +416,7 @@ impl IcmpProbe {
             state,
             latency: median,
             error: Some(short_error(text)),
+            metrics: Vec::new(),
         }
     }
 }

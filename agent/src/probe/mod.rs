@@ -5,11 +5,15 @@
 //! [`ProbeKind`] the runtime enum it builds. Each kind lives in its own module (`http`, `tcp`)
 //! with a config type, a runtime type that implements [`Check`], and its own validation. Adding a
 //! kind is one new file, one variant and one arm per `match`. Kinds: `http`, `tcp`, `dns`,
-//! `icmp`, `tls`.
+//! `icmp`, `tls`, `exec`, `modbus`, `mqtt`. Kinds that read values (`exec` perfdata, `modbus`
+//! registers) return them as [`Observation::metrics`].
 
 pub mod dns;
+pub mod exec;
 pub mod http;
 pub mod icmp;
+pub mod modbus;
+pub mod mqtt;
 pub mod tcp;
 pub mod tls;
 
@@ -18,11 +22,14 @@ use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
-use watchstand_shared::wire::v1::{ProbeInventory, ProbeState};
+use watchstand_shared::wire::v1::{ProbeInventory, ProbeMetric, ProbeState};
 
 pub use dns::{DnsProbe, DnsProbeConfig};
+pub use exec::{ExecProbe, ExecProbeConfig};
 pub use http::{HttpClients, HttpProbe, HttpProbeConfig};
 pub use icmp::{IcmpProbe, IcmpProbeConfig};
+pub use modbus::{ModbusProbe, ModbusProbeConfig};
+pub use mqtt::{MqttProbe, MqttProbeConfig};
 pub use tcp::{TcpProbe, TcpProbeConfig};
 pub use tls::{TlsProbe, TlsProbeConfig};
 
@@ -48,6 +55,12 @@ pub enum ProbeConfig {
     Icmp(IcmpProbeConfig),
     /// `kind = "tls"`: a TLS handshake, judged by the certificate (chain, name, expiry).
     Tls(TlsProbeConfig),
+    /// `kind = "exec"`: a Nagios-protocol check plugin.
+    Exec(ExecProbeConfig),
+    /// `kind = "modbus"`: a Modbus TCP read judged by value ranges.
+    Modbus(ModbusProbeConfig),
+    /// `kind = "mqtt"`: an MQTT broker connect and optional round trip.
+    Mqtt(MqttProbeConfig),
 }
 
 /// Limits that depend on the rest of the config (the MQTT packet size bounds the target length).
@@ -66,6 +79,9 @@ impl ProbeConfig {
             ProbeConfig::Dns(c) => &c.id,
             ProbeConfig::Icmp(c) => &c.id,
             ProbeConfig::Tls(c) => &c.id,
+            ProbeConfig::Exec(c) => &c.id,
+            ProbeConfig::Modbus(c) => &c.id,
+            ProbeConfig::Mqtt(c) => &c.id,
         }
     }
 
@@ -77,6 +93,9 @@ impl ProbeConfig {
             ProbeConfig::Dns(_) => dns::KIND,
             ProbeConfig::Icmp(_) => icmp::KIND,
             ProbeConfig::Tls(_) => tls::KIND,
+            ProbeConfig::Exec(_) => exec::KIND,
+            ProbeConfig::Modbus(_) => modbus::KIND,
+            ProbeConfig::Mqtt(_) => mqtt::KIND,
         }
     }
 
@@ -88,6 +107,9 @@ impl ProbeConfig {
             ProbeConfig::Dns(c) => c.target(),
             ProbeConfig::Icmp(c) => &c.host,
             ProbeConfig::Tls(c) => &c.address,
+            ProbeConfig::Exec(c) => &c.target,
+            ProbeConfig::Modbus(c) => &c.address,
+            ProbeConfig::Mqtt(c) => &c.url,
         }
     }
 
@@ -99,6 +121,9 @@ impl ProbeConfig {
             ProbeConfig::Dns(c) => c.interval,
             ProbeConfig::Icmp(c) => c.interval,
             ProbeConfig::Tls(c) => c.interval,
+            ProbeConfig::Exec(c) => c.interval,
+            ProbeConfig::Modbus(c) => c.interval,
+            ProbeConfig::Mqtt(c) => c.interval,
         }
     }
 
@@ -110,6 +135,9 @@ impl ProbeConfig {
             ProbeConfig::Dns(c) => c.timeout,
             ProbeConfig::Icmp(c) => c.timeout,
             ProbeConfig::Tls(c) => c.timeout,
+            ProbeConfig::Exec(c) => c.timeout,
+            ProbeConfig::Modbus(c) => c.timeout,
+            ProbeConfig::Mqtt(c) => c.timeout,
         }
     }
 
@@ -148,7 +176,9 @@ impl ProbeConfig {
         }
         let target_key = match self {
             ProbeConfig::Http(_) => "url",
-            ProbeConfig::Tcp(_) => "address",
+            ProbeConfig::Tcp(_) | ProbeConfig::Modbus(_) => "address",
+            ProbeConfig::Exec(_) => "command",
+            ProbeConfig::Mqtt(_) => "url",
             ProbeConfig::Dns(_) => "name",
             ProbeConfig::Icmp(_) => "host",
             ProbeConfig::Tls(_) => "address",
@@ -169,12 +199,15 @@ impl ProbeConfig {
             ProbeConfig::Dns(c) => c.validate(key, problems),
             ProbeConfig::Icmp(c) => c.validate(key, problems),
             ProbeConfig::Tls(c) => c.validate(key, problems),
+            ProbeConfig::Exec(c) => c.validate(key, problems),
+            ProbeConfig::Modbus(c) => c.validate(key, problems),
+            ProbeConfig::Mqtt(c) => c.validate(key, problems),
         }
     }
 }
 
 /// What one check observed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     /// Up, degraded or down.
     pub state: ProbeState,
@@ -182,6 +215,8 @@ pub struct Observation {
     pub latency: StdDuration,
     /// Short error text when not up (at most [`MAX_ERROR_CHARS`] characters).
     pub error: Option<String>,
+    /// Values read by the check (perfdata, registers); published beside the result.
+    pub metrics: Vec<ProbeMetric>,
 }
 
 impl Observation {
@@ -191,6 +226,7 @@ impl Observation {
             state: ProbeState::Up,
             latency,
             error: None,
+            metrics: Vec::new(),
         }
     }
 
@@ -200,7 +236,21 @@ impl Observation {
             state: ProbeState::Down,
             latency,
             error: Some(short_error(error.into())),
+            metrics: Vec::new(),
         }
+    }
+
+    /// A `degraded` observation with a (shortened) error text.
+    pub fn degraded(latency: StdDuration, error: impl Into<String>) -> Self {
+        Self {
+            state: ProbeState::Degraded,
+            ..Self::down(latency, error)
+        }
+    }
+
+    /// The same observation carrying `metrics`.
+    pub fn with_metrics(self, metrics: Vec<ProbeMetric>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Turns `up` into `degraded` when the latency exceeds `threshold`.
@@ -282,6 +332,12 @@ pub enum ProbeKind {
     Icmp(IcmpProbe),
     /// A TLS certificate probe (boxed: it holds a verifier and roots).
     Tls(Box<TlsProbe>),
+    /// A check plugin.
+    Exec(ExecProbe),
+    /// A Modbus TCP read.
+    Modbus(ModbusProbe),
+    /// An MQTT broker check (boxed: it holds a whole MQTT client config).
+    Mqtt(Box<MqttProbe>),
     /// A scripted probe for scheduler tests.
     #[cfg(test)]
     Fake(crate::testutil::FakeProbe),
@@ -321,6 +377,9 @@ impl Probe {
             ProbeConfig::Dns(c) => ProbeKind::Dns(DnsProbe::build(c)?),
             ProbeConfig::Icmp(c) => ProbeKind::Icmp(IcmpProbe::build(c)),
             ProbeConfig::Tls(c) => ProbeKind::Tls(Box::new(TlsProbe::build(c)?)),
+            ProbeConfig::Exec(c) => ProbeKind::Exec(ExecProbe::build(c)),
+            ProbeConfig::Modbus(c) => ProbeKind::Modbus(ModbusProbe::build(c)),
+            ProbeConfig::Mqtt(c) => ProbeKind::Mqtt(Box::new(MqttProbe::build(c))),
         };
         Ok(Self {
             id: config.id().to_owned(),
@@ -338,6 +397,9 @@ impl Probe {
             ProbeKind::Dns(p) => p.kind(),
             ProbeKind::Icmp(p) => p.kind(),
             ProbeKind::Tls(p) => p.kind(),
+            ProbeKind::Exec(p) => p.kind(),
+            ProbeKind::Modbus(p) => p.kind(),
+            ProbeKind::Mqtt(p) => p.kind(),
             #[cfg(test)]
             ProbeKind::Fake(p) => p.kind(),
         }
@@ -351,6 +413,9 @@ impl Probe {
             ProbeKind::Dns(p) => p.target(),
             ProbeKind::Icmp(p) => p.target(),
             ProbeKind::Tls(p) => p.target(),
+            ProbeKind::Exec(p) => p.target(),
+            ProbeKind::Modbus(p) => p.target(),
+            ProbeKind::Mqtt(p) => p.target(),
             #[cfg(test)]
             ProbeKind::Fake(p) => p.target(),
         }
@@ -366,6 +431,9 @@ impl Probe {
                 ProbeKind::Dns(p) => p.check().await,
                 ProbeKind::Icmp(p) => p.check().await,
                 ProbeKind::Tls(p) => p.check().await,
+                ProbeKind::Exec(p) => p.check().await,
+                ProbeKind::Modbus(p) => p.check().await,
+                ProbeKind::Mqtt(p) => p.check().await,
                 #[cfg(test)]
                 ProbeKind::Fake(p) => p.check().await,
             }

@@ -391,6 +391,7 @@ impl TlsProbe {
             state,
             latency,
             error: Some(short_error(format!("{reason}; {about}"))),
+            metrics: Vec::new(),
         }
     }
 

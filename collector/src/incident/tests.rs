@@ -135,6 +135,7 @@ impl World {
             state: if up { ProbeState::Up } else { ProbeState::Down },
             latency_us: 1_000,
             error: None,
+            metrics: Vec::new(),
         };
         mark_dirty(&self.store, at, interval_ms);
         Store::result_write("a", "b", &r)
@@ -696,6 +697,7 @@ fn the_latency_rule_opens_when_too_few_checks_are_fast_enough() {
             state: ProbeState::Up,
             latency_us: us,
             error: None,
+            metrics: Vec::new(),
         };
         mark_dirty(&w.store, t, EVERY);
         w.store

@@ -192,6 +192,7 @@ mod tests {
             state,
             latency_us: 1,
             error: None,
+            metrics: Vec::new(),
         }
     }
 

@@ -9,6 +9,10 @@
 //! 4. only then PUBACK the MQTT messages (manual acks on a persistent session) and publish the
 //!    retained ack watermark of every (agent, boot) the batch touched.
 //!
+//! Probe metrics (`metrics` of a result: Nagios perfdata, Modbus values) are written to the
+//! capacity tree as metric `probe:{probe}:{name}` at the result's `observed_ms`, so the capacity
+//! API serves them and raw retention prunes them like host samples.
+//!
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
 //! probes changed state in the batch to the engine task (never waiting: what a full queue does
 //! not take is handed over with the next batch or at the next ack retry); ingest never
@@ -42,7 +46,8 @@ use watchstand_shared::storage::Write;
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
 use watchstand_shared::wire::v1::{
-    self, Ack, AgentState, CapacityBatch, Envelope, RejectReason, Rejection, ResultBatch, Status,
+    self, Ack, AgentState, CapacityBatch, Envelope, ProbeMetric, RejectReason, Rejection,
+    ResultBatch, Status,
 };
 
 use crate::events::{Counters, DuplicatesDropped, GapBooked, PayloadRejected};
@@ -476,6 +481,20 @@ impl Ingest {
                     }
                 }
                 batch.push(trees::RESULTS, Store::result_write(&b.agent, &b.boot, r));
+                // Probe metrics beside capacity samples: same tree, same query, same retention.
+                for m in &r.metrics {
+                    batch.push(
+                        trees::CAPACITY,
+                        Write::Put(
+                            capacity_key(
+                                &b.agent,
+                                &ProbeMetric::stored_name(&r.probe, &m.name),
+                                r.observed_ms,
+                            ),
+                            m.value.to_be_bytes().to_vec(),
+                        ),
+                    );
+                }
                 if let Some(watch) = &mut self.watch {
                     watch.observe(&b.agent, r);
                 }

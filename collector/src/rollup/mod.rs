@@ -338,6 +338,7 @@ mod tests {
                 state,
                 latency_us: 100,
                 error: None,
+                metrics: Vec::new(),
             };
             store
                 .tree(trees::RESULTS)

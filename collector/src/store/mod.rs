@@ -575,6 +575,7 @@ mod tests {
             state,
             latency_us: 100,
             error: None,
+            metrics: Vec::new(),
         }
     }
 

@@ -22,5 +22,5 @@ pub use collector_state::{CollectorState, CollectorStatus, CollectorStatusError}
 pub use command::{Answer, CmdAck, Command, CommandOutcome, CommandRef, OutcomeStatus, TAIL_BYTES};
 pub use envelope::{decode, encode, Envelope, RejectReason, Rejection, MAX_PAYLOAD_BYTES, VERSION};
 pub use gap::{GapReason, GapRecord};
-pub use result::{ProbeResult, ProbeState, ResultBatch};
+pub use result::{ProbeMetric, ProbeResult, ProbeState, ResultBatch};
 pub use status::{AgentState, ProbeInventory, Status};

@@ -50,7 +50,75 @@ pub struct ProbeResult {
     /// Short error text when not up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Values the probe read (Nagios perfdata, Modbus registers), in the order read. Additive:
+    /// absent when empty, so older collectors and agents are unaffected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<ProbeMetric>,
 }
+
+/// One value a probe read beside its state. The collector stores it as the capacity metric
+/// `probe:{probe}:{name}` of the agent ([`ProbeMetric::stored_name`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeMetric {
+    /// Label, e.g. `time` or `temperature`: 1..=[`MAX_METRIC_NAME_LEN`] bytes, no control
+    /// characters.
+    pub name: String,
+    /// The value (finite; JSON has no NaN or infinity).
+    pub value: f64,
+    /// Unit of measure as the probe reported it (`s`, `%`, `B`, `c`…), at most
+    /// [`MAX_METRIC_UOM_LEN`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<String>,
+}
+
+impl ProbeMetric {
+    /// A metric without a unit.
+    pub fn new(name: impl Into<String>, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            uom: None,
+        }
+    }
+
+    /// The capacity metric name the collector stores it under: `probe:{probe}:{name}`.
+    pub fn stored_name(probe: &str, name: &str) -> String {
+        format!("{PROBE_METRIC_PREFIX}{probe}:{name}")
+    }
+
+    /// Why this metric breaks the wire rules, if it does.
+    pub fn problem(&self) -> Option<String> {
+        if self.name.is_empty() || self.name.len() > MAX_METRIC_NAME_LEN {
+            return Some(format!(
+                "name {:?} is not 1..={MAX_METRIC_NAME_LEN} bytes",
+                self.name
+            ));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Some(format!("name {:?} has a control character", self.name));
+        }
+        if !self.value.is_finite() {
+            return Some(format!("value of {:?} is not finite", self.name));
+        }
+        if let Some(uom) = &self.uom {
+            if uom.len() > MAX_METRIC_UOM_LEN || uom.chars().any(char::is_control) {
+                return Some(format!(
+                    "uom {uom:?} is longer than {MAX_METRIC_UOM_LEN} bytes or has a control character"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Prefix of the capacity metric names under which probe metrics are stored.
+pub const PROBE_METRIC_PREFIX: &str = "probe:";
+/// Most metrics one result carries; agents keep the first this many.
+pub const MAX_METRICS: usize = 32;
+/// Longest metric name.
+pub const MAX_METRIC_NAME_LEN: usize = 64;
+/// Longest unit of measure.
+pub const MAX_METRIC_UOM_LEN: usize = 16;
 
 /// Longest error text kept; agents truncate to this, the collector rejects longer.
 pub const MAX_ERROR_LEN: usize = 512;
@@ -131,6 +199,17 @@ impl Envelope for ResultBatch {
             if r.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_LEN) {
                 return Err(invalid(format!("results[{i}].error is too long")));
             }
+            if r.metrics.len() > MAX_METRICS {
+                return Err(invalid(format!(
+                    "results[{i}].metrics has {} entries; at most {MAX_METRICS}",
+                    r.metrics.len()
+                )));
+            }
+            for (j, m) in r.metrics.iter().enumerate() {
+                if let Some(problem) = m.problem() {
+                    return Err(invalid(format!("results[{i}].metrics[{j}]: {problem}")));
+                }
+            }
         }
         for (i, g) in self.gaps.iter().enumerate() {
             g.validate(&format!("gaps[{i}]"), now_ms)?;
@@ -163,6 +242,14 @@ mod tests {
                     state: ProbeState::Up,
                     latency_us: 1_234,
                     error: None,
+                    metrics: vec![
+                        ProbeMetric {
+                            name: "time".into(),
+                            value: 0.0012,
+                            uom: Some("s".into()),
+                        },
+                        ProbeMetric::new("queue depth", 3.0),
+                    ],
                 },
                 ProbeResult {
                     seq: 8,
@@ -174,6 +261,7 @@ mod tests {
                     state: ProbeState::Down,
                     latency_us: 2_000_000,
                     error: Some("connection refused".into()),
+                    metrics: Vec::new(),
                 },
             ],
             gaps: vec![GapRecord {
@@ -277,6 +365,33 @@ mod tests {
                 RejectReason::InvalidValue,
             ),
             (
+                edit(&|v| v["results"][0]["metrics"][0]["name"] = "".into()),
+                RejectReason::InvalidValue,
+            ),
+            (
+                edit(&|v| v["results"][0]["metrics"][0]["name"] = "x".repeat(65).into()),
+                RejectReason::InvalidValue,
+            ),
+            (
+                edit(&|v| v["results"][0]["metrics"][0]["name"] = "a\u{0}b".into()),
+                RejectReason::InvalidValue,
+            ),
+            (
+                edit(&|v| v["results"][0]["metrics"][0]["uom"] = "u".repeat(17).into()),
+                RejectReason::InvalidValue,
+            ),
+            (
+                edit(&|v| {
+                    v["results"][0]["metrics"] =
+                        serde_json::json!(vec![serde_json::json!({"name": "m", "value": 1.0}); 33])
+                }),
+                RejectReason::InvalidValue,
+            ),
+            (
+                edit(&|v| v["results"][0]["metrics"][0]["value"] = "high".into()),
+                RejectReason::Schema,
+            ),
+            (
                 edit(&|v| {
                     v["results"] = serde_json::json!([]);
                     v["gaps"] = serde_json::json!([]);
@@ -296,6 +411,20 @@ mod tests {
         assert_eq!(err.reason, RejectReason::NotUtf8);
         let err = decode::<ResultBatch>(full.as_bytes(), 16, NOW).unwrap_err();
         assert_eq!(err.reason, RejectReason::TooLarge);
+    }
+
+    #[test]
+    fn a_result_without_metrics_omits_the_field_and_old_payloads_decode() {
+        let mut batch = sample();
+        batch.results[0].metrics.clear();
+        let text = String::from_utf8(encode(&batch)).unwrap();
+        assert!(!text.contains("metrics"), "{text}");
+        let back: ResultBatch = decode_text(&text).unwrap();
+        assert_eq!(back, batch);
+        assert_eq!(
+            ProbeMetric::stored_name("plc", "temperature"),
+            "probe:plc:temperature"
+        );
     }
 
     #[test]

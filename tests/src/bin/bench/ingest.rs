@@ -201,6 +201,7 @@ fn agent_load(a: &Args, index: usize, results: u64, now_ms: u64) -> AgentLoad {
                     },
                     latency_us: if down { 5_000_000 } else { 2_000 + h % 48_000 },
                     error: down.then(|| "connect: connection refused".to_owned()),
+                    metrics: Vec::new(),
                 }
             })
             .collect();
@@ -893,6 +894,7 @@ fn warm_payload(boot: &str) -> Vec<u8> {
             state: ProbeState::Up,
             latency_us: 1_000,
             error: None,
+            metrics: Vec::new(),
         }],
         gaps: Vec::new(),
     })
