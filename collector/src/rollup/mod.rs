@@ -255,8 +255,40 @@ pub struct Retention {
     pub rollup_ms: u64,
 }
 
-/// Runs rollup passes every `every` and retention hourly, until `shutdown`; a final pass runs at
-/// shutdown so rollups are current when the collector stops.
+/// How long the pass at shutdown may recompute dirty buckets. What is left stays marked (marks
+/// are durable) and the first pass after the next start finishes it: a stop right after a
+/// large backlog (330,000 dirty minutes for 2 M results) must not wait for all of it (issue 10:
+/// SIGTERM within 10 s).
+pub const FINAL_PASS_BUDGET: Duration = Duration::from_secs(2);
+
+/// Recomputes dirty buckets, [`PASS_LIMIT`] at a time, until none is left, `stop` is
+/// cancelled, or `until` passes (checked between passes, each of which is short); returns how
+/// many.
+///
+/// # Errors
+/// Store failure (the dirty marks stay, so the next pass retries).
+pub fn recompute_all_dirty(
+    store: &Store,
+    stop: &CancellationToken,
+    until: Option<std::time::Instant>,
+) -> Result<usize> {
+    let mut done = 0;
+    loop {
+        let n = recompute_dirty(store, PASS_LIMIT)?;
+        done += n;
+        if n < PASS_LIMIT
+            || stop.is_cancelled()
+            || until.is_some_and(|u| std::time::Instant::now() >= u)
+        {
+            return Ok(done);
+        }
+    }
+}
+
+/// Runs rollup passes every `every` and retention hourly, until `shutdown`; a final pass of at
+/// most [`FINAL_PASS_BUDGET`] runs at shutdown so rollups are as current as that allows when
+/// the collector stops. A pass running when `shutdown` comes ends after its current
+/// [`PASS_LIMIT`] buckets.
 pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -268,15 +300,24 @@ pub async fn run(store: Store, retention: Retention, every: Duration, shutdown: 
         };
         let s = store.clone();
         let now = watchstand_shared::time::now_ms();
-        let prune = now.saturating_sub(last_prune) >= watchstand_shared::time::HOUR_MS;
+        // No retention work at shutdown: it can wait for the next start.
+        let prune = !stopping && now.saturating_sub(last_prune) >= watchstand_shared::time::HOUR_MS;
+        // The final pass runs after `shutdown`: it stops on its time budget instead.
+        let (stop, until) = if stopping {
+            (
+                CancellationToken::new(),
+                Some(std::time::Instant::now() + FINAL_PASS_BUDGET),
+            )
+        } else {
+            (shutdown.clone(), None)
+        };
         let outcome = tokio::task::spawn_blocking(move || -> Result<(usize, usize)> {
-            let mut done = 0;
-            loop {
-                let n = recompute_dirty(&s, PASS_LIMIT)?;
-                done += n;
-                if n < PASS_LIMIT {
-                    break;
-                }
+            let done = recompute_all_dirty(&s, &stop, until)?;
+            if stopping && !s.tree(trees::DIRTY)?.is_empty()? {
+                tracing::info!(
+                    recomputed = done,
+                    "Stopping with dirty rollup minutes left; the first pass after the next start recomputes them."
+                );
             }
             let mut pruned = 0;
             if prune {
@@ -321,6 +362,32 @@ mod tests {
         assert_eq!(dirty_marks("a", "p", 59_000, 10_000).len(), 2);
         assert_eq!(dirty_marks("a", "p", 1_000, 10_000).len(), 1);
         assert_eq!(dirty_marks("a", "p", 0, 86_400_000).len(), 121);
+    }
+
+    #[test]
+    fn a_pass_with_a_spent_budget_or_a_stop_ends_after_one_pass_leaving_the_rest_marked() {
+        let store = Store::in_memory();
+        let dirty = store.tree(trees::DIRTY).expect("tree");
+        // 2 × PASS_LIMIT + 5 marks: neither one pass nor two can clear them.
+        let marks: Vec<Write> = (0..2 * PASS_LIMIT as u64 + 5)
+            .map(|i| Write::Put(rollup_key("a", "p", i * MINUTE_MS), Vec::new()))
+            .collect();
+        dirty.apply(marks).expect("mark");
+        let left = || dirty.range(&[], None, usize::MAX).expect("marks").len();
+        let past = std::time::Instant::now();
+        let done =
+            recompute_all_dirty(&store, &CancellationToken::new(), Some(past)).expect("pass");
+        assert_eq!(done, PASS_LIMIT, "one pass, then the spent budget ends it");
+        assert_eq!(left(), PASS_LIMIT + 5);
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let done = recompute_all_dirty(&store, &stopped, None).expect("pass");
+        assert_eq!(done, PASS_LIMIT, "one pass, then the stop ends it");
+        assert_eq!(left(), 5);
+        // Without a stop or a budget everything goes.
+        let done = recompute_all_dirty(&store, &CancellationToken::new(), None).expect("pass");
+        assert_eq!(done, 5);
+        assert!(dirty.is_empty().expect("empty"));
     }
 
     #[test]

@@ -174,6 +174,11 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Most writes [`Store::commit`] hands the engine in one atomic batch. sled 0.34 keeps every
+/// page version an insert replaces until its batch returns; measured with heaptrack (issue 10),
+/// 40,000-result batches held 460 MiB of replaced nodes at the collector's peak.
+pub const COMMIT_PIECE: usize = 1_000;
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -220,6 +225,12 @@ impl Store {
 
     /// Applies `batch` and flushes: when this returns Ok, everything in it is durable.
     ///
+    /// Written in engine batches of at most [`COMMIT_PIECE`] writes, in order (marks, then
+    /// each tree's writes as added): the engine's memory per batch stays bounded however
+    /// large an ingest batch is. Safe because nothing is acknowledged before the flush and
+    /// every write is an idempotent put: a crash part-way leaves a prefix that the broker's
+    /// redelivery rewrites (the dedup state is added last, so it never runs ahead of data).
+    ///
     /// # Errors
     /// Engine failure; nothing in the batch may then be acknowledged.
     pub fn commit(&self, batch: StoreBatch) -> Result<()> {
@@ -230,7 +241,8 @@ impl Store {
                 .into_iter()
                 .map(|k| Write::Put(k, Vec::new()))
                 .collect();
-            self.tree(trees::DIRTY)?.apply(marks)?;
+            self.tree(trees::DIRTY)?
+                .apply_in_pieces(marks, COMMIT_PIECE)?;
         }
         if !batch.capacity_dirty.is_empty() {
             let marks = batch
@@ -238,10 +250,11 @@ impl Store {
                 .into_iter()
                 .map(|k| Write::Put(k, Vec::new()))
                 .collect();
-            self.tree(trees::CAPACITY_DIRTY)?.apply(marks)?;
+            self.tree(trees::CAPACITY_DIRTY)?
+                .apply_in_pieces(marks, COMMIT_PIECE)?;
         }
         for (tree, writes) in batch.writes {
-            self.tree(tree)?.apply(writes)?;
+            self.tree(tree)?.apply_in_pieces(writes, COMMIT_PIECE)?;
         }
         self.storage.flush()?;
         Ok(())

@@ -113,6 +113,25 @@ fn batches_apply_in_order_and_trees_are_separate_on_every_engine() {
 }
 
 #[test]
+fn batches_applied_in_pieces_keep_their_order_across_pieces_on_every_engine() {
+    for (name, mut engine) in engines() {
+        let s = engine.open();
+        let t = s.tree("p").unwrap();
+        // 7 writes in pieces of 3: the later put and the delete land in other pieces than
+        // the writes they override.
+        let mut writes: Vec<Write> = (0..5).map(|n| Write::Put(k(n), b"old".to_vec())).collect();
+        writes.push(Write::Put(k(1), b"new".to_vec()));
+        writes.push(Write::Delete(k(2)));
+        t.apply_in_pieces(writes, 3).unwrap();
+        assert_eq!(t.get(&k(1)).unwrap(), Some(b"new".to_vec()), "{name}");
+        assert_eq!(t.get(&k(2)).unwrap(), None, "{name}");
+        assert_eq!(t.len().unwrap(), 4, "{name}");
+        t.apply_in_pieces(Vec::new(), 3).unwrap();
+        assert_eq!(t.len().unwrap(), 4, "{name}");
+    }
+}
+
+#[test]
 fn flushed_writes_survive_a_reopen_on_every_engine() {
     for (name, mut engine) in engines() {
         {

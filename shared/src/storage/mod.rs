@@ -132,6 +132,26 @@ pub trait Tree: Send + Sync {
     /// Engine failure.
     fn apply(&self, batch: Vec<Write>) -> Result<()>;
 
+    /// Applies `batch` in order, in pieces of at most `piece` writes, each piece atomic; the
+    /// whole is not (a crash can leave any prefix of the pieces applied). For large batches
+    /// whose caller tolerates a prefix (idempotent rewrites, made durable by a later flush):
+    /// an engine may hold memory for every write of one atomic batch until it ends — sled
+    /// 0.34 keeps each page version an insert replaced until its batch returns (see
+    /// `sled_engine`), so a 50,000-write batch held hundreds of MiB.
+    ///
+    /// # Errors
+    /// Engine failure; the pieces before it stay applied.
+    fn apply_in_pieces(&self, batch: Vec<Write>, piece: usize) -> Result<()> {
+        let mut writes = batch.into_iter();
+        loop {
+            let chunk: Vec<Write> = writes.by_ref().take(piece.max(1)).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            self.apply(chunk)?;
+        }
+    }
+
     /// Up to `limit` entries with `start <= key < end` (no `end`: to the last key), in key order.
     ///
     /// # Errors

@@ -144,6 +144,10 @@ impl Tree for NamedTree {
         self.inner.tree(&self.name)?.apply(batch)
     }
 
+    fn apply_in_pieces(&self, batch: Vec<Write>, piece: usize) -> Result<()> {
+        self.inner.tree(&self.name)?.apply_in_pieces(batch, piece)
+    }
+
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
         self.inner.tree(&self.name)?.range(start, end, limit)
     }
