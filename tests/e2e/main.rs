@@ -21,5 +21,6 @@ mod malformed;
 mod mqtt_tls;
 mod pipeline;
 mod probes_net;
+mod runbooks;
 mod security;
 mod shutdown;
