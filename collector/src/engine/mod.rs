@@ -35,6 +35,8 @@
 
 pub mod event;
 pub mod handle;
+#[cfg(test)]
+mod runbook_tests;
 mod runbooks;
 pub mod snapshot;
 #[cfg(test)]
