@@ -263,3 +263,45 @@ retries = 1
     let next = handle.start_runbook("h", "ana").await.expect("starts");
     assert_eq!(next.id, 2);
 }
+
+#[tokio::test]
+async fn a_run_whose_runbook_changed_meanwhile_is_cancelled_at_the_restart() {
+    let before = config(
+        r#"
+[[runbooks]]
+id = "c"
+service = "web"
+[[runbooks.steps]]
+id = "ok"
+kind = "approval"
+"#,
+    );
+    let after = config(
+        r#"
+[[runbooks]]
+id = "c"
+service = "web"
+[[runbooks.steps]]
+id = "other"
+kind = "exec"
+argv = ["true"]
+"#,
+    );
+    let (store, _) = super::tests::engine_with_one_open();
+    let (begun, _) = Run::start(
+        1,
+        &before.runbooks[0],
+        Trigger::Manual { by: "ana".into() },
+        1,
+    );
+    let mut batch = StoreBatch::default();
+    RunStore::put(&mut batch, &begun, 2);
+    store.commit(batch).expect("commit");
+    let (_handle, _stop, _task) = spawn(&store, &after, &after.runbooks);
+    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(
+        run.reason.as_deref().is_some_and(|r| r.contains("changed")),
+        "{run:?}"
+    );
+}

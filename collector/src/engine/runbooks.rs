@@ -182,10 +182,21 @@ impl Task {
             let Some(run) = self.runbooks.runs.get(&id).cloned() else {
                 continue;
             };
-            let Some(book) = self.runbooks.books.get(&run.runbook).cloned() else {
-                // Its runbook left the config: nothing can carry it on.
+            let book = self.runbooks.books.get(&run.runbook).cloned();
+            let same_steps = book.as_ref().is_some_and(|b| {
+                b.steps.len() == run.steps.len()
+                    && b.steps
+                        .iter()
+                        .zip(&run.steps)
+                        .all(|(a, r)| a.id == r.id && a.action.kind() == r.kind)
+            });
+            let Some(book) = book.filter(|_| same_steps) else {
+                // Its runbook left the config or its steps changed: nothing can carry it on.
                 let mut run = run;
-                if let Ok(fx) = run.cancel("collector (runbook no longer configured)", now) {
+                if let Ok(fx) = run.cancel(
+                    "collector (runbook removed or changed since the run started)",
+                    now,
+                ) {
                     if let Err(e) = self.drive(run, fx, Vec::new(), Vec::new()).await {
                         tracing::error!(run = id, error = %e, "Cannot end a run of a runbook no longer configured.");
                     }
@@ -535,19 +546,20 @@ impl Task {
                 e.commit_runbook(batch, &notes, &notices, now)
             })
             .await;
-        let stored = match queued {
+        let failure = match queued {
             Some(Ok(n)) => {
                 if n > 0 {
                     self.deps.notifier.wake();
                 }
-                true
+                None
             }
             Some(Err(e)) => {
                 tracing::error!(run = run.id, error = %e, "Cannot store a runbook run; its attempt is not carried out (its deadline ends it).");
-                false
+                Some(RunbookError::Store(e))
             }
-            None => false,
+            None => Some(RunbookError::EngineStopped),
         };
+        let stored = failure.is_none();
         let id = run.id;
         if let Some(h) = self.runbooks.executors.remove(&id) {
             h.abort();
@@ -575,10 +587,9 @@ impl Task {
                 }
             }
         }
-        if stored {
-            Ok(run)
-        } else {
-            Err(RunbookError::EngineStopped)
+        match failure {
+            None => Ok(run),
+            Some(e) => Err(e),
         }
     }
 
