@@ -373,6 +373,29 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     s.window_text
                 ));
             }
+            if !c.runbooks.is_empty() {
+                out.push_str(&format!("  {} runbook(s):\n", c.runbooks.len()));
+            }
+            for b in &c.runbooks {
+                let trigger = b.on_incident.as_ref().map_or_else(String::new, |t| {
+                    format!(
+                        ", on incidents ≥ {:?} after {} ms",
+                        t.min_priority, t.after_ms
+                    )
+                });
+                let steps: Vec<String> = b
+                    .steps
+                    .iter()
+                    .map(|st| format!("{} ({})", st.id, st.action.kind()))
+                    .collect();
+                out.push_str(&format!(
+                    "    {} for {}{trigger}{}: {}\n",
+                    b.id,
+                    b.service,
+                    if b.manual { ", manual" } else { "" },
+                    steps.join(" → ")
+                ));
+            }
             write_stdout(&out)?;
             Ok(EXIT_OK)
         }
