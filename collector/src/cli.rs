@@ -1,4 +1,4 @@
-//! The command-line clients of the HTTP API (`sla`, `agents`, `incidents`): fetch JSON (with the
+//! The command-line clients of the HTTP API (`sla`, `agents`, `incidents`, `runbooks`): fetch JSON (with the
 //! API token, if given), render it as a table, JSON or CSV. They never open the store (sled allows one process per store). Tables are for
 //! people (times in RFC 3339, durations as `1h 2m`, see [`crate::human`]); JSON and CSV keep the
 //! API's epoch ms and seconds.
@@ -358,6 +358,230 @@ pub async fn incident_action(
         )
         .await?;
     Ok(render(&[body], INCIDENT_COLUMNS, output))
+}
+
+/// Columns of the runbooks table.
+const RUNBOOK_COLUMNS: &[Column] = &[
+    ("id", Kind::Plain),
+    ("service", Kind::Plain),
+    ("manual", Kind::Plain),
+    ("trigger", Kind::Plain),
+    ("steps", Kind::Plain),
+    ("running", Kind::Plain),
+];
+
+/// Columns of the runs table and CSV.
+const RUN_COLUMNS: &[Column] = &[
+    ("id", Kind::Plain),
+    ("runbook", Kind::Plain),
+    ("status", Kind::Plain),
+    ("trigger", Kind::Plain),
+    ("started_ms", Kind::Time),
+    ("ended_ms", Kind::Time),
+    ("current_step", Kind::Plain),
+    ("reason", Kind::Plain),
+];
+
+/// Columns of a run's step timeline (one row per attempt; a step never begun has one row).
+const STEP_COLUMNS: &[Column] = &[
+    ("step", Kind::Plain),
+    ("kind", Kind::Plain),
+    ("status", Kind::Plain),
+    ("attempt", Kind::Plain),
+    ("started_ms", Kind::Time),
+    ("ended_ms", Kind::Time),
+    ("outcome", Kind::Plain),
+];
+
+/// A run's trigger in one cell: `incident 4`, `manual by ana`.
+fn trigger_text(t: &Value) -> String {
+    match t["kind"].as_str() {
+        Some("incident") => format!("incident {}", cell(t.get("incident"))),
+        Some("manual") => format!("manual by {}", cell(t.get("by"))),
+        _ => cell(Some(t)),
+    }
+}
+
+/// A run as a row of [`RUN_COLUMNS`] (the trigger in words, the current step of a full run).
+fn run_row(run: &Value) -> Value {
+    let mut row = run.clone();
+    row["trigger"] = Value::String(trigger_text(&run["trigger"]));
+    if row.get("current_step").is_none() {
+        let current = run["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["status"] == "running"))
+            .map(|s| s["id"].clone());
+        row["current_step"] = current.unwrap_or(Value::Null);
+    }
+    row
+}
+
+/// `runbooks list`.
+///
+/// # Errors
+/// As [`ApiClient::get`].
+pub async fn runbooks(client: &ApiClient, output: impl Into<Output>) -> anyhow::Result<String> {
+    let output = output.into();
+    let body = client.get("/api/v1/runbooks", &[]).await?;
+    if output.format == Format::Json {
+        return Ok(serde_json::to_string_pretty(&body).unwrap_or_default() + "\n");
+    }
+    let rows: Vec<Value> = body
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| {
+            let trigger = match b.get("on_incident") {
+                Some(t) if !t.is_null() => format!(
+                    "incident {} ≥ {} after {}",
+                    t["rules"].as_array().filter(|r| !r.is_empty()).map_or(
+                        "any rule".to_owned(),
+                        |r| r
+                            .iter()
+                            .map(|x| cell(Some(x)))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    cell(t.get("min_priority")),
+                    crate::human::format_seconds(t["after_ms"].as_f64().unwrap_or(0.0) / 1_000.0),
+                ),
+                _ => "-".to_owned(),
+            };
+            let steps = b["steps"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .map(|s| format!("{}({})", cell(s.get("id")), cell(s.get("kind"))))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "id": b["id"], "service": b["service"], "manual": b["manual"],
+                "trigger": trigger, "steps": steps, "running": b["running"],
+            })
+        })
+        .collect();
+    Ok(render(&rows, RUNBOOK_COLUMNS, output))
+}
+
+/// `runbooks runs [--runbook ID] [--status S]`: newest first.
+///
+/// # Errors
+/// As [`ApiClient::get`].
+pub async fn runbook_runs(
+    client: &ApiClient,
+    runbook: Option<&str>,
+    status: Option<&str>,
+    output: impl Into<Output>,
+) -> anyhow::Result<String> {
+    let output = output.into();
+    let mut query = Vec::new();
+    if let Some(r) = runbook {
+        query.push(("runbook", r));
+    }
+    if let Some(s) = status {
+        query.push(("status", s));
+    }
+    let body = client.get("/api/v1/runbook-runs", &query).await?;
+    if output.format == Format::Json {
+        return Ok(serde_json::to_string_pretty(&body).unwrap_or_default() + "\n");
+    }
+    let rows: Vec<Value> = body
+        .as_array()
+        .map(|a| a.iter().map(run_row).collect())
+        .unwrap_or_default();
+    Ok(render(&rows, RUN_COLUMNS, output))
+}
+
+/// A run and its step timeline, as tables (or the API's JSON).
+fn render_run(run: &Value, output: Output) -> String {
+    if output.format == Format::Json {
+        return serde_json::to_string_pretty(run).unwrap_or_default() + "\n";
+    }
+    let mut out = render(&[run_row(run)], RUN_COLUMNS, output);
+    let mut rows = Vec::new();
+    for step in run["steps"].as_array().cloned().unwrap_or_default() {
+        let attempts = step["attempts"].as_array().cloned().unwrap_or_default();
+        let base = |a: Option<&Value>| {
+            let outcome = a.and_then(|a| a.get("outcome")).filter(|o| !o.is_null());
+            let outcome = outcome.map_or("-".to_owned(), |o| {
+                let what = o
+                    .get("detail")
+                    .or_else(|| o.get("reason"))
+                    .or_else(|| o.get("by"));
+                match what {
+                    Some(w) => format!("{}: {}", cell(o.get("kind")), cell(Some(w))),
+                    None => cell(o.get("kind")),
+                }
+            });
+            serde_json::json!({
+                "step": step["id"], "kind": step["kind"], "status": step["status"],
+                "attempt": a.map_or(Value::Null, |a| a["n"].clone()),
+                "started_ms": a.map_or(Value::Null, |a| a["started_ms"].clone()),
+                "ended_ms": a.map_or(Value::Null, |a| a["ended_ms"].clone()),
+                "outcome": outcome,
+            })
+        };
+        if attempts.is_empty() {
+            rows.push(base(None));
+        }
+        for a in &attempts {
+            rows.push(base(Some(a)));
+        }
+    }
+    out.push('\n');
+    out.push_str(&render(&rows, STEP_COLUMNS, output));
+    out
+}
+
+/// `runbooks show RUN`: the run and its step timeline.
+///
+/// # Errors
+/// As [`ApiClient::get`].
+pub async fn runbook_run(
+    client: &ApiClient,
+    id: u64,
+    output: impl Into<Output>,
+) -> anyhow::Result<String> {
+    let body = client
+        .get(&format!("/api/v1/runbook-runs/{id}"), &[])
+        .await?;
+    Ok(render_run(&body, output.into()))
+}
+
+/// `runbooks run ID`: starts runbook `id` (who: the token's holder); the run as stored.
+///
+/// # Errors
+/// The collector refuses (unknown runbook, not manual, no or a too weak token) or is
+/// unreachable.
+pub async fn start_runbook(
+    client: &ApiClient,
+    id: &str,
+    output: impl Into<Output>,
+) -> anyhow::Result<String> {
+    let body = client
+        .post(&format!("/api/v1/runbooks/{id}/run"), &Value::Null)
+        .await?;
+    Ok(render_run(&body, output.into()))
+}
+
+/// `runbooks approve|reject|cancel RUN` (who: the token's holder).
+///
+/// # Errors
+/// The collector refuses (unknown run, not waiting for an approval, a role below the step's,
+/// already over) or is unreachable.
+pub async fn runbook_action(
+    client: &ApiClient,
+    id: u64,
+    action: &str,
+    output: impl Into<Output>,
+) -> anyhow::Result<String> {
+    let body = client
+        .post(&format!("/api/v1/runbook-runs/{id}/{action}"), &Value::Null)
+        .await?;
+    Ok(render_run(&body, output.into()))
 }
 
 /// `agents`: the registry.

@@ -154,6 +154,27 @@ enum Command {
         #[command(flatten)]
         auth: ClientAuth,
     },
+    /// Continuity runbooks of a running collector: list, run, runs, show, approve, reject,
+    /// cancel.
+    Runbooks {
+        #[command(subcommand)]
+        action: RunbookCmd,
+        #[arg(long, value_enum, default_value = "table", global = true)]
+        format: Format,
+        /// Tables show local time, not UTC.
+        #[arg(long, global = true)]
+        local: bool,
+        /// The collector's API.
+        #[arg(
+            long,
+            env = "WATCHSTAND_SERVER",
+            default_value = "http://127.0.0.1:8088",
+            global = true
+        )]
+        server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
     /// The agent registry of a running collector.
     Agents {
         #[arg(long, value_enum, default_value = "table")]
@@ -310,6 +331,46 @@ enum IncidentAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum RunbookCmd {
+    /// The configured runbooks, their triggers and steps.
+    List,
+    /// Start a runbook by hand (who: the token's holder).
+    Run {
+        /// Runbook id.
+        id: String,
+    },
+    /// Runs, newest first.
+    Runs {
+        /// Only this runbook.
+        #[arg(long)]
+        runbook: Option<String>,
+        /// running, succeeded, failed, cancelled or skipped.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One run with its step timeline.
+    Show {
+        /// Run id.
+        id: u64,
+    },
+    /// Approve the approval step a run waits on.
+    Approve {
+        /// Run id.
+        id: u64,
+    },
+    /// Reject it (the run fails).
+    Reject {
+        /// Run id.
+        id: u64,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// Run id.
+        id: u64,
+    },
+}
+
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
@@ -376,6 +437,29 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 ));
             }
             out.push_str(&format!("  capacity: {}\n", c.capacity.summary()));
+            if !c.runbooks.is_empty() {
+                out.push_str(&format!("  {} runbook(s):\n", c.runbooks.len()));
+            }
+            for b in &c.runbooks {
+                let trigger = b.on_incident.as_ref().map_or_else(String::new, |t| {
+                    format!(
+                        ", on incidents ≥ {:?} after {} ms",
+                        t.min_priority, t.after_ms
+                    )
+                });
+                let steps: Vec<String> = b
+                    .steps
+                    .iter()
+                    .map(|st| format!("{} ({})", st.id, st.action.kind()))
+                    .collect();
+                out.push_str(&format!(
+                    "    {} for {}{trigger}{}: {}\n",
+                    b.id,
+                    b.service,
+                    if b.manual { ", manual" } else { "" },
+                    steps.join(" → ")
+                ));
+            }
             write_stdout(&out)?;
             Ok(EXIT_OK)
         }
@@ -432,6 +516,36 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 }
                 IncidentAction::Resolve { id, comment } => {
                     cli::incident_action(&client, id, "resolve", &comment, format).await?
+                }
+            };
+            write_stdout(&text)?;
+            Ok(EXIT_OK)
+        }
+        Command::Runbooks {
+            action,
+            format,
+            local,
+            server,
+            auth,
+        } => {
+            let client = auth.client(&server)?;
+            let format = Output { format, local };
+            let text = match action {
+                RunbookCmd::List => cli::runbooks(&client, format).await?,
+                RunbookCmd::Run { id } => cli::start_runbook(&client, &id, format).await?,
+                RunbookCmd::Runs { runbook, status } => {
+                    cli::runbook_runs(&client, runbook.as_deref(), status.as_deref(), format)
+                        .await?
+                }
+                RunbookCmd::Show { id } => cli::runbook_run(&client, id, format).await?,
+                RunbookCmd::Approve { id } => {
+                    cli::runbook_action(&client, id, "approve", format).await?
+                }
+                RunbookCmd::Reject { id } => {
+                    cli::runbook_action(&client, id, "reject", format).await?
+                }
+                RunbookCmd::Cancel { id } => {
+                    cli::runbook_action(&client, id, "cancel", format).await?
                 }
             };
             write_stdout(&text)?;

@@ -214,7 +214,10 @@ pub async fn start(
         config.webhooks.clone(),
     )
     .context("loading incidents")?;
-    let (engine, engine_inbox) = engine::channel(EngineSnapshot::of(&incidents, 0, None));
+    let (engine, mut engine_inbox) = engine::channel(EngineSnapshot::of(&incidents, 0, None));
+    engine_inbox
+        .load_runbooks(&config.runbooks, &store)
+        .context("loading runbook runs")?;
     let ingest = ingest.with_state_watch(incident::trigger::StateWatch::new(
         &catalogue,
         engine.clone(),
@@ -233,6 +236,7 @@ pub async fn start(
         collector_id: config.id.clone(),
         started_ms: now_ms(),
         incidents: engine.clone(),
+        runbooks: Arc::new(config.runbooks.clone()),
         health: health.clone(),
         access: Arc::new(config.api.clone()),
         audit: AuditLog::new(store.clone()),

@@ -24,5 +24,6 @@ mod mqtt_tls;
 mod pipeline;
 mod probes_gw;
 mod probes_net;
+mod runbooks;
 mod security;
 mod shutdown;

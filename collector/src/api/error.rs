@@ -47,6 +47,13 @@ pub enum ApiError {
         /// Who, what they are, and what was needed.
         message: String,
     },
+    /// The request is valid but the thing is not in a state that allows it (a run that is not
+    /// waiting for an approval, a runbook that cannot be started by hand): 409.
+    #[error("{message}")]
+    Conflict {
+        /// What is in the way.
+        message: String,
+    },
     /// Something broke inside.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -78,6 +85,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, json!({"error": self.to_string()}))
             }
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, json!({"error": self.to_string()})),
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "API request failed.");
                 (

@@ -38,6 +38,7 @@ pub mod incidents;
 pub mod metrics;
 pub mod params;
 pub mod routes;
+pub mod runbooks;
 #[cfg(test)]
 mod tests;
 pub mod tls;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub started_ms: u64,
     /// The engine task: operator actions go to it, metrics read its snapshot.
     pub incidents: crate::engine::EngineHandle,
+    /// The configured runbooks.
+    pub runbooks: Arc<Vec<crate::runbook::Runbook>>,
     /// What health is judged from.
     pub health: Arc<crate::health::HealthState>,
     /// Who may use the API (`[api]`).
@@ -223,6 +226,64 @@ pub fn routes_table() -> Vec<(RouteRule, Handler)> {
                 "incident.resolve",
             ),
             post(incidents::resolve),
+        ),
+        (
+            rule(Method::GET, "/api/v1/runbooks", R(Viewer), "runbooks.read"),
+            get(runbooks::list),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/runbooks/{id}/run",
+                R(Operator),
+                "runbook.run",
+            ),
+            post(runbooks::start),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/runbook-runs",
+                R(Viewer),
+                "runbook_runs.read",
+            ),
+            get(runbooks::runs),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/runbook-runs/{id}",
+                R(Viewer),
+                "runbook_run.read",
+            ),
+            get(runbooks::show),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/runbook-runs/{id}/approve",
+                R(Operator),
+                "runbook_run.approve",
+            ),
+            post(runbooks::approve),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/runbook-runs/{id}/reject",
+                R(Operator),
+                "runbook_run.reject",
+            ),
+            post(runbooks::reject),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/runbook-runs/{id}/cancel",
+                R(Operator),
+                "runbook_run.cancel",
+            ),
+            post(runbooks::cancel),
         ),
         (
             rule(Method::GET, "/api/v1/audit", R(Admin), "audit.read"),

@@ -37,6 +37,7 @@ pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
     )
     .expect("engine");
     let catalogue = Arc::new(config.catalogue);
+    let books = config.runbooks;
     AppState {
         store: store.clone(),
         catalogue: catalogue.clone(),
@@ -44,7 +45,8 @@ pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
         counters: Arc::new(Counters::default()),
         collector_id: "main".into(),
         started_ms: 0,
-        incidents: crate::engine::spawn_for_tests(engine, store.clone(), catalogue),
+        incidents: crate::engine::spawn_for_tests_with(engine, store.clone(), catalogue, &books),
+        runbooks: Arc::new(books),
         health: Arc::new(crate::health::HealthState::new(
             Arc::new(watchstand_shared::mqtt::InboxGauge::default()),
             30_000,

@@ -3,17 +3,21 @@
 //! [`super::EngineHandle`]; the task's own timers make [`EngineEvent::Tick`] and
 //! [`EngineEvent::FollowUp`].
 //!
-//! The enum grows with the engine: the runbook and drill work adds its own variants (a command
-//! outcome from an agent, a step timer, runbook operator actions with their replies) beside
-//! these, handled by the same task, so they see incidents and probe changes in one order.
+//! Runbooks have their own variants beside these — operator actions with replies
+//! ([`RunbookAction`]) and step outcomes from executor tasks ([`EngineEvent::StepDone`]) —
+//! handled by the same task, so they see incidents and probe changes in one order. Step
+//! deadlines and delayed incident triggers are the task's own timer (`RunbookTimer`). Drills
+//! and agent command outcomes will add theirs the same way.
 
 use std::collections::BTreeSet;
 
 use tokio::sync::oneshot;
 
+use crate::auth::Role;
 use crate::incident::engine::ActionError;
 use crate::incident::record::Incident;
 use crate::incident::trigger::LateRanges;
+use crate::runbook::run::{Outcome, Run};
 
 /// Where an operator action's outcome goes (the API awaits it).
 pub type Reply<T> = oneshot::Sender<Result<T, ActionError>>;
@@ -38,6 +42,99 @@ pub enum EngineEvent {
     Broker(BrokerEvent),
     /// An operator's action, with the channel its outcome goes back on.
     Operator(OperatorAction),
+    /// An operator's runbook action (start, approve, reject, cancel), with its reply channel.
+    Runbook(RunbookAction),
+    /// An executor task ended attempt `attempt` of step `step` of run `run`.
+    StepDone {
+        /// Run id.
+        run: u64,
+        /// Step index.
+        step: usize,
+        /// Attempt number.
+        attempt: u32,
+        /// How it ended.
+        outcome: Outcome,
+    },
+    /// A step deadline or a delayed incident trigger is due (the task's timer).
+    RunbookTimer,
+}
+
+/// Why a runbook action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    /// No such runbook.
+    #[error("runbook {0:?} not found")]
+    UnknownRunbook(String),
+    /// `manual = false`.
+    #[error("runbook {0:?} cannot be started by hand (manual = false)")]
+    NotManual(String),
+    /// No such run.
+    #[error("run {0} not found")]
+    RunNotFound(u64),
+    /// The run is not waiting for an approval.
+    #[error("run {0} is not waiting for an approval")]
+    NotAwaitingApproval(u64),
+    /// The approver's role is below the step's.
+    #[error("{who} is {have}; approving step {step:?} needs {need}")]
+    RoleTooLow {
+        /// Who tried.
+        who: String,
+        /// Their role.
+        have: &'static str,
+        /// The step's role.
+        need: &'static str,
+        /// Step id.
+        step: String,
+    },
+    /// The run is over.
+    #[error(transparent)]
+    Stale(#[from] crate::runbook::run::Stale),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The engine task is not running (the collector is stopping).
+    #[error("the engine is not running")]
+    EngineStopped,
+}
+
+/// Where a runbook action's outcome goes.
+pub type RunbookReply = oneshot::Sender<Result<Run, RunbookError>>;
+
+/// What an operator can do to runbooks (the API's runbook writes). `by` is the API token's
+/// name, `role` its role.
+#[derive(Debug)]
+pub enum RunbookAction {
+    /// Start runbook `runbook` by hand (a skipped run when one is in progress).
+    Start {
+        /// Runbook id.
+        runbook: String,
+        /// Who.
+        by: String,
+        /// The run as stored.
+        reply: RunbookReply,
+    },
+    /// Approve (`approve = true`) or reject the approval step run `run` waits on.
+    Decide {
+        /// Run id.
+        run: u64,
+        /// Approve or reject.
+        approve: bool,
+        /// Who.
+        by: String,
+        /// Their role.
+        role: Role,
+        /// The run as stored.
+        reply: RunbookReply,
+    },
+    /// Cancel run `run`.
+    Cancel {
+        /// Run id.
+        run: u64,
+        /// Who.
+        by: String,
+        /// The run as stored.
+        reply: RunbookReply,
+    },
 }
 
 /// The collector's connection to the broker changed.

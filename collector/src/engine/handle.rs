@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::event::{BrokerEvent, EngineEvent, OperatorAction};
+use super::event::{BrokerEvent, EngineEvent, OperatorAction, RunbookAction, RunbookError};
 use super::snapshot::EngineSnapshot;
 use crate::incident::engine::ActionError;
 use crate::incident::record::Incident;
 use crate::incident::trigger::LateRanges;
+use crate::runbook::run::Run;
 
 /// Sends events to the engine task and reads what it last published. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -84,6 +85,68 @@ impl EngineHandle {
             reply,
         })
         .await
+    }
+
+    /// Starts runbook `runbook` by hand on behalf of `by`; returns the run as stored (a
+    /// `skipped` run when another run of it is in progress).
+    ///
+    /// # Errors
+    /// Unknown runbook, not startable by hand, a store failure, or the engine is not running.
+    pub async fn start_runbook(&self, runbook: &str, by: &str) -> Result<Run, RunbookError> {
+        self.ask_runbook(|reply| RunbookAction::Start {
+            runbook: runbook.to_owned(),
+            by: by.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Approves (`approve`) or rejects the approval run `run` waits on, on behalf of `by` with
+    /// role `role`; returns the run as stored.
+    ///
+    /// # Errors
+    /// Unknown run, not waiting for an approval, a role below the step's, a store failure, or
+    /// the engine is not running.
+    pub async fn decide(
+        &self,
+        run: u64,
+        approve: bool,
+        by: &str,
+        role: crate::auth::Role,
+    ) -> Result<Run, RunbookError> {
+        self.ask_runbook(|reply| RunbookAction::Decide {
+            run,
+            approve,
+            by: by.to_owned(),
+            role,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels run `run` on behalf of `by`; returns the run as stored.
+    ///
+    /// # Errors
+    /// Unknown run, already over, a store failure, or the engine is not running.
+    pub async fn cancel_run(&self, run: u64, by: &str) -> Result<Run, RunbookError> {
+        self.ask_runbook(|reply| RunbookAction::Cancel {
+            run,
+            by: by.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    async fn ask_runbook(
+        &self,
+        action: impl FnOnce(super::event::RunbookReply) -> RunbookAction,
+    ) -> Result<Run, RunbookError> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send(EngineEvent::Runbook(action(reply)))
+            .await
+            .map_err(|_| RunbookError::EngineStopped)?;
+        outcome.await.map_err(|_| RunbookError::EngineStopped)?
     }
 
     async fn ask<T>(

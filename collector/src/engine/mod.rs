@@ -35,6 +35,9 @@
 
 pub mod event;
 pub mod handle;
+#[cfg(test)]
+mod runbook_tests;
+mod runbooks;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -48,7 +51,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use watchstand_shared::time::now_ms;
 
-pub use event::{BrokerEvent, EngineEvent, OperatorAction};
+pub use event::{BrokerEvent, EngineEvent, OperatorAction, RunbookAction, RunbookError};
 pub use handle::EngineHandle;
 pub use snapshot::{ActiveIncident, EngineSnapshot};
 
@@ -68,9 +71,26 @@ pub const QUEUE_CAPACITY: usize = 1_024;
 pub struct EngineInbox {
     rx: mpsc::Receiver<EngineEvent>,
     snapshot: watch::Sender<EngineSnapshot>,
+    /// For the task's own executors (weak: the queue still closes when every handle is gone).
+    weak: mpsc::WeakSender<EngineEvent>,
+    runbooks: Option<runbooks::Runbooks>,
 }
 
 impl EngineInbox {
+    /// Loads `books` and the runs stored in `store` for the task to carry on (without it the
+    /// task has no runbooks).
+    ///
+    /// # Errors
+    /// Store failure or a corrupt run record.
+    pub fn load_runbooks(
+        &mut self,
+        books: &[crate::runbook::Runbook],
+        store: &Store,
+    ) -> Result<(), StoreError> {
+        self.runbooks = Some(runbooks::Runbooks::load(books, store, self.weak.clone())?);
+        Ok(())
+    }
+
     /// The next queued event, if one is queued now (tests look at what was handed over).
     pub fn try_next(&mut self) -> Option<EngineEvent> {
         self.rx.try_recv().ok()
@@ -87,11 +107,14 @@ pub fn channel(initial: EngineSnapshot) -> (EngineHandle, EngineInbox) {
 pub fn channel_with(capacity: usize, initial: EngineSnapshot) -> (EngineHandle, EngineInbox) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let (snapshot_tx, snapshot) = watch::channel(initial);
+    let weak = tx.downgrade();
     (
         EngineHandle { tx, snapshot },
         EngineInbox {
             rx,
             snapshot: snapshot_tx,
+            weak,
+            runbooks: None,
         },
     )
 }
@@ -149,6 +172,8 @@ struct Task {
     last_wake_ms: Option<u64>,
     evaluations: u64,
     last_evaluation_ms: Option<u64>,
+    /// Runbook runs, their deadlines and executors, incident triggers.
+    runbooks: runbooks::Runbooks,
 }
 
 /// Runs the engine task until `shutdown` (or until every handle is gone): evaluates every
@@ -163,7 +188,18 @@ pub async fn run(
     let every = std::time::Duration::from_millis(every_ms);
     let mut tick = tokio::time::interval_at(Instant::now() + deps.first_tick, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let books = match inbox.runbooks.take() {
+        Some(b) => b,
+        None => match runbooks::Runbooks::load(&[], &deps.store, inbox.weak.clone()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read runbook runs; the engine task stops.");
+                return;
+            }
+        },
+    };
     let mut task = Task {
+        runbooks: books,
         engine: Some(engine),
         deps,
         presence: Presence::default(),
@@ -176,9 +212,23 @@ pub async fn run(
         evaluations: 0,
         last_evaluation_ms: None,
     };
+    task.resume_runs().await;
+    task.look_for_triggers();
     task.publish();
     loop {
         let next_follow_up = task.follow_ups.values().min().copied();
+        let next_runbook = task.runbooks.next_due();
+        let runbook_timer = async move {
+            match next_runbook {
+                Some(due) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        due.saturating_sub(now_ms()),
+                    ))
+                    .await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let follow_up = async move {
             match next_follow_up {
                 Some(t) => tokio::time::sleep_until(t).await,
@@ -194,6 +244,7 @@ pub async fn run(
                 None => break,
             },
             () = follow_up => EngineEvent::FollowUp(task.due_follow_ups()),
+            () = runbook_timer => EngineEvent::RunbookTimer,
         };
         let mut round = Round::default();
         task.handle(first, &mut round).await;
@@ -223,7 +274,21 @@ pub(crate) fn spawn_for_tests(
     store: Store,
     catalogue: Arc<Catalogue>,
 ) -> EngineHandle {
-    let (handle, inbox) = channel(EngineSnapshot::of(&engine, 0, None));
+    spawn_for_tests_with(engine, store, catalogue, &[])
+}
+
+/// [`spawn_for_tests`] with runbooks.
+#[cfg(test)]
+pub(crate) fn spawn_for_tests_with(
+    engine: Engine,
+    store: Store,
+    catalogue: Arc<Catalogue>,
+    books: &[crate::runbook::Runbook],
+) -> EngineHandle {
+    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
+    inbox
+        .load_runbooks(books, &store)
+        .expect("runbook runs load");
     let deps = EngineDeps {
         store,
         catalogue,
@@ -267,6 +332,14 @@ impl Task {
                 self.presence.disconnected(at_ms);
             }
             EngineEvent::Operator(action) => self.act(action).await,
+            EngineEvent::Runbook(action) => self.runbook_action(action).await,
+            EngineEvent::StepDone {
+                run,
+                step,
+                attempt,
+                outcome,
+            } => self.step_done(run, step, attempt, outcome).await,
+            EngineEvent::RunbookTimer => self.runbook_timer().await,
         }
     }
 
@@ -429,6 +502,7 @@ impl Task {
         }
         self.evaluations += 1;
         self.last_evaluation_ms = Some(now);
+        self.look_for_triggers();
         self.publish();
     }
 }

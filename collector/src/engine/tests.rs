@@ -26,7 +26,7 @@ fn catalogue() -> Arc<Catalogue> {
 }
 
 /// A store holding one open service-down incident of `web` (id 1), and its engine.
-fn engine_with_one_open() -> (Store, Engine) {
+pub(super) fn engine_with_one_open() -> (Store, Engine) {
     let store = Store::in_memory();
     let incidents = IncidentStore::new(store.clone());
     let mut batch = StoreBatch::default();

@@ -62,6 +62,22 @@ fn class_at(service: &Service, inputs: &[sla::ProbeInput], t: u64) -> (ServiceCl
         })
 }
 
+/// Has `service` been measured up (its class as the SLA and the service-down rule see it) over
+/// all of `[now − hold_ms, now]`? With `hold_ms = 0`: is it up at `now`. Runbooks' `wait_for`
+/// steps judge recovery with this, from the same stored probe stream as incidents.
+///
+/// # Errors
+/// Store failure.
+pub fn measured_up_for(store: &Store, service: &Service, hold_ms: u64, now: u64) -> Result<bool> {
+    let span = Span {
+        from_ms: now.saturating_sub(hold_ms.max(1)),
+        to_ms: now,
+    };
+    let inputs = availability::probe_inputs(store, service, span)?;
+    let segments = sla::service_segments(&service.sla, &inputs, &[], span);
+    Ok(!segments.is_empty() && segments.iter().all(|s| s.class == ServiceClass::Up))
+}
+
 /// The dedup key of `rule` for `subject`.
 pub(crate) fn key(rule: &Rule, subject: &str) -> String {
     format!("{}:{subject}", rule.key_part())

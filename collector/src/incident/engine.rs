@@ -610,6 +610,78 @@ impl Engine {
         Ok(changes)
     }
 
+    /// Commits `batch` (a runbook run's record) together with what the run's change adds to the
+    /// incidents' side: `timeline` (each `(incident, event, detail)`: an event on the triggering
+    /// incident's timeline, active or not) and `notices` (each `(receiver, event, body)`:
+    /// queued in the durable outbox for that `[[webhooks]]` receiver, or for every receiver
+    /// when `None`). One batch, so a run's record and its notifications never part. Returns
+    /// how many notifications were queued.
+    ///
+    /// # Errors
+    /// Store failure; nothing is changed then.
+    pub fn commit_runbook(
+        &mut self,
+        mut batch: StoreBatch,
+        timeline: &[(u64, &str, String)],
+        notices: &[(Option<String>, String, serde_json::Value)],
+        now: u64,
+    ) -> Result<usize> {
+        let mut noted: Vec<(Option<String>, Incident)> = Vec::new();
+        for (id, event, detail) in timeline {
+            let id = *id;
+            if let Some(pos) = noted.iter().position(|(_, i)| i.id == id) {
+                noted[pos].1.push(now, event, None, detail.clone());
+                IncidentStore::put(&mut batch, &noted[pos].1);
+                continue;
+            }
+            let active = self
+                .active
+                .iter()
+                .find(|(_, i)| i.id == id)
+                .map(|(k, i)| (Some(k.clone()), i.clone()));
+            let found = match active {
+                Some(found) => Some(found),
+                None => self.store.get(id)?.map(|i| (None, i)),
+            };
+            if let Some((key, mut incident)) = found {
+                incident.push(now, event, None, detail.clone());
+                IncidentStore::put(&mut batch, &incident);
+                noted.push((key, incident));
+            }
+        }
+        let mut queued = 0;
+        for (receiver, event, body) in notices {
+            for w in self
+                .webhooks
+                .iter()
+                .filter(|w| receiver.as_ref().is_none_or(|r| *r == w.name))
+            {
+                let n = Notification {
+                    seq: self.next_seq,
+                    receiver: w.name.clone(),
+                    event: event.clone(),
+                    body: body.clone(),
+                    attempts: 0,
+                    next_at_ms: now,
+                    last_error: None,
+                };
+                self.next_seq += 1;
+                IncidentStore::enqueue(&mut batch, &n);
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            IncidentStore::used_seqs_below(&mut batch, self.next_seq);
+        }
+        self.store.commit(batch)?;
+        for (key, incident) in noted {
+            if let Some(key) = key {
+                self.active.insert(key, incident);
+            }
+        }
+        Ok(queued)
+    }
+
     /// Acknowledges incident `id` on behalf of `by`.
     ///
     /// # Errors

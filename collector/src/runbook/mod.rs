@@ -4,9 +4,14 @@
 //! - [`config`]: `[[runbooks]]` as written and validated.
 //! - [`run`]: one run as a pure state machine (steps, attempts, retries, `on_failure`,
 //!   cancellation) that the engine drives and stores after every change.
+//! - [`store`]: where runs are kept.
+//! - [`exec`]: the executors of `http`, `exec` and `wait_for` steps (tasks that report one
+//!   outcome back to the engine); approvals and notifications are done by the engine itself.
 
 pub mod config;
+pub mod exec;
 pub mod run;
+pub mod store;
 
 pub use config::{IncidentTrigger, OnFailure, Runbook, Step, StepAction};
 pub use run::{Effect, Outcome, Run, RunStatus, StepStatus, Trigger};

@@ -38,6 +38,8 @@ pub enum RunStatus {
     Failed,
     /// An operator cancelled it.
     Cancelled,
+    /// Never ran: another run of the runbook was in progress when it was triggered.
+    Skipped,
 }
 
 impl RunStatus {
@@ -53,7 +55,27 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Skipped => "skipped",
         }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            "skipped" => RunStatus::Skipped,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a run status (running, succeeded, failed, cancelled, skipped)"
+                ))
+            }
+        })
     }
 }
 
@@ -220,6 +242,20 @@ impl Run {
         };
         let effects = run.begin(book, 0, now_ms);
         (run, effects)
+    }
+
+    /// A run of `book` that never ran because `reason` (another run in progress): recorded
+    /// `skipped` at `now_ms`, every step skipped.
+    pub fn skipped(id: u64, book: &Runbook, trigger: Trigger, reason: String, now_ms: u64) -> Run {
+        let (mut run, _) = Run::start(id, book, trigger, now_ms);
+        for s in &mut run.steps {
+            s.status = StepStatus::Skipped;
+            s.attempts.clear();
+        }
+        run.status = RunStatus::Skipped;
+        run.reason = Some(reason);
+        run.ended_ms = Some(now_ms);
+        run
     }
 
     /// The step in progress and its current attempt, if the run is running.
@@ -634,6 +670,27 @@ mod tests {
             Err(Stale::RunOver(1, "cancelled"))
         );
         assert_eq!(run.current(), None);
+    }
+
+    #[test]
+    fn a_skipped_run_has_no_attempts_and_is_final() {
+        let b = book();
+        let run = Run::skipped(
+            3,
+            &b,
+            Trigger::Manual { by: "ana".into() },
+            "run 2 in progress".into(),
+            40,
+        );
+        assert_eq!(run.status, RunStatus::Skipped);
+        assert!(run.status.is_final());
+        assert_eq!(run.current(), None);
+        assert!(run
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::Skipped && s.attempts.is_empty()));
+        assert_eq!("skipped".parse::<RunStatus>(), Ok(RunStatus::Skipped));
+        assert!("done".parse::<RunStatus>().is_err());
     }
 
     #[test]

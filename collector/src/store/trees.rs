@@ -19,6 +19,8 @@
 //! | `incidents` | [`id_key`]: id, big-endian | incident record with its timeline |
 //! | `notify_outbox` | [`id_key`]: notification seq | notification not yet delivered |
 //! | `incident_meta` | [`NEXT_NOTIFY_SEQ`] | the next notification seq, big-endian |
+//! | `runbook_runs` | [`id_key`]: run id, big-endian | runbook run with its steps and attempts (JSON) |
+//! | `runbook_meta` | [`NEXT_RUN_ID`] | the next run id, big-endian |
 
 use watchstand_shared::storage::key::{read_u64, KeyBuf};
 use watchstand_shared::wire::v1::GapRecord;
@@ -59,6 +61,13 @@ pub const NOTIFY_OUTBOX: &str = "notify_outbox";
 /// Counters that must never go back (the next notification seq).
 pub const INCIDENT_META: &str = "incident_meta";
 
+/// Runbook runs (running and finished), by id.
+pub const RUNBOOK_RUNS: &str = "runbook_runs";
+/// Counters of the runbook runs (the next run id).
+pub const RUNBOOK_META: &str = "runbook_meta";
+
+/// Key of the next run id in [`RUNBOOK_META`].
+pub const NEXT_RUN_ID: &[u8] = b"next_run_id";
 /// Key of the next notification seq in [`INCIDENT_META`].
 pub const NEXT_NOTIFY_SEQ: &[u8] = b"next_notify_seq";
 /// Key of the head record in [`AUDIT`] (records have 8-byte keys).
@@ -153,7 +162,7 @@ pub fn audit_seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-/// Key of an incident (by id) or of a notification (by seq).
+/// Key of an incident or a runbook run (by id) or of a notification (by seq).
 pub fn id_key(id: u64) -> Vec<u8> {
     KeyBuf::new().u64(id).build()
 }

@@ -1,0 +1,307 @@
+//! The engine task's runbook handling with a real in-memory store: one run at a time, approvals
+//! by role, deadlines, incident triggers (once, also across a restart), `notify` through the
+//! outbox, `agent_action` refused in this build, and a run resumed after a restart without
+//! running its in-flight attempt again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::auth::Role;
+use crate::incident::engine::Engine;
+use crate::incident::policy::IncidentSettings;
+use crate::incident::record::IncidentStore;
+use crate::runbook::exec::{AGENT_ACTION_UNAVAILABLE, RESTARTED};
+use crate::runbook::run::{Outcome, Run, RunStatus, StepStatus, Trigger};
+use crate::runbook::store::RunStore;
+use crate::runbook::Runbook;
+use crate::store::StoreBatch;
+
+/// The config with service `web`, webhook `ops` and `runbooks`.
+fn config(runbooks: &str) -> crate::config::CollectorConfig {
+    let text = format!(
+        "[collector]\ndata_dir = \"d\"\n[[webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/hook\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = {{ availability = 99.9 }}\n{runbooks}"
+    );
+    let raw = crate::config::from_str(&text, Path::new("t.toml")).expect("parses");
+    crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid")
+}
+
+/// Starts the engine task over `store` (incident 1 of `web` open, from the incident tests'
+/// fixture) with `books`.
+fn spawn(
+    store: &Store,
+    config: &crate::config::CollectorConfig,
+    books: &[Runbook],
+) -> (EngineHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+    let engine = Engine::load(
+        IncidentStore::new(store.clone()),
+        IncidentSettings::default(),
+        std::collections::HashMap::new(),
+        config.webhooks.clone(),
+    )
+    .expect("engine");
+    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
+    inbox.load_runbooks(books, store).expect("runs load");
+    let stop = CancellationToken::new();
+    let deps = EngineDeps {
+        store: store.clone(),
+        catalogue: Arc::new(config.catalogue.clone()),
+        registry: Arc::new(Registry::new(Vec::new())),
+        notifier: notify::wake_channel().0,
+        first_tick: Duration::from_secs(86_400),
+    };
+    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    (handle, stop, task)
+}
+
+/// Waits (bounded) until run `id` is stored and satisfies `f`.
+async fn stored_until(store: &Store, id: u64, f: impl Fn(&Run) -> bool) -> Run {
+    let runs = RunStore::new(store.clone());
+    for _ in 0..200 {
+        if let Some(r) = runs.get(id).expect("read") {
+            if f(&r) {
+                return r;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {id} never got there: {:?}", runs.get(id));
+}
+
+#[tokio::test]
+async fn one_run_at_a_time_approved_by_role_then_the_exec_step_runs() {
+    let config = config(
+        r#"
+[[runbooks]]
+id = "rb"
+service = "web"
+[[runbooks.steps]]
+id = "ok"
+kind = "approval"
+role = "operator"
+[[runbooks.steps]]
+id = "do"
+kind = "exec"
+argv = ["true"]
+"#,
+    );
+    let (store, _) = super::tests::engine_with_one_open();
+    let (handle, _stop, _task) = spawn(&store, &config, &config.runbooks);
+
+    let run = handle.start_runbook("rb", "ana").await.expect("starts");
+    assert_eq!((run.id, run.status), (1, RunStatus::Running));
+    assert_eq!(run.current().map(|(i, _)| i), Some(0));
+    let skipped = handle.start_runbook("rb", "bo").await.expect("recorded");
+    assert_eq!(skipped.status, RunStatus::Skipped);
+    assert_eq!(
+        skipped.reason.as_deref(),
+        Some("run 1 of runbook \"rb\" is in progress")
+    );
+    assert!(matches!(
+        handle.decide(1, true, "vic", Role::Viewer).await,
+        Err(RunbookError::RoleTooLow { .. })
+    ));
+    let approved = handle
+        .decide(1, true, "ana", Role::Operator)
+        .await
+        .expect("approved");
+    assert_eq!(approved.steps[0].status, StepStatus::Succeeded);
+    assert_eq!(
+        approved.steps[0].attempts[0].outcome,
+        Some(Outcome::Succeeded {
+            detail: "approved by ana".into()
+        })
+    );
+    let done = stored_until(&store, 1, |r| r.status.is_final()).await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert!(matches!(
+        handle.decide(1, true, "ana", Role::Operator).await,
+        Err(RunbookError::NotAwaitingApproval(1))
+    ));
+    assert!(matches!(
+        handle.cancel_run(1, "ana").await,
+        Err(RunbookError::Stale(_))
+    ));
+    assert!(matches!(
+        handle.cancel_run(9, "ana").await,
+        Err(RunbookError::RunNotFound(9))
+    ));
+    assert!(matches!(
+        handle.start_runbook("nope", "ana").await,
+        Err(RunbookError::UnknownRunbook(_))
+    ));
+    // A new run may start now; cancelling it ends its attempt.
+    let third = handle.start_runbook("rb", "ana").await.expect("starts");
+    assert_eq!(third.id, 3);
+    let cancelled = handle.cancel_run(3, "bo").await.expect("cancels");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn an_open_incident_triggers_its_runbook_once_even_across_a_restart() {
+    let config = config(
+        r#"
+[[runbooks]]
+id = "auto"
+service = "web"
+manual = false
+on_incident = { rules = ["service_down"], min_priority = "P2", after = "0s" }
+[[runbooks.steps]]
+id = "tell"
+kind = "notify"
+webhook = "ops"
+message = "failing over"
+[[runbooks.steps]]
+id = "promote"
+kind = "agent_action"
+agent = "a"
+action = "promote"
+on_failure = "continue"
+[[runbooks.steps]]
+id = "ok"
+kind = "approval"
+timeout = "300ms"
+"#,
+    );
+    let (store, _) = super::tests::engine_with_one_open();
+    let (handle, stop, task) = spawn(&store, &config, &config.runbooks);
+    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    assert_eq!(run.trigger, Trigger::Incident { incident: 1 });
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert_eq!(
+        run.steps[0].attempts[0].outcome,
+        Some(Outcome::Succeeded {
+            detail: "queued for webhook \"ops\"".into()
+        })
+    );
+    assert_eq!(
+        run.steps[1].attempts[0].outcome,
+        Some(Outcome::Failed {
+            reason: AGENT_ACTION_UNAVAILABLE.into()
+        })
+    );
+    assert_eq!(run.steps[2].attempts[0].outcome, Some(Outcome::TimedOut));
+    let outbox: Vec<String> = IncidentStore::new(store.clone())
+        .all_pending()
+        .expect("outbox")
+        .into_iter()
+        .map(|n| format!("{}:{}", n.receiver, n.event))
+        .collect();
+    assert_eq!(
+        outbox,
+        [
+            "ops:runbook_started",
+            "ops:runbook_notify",
+            "ops:runbook_finished"
+        ]
+    );
+    let incident = IncidentStore::new(store.clone())
+        .get(1)
+        .expect("read")
+        .expect("stored");
+    let events: Vec<&str> = incident.timeline.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["runbook_started", "runbook_finished"]);
+    assert!(matches!(
+        handle.start_runbook("auto", "ana").await,
+        Err(RunbookError::NotManual(_))
+    ));
+    stop.cancel();
+    task.await.expect("task ends");
+
+    // Restarted with the incident still open: its runbook already ran for it.
+    let (_handle, _stop, _task) = spawn(&store, &config, &config.runbooks);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(RunStore::new(store.clone()).all().expect("runs").len(), 1);
+}
+
+#[tokio::test]
+async fn an_http_attempt_in_flight_at_a_restart_is_not_run_again() {
+    let config = config(
+        r#"
+[[runbooks]]
+id = "h"
+service = "web"
+[[runbooks.steps]]
+id = "call"
+kind = "http"
+url = "http://127.0.0.1:9/failover"
+timeout = "2s"
+retries = 1
+"#,
+    );
+    let (store, _) = super::tests::engine_with_one_open();
+    // As a crashed collector left it: attempt 1 of the http step stored as begun.
+    let (begun, _) = Run::start(
+        1,
+        &config.runbooks[0],
+        Trigger::Manual { by: "ana".into() },
+        1,
+    );
+    let mut batch = StoreBatch::default();
+    RunStore::put(&mut batch, &begun, 2);
+    store.commit(batch).expect("commit");
+    let (handle, _stop, _task) = spawn(&store, &config, &config.runbooks);
+    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    let attempts = &run.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{run:?}");
+    assert_eq!(
+        attempts[0].outcome,
+        Some(Outcome::Failed {
+            reason: RESTARTED.into()
+        })
+    );
+    // The retry ran (and found nothing listening on the discard port).
+    assert!(
+        matches!(&attempts[1].outcome, Some(Outcome::Failed { reason }) if reason.contains("127.0.0.1:9")),
+        "{run:?}"
+    );
+    assert_eq!(run.status, RunStatus::Failed);
+    // Ids go on after the stored ones.
+    let next = handle.start_runbook("h", "ana").await.expect("starts");
+    assert_eq!(next.id, 2);
+}
+
+#[tokio::test]
+async fn a_run_whose_runbook_changed_meanwhile_is_cancelled_at_the_restart() {
+    let before = config(
+        r#"
+[[runbooks]]
+id = "c"
+service = "web"
+[[runbooks.steps]]
+id = "ok"
+kind = "approval"
+"#,
+    );
+    let after = config(
+        r#"
+[[runbooks]]
+id = "c"
+service = "web"
+[[runbooks.steps]]
+id = "other"
+kind = "exec"
+argv = ["true"]
+"#,
+    );
+    let (store, _) = super::tests::engine_with_one_open();
+    let (begun, _) = Run::start(
+        1,
+        &before.runbooks[0],
+        Trigger::Manual { by: "ana".into() },
+        1,
+    );
+    let mut batch = StoreBatch::default();
+    RunStore::put(&mut batch, &begun, 2);
+    store.commit(batch).expect("commit");
+    let (_handle, _stop, _task) = spawn(&store, &after, &after.runbooks);
+    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(
+        run.reason.as_deref().is_some_and(|r| r.contains("changed")),
+        "{run:?}"
+    );
+}
