@@ -425,7 +425,8 @@ mod tests {
 
     #[test]
     fn out_of_domain_new_fields_are_rejected_naming_the_field() {
-        let cases: Vec<(fn(&mut CapacitySample), &str)> = vec![
+        type Change = fn(&mut CapacitySample);
+        let cases: Vec<(Change, &str)> = vec![
             (
                 |s| s.nets[0].rx_errors_per_s = Some(-1.0),
                 "samples[0].nets.rx_errors_per_s = -1 is not a finite non-negative number",
