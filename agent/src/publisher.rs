@@ -937,6 +937,10 @@ mod tests {
             swap_total_bytes: 0,
             disks: Vec::new(),
             nets: Vec::new(),
+            processes: None,
+            uptime_s: None,
+            fd_used: None,
+            fd_max: None,
         }
     }
 

@@ -166,9 +166,15 @@ fn measurement(item: &Item, n: u64) -> Measurement {
                     mount: format!("/mnt/d{d}"),
                     used_bytes: n,
                     total_bytes: 1 << 40,
+                    inodes_used: Some(n),
+                    inodes_total: Some(1 << 30),
                 })
                 .collect(),
             nets: Vec::new(),
+            processes: Some(n + 1),
+            uptime_s: Some(n * 3),
+            fd_used: (n % 2 == 0).then_some(n),
+            fd_max: (n % 2 == 0).then_some(1 << 20),
         }),
     }
 }

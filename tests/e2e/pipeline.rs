@@ -115,6 +115,88 @@ timeout = "800ms"
     )
 }
 
+/// Seconds since this host booted, from `/proc/uptime`.
+fn host_uptime_s() -> f64 {
+    let text = std::fs::read_to_string("/proc/uptime").expect("/proc/uptime");
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("uptime seconds")
+}
+
+/// The agent's host figures beyond CPU/memory/disk bytes (inodes, interface errors and
+/// drops, processes, uptime, file handles), as the collector lists and serves them.
+async fn host_figures_arrive_through_the_capacity_api(collector: &watchstand_tests::Collector) {
+    let listed = collector.get("/api/v1/capacity?agent=agent-1").await;
+    let current = |name: &str| -> f64 {
+        listed["metrics"]
+            .as_array()
+            .and_then(|m| m.iter().find(|e| e["metric"] == name))
+            .and_then(|e| e["current"].as_f64())
+            .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
+    };
+    let processes = current("processes");
+    // At least the agent, the collector and this test run on this host.
+    assert!(processes >= 3.0, "processes {processes}");
+    let fd = current("fd_used_pct");
+    assert!(fd > 0.0 && fd <= 100.0, "fd_used_pct {fd}");
+    for family in [
+        "net_rx_errors_per_s",
+        "net_tx_errors_per_s",
+        "net_rx_drops_per_s",
+        "net_tx_drops_per_s",
+    ] {
+        let v = current(&format!("{family}:lo"));
+        assert!(v.is_finite() && v >= 0.0, "{family}:lo {v}");
+    }
+    let inodes: Vec<f64> = listed["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["metric"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("disk_inodes_used_pct:"))
+        })
+        .filter_map(|e| e["current"].as_f64())
+        .collect();
+    assert!(
+        !inodes.is_empty() && inodes.iter().all(|v| *v > 0.0 && *v <= 100.0),
+        "disk_inodes_used_pct: {inodes:?} in {listed}"
+    );
+    // Uptime is the host's, not the agent's: it matches /proc/uptime, and grows with the
+    // samples' own clock between samples.
+    let series = collector
+        .get("/api/v1/capacity?agent=agent-1&metric=uptime_s")
+        .await;
+    let points: Vec<(f64, f64)> = series["metrics"][0]["points"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(points.len() >= 3, "uptime_s points: {series}");
+    let (last_ms, last_up) = points[points.len() - 1];
+    let age_s = (now_ms() as f64 - last_ms) / 1_000.0;
+    let host = host_uptime_s();
+    eprintln!(
+        "host figures: processes {processes}, fd_used_pct {fd:.4}, inodes {inodes:?}, uptime_s {last_up} ({age_s:.1} s old) vs /proc/uptime {host:.1}"
+    );
+    assert!(
+        (host - age_s - last_up).abs() <= 2.0,
+        "uptime_s {last_up} taken {age_s} s ago vs host uptime {host}"
+    );
+    for w in points.windows(2) {
+        let (clock, up) = ((w[1].0 - w[0].0) / 1_000.0, w[1].1 - w[0].1);
+        assert!(
+            (clock - up).abs() <= 1.5,
+            "uptime grew {up} s in {clock} s: {series}"
+        );
+    }
+}
+
 async fn run(use_mosquitto: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut _mosquitto = None;
@@ -240,6 +322,8 @@ async fn run(use_mosquitto: bool) {
         "{maint}"
     );
     assert_eq!(f(&maint, "availability_pct"), 100.0, "{maint}");
+
+    host_figures_arrive_through_the_capacity_api(&collector).await;
 
     // SIGKILL: the broker fires the retained last will; the probes' last results hold for at
     // most 2 × interval, then the time is unmonitored, never down.

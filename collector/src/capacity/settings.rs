@@ -12,6 +12,7 @@
 //!
 //! [capacity.thresholds]   # per metric family (the name before `:`)
 //! disk_used_pct = 85
+//! disk_inodes_used_pct = 95
 //!
 //! [[capacity.overrides]]
 //! agent = "db-1"                  # optional: every agent when absent
@@ -41,6 +42,14 @@ const FAMILIES: &[(&str, bool, Aggregate, Option<f64>)] = &[
     ("disk_used_bytes", false, Aggregate::Peak, None),
     ("net_rx_bytes_per_s", false, Aggregate::P95, None),
     ("net_tx_bytes_per_s", false, Aggregate::P95, None),
+    ("disk_inodes_used_pct", true, Aggregate::Peak, Some(90.0)),
+    ("net_rx_errors_per_s", false, Aggregate::P95, None),
+    ("net_tx_errors_per_s", false, Aggregate::P95, None),
+    ("net_rx_drops_per_s", false, Aggregate::P95, None),
+    ("net_tx_drops_per_s", false, Aggregate::P95, None),
+    ("processes", false, Aggregate::Peak, None),
+    ("uptime_s", false, Aggregate::Peak, None),
+    ("fd_used_pct", true, Aggregate::Peak, Some(90.0)),
 ];
 
 /// The family of a metric name: the part before `:` (`disk_used_pct:/var` → `disk_used_pct`).
@@ -347,6 +356,13 @@ mod tests {
         assert_eq!(s.threshold("a", "swap_used_pct"), Some(50.0));
         assert_eq!(s.threshold("a", "cpu_pct"), Some(80.0));
         assert_eq!(s.threshold("a", "load_1"), None);
+        assert_eq!(s.threshold("a", "disk_inodes_used_pct:/var"), Some(90.0));
+        assert_eq!(s.threshold("a", "fd_used_pct"), Some(90.0));
+        assert_eq!(s.threshold("a", "net_rx_drops_per_s:eth0"), None);
+        assert_eq!(s.threshold("a", "processes"), None);
+        assert_eq!(s.threshold("a", "uptime_s"), None);
+        assert_eq!(aggregate_of("net_tx_errors_per_s:eth0"), Aggregate::P95);
+        assert_eq!(aggregate_of("disk_inodes_used_pct:/"), Aggregate::Peak);
         assert_eq!(s.five_minute_retention_ms, 90 * DAY_MS);
         assert_eq!(s.hourly_retention_ms, 730 * DAY_MS);
         assert_eq!(s.horizon_days, 365.0);
@@ -354,7 +370,7 @@ mod tests {
         assert_eq!(aggregate_of("disk_used_pct:/var"), Aggregate::Peak);
         assert_eq!(
             s.summary(),
-            "thresholds cpu_pct 80, disk_used_pct 90, mem_used_pct 90, swap_used_pct 50 · 0 override(s) · forecast window 30d, horizon 365d · rollups 5-minute 90d, hourly 730d"
+            "thresholds cpu_pct 80, disk_inodes_used_pct 90, disk_used_pct 90, fd_used_pct 90, mem_used_pct 90, swap_used_pct 50 · 0 override(s) · forecast window 30d, horizon 365d · rollups 5-minute 90d, hourly 730d"
         );
     }
 
@@ -367,7 +383,9 @@ mod tests {
              [[capacity.overrides]]\nmetric = \"disk_used_pct:/var\"\nthreshold = 70\n\
              [[capacity.overrides]]\nagent = \"db-1\"\nmetric = \"disk_used_pct\"\nthreshold = 95\n\
              [[capacity.overrides]]\nagent = \"db-1\"\nmetric = \"disk_used_pct:/var\"\nthreshold = 97\n\
-             [[capacity.overrides]]\nagent = \"web\"\nmetric = \"load_1\"\nthreshold = 8\n",
+             [[capacity.overrides]]\nagent = \"web\"\nmetric = \"load_1\"\nthreshold = 8\n\
+             [[capacity.overrides]]\nmetric = \"disk_inodes_used_pct:/var\"\nthreshold = 80\n\
+             [[capacity.overrides]]\nagent = \"web\"\nmetric = \"net_rx_drops_per_s\"\nthreshold = 50\n",
         )
         .expect("valid");
         assert_eq!(s.threshold("db-1", "disk_used_pct:/var"), Some(97.0));
@@ -377,6 +395,9 @@ mod tests {
         assert_eq!(s.threshold("web", "load_1"), Some(8.0));
         assert_eq!(s.threshold("db-1", "load_1"), None);
         assert_eq!(s.thresholds["disk_used_pct"], 85.0);
+        assert_eq!(s.threshold("db-1", "disk_inodes_used_pct:/var"), Some(80.0));
+        assert_eq!(s.threshold("db-1", "disk_inodes_used_pct:/"), Some(90.0));
+        assert_eq!(s.threshold("web", "net_rx_drops_per_s:eth0"), Some(50.0));
     }
 
     #[test]
@@ -388,9 +409,11 @@ mod tests {
             ("horizon = \"1h\"", "capacity.horizon: 1h is shorter than one day"),
             ("thresholds = { disk_used_pct = 150 }", "capacity.thresholds.disk_used_pct: 150 is not a percentage in (0, 100]"),
             ("thresholds = { load_1 = -2 }", "capacity.thresholds.load_1: -2 is not a positive number"),
-            ("thresholds = { disk = 90 }", "capacity.thresholds.disk: unknown metric \"disk\"; expected one of cpu_pct, load_1, load_5, load_15, mem_used_bytes, mem_used_pct, swap_used_pct, disk_used_pct, disk_used_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s"),
-            ("overrides = [{ metric = \"inodes\", threshold = 90 }]", "capacity.overrides[0].metric: unknown metric \"inodes\"; expected one of cpu_pct, load_1, load_5, load_15, mem_used_bytes, mem_used_pct, swap_used_pct, disk_used_pct, disk_used_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s (optionally with :mount or :interface)"),
-            ("overrides = [{ metric = \"disk_used_pct:\", threshold = 90 }]", "capacity.overrides[0].metric: unknown metric \"disk_used_pct:\"; expected one of cpu_pct, load_1, load_5, load_15, mem_used_bytes, mem_used_pct, swap_used_pct, disk_used_pct, disk_used_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s (optionally with :mount or :interface)"),
+            ("thresholds = { fd_used_pct = 120 }", "capacity.thresholds.fd_used_pct: 120 is not a percentage in (0, 100]"),
+            ("overrides = [{ metric = \"net_rx_drops_per_s:eth0\", threshold = 0 }]", "capacity.overrides[0].threshold: 0 is not a positive number"),
+            ("thresholds = { disk = 90 }", "capacity.thresholds.disk: unknown metric \"disk\"; expected one of cpu_pct, load_1, load_5, load_15, mem_used_bytes, mem_used_pct, swap_used_pct, disk_used_pct, disk_used_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s, disk_inodes_used_pct, net_rx_errors_per_s, net_tx_errors_per_s, net_rx_drops_per_s, net_tx_drops_per_s, processes, uptime_s, fd_used_pct"),
+            ("overrides = [{ metric = \"inodes\", threshold = 90 }]", "capacity.overrides[0].metric: unknown metric \"inodes\"; expected one of cpu_pct, load_1, load_5, load_15, mem_used_bytes, mem_used_pct, swap_used_pct, disk_used_pct, disk_used_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s, disk_inodes_used_pct, net_rx_errors_per_s, net_tx_errors_per_s, net_rx_drops_per_s, net_tx_drops_per_s, processes, uptime_s, fd_used_pct (optionally with :mount or :interface)"),
+            ("overrides = [{ metric = \"disk_used_pct:\", threshold = 90 }]", "capacity.overrides[0].metric: unknown metric \"disk_used_pct:\"; expected one of cpu_pct, load_1, load_5, load_15, mem_used_bytes, mem_used_pct, swap_used_pct, disk_used_pct, disk_used_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s, disk_inodes_used_pct, net_rx_errors_per_s, net_tx_errors_per_s, net_rx_drops_per_s, net_tx_drops_per_s, processes, uptime_s, fd_used_pct (optionally with :mount or :interface)"),
             ("overrides = [{ agent = \"a b\", metric = \"cpu_pct\", threshold = 90 }]", "capacity.overrides[0].agent: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
             ("overrides = [{ metric = \"mem_used_pct\", threshold = 0 }]", "capacity.overrides[0].threshold: 0 is not a percentage in (0, 100]"),
             ("overrides = [{ metric = \"cpu_pct\", threshold = 90 }, { metric = \"cpu_pct\", threshold = 95 }]", "capacity.overrides[1]: the same agent and metric as capacity.overrides[0]"),
