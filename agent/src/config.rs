@@ -439,8 +439,10 @@ pub fn load(path: &Path) -> Result<ValidatedAgentConfig, LoadError> {
     if let Some(base) = path.parent() {
         config.mqtt.resolve_paths(base);
         for probe in &mut config.probes {
-            if let crate::probe::ProbeConfig::Tls(tls) = probe {
-                tls.resolve_paths(base);
+            match probe {
+                crate::probe::ProbeConfig::Tls(tls) => tls.resolve_paths(base),
+                crate::probe::ProbeConfig::Mqtt(mqtt) => mqtt.resolve_paths(base),
+                _ => {}
             }
         }
     }
@@ -724,6 +726,26 @@ timeout = 3
                 .starts_with("/nonexistent/agent.toml: cannot read: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn relative_ca_files_of_tls_and_mqtt_probes_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "[agent]\nsite = \"lab\"\nid = \"a1\"\ndata_dir = \"data\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\n[[probes]]\nid = \"broker\"\nkind = \"mqtt\"\nurl = \"mqtts://127.0.0.1:8883\"\nca_file = \"tls/ca.pem\"\ninterval = \"10s\"\ntimeout = \"2s\"\n\n[[probes]]\nid = \"cert\"\nkind = \"tls\"\naddress = \"127.0.0.1:443\"\nca_file = \"tls/ca.pem\"\ninterval = \"10s\"\ntimeout = \"2s\"\n",
+        )
+        .unwrap();
+        let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let want = Some(dir.path().join("tls/ca.pem"));
+        match (&c.probes[0], &c.probes[1]) {
+            (crate::probe::ProbeConfig::Mqtt(m), crate::probe::ProbeConfig::Tls(t)) => {
+                assert_eq!(m.ca_file, want);
+                assert_eq!(t.ca_file, want);
+            }
+            other => panic!("unexpected probes {other:?}"),
+        }
     }
 
     #[test]

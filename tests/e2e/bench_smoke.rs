@@ -134,6 +134,36 @@ fn bench_footprint_smoke_runs_and_reports() {
 }
 
 #[test]
+fn bench_footprint_mixed_smoke_runs_every_kind_and_reports() {
+    use watchstand_tests::Exporter;
+    if !exporters_installed(
+        "bench footprint --kinds smoke run",
+        &[Exporter::Blackbox, Exporter::Node],
+    ) {
+        return;
+    }
+    let out = bench(&[
+        "footprint",
+        "--smoke",
+        "--kinds",
+        "http,tcp,dns,icmp,tls,exec",
+    ]);
+    let last = final_line(&out);
+    assert!(
+        last.starts_with("footprint: probes 6 (http,tcp,dns,icmp,tls,exec), rss ")
+            && last.contains(" µs vs blackbox ")
+            && last.ends_with(')'),
+        "unexpected final line {last:?}:\n{out}"
+    );
+    assert!(
+        out.contains(
+            "# 6 probes: 1 http, 1 tcp, 1 dns, 1 icmp, 1 tls, 1 exec; blackbox runs 5 of them"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
 fn bench_accuracy_smoke_runs_and_reports() {
     if !exporters_installed(
         "bench accuracy smoke run",

@@ -582,4 +582,37 @@ timeout = "800ms"
         text.starts_with("2/2 replies, 0% loss, rtt min/median/max "),
         "{text}"
     );
+
+    // The icmp and tls metrics, stored as capacity metrics and served by the capacity API.
+    let points = |probe: &'static str, name: &'static str| {
+        let collector = &collector;
+        async move {
+            let v = collector
+                .get(&format!(
+                    "/api/v1/capacity?agent=agent-net&metric=probe:{probe}:{name}"
+                ))
+                .await;
+            v["metrics"][0]["points"]
+                .as_array()
+                .map(|points| points.iter().filter_map(|p| p[1].as_f64()).collect())
+                .unwrap_or_default()
+        }
+    };
+    let loss: Vec<f64> = points("ping", "loss_pct").await;
+    assert!(
+        !loss.is_empty() && loss.iter().all(|v| *v == 0.0),
+        "{loss:?}"
+    );
+    let rtt: Vec<f64> = points("ping", "rtt_median_ms").await;
+    assert!(
+        !rtt.is_empty() && rtt.iter().all(|v| (0.0..800.0).contains(v)),
+        "{rtt:?}"
+    );
+    let days: Vec<f64> = points("cert", "days_left").await;
+    assert!(
+        !days.is_empty() && days.iter().all(|v| *v == 90.0),
+        "{days:?}"
+    );
+    let old: Vec<f64> = points("old-cert", "days_left").await;
+    assert!(!old.is_empty() && old.iter().all(|v| *v == -3.0), "{old:?}");
 }

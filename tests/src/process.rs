@@ -502,6 +502,8 @@ pub struct ExporterSpec {
     pub dir: PathBuf,
     /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
+    /// blackbox_exporter's config (YAML); [`BLACKBOX_CONFIG`] unless set.
+    pub blackbox_config: Option<String>,
 }
 
 /// The blackbox_exporter config the benchmarks use: one `http_2xx` module (GET, any 2xx),
@@ -516,6 +518,7 @@ impl ExporterSpec {
             exporter,
             dir: dir.to_owned(),
             addr: free_addr(),
+            blackbox_config: None,
         }
     }
 
@@ -540,7 +543,8 @@ impl ExporterSpec {
         cmd.arg(format!("--web.listen-address={}", self.addr));
         if self.exporter == Exporter::Blackbox {
             let conf = self.dir.join("blackbox.yml");
-            std::fs::write(&conf, BLACKBOX_CONFIG).expect("write blackbox.yml");
+            let config = self.blackbox_config.as_deref().unwrap_or(BLACKBOX_CONFIG);
+            std::fs::write(&conf, config).expect("write blackbox.yml");
             cmd.arg(format!("--config.file={}", conf.display()));
         }
         let proc = Proc::spawn(package, cmd, &self.dir.join(format!("{package}.log")));

@@ -12,7 +12,8 @@
 //! reply; the text also gives min / max); with every request lost it is the time waited. Rules:
 //! all lost → down; loss above `max_loss_pct` (default 0: any loss) or median RTT above
 //! `max_rtt` → degraded; else up. Replies still missing a little before the timeout count as
-//! lost. The text (loss and RTTs) is sent with every state.
+//! lost. The text (loss and RTTs) is sent with every state; so are the metrics `loss_pct` and,
+//! when a reply came back, `rtt_min_ms`, `rtt_median_ms`, `rtt_max_ms`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration as StdDuration, Instant};
@@ -20,7 +21,7 @@ use std::time::{Duration as StdDuration, Instant};
 use serde::Deserialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use watchstand_shared::config::{Duration, Problems};
-use watchstand_shared::wire::v1::ProbeState;
+use watchstand_shared::wire::v1::{ProbeMetric, ProbeState};
 
 use super::{short_error, Check, Observation};
 
@@ -265,6 +266,27 @@ impl EchoStats {
         sorted.get(sorted.len().saturating_sub(1) / 2).copied()
     }
 
+    /// The result's metrics: `loss_pct` always; `rtt_min_ms`, `rtt_median_ms`, `rtt_max_ms`
+    /// when a reply came back.
+    pub fn metrics(&self) -> Vec<ProbeMetric> {
+        let metric = |name: &str, value: f64, uom: &str| ProbeMetric {
+            uom: Some(uom.to_owned()),
+            ..ProbeMetric::new(name, value)
+        };
+        let ms = |d: StdDuration| d.as_secs_f64() * 1_000.0;
+        let mut out = vec![metric("loss_pct", self.loss_pct(), "%")];
+        if let (Some(min), Some(median), Some(max)) = (
+            self.rtts.iter().min(),
+            self.median(),
+            self.rtts.iter().max(),
+        ) {
+            out.push(metric("rtt_min_ms", ms(*min), "ms"));
+            out.push(metric("rtt_median_ms", ms(median), "ms"));
+            out.push(metric("rtt_max_ms", ms(*max), "ms"));
+        }
+        out
+    }
+
     /// `3/3 replies, 0% loss, rtt min/median/max 0.041/0.052/0.090 ms`.
     pub fn text(&self) -> String {
         let ms = |d: StdDuration| format!("{:.3}", d.as_secs_f64() * 1_000.0);
@@ -396,7 +418,7 @@ impl IcmpProbe {
     pub fn judge(&self, stats: &EchoStats, waited: StdDuration) -> Observation {
         let text = stats.text();
         let Some(median) = stats.median() else {
-            return Observation::down(waited, text);
+            return Observation::down(waited, text).with_metrics(stats.metrics());
         };
         let loss = stats.loss_pct();
         let (state, text) = if loss > self.max_loss_pct {
@@ -416,7 +438,7 @@ impl IcmpProbe {
             state,
             latency: median,
             error: Some(short_error(text)),
-            metrics: Vec::new(),
+            metrics: stats.metrics(),
         }
     }
 }
@@ -524,6 +546,44 @@ mod tests {
         assert_eq!(o.state, ProbeState::Down);
         assert_eq!(o.latency, ms(1900));
         assert_eq!(o.error.as_deref(), Some("0/3 replies, 100% loss"));
+    }
+
+    #[test]
+    fn loss_and_rtts_are_published_as_metrics() {
+        let p = IcmpProbe::build(&IcmpProbeConfig::new("ping", "127.0.0.1"));
+        let named = |o: &Observation| -> Vec<(String, f64, Option<String>)> {
+            o.metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value, m.uom.clone()))
+                .collect()
+        };
+        let pct = Some("%".to_owned());
+        let unit = Some("ms".to_owned());
+        let o = p.judge(
+            &EchoStats {
+                sent: 4,
+                rtts: vec![ms(3), ms(1), ms(8)],
+            },
+            ms(9),
+        );
+        assert_eq!(
+            named(&o),
+            [
+                ("loss_pct".to_owned(), 25.0, pct.clone()),
+                ("rtt_min_ms".to_owned(), 1.0, unit.clone()),
+                ("rtt_median_ms".to_owned(), 3.0, unit.clone()),
+                ("rtt_max_ms".to_owned(), 8.0, unit),
+            ]
+        );
+        let o = p.judge(
+            &EchoStats {
+                sent: 2,
+                rtts: vec![],
+            },
+            ms(900),
+        );
+        assert_eq!(o.state, ProbeState::Down);
+        assert_eq!(named(&o), [("loss_pct".to_owned(), 100.0, pct)]);
     }
 
     #[test]

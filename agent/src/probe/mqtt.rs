@@ -86,6 +86,14 @@ impl MqttProbeConfig {
         }
     }
 
+    /// Resolves a relative `ca_file` against `base` (the config file's directory), as the
+    /// `tls` kind does.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(path) = self.ca_file.as_mut().filter(|p| p.is_relative()) {
+            *path = base.join(&*path);
+        }
+    }
+
     /// Kind-specific checks; `key` is the probe's place in the file.
     pub fn validate(&self, key: &str, problems: &mut Problems) {
         // The shared block's checks, their keys moved from `tls.ca_file` to this probe's keys.
@@ -103,14 +111,6 @@ impl MqttProbeConfig {
                 e.message
             };
             problems.push(at, message);
-        }
-        if let Some(ca) = &self.ca_file {
-            if !ca.is_absolute() {
-                problems.push(
-                    format!("{key}.ca_file"),
-                    format!("{} must be an absolute path", ca.display()),
-                );
-            }
         }
         if let Some(topic) = &self.topic {
             if topic.is_empty() || topic.len() > MAX_TOPIC_LEN || topic.contains(['+', '#', '\0']) {
@@ -303,10 +303,7 @@ degraded_after = "3s"
         );
         assert_eq!(
             got,
-            [
-                "probes[id=\"broker\"].ca_file: needs an mqtts:// url (the url is plain mqtt://)",
-                "probes[id=\"broker\"].ca_file: ca.pem must be an absolute path",
-            ]
+            ["probes[id=\"broker\"].ca_file: needs an mqtts:// url (the url is plain mqtt://)",]
         );
     }
 }

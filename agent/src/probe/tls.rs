@@ -11,7 +11,8 @@
 //! Down: no connection or handshake, an invalid chain (unknown issuer, self-signed, bad
 //! signature), expired or not yet valid, `server_name` not among the SANs, or fewer than
 //! `crit_days` (default 7) days left. Degraded: fewer than `warn_days` (default 21). The text
-//! (days left, expiry date, issuer, subject) is sent with every state.
+//! (days left, expiry date, issuer, subject) is sent with every state, and the whole days left
+//! (negative once expired) as the metric `days_left` whenever the leaf could be read.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +28,7 @@ use rustls::{
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use watchstand_shared::config::{Duration, Problems};
-use watchstand_shared::wire::v1::ProbeState;
+use watchstand_shared::wire::v1::{ProbeMetric, ProbeState};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::tcp::split_address;
@@ -391,7 +392,12 @@ impl TlsProbe {
             state,
             latency,
             error: Some(short_error(format!("{reason}; {about}"))),
-            metrics: Vec::new(),
+            // Whole days, negative once expired; sent whenever the leaf could be read, even
+            // from an invalid chain.
+            metrics: vec![ProbeMetric {
+                uom: Some("d".to_owned()),
+                ..ProbeMetric::new("days_left", days_left as f64)
+            }],
         }
     }
 
@@ -576,6 +582,30 @@ mod tests {
             .error
             .unwrap()
             .starts_with("name mismatch: svc.test is not in SANs [\"svc.test\"]; "));
+    }
+
+    #[test]
+    fn days_left_is_published_as_a_metric_also_when_expired() {
+        let leaf = cert(&["svc.test"], -1, 30);
+        let chain = [leaf.der().clone()];
+        let probe = TlsProbe::build(&TlsProbeConfig::new("t", "svc.test:443")).unwrap();
+        let now = i64::try_from(watchstand_shared::time::now_ms() / 1_000).unwrap();
+        let latency = std::time::Duration::from_millis(3);
+        let days = |o: &Observation| -> Vec<(String, f64, Option<String>)> {
+            o.metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value, m.uom.clone()))
+                .collect()
+        };
+        let d = Some("d".to_owned());
+        let o = probe.judge(&chain, &Ok(()), now, latency);
+        assert_eq!(days(&o), [("days_left".to_owned(), 30.0, d.clone())]);
+        let expired = Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+        let o = probe.judge(&chain, &expired, now + 33 * SECONDS_PER_DAY, latency);
+        assert_eq!(o.state, ProbeState::Down);
+        assert_eq!(days(&o), [("days_left".to_owned(), -3.0, d)]);
+        let o = probe.judge(&[], &Ok(()), now, latency);
+        assert!(o.metrics.is_empty(), "no leaf, no days: {:?}", o.metrics);
     }
 
     #[tokio::test]

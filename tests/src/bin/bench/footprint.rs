@@ -14,8 +14,11 @@
 //! publishing and outbox; blackbox's includes serving the probe request; node_exporter's
 //! (reported apart) is the host-sampling counterpart.
 //!
-//! Every target is a path on one loopback HTTP server (200 `ok`), running in the bench on a
-//! runtime of its own.
+//! Every HTTP target is a path on one loopback HTTP server (200 `ok`), running in the bench on a
+//! runtime of its own. `--kinds` makes the set mixed (see [`crate::mix`]): HTTP, TCP, DNS, ICMP,
+//! TLS and exec probes dealt round-robin, blackbox_exporter doing the same checks with one
+//! module per kind; exec has no blackbox counterpart, so the peers run fewer probes per interval
+//! and their CPU per probe is over the probes they ran.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use watchstand_tests::{Exporter, RunningExporter};
 
+use crate::mix::{self, Job, Kind, Targets};
 use crate::peers::{self, Target};
 use crate::procfs::{self, Usage};
 use crate::stats::Summary;
@@ -41,6 +45,10 @@ pub struct Args {
     /// Probe counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "50,200")]
     probes: Vec<usize>,
+    /// Probe kinds, dealt round-robin over the probes, comma-separated
+    /// (`http,tcp,dns,icmp,tls,exec` for the mixed set).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "http")]
+    kinds: Vec<Kind>,
     /// Probe interval, ms (the agent's probes and the blackbox driver).
     #[arg(long, default_value_t = 10_000)]
     interval_ms: u64,
@@ -61,7 +69,7 @@ pub struct Args {
     /// Directory for the runs' temporary directories (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Tiny sizes for CI: 5 probes at 1 s, sampling every 1 s, 2 s warm-up, 3 s window, 1 run.
+    /// Tiny sizes for CI: 5 probes (at least one per kind) at 1 s, sampling every 1 s, 2 s warm-up, 3 s window, 1 run.
     #[arg(long)]
     smoke: bool,
 }
@@ -72,7 +80,7 @@ impl Args {
             return self.clone();
         }
         Self {
-            probes: vec![5],
+            probes: vec![self.kinds.len().max(5)],
             interval_ms: 1_000,
             sample_ms: 1_000,
             warmup_s: 2,
@@ -150,19 +158,12 @@ fn sleep_secs(s: u64) -> tokio::time::Sleep {
     tokio::time::sleep(Duration::from_secs(s))
 }
 
-fn target_urls(target: &Target, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| target.http.url_path(&format!("/svc/{i:03}/health")))
-        .collect()
-}
-
-async fn run_agent(a: &Args, urls: &[String], root: &Path) -> anyhow::Result<AgentRun> {
+async fn run_agent(a: &Args, jobs: &[Job], root: &Path) -> anyhow::Result<AgentRun> {
     let dir = tempfile::Builder::new()
         .prefix("bench-footprint-agent-")
         .tempdir_in(root)
         .with_context(|| format!("temporary directory in {}", root.display()))?;
-    let timeout = (a.interval_ms / 2).min(5_000);
-    let probes = peers::http_probes(urls, &ms(a.interval_ms), &ms(timeout));
+    let probes: String = jobs.iter().map(|j| j.toml.as_str()).collect();
     let extra = format!("[capacity]\ninterval = \"{}\"\n", ms(a.sample_ms));
     let (collector, mut agent) = peers::start_pipeline(dir.path(), AGENT_ID, &probes, &extra)
         .await
@@ -174,13 +175,13 @@ async fn run_agent(a: &Args, urls: &[String], root: &Path) -> anyhow::Result<Age
     let end = procfs::usage(agent.pid())?;
     let to_ms = watchstand_tests::now_ms();
     // Results observed in the window reach the store within the publish linger and a flush.
-    let expected = urls.len() as u64 * (to_ms - from_ms) / a.interval_ms;
+    let expected = jobs.len() as u64 * (to_ms - from_ms) / a.interval_ms;
     let path = format!("/api/v1/agents/{AGENT_ID}/results?from={from_ms}&to={to_ms}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let rows = loop {
         let rows = collector.get(&path).await;
         let rows: Vec<Value> = rows.as_array().cloned().unwrap_or_default();
-        if rows.len() as u64 + urls.len() as u64 >= expected || Instant::now() >= deadline {
+        if rows.len() as u64 + jobs.len() as u64 >= expected || Instant::now() >= deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -209,7 +210,7 @@ struct Driven {
 /// interval (targets spread evenly over it), node_exporter scraped once per sampling interval.
 fn drive(
     a: &Args,
-    urls: &[String],
+    jobs: &[Job],
     blackbox: &Arc<RunningExporter>,
     node: &Arc<RunningExporter>,
     counters: &Arc<Driven>,
@@ -218,21 +219,20 @@ fn drive(
     let mut tasks = JoinSet::new();
     let interval = Duration::from_millis(a.interval_ms);
     let now = Instant::now();
-    for (i, url) in urls.iter().enumerate() {
-        let offset = interval.mul_f64(i as f64 / urls.len() as f64);
-        let (client, blackbox, counters, url) = (
-            client.clone(),
-            blackbox.clone(),
-            counters.clone(),
-            url.clone(),
-        );
+    for (i, job) in jobs.iter().enumerate() {
+        // Spread as the agent spreads its probes: by position in the whole set.
+        let offset = interval.mul_f64(i as f64 / jobs.len() as f64);
+        let Some((module, target)) = job.blackbox.clone() else {
+            continue;
+        };
+        let (client, blackbox, counters) = (client.clone(), blackbox.clone(), counters.clone());
         tasks.spawn(async move {
             let mut ticks = interval_at(now + offset, interval);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
                 let ok = matches!(
-                    peers::blackbox_probe(&client, &blackbox, &url).await,
+                    peers::blackbox_probe_module(&client, &blackbox, module, &target).await,
                     Ok(p) if p.success
                 );
                 counters.probes.fetch_add(1, Ordering::Relaxed);
@@ -260,16 +260,27 @@ fn drive(
     Ok(tasks)
 }
 
-async fn run_peers(a: &Args, urls: &[String], root: &Path) -> anyhow::Result<PeerRun> {
+async fn run_peers(
+    a: &Args,
+    jobs: &[Job],
+    blackbox_config: Option<String>,
+    root: &Path,
+) -> anyhow::Result<PeerRun> {
     let dir = tempfile::Builder::new()
         .prefix("bench-footprint-peers-")
         .tempdir_in(root)
         .with_context(|| format!("temporary directory in {}", root.display()))?;
-    let blackbox =
-        Arc::new(peers::start_exporter(Exporter::Blackbox, &dir.path().join("blackbox")).await?);
+    let blackbox = Arc::new(
+        peers::start_exporter_with(
+            Exporter::Blackbox,
+            &dir.path().join("blackbox"),
+            blackbox_config,
+        )
+        .await?,
+    );
     let node = Arc::new(peers::start_exporter(Exporter::Node, &dir.path().join("node")).await?);
     let counters = Arc::new(Driven::default());
-    let mut tasks = drive(a, urls, &blackbox, &node, &counters)?;
+    let mut tasks = drive(a, jobs, &blackbox, &node, &counters)?;
     sleep_secs(a.warmup_s).await;
     let read = |c: &Driven| {
         (
@@ -449,13 +460,39 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     let target = Target::start()?;
+    let targets = Targets::start(&target, &a.kinds, &root)?;
+    let mixed = a.kinds != [Kind::Http];
+    let blackbox_config = mixed.then(|| targets.blackbox_config());
+    if mixed {
+        println!(
+            "# kinds {} dealt round-robin; exec runs `{}` (no blackbox counterpart: agent side only)",
+            mix::names(&a.kinds),
+            targets.exec_command()
+        );
+    }
+    let timeout = (a.interval_ms / 2).min(5_000);
     let mut results = Vec::new();
     for &n in &a.probes {
-        let urls = target_urls(&target, n);
+        let jobs = targets.jobs(&target, &a.kinds, n, &ms(a.interval_ms), &ms(timeout))?;
+        if mixed {
+            let per_kind: Vec<String> = a
+                .kinds
+                .iter()
+                .map(|k| {
+                    let count = jobs.iter().filter(|j| j.kind == *k).count();
+                    format!("{count} {}", k.name())
+                })
+                .collect();
+            let peers = jobs.iter().filter(|j| j.blackbox.is_some()).count();
+            println!(
+                "# {n} probes: {}; blackbox runs {peers} of them",
+                per_kind.join(", ")
+            );
+        }
         let mut agent = Vec::new();
         let mut peer = Vec::new();
         for run in 1..=a.runs {
-            let r = rt.block_on(run_agent(&a, &urls, &root))?;
+            let r = rt.block_on(run_agent(&a, &jobs, &root))?;
             println!(
                 "probes {n} run {run}/{} agent: RSS {:.1} MiB (anon {:.1}, peak {:.1}), CPU {:.3} s over {:.1} s for {} results ({} not up) = {:.0} µs/probe",
                 a.runs,
@@ -472,7 +509,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
                 bail!("the agent's results did not reach the collector in the window");
             }
             agent.push(r);
-            let p = rt.block_on(run_peers(&a, &urls, &root))?;
+            let p = rt.block_on(run_peers(&a, &jobs, blackbox_config.clone(), &root))?;
             println!(
                 "probes {n} run {run}/{} peers: RSS blackbox {:.1} + node {:.1} = {:.1} MiB (anon {:.1} + {:.1}, peaks {:.1} + {:.1}), CPU blackbox {:.3} s for {} probes ({} failed) = {:.0} µs/probe, node {:.3} s for {} scrapes",
                 a.runs,
@@ -497,12 +534,18 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         }
         results.push(report(n, &agent, &peer));
     }
+    drop(targets);
     drop(target);
     rt.shutdown_timeout(Duration::from_secs(5));
     println!();
+    let kinds = if mixed {
+        format!(" ({})", mix::names(&a.kinds))
+    } else {
+        String::new()
+    };
     for r in &results {
         println!(
-            "footprint: probes {}, rss {:.1} MiB vs peers {:.1} MiB (ratio {:.3}), cpu/probe {:.0} µs vs blackbox {:.0} µs (ratio {:.3})",
+            "footprint: probes {}{kinds}, rss {:.1} MiB vs peers {:.1} MiB (ratio {:.3}), cpu/probe {:.0} µs vs blackbox {:.0} µs (ratio {:.3})",
             r.probes,
             median(r.rss),
             median(r.peers_rss),

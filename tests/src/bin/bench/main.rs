@@ -36,6 +36,7 @@ mod footprint;
 mod forecast;
 mod ingest;
 mod machine;
+mod mix;
 mod peers;
 mod procfs;
 mod sla_query;

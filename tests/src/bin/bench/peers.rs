@@ -69,8 +69,19 @@ pub fn version(e: Exporter) -> String {
 
 /// Starts `e` in `dir` on a free loopback port.
 pub async fn start_exporter(e: Exporter, dir: &Path) -> anyhow::Result<RunningExporter> {
-    ExporterSpec::new(e, dir)
-        .spawn()
+    start_exporter_with(e, dir, None).await
+}
+
+/// Starts `e` in `dir` on a free loopback port, blackbox_exporter with `blackbox_config`
+/// (YAML) instead of the bench's `http_2xx`-only one when given.
+pub async fn start_exporter_with(
+    e: Exporter,
+    dir: &Path,
+    blackbox_config: Option<String>,
+) -> anyhow::Result<RunningExporter> {
+    let mut spec = ExporterSpec::new(e, dir);
+    spec.blackbox_config = blackbox_config;
+    spec.spawn()
         .await
         .with_context(|| format!("{} is not installed", e.package()))
 }
@@ -107,10 +118,20 @@ pub async fn blackbox_probe(
     blackbox: &RunningExporter,
     target: &str,
 ) -> anyhow::Result<BlackboxProbe> {
+    blackbox_probe_module(client, blackbox, "http_2xx", target).await
+}
+
+/// `GET /probe?target=…&module=…` on blackbox_exporter, as a Prometheus scrape of it.
+pub async fn blackbox_probe_module(
+    client: &reqwest::Client,
+    blackbox: &RunningExporter,
+    module: &str,
+    target: &str,
+) -> anyhow::Result<BlackboxProbe> {
     let url = blackbox.spec.url("/probe");
     let text = client
         .get(&url)
-        .query(&[("target", target), ("module", "http_2xx")])
+        .query(&[("target", target), ("module", module)])
         .send()
         .await
         .with_context(|| format!("GET {url}?target={target}"))?
@@ -150,6 +171,16 @@ impl Target {
             http,
             runtime: Some(runtime),
         })
+    }
+}
+
+impl Target {
+    /// Runs `f` to completion on the target's runtime (starting more loopback servers there).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .block_on(f)
     }
 }
 
