@@ -54,6 +54,10 @@ pub struct RawCollectorSection {
     /// health `failing`).
     #[serde(default = "default_stall_after")]
     pub ingest_stall_after: Duration,
+    /// sled's page cache, MiB of on-disk page bytes (the nodes in memory take several times
+    /// that); the main lever on the collector's resident memory under a large backlog.
+    #[serde(default = "default_store_cache_mib")]
+    pub store_cache_mib: u64,
 }
 
 /// `[broker]` as written.
@@ -133,6 +137,9 @@ const fn default_batch_max() -> usize {
 const fn default_batch_max_bytes() -> usize {
     8 * 1024 * 1024
 }
+const fn default_store_cache_mib() -> u64 {
+    watchstand_shared::storage::SLED_DEFAULT_CACHE_BYTES / (1024 * 1024)
+}
 const fn default_stall_after() -> Duration {
     Duration::from_secs(30)
 }
@@ -175,6 +182,8 @@ pub struct CollectorConfig {
     pub ingest_batch_max_bytes: usize,
     /// When a batch held this long counts as stalled.
     pub ingest_stall_after: Duration,
+    /// sled's page cache, bytes of on-disk pages.
+    pub store_cache_bytes: u64,
     /// Broker.
     pub broker: BrokerMode,
     /// MQTT connection.
@@ -378,6 +387,15 @@ pub fn validate(
             ),
         );
     }
+    if !(1..=65_536).contains(&raw.collector.store_cache_mib) {
+        p.push(
+            "collector.store_cache_mib",
+            format!(
+                "{} is out of range; use 1 to 65536 (MiB)",
+                raw.collector.store_cache_mib
+            ),
+        );
+    }
     if raw.collector.ingest_stall_after.as_millis() < 1_000 {
         p.push(
             "collector.ingest_stall_after",
@@ -439,6 +457,7 @@ pub fn validate(
             ingest_batch_max: raw.collector.ingest_batch_max,
             ingest_batch_max_bytes: raw.collector.ingest_batch_max_bytes,
             ingest_stall_after: raw.collector.ingest_stall_after,
+            store_cache_bytes: raw.collector.store_cache_mib * 1024 * 1024,
             broker,
             mqtt: {
                 let mut mqtt = raw.mqtt;
@@ -567,7 +586,7 @@ mod tests {
         let s = services.display().to_string();
         let want = [
             format!("{c}:4: collector.raw_retention: invalid duration \"5 seconds\": missing unit; expected a duration like 500ms, 10s, 5m, 1h"),
-            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`, `ingest_batch_max_bytes`, `ingest_stall_after`"),
+            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`, `ingest_batch_max_bytes`, `ingest_stall_after`, `store_cache_mib`"),
             format!("{c}:7: broker.embedded: invalid type: string \"yes\", expected a boolean"),
             format!("{c}:9: mqtt.keep_alive: invalid type: integer `10`, expected a string"),
             format!("{s}:4: services[id=\"web\"].criticality: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`"),
