@@ -72,9 +72,10 @@ impl SledStorage {
     }
 }
 
-/// sled's page cache when none is given: its own default is 1 GiB of on-disk bytes, which a
-/// backlog drain fills several times over in memory (BENCHMARKS.md, backlog drain memory).
-pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// sled's page cache when none is given (sled's own default is 1 GiB of on-disk bytes). A
+/// lower value did not lower a 2 M-result backlog drain's peak RSS (BENCHMARKS.md, backlog
+/// drain memory), so this stays what was measured before.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most keys [`Tree::delete_range`] removes in one sled batch.
 const DELETE_PIECE: usize = 1_000;
