@@ -521,6 +521,14 @@ mod tests {
             }
         );
         assert_eq!(c.listen, "127.0.0.1:8088".parse().unwrap());
+        assert_eq!(c.store_cache_bytes, 64 * 1024 * 1024);
+        let raw = from_str(
+            "[collector]\ndata_dir = \"d\"\nstore_cache_mib = 8\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let c = validate(raw, Path::new("c.toml"), Path::new("/base")).unwrap();
+        assert_eq!(c.store_cache_bytes, 8 * 1024 * 1024);
     }
 
     #[test]
@@ -530,6 +538,7 @@ mod tests {
             ("[collector]\ndata_dir = \"d\"\nlisten = \"nowhere\"\n", "collector.listen: \"nowhere\" is not an address like 127.0.0.1:8088"),
             ("[collector]\ndata_dir = \"d\"\nid = \"a b\"\n", "collector.id: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
             ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
+            ("[collector]\ndata_dir = \"d\"\nstore_cache_mib = 0\n", "collector.store_cache_mib: 0 is out of range; use 1 to 65536 (MiB)"),
             ("[collector]\ndata_dir = \"d\"\n[broker]\nlisten = \"x\"\n", "broker.listen: \"x\" is not an address like 127.0.0.1:8088"),
             ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)"),
             ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"mqtts://b:8883\"\ntls = { ca_file = \"ca.crt\" }\n", "broker.embedded: the embedded broker has no TLS; set embedded = false to use mqtts://b:8883"),
