@@ -94,7 +94,8 @@ pub async fn start(
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = {
         let dir = config.data_dir.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(&dir))
+        let cache_bytes = config.store_cache_bytes;
+        let opened = tokio::task::spawn_blocking(move || Store::open_with_cache(&dir, cache_bytes))
             .await
             .context("store open task failed")?;
         // The "another collector" hint only when the lock really is held: a full disk or a

@@ -54,6 +54,10 @@ pub struct RawCollectorSection {
     /// health `failing`).
     #[serde(default = "default_stall_after")]
     pub ingest_stall_after: Duration,
+    /// sled's page cache, MiB of on-disk page bytes (the nodes in memory take several times
+    /// that); the main lever on the collector's resident memory under a large backlog.
+    #[serde(default = "default_store_cache_mib")]
+    pub store_cache_mib: u64,
 }
 
 /// `[broker]` as written.
@@ -133,6 +137,9 @@ const fn default_batch_max() -> usize {
 const fn default_batch_max_bytes() -> usize {
     8 * 1024 * 1024
 }
+const fn default_store_cache_mib() -> u64 {
+    watchstand_shared::storage::SLED_DEFAULT_CACHE_BYTES / (1024 * 1024)
+}
 const fn default_stall_after() -> Duration {
     Duration::from_secs(30)
 }
@@ -175,6 +182,8 @@ pub struct CollectorConfig {
     pub ingest_batch_max_bytes: usize,
     /// When a batch held this long counts as stalled.
     pub ingest_stall_after: Duration,
+    /// sled's page cache, bytes of on-disk pages.
+    pub store_cache_bytes: u64,
     /// Broker.
     pub broker: BrokerMode,
     /// MQTT connection.
@@ -378,6 +387,15 @@ pub fn validate(
             ),
         );
     }
+    if !(1..=65_536).contains(&raw.collector.store_cache_mib) {
+        p.push(
+            "collector.store_cache_mib",
+            format!(
+                "{} is out of range; use 1 to 65536 (MiB)",
+                raw.collector.store_cache_mib
+            ),
+        );
+    }
     if raw.collector.ingest_stall_after.as_millis() < 1_000 {
         p.push(
             "collector.ingest_stall_after",
@@ -439,6 +457,7 @@ pub fn validate(
             ingest_batch_max: raw.collector.ingest_batch_max,
             ingest_batch_max_bytes: raw.collector.ingest_batch_max_bytes,
             ingest_stall_after: raw.collector.ingest_stall_after,
+            store_cache_bytes: raw.collector.store_cache_mib * 1024 * 1024,
             broker,
             mqtt: {
                 let mut mqtt = raw.mqtt;
@@ -502,6 +521,14 @@ mod tests {
             }
         );
         assert_eq!(c.listen, "127.0.0.1:8088".parse().unwrap());
+        assert_eq!(c.store_cache_bytes, 64 * 1024 * 1024);
+        let raw = from_str(
+            "[collector]\ndata_dir = \"d\"\nstore_cache_mib = 8\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let c = validate(raw, Path::new("c.toml"), Path::new("/base")).unwrap();
+        assert_eq!(c.store_cache_bytes, 8 * 1024 * 1024);
     }
 
     #[test]
@@ -511,6 +538,7 @@ mod tests {
             ("[collector]\ndata_dir = \"d\"\nlisten = \"nowhere\"\n", "collector.listen: \"nowhere\" is not an address like 127.0.0.1:8088"),
             ("[collector]\ndata_dir = \"d\"\nid = \"a b\"\n", "collector.id: id \"a b\" contains ' '; only letters, digits, '_', '.' and '-' are allowed"),
             ("[collector]\ndata_dir = \"d\"\nraw_retention = \"1h\"\n", "collector.raw_retention: 1h is shorter than one day"),
+            ("[collector]\ndata_dir = \"d\"\nstore_cache_mib = 0\n", "collector.store_cache_mib: 0 is out of range; use 1 to 65536 (MiB)"),
             ("[collector]\ndata_dir = \"d\"\n[broker]\nlisten = \"x\"\n", "broker.listen: \"x\" is not an address like 127.0.0.1:8088"),
             ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url: url \"http://x\" is not mqtt://host:port or mqtts://host:port (scheme must be mqtt://, tcp:// or mqtts://)"),
             ("[collector]\ndata_dir = \"d\"\n[mqtt]\nurl = \"mqtts://b:8883\"\ntls = { ca_file = \"ca.crt\" }\n", "broker.embedded: the embedded broker has no TLS; set embedded = false to use mqtts://b:8883"),
@@ -567,7 +595,7 @@ mod tests {
         let s = services.display().to_string();
         let want = [
             format!("{c}:4: collector.raw_retention: invalid duration \"5 seconds\": missing unit; expected a duration like 500ms, 10s, 5m, 1h"),
-            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`, `ingest_batch_max_bytes`, `ingest_stall_after`"),
+            format!("{c}:5: collector.colour: unknown key `colour`; expected one of `id`, `data_dir`, `listen`, `raw_retention`, `rollup_retention`, `services_file`, `max_payload_bytes`, `ingest_batch_max`, `ingest_batch_max_bytes`, `ingest_stall_after`, `store_cache_mib`"),
             format!("{c}:7: broker.embedded: invalid type: string \"yes\", expected a boolean"),
             format!("{c}:9: mqtt.keep_alive: invalid type: integer `10`, expected a string"),
             format!("{s}:4: services[id=\"web\"].criticality: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`"),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use watchstand_shared::storage::{
     key::read_u64, MemoryStorage, SledStorage, Storage, StorageError, Tree, Write,
+    SLED_DEFAULT_CACHE_BYTES,
 };
 use watchstand_shared::wire::v1::{GapRecord, ProbeResult, ProbeState};
 
@@ -196,14 +197,23 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the sled store in `dir`.
+    /// Opens the sled store in `dir` with the engine's default page cache.
     ///
     /// # Errors
     /// The store cannot be opened (I/O, lock held by another collector process).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, SLED_DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the sled store in `dir` with a page cache of `cache_bytes` (on-disk bytes;
+    /// `[collector] store_cache_mib`).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         Ok(Self {
             rollup_lock: Arc::default(),
-            storage: Arc::new(SledStorage::open(dir)?),
+            storage: Arc::new(SledStorage::open_with_cache(dir, cache_bytes)?),
         })
     }
 

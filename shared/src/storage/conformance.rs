@@ -132,6 +132,31 @@ fn batches_applied_in_pieces_keep_their_order_across_pieces_on_every_engine() {
 }
 
 #[test]
+fn a_range_larger_than_an_engine_piece_is_deleted_whole_and_only_it_on_every_engine() {
+    for (name, mut engine) in engines() {
+        let s = engine.open();
+        let t = s.tree("d").unwrap();
+        // 2,500 keys in the range (sled removes 1,000 per batch), some of which are prefixes
+        // of others, with neighbours on both sides that must stay.
+        let mut writes = vec![
+            Write::Put(b"a".to_vec(), b"keep".to_vec()),
+            Write::Put(b"c".to_vec(), b"keep".to_vec()),
+        ];
+        for n in 0..1_250u32 {
+            let key = [b"b".as_slice(), &n.to_be_bytes()].concat();
+            writes.push(Write::Put(key.clone(), b"v".to_vec()));
+            writes.push(Write::Put([key.as_slice(), &[0]].concat(), b"v".to_vec()));
+        }
+        t.apply(writes).unwrap();
+        assert_eq!(t.delete_range(b"b", Some(b"c")).unwrap(), 2_500, "{name}");
+        assert_eq!(t.len().unwrap(), 2, "{name}");
+        assert_eq!(t.get(b"a").unwrap(), Some(b"keep".to_vec()), "{name}");
+        assert_eq!(t.get(b"c").unwrap(), Some(b"keep".to_vec()), "{name}");
+        assert_eq!(t.delete_range(b"b", None).unwrap(), 1, "{name}");
+    }
+}
+
+#[test]
 fn flushed_writes_survive_a_reopen_on_every_engine() {
     for (name, mut engine) in engines() {
         {

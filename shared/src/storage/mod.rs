@@ -14,7 +14,9 @@ mod sled_engine;
 
 pub use memory::MemoryStorage;
 pub use reopen::ReopeningSled;
-pub use sled_engine::{repair as repair_sled, SledStorage};
+pub use sled_engine::{
+    repair as repair_sled, SledStorage, DEFAULT_CACHE_BYTES as SLED_DEFAULT_CACHE_BYTES,
+};
 
 use std::sync::Arc;
 
@@ -164,10 +166,12 @@ pub trait Tree: Send + Sync {
     /// Engine failure.
     fn range_rev(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>>;
 
-    /// Removes every key with `start <= key < end`; returns how many.
+    /// Removes every key with `start <= key < end`; returns how many. Not atomic as a whole:
+    /// an engine may remove a large range in several atomic pieces, in key order, so a crash
+    /// can leave a prefix of the range removed.
     ///
     /// # Errors
-    /// Engine failure.
+    /// Engine failure; the pieces before it stay removed.
     fn delete_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<usize>;
 
     /// Number of entries (may scan).

@@ -14,13 +14,24 @@ pub struct SledStorage {
 }
 
 impl SledStorage {
-    /// Opens or creates the store in directory `path`. Artefacts a crash or a full disk leaves
-    /// behind (see [`repair`]) are removed first, with a WARN naming each.
+    /// Opens or creates the store in directory `path` with sled's page cache at
+    /// [`DEFAULT_CACHE_BYTES`] ([`SledStorage::open_with_cache`]).
+    ///
+    /// # Errors
+    /// As [`SledStorage::open_with_cache`].
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens or creates the store in directory `path`; sled keeps at most `cache_bytes` of
+    /// pages (counted as their on-disk size; the in-memory nodes take several times that) in
+    /// its cache. Artefacts a crash or a full disk leaves behind (see [`repair`]) are removed
+    /// first, with a WARN naming each.
     ///
     /// # Errors
     /// I/O failure or corruption ([`StorageError::Engine`]), or the store is open in another
     /// process ([`StorageError::Locked`]).
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self> {
         repair(path).map_err(|io| StorageError::engine("repair", io))?;
         // sled's background flusher keeps the file lock for a moment after the last handle of
         // a previous open in this process is dropped; wait for it (bounded) instead of failing
@@ -32,7 +43,7 @@ impl SledStorage {
                 // Durability comes from explicit flushes at acknowledgement points; the
                 // background flusher only bounds how much unacknowledged work a crash can lose.
                 .flush_every_ms(Some(1_000))
-                .cache_capacity(64 * 1024 * 1024)
+                .cache_capacity(cache_bytes)
                 .open();
             match opened {
                 Ok(db) => break db,
@@ -60,6 +71,14 @@ impl SledStorage {
         Ok(Self { db })
     }
 }
+
+/// sled's page cache when none is given (sled's own default is 1 GiB of on-disk bytes). A
+/// lower value did not lower a 2 M-result backlog drain's peak RSS (BENCHMARKS.md, backlog
+/// drain memory), so this stays what was measured before.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most keys [`Tree::delete_range`] removes in one sled batch.
+const DELETE_PIECE: usize = 1_000;
 
 /// True when sled failed to take its exclusive lock on the `db` file (fs2 `try_lock_exclusive`,
 /// a `flock`). sled 0.34.7 reports it only as an `Io` error of kind `Other` whose text starts
@@ -214,16 +233,34 @@ impl Tree for SledTree {
         if end.is_some_and(|e| e <= start) {
             return Ok(0);
         }
-        let mut batch = sled::Batch::default();
+        // In atomic batches of at most `DELETE_PIECE` keys: one batch over a whole range would
+        // hold every replaced node until it returns (see `Tree::apply_in_pieces`).
+        let mut from = start.to_vec();
         let mut n = 0;
-        for item in self.iter(start, end).keys() {
-            batch.remove(item.map_err(|e| StorageError::engine("scan", e))?);
-            n += 1;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut last = None;
+            let mut in_piece = 0;
+            for item in self.iter(&from, end).keys().take(DELETE_PIECE) {
+                let k = item.map_err(|e| StorageError::engine("scan", e))?;
+                last = Some(k.clone());
+                batch.remove(k);
+                in_piece += 1;
+            }
+            let Some(last) = last else {
+                return Ok(n);
+            };
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| StorageError::engine("apply_batch", e))?;
+            n += in_piece;
+            if in_piece < DELETE_PIECE {
+                return Ok(n);
+            }
+            // The next key after `last` in byte order.
+            from = last.to_vec();
+            from.push(0);
         }
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| StorageError::engine("apply_batch", e))?;
-        Ok(n)
     }
 
     fn len(&self) -> Result<usize> {

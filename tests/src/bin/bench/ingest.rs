@@ -105,6 +105,9 @@ pub struct Args {
     /// The collector's `ingest_batch_max` (messages per store batch); default: its own default.
     #[arg(long)]
     collector_batch_max: Option<usize>,
+    /// The collector's `store_cache_mib` (sled page cache); default: its own default.
+    #[arg(long)]
+    collector_store_cache_mib: Option<u64>,
     /// Give up on a run after this long, seconds.
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
@@ -644,9 +647,14 @@ async fn run_collector(
         BrokerChoice::External(url.clone()),
         "",
     );
+    let mut extra = Vec::new();
     if let Some(n) = a.collector_batch_max {
-        cspec.collector_extra = format!("ingest_batch_max = {n}");
+        extra.push(format!("ingest_batch_max = {n}"));
     }
+    if let Some(n) = a.collector_store_cache_mib {
+        extra.push(format!("store_cache_mib = {n}"));
+    }
+    cspec.collector_extra = extra.join("\n");
     let mut collector = cspec.spawn().await;
     let filter = TopicLayout::default().all_agents(Channel::Ack);
     let acks = Subscription::start(
@@ -983,7 +991,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     let encode_start = std::time::Instant::now();
     let plan = plan(&a);
     println!(
-        "# ingest: {} results from {} agents × {} probes, {} per message: {} messages, {:.1} MB of payload (encoded in {:.2} s, before the clock); {} runs per side, interleaved; Mosquitto persistence {}; collector {} (ingest_batch_max {})",
+        "# ingest: {} results from {} agents × {} probes, {} per message: {} messages, {:.1} MB of payload (encoded in {:.2} s, before the clock); {} runs per side, interleaved; Mosquitto persistence {}; collector {} (ingest_batch_max {}, store_cache_mib {})",
         thousands(plan.total as f64),
         plan.agents.len(),
         a.probes,
@@ -995,6 +1003,8 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         if a.persistence { "on (autosave_interval 1)" } else { "off" },
         collector_bin.display(),
         a.collector_batch_max
+            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+        a.collector_store_cache_mib
             .map_or_else(|| "default".to_owned(), |n| n.to_string()),
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
