@@ -275,6 +275,7 @@ const INCIDENT_COLUMNS: &[Column] = &[
     ("priority", Kind::Plain),
     ("service", Kind::Plain),
     ("agent", Kind::Plain),
+    ("metric", Kind::Optional(&Kind::Plain)),
     ("dedup_key", Kind::Plain),
     ("detected_ms", Kind::Time),
     ("flapping", Kind::Plain),

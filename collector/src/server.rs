@@ -228,6 +228,11 @@ pub async fn start(
         five_minutes_ms: config.capacity.five_minute_retention_ms,
         hours_ms: config.capacity.hourly_retention_ms,
     };
+    let capacity_ctx = Arc::new(crate::capacity::report::CapacityContext {
+        settings: config.capacity.clone(),
+        retention: capacity_retention,
+    });
+    engine_inbox.watch_capacity(capacity_ctx.clone());
     let (notifier_wake, notifier_wakeups) = incident::notify::wake_channel();
     let app = api::router(AppState {
         store: store.clone(),
@@ -241,10 +246,7 @@ pub async fn start(
         health: health.clone(),
         access: Arc::new(config.api.clone()),
         audit: AuditLog::new(store.clone()),
-        capacity: Arc::new(crate::capacity::report::CapacityContext {
-            settings: config.capacity.clone(),
-            retention: capacity_retention,
-        }),
+        capacity: capacity_ctx,
     });
 
     tracing::info!(

@@ -61,6 +61,7 @@ fn state(access: ApiAccess) -> AppState {
         last_notified_ms: None,
         timeline: Vec::new(),
         held_until_clear: false,
+        metric: None,
         late: false,
         found_late_ms: None,
     };

@@ -18,6 +18,13 @@
 //! agent = "db-1"                  # optional: every agent when absent
 //! metric = "disk_used_pct:/var"   # a family, or one mount/interface of it
 //! threshold = 95
+//!
+//! [capacity.incidents]            # see `super::incidents`
+//! enabled = true
+//! evaluate_every = "5m"           # capacity rules are judged this often, not per sample
+//! threshold_for = "15m"           # threshold: every sample at or above it for this long
+//! forecast_within = "14d"         # forecast: the interval's late date within this
+//! forecast_min_r_squared = 0.5    # forecast: the fit's R² at least this
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,7 +33,7 @@ use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
 use watchstand_shared::time::DAY_MS;
 
-use super::forecast::Aggregate;
+use super::forecast::{Aggregate, AlarmRule};
 
 /// Metric families the agent sends: name, whether it is a percentage, how a day aggregates,
 /// and the default threshold (None: no forecast unless configured).
@@ -102,6 +109,71 @@ pub struct RawCapacitySection {
     /// Thresholds per agent and/or metric.
     #[serde(default)]
     pub overrides: Vec<RawOverride>,
+    /// Capacity incidents.
+    #[serde(default)]
+    pub incidents: RawCapacityIncidents,
+}
+
+/// `[capacity.incidents]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacityIncidents {
+    /// Whether capacity incidents are evaluated at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the capacity rules are evaluated.
+    #[serde(default = "default_capacity_every")]
+    pub evaluate_every: Duration,
+    /// How long every sample must be at or above the threshold.
+    #[serde(default = "default_threshold_for")]
+    pub threshold_for: Duration,
+    /// The late end of the crossing's interval must be within this of now.
+    #[serde(default = "default_forecast_within")]
+    pub forecast_within: Duration,
+    /// The fit's R² must be at least this.
+    #[serde(default = "default_min_r_squared")]
+    pub forecast_min_r_squared: f64,
+}
+
+impl Default for RawCapacityIncidents {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            evaluate_every: default_capacity_every(),
+            threshold_for: default_threshold_for(),
+            forecast_within: default_forecast_within(),
+            forecast_min_r_squared: default_min_r_squared(),
+        }
+    }
+}
+
+const fn default_true() -> bool {
+    true
+}
+const fn default_capacity_every() -> Duration {
+    Duration::from_secs(300)
+}
+const fn default_threshold_for() -> Duration {
+    Duration::from_secs(900)
+}
+const fn default_forecast_within() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+const fn default_min_r_squared() -> f64 {
+    0.5
+}
+
+/// The validated `[capacity.incidents]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CapacityIncidentSettings {
+    /// Evaluated at all.
+    pub enabled: bool,
+    /// Evaluation period, ms.
+    pub evaluate_every_ms: u64,
+    /// Threshold rule: how long at or above, ms.
+    pub threshold_for_ms: u64,
+    /// Forecast rule: the alarm rule (within how many days, R² floor).
+    pub alarm: AlarmRule,
 }
 
 impl Default for RawCapacitySection {
@@ -113,6 +185,7 @@ impl Default for RawCapacitySection {
             horizon: default_horizon(),
             thresholds: BTreeMap::new(),
             overrides: Vec::new(),
+            incidents: RawCapacityIncidents::default(),
         }
     }
 }
@@ -156,6 +229,8 @@ pub struct CapacitySettings {
     pub thresholds: BTreeMap<String, f64>,
     /// Per agent / metric thresholds.
     pub overrides: Vec<Override>,
+    /// `[capacity.incidents]`.
+    pub incidents: CapacityIncidentSettings,
 }
 
 impl Default for CapacitySettings {
@@ -174,8 +249,20 @@ impl CapacitySettings {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         let days = |ms: u64| ms / DAY_MS;
+        let i = &self.incidents;
+        let incidents = if i.enabled {
+            format!(
+                "incidents every {} s: threshold for {} s, forecast within {}d with R² ≥ {}",
+                i.evaluate_every_ms / 1_000,
+                i.threshold_for_ms / 1_000,
+                i.alarm.within_days,
+                i.alarm.min_r_squared
+            )
+        } else {
+            "incidents off".to_owned()
+        };
         format!(
-            "thresholds {} · {} override(s) · forecast window {}d, horizon {}d · rollups 5-minute {}d, hourly {}d",
+            "thresholds {} · {} override(s) · forecast window {}d, horizon {}d · rollups 5-minute {}d, hourly {}d · {incidents}",
             thresholds.join(", "),
             self.overrides.len(),
             days(self.window_ms),
@@ -320,13 +407,67 @@ pub fn validate(raw: &RawCapacitySection, p: &mut Problems) -> CapacitySettings 
             threshold: o.threshold,
         });
     }
+    let incidents = validate_incidents(&raw.incidents, raw.horizon, p);
     CapacitySettings {
+        incidents,
         five_minute_retention_ms: five,
         hourly_retention_ms: hourly,
         window_ms: raw.window.as_millis(),
         horizon_days: raw.horizon.as_millis() as f64 / DAY_MS as f64,
         thresholds,
         overrides,
+    }
+}
+
+/// Validates `[capacity.incidents]` (`horizon` is `capacity.horizon`).
+fn validate_incidents(
+    raw: &RawCapacityIncidents,
+    horizon: Duration,
+    p: &mut Problems,
+) -> CapacityIncidentSettings {
+    const KEY: &str = "capacity.incidents";
+    if raw.evaluate_every.as_millis() < 1_000 {
+        p.push(
+            format!("{KEY}.evaluate_every"),
+            format!("{} is shorter than 1s", raw.evaluate_every),
+        );
+    }
+    if raw.threshold_for.as_millis() < 1_000 {
+        p.push(
+            format!("{KEY}.threshold_for"),
+            format!("{} is shorter than 1s", raw.threshold_for),
+        );
+    }
+    let within = raw.forecast_within.as_millis();
+    if within < DAY_MS {
+        p.push(
+            format!("{KEY}.forecast_within"),
+            format!("{} is shorter than one day", raw.forecast_within),
+        );
+    } else if within > horizon.as_millis() {
+        p.push(
+            format!("{KEY}.forecast_within"),
+            format!(
+                "{} is longer than capacity.horizon ({horizon})",
+                raw.forecast_within
+            ),
+        );
+    }
+    let r2 = raw.forecast_min_r_squared;
+    if !(0.0..=1.0).contains(&r2) {
+        p.push(
+            format!("{KEY}.forecast_min_r_squared"),
+            format!("{r2} is not within [0, 1]"),
+        );
+    }
+    CapacityIncidentSettings {
+        enabled: raw.enabled,
+        evaluate_every_ms: raw.evaluate_every.as_millis().max(1_000),
+        threshold_for_ms: raw.threshold_for.as_millis().max(1_000),
+        alarm: AlarmRule {
+            within_days: within as f64 / DAY_MS as f64,
+            min_r_squared: r2.clamp(0.0, 1.0),
+        },
     }
 }
 
@@ -370,8 +511,14 @@ mod tests {
         assert_eq!(aggregate_of("disk_used_pct:/var"), Aggregate::Peak);
         assert_eq!(
             s.summary(),
-            "thresholds cpu_pct 80, disk_inodes_used_pct 90, disk_used_pct 90, fd_used_pct 90, mem_used_pct 90, swap_used_pct 50 · 0 override(s) · forecast window 30d, horizon 365d · rollups 5-minute 90d, hourly 730d"
+            "thresholds cpu_pct 80, disk_inodes_used_pct 90, disk_used_pct 90, fd_used_pct 90, mem_used_pct 90, swap_used_pct 50 · 0 override(s) · forecast window 30d, horizon 365d · rollups 5-minute 90d, hourly 730d · incidents every 300 s: threshold for 900 s, forecast within 14d with R² ≥ 0.5"
         );
+        let i = s.incidents;
+        assert!(i.enabled);
+        assert_eq!(i.evaluate_every_ms, 300_000);
+        assert_eq!(i.threshold_for_ms, 900_000);
+        assert_eq!(i.alarm.within_days, 14.0);
+        assert_eq!(i.alarm.min_r_squared, 0.5);
     }
 
     #[test]
@@ -406,7 +553,13 @@ mod tests {
             ("five_minute_retention = \"1h\"", "capacity.five_minute_retention: 1h is shorter than one day"),
             ("hourly_retention = \"30d\"", "capacity.hourly_retention: 30d is shorter than capacity.five_minute_retention (90d)"),
             ("window = \"2d\"", "capacity.window: 2d is shorter than 3 days (a forecast needs at least 3 days)"),
-            ("horizon = \"1h\"", "capacity.horizon: 1h is shorter than one day"),
+            ("horizon = \"1h\"\nincidents = { forecast_within = \"1d\" }", "capacity.horizon: 1h is shorter than one day\ncapacity.incidents.forecast_within: 1d is longer than capacity.horizon (1h)"),
+            ("incidents = { evaluate_every = \"500ms\" }", "capacity.incidents.evaluate_every: 500ms is shorter than 1s"),
+            ("incidents = { threshold_for = \"0s\" }", "capacity.incidents.threshold_for: 0s is shorter than 1s"),
+            ("incidents = { forecast_within = \"12h\" }", "capacity.incidents.forecast_within: 12h is shorter than one day"),
+            ("horizon = \"10d\"", "capacity.incidents.forecast_within: 14d is longer than capacity.horizon (10d)"),
+            ("incidents = { forecast_min_r_squared = 1.5 }", "capacity.incidents.forecast_min_r_squared: 1.5 is not within [0, 1]"),
+            ("incidents = { forecast_min_r_squared = -0.1 }", "capacity.incidents.forecast_min_r_squared: -0.1 is not within [0, 1]"),
             ("thresholds = { disk_used_pct = 150 }", "capacity.thresholds.disk_used_pct: 150 is not a percentage in (0, 100]"),
             ("thresholds = { load_1 = -2 }", "capacity.thresholds.load_1: -2 is not a positive number"),
             ("thresholds = { fd_used_pct = 120 }", "capacity.thresholds.fd_used_pct: 120 is not a percentage in (0, 100]"),
@@ -420,13 +573,18 @@ mod tests {
         ];
         for (line, want) in cases {
             let got = check(&format!("[capacity]\n{line}\n")).expect_err(line);
-            assert_eq!(got, vec![(*want).to_owned()], "{line}");
+            let want: Vec<String> = want.lines().map(str::to_owned).collect();
+            assert_eq!(got, want, "{line}");
         }
         // Every problem at once.
         let all = check(
             "[capacity]\nwindow = \"1d\"\nhorizon = \"1s\"\nthresholds = { cpu_pct = 101 }\n",
         )
-        .expect_err("three problems");
-        assert_eq!(all.len(), 3, "{all:?}");
+        .expect_err("four problems");
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(
+            all[3],
+            "capacity.incidents.forecast_within: 14d is longer than capacity.horizon (1s)"
+        );
     }
 }

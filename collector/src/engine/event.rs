@@ -36,6 +36,9 @@ pub enum EngineEvent {
     },
     /// The periodic evaluation of every rule (the task's `evaluate_every` timer).
     Tick,
+    /// The periodic evaluation of the capacity rules (the task's `[capacity.incidents]
+    /// evaluate_every` timer; see [`crate::capacity::incidents`]).
+    CapacityTick,
     /// Services down but not yet for `down_after` instants, looked at again (the task's timer).
     FollowUp(BTreeSet<String>),
     /// The MQTT session's connection to the broker (agent silence counts only while connected).

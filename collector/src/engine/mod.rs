@@ -10,6 +10,7 @@
 //! | `FollowUp` | the task's timer | service-down again for services down but not yet for `down_after` |
 //! | `Broker` | the MQTT session task | presence: agent silence counts only while connected |
 //! | `Operator` | the API (ack, resolve), with a `oneshot` reply | the action, committed; the outcome replied |
+//! | `CapacityTick` | the task's `[capacity.incidents] evaluate_every` timer | the capacity rules of every agent and metric ([`crate::capacity::incidents`]) |
 //!
 //! Readers never lock the engine: the task publishes an [`EngineSnapshot`] on a `watch` after
 //! every step (metrics read it), and incident records are read from the store. The task wakes
@@ -55,6 +56,7 @@ pub use event::{BrokerEvent, EngineEvent, OperatorAction, RunbookAction, Runbook
 pub use handle::EngineHandle;
 pub use snapshot::{ActiveIncident, EngineSnapshot};
 
+use crate::capacity::report::CapacityContext;
 use crate::config::Catalogue;
 use crate::incident::engine::{ActionError, Change, Engine};
 use crate::incident::presence::{self, Presence};
@@ -74,6 +76,7 @@ pub struct EngineInbox {
     /// For the task's own executors (weak: the queue still closes when every handle is gone).
     weak: mpsc::WeakSender<EngineEvent>,
     runbooks: Option<runbooks::Runbooks>,
+    capacity: Option<Arc<CapacityContext>>,
 }
 
 impl EngineInbox {
@@ -89,6 +92,12 @@ impl EngineInbox {
     ) -> Result<(), StoreError> {
         self.runbooks = Some(runbooks::Runbooks::load(books, store, self.weak.clone())?);
         Ok(())
+    }
+
+    /// Lets the task judge the capacity rules with `ctx` every
+    /// `[capacity.incidents] evaluate_every` (without it, or with them disabled, it does not).
+    pub fn watch_capacity(&mut self, ctx: Arc<CapacityContext>) {
+        self.capacity = Some(ctx);
     }
 
     /// The next queued event, if one is queued now (tests look at what was handed over).
@@ -115,6 +124,7 @@ pub fn channel_with(capacity: usize, initial: EngineSnapshot) -> (EngineHandle, 
             snapshot: snapshot_tx,
             weak,
             runbooks: None,
+            capacity: None,
         },
     )
 }
@@ -145,11 +155,13 @@ struct Round {
     services: BTreeSet<String>,
     /// Late ranges handed over.
     late: LateRanges,
+    /// The capacity rules.
+    capacity: bool,
 }
 
 impl Round {
     fn is_empty(&self) -> bool {
-        !self.all && self.services.is_empty() && self.late.is_empty()
+        !self.all && !self.capacity && self.services.is_empty() && self.late.is_empty()
     }
 }
 
@@ -174,6 +186,8 @@ struct Task {
     last_evaluation_ms: Option<u64>,
     /// Runbook runs, their deadlines and executors, incident triggers.
     runbooks: runbooks::Runbooks,
+    /// What the capacity rules read (None: not judged).
+    capacity: Option<Arc<CapacityContext>>,
 }
 
 /// Runs the engine task until `shutdown` (or until every handle is gone): evaluates every
@@ -198,7 +212,18 @@ pub async fn run(
             }
         },
     };
+    let capacity = inbox
+        .capacity
+        .take()
+        .filter(|c| c.settings.incidents.enabled);
+    let mut capacity_tick = capacity.as_ref().map(|c| {
+        let every = std::time::Duration::from_millis(c.settings.incidents.evaluate_every_ms);
+        let mut t = tokio::time::interval_at(Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let mut task = Task {
+        capacity,
         runbooks: books,
         engine: Some(engine),
         deps,
@@ -235,10 +260,19 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let capacity_due = async {
+            match capacity_tick.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             _ = tick.tick() => EngineEvent::Tick,
+            () = capacity_due => EngineEvent::CapacityTick,
             event = inbox.rx.recv() => match event {
                 Some(e) => e,
                 None => break,
@@ -318,6 +352,7 @@ impl Task {
     async fn handle(&mut self, event: EngineEvent, round: &mut Round) {
         match event {
             EngineEvent::Tick => round.all = true,
+            EngineEvent::CapacityTick => round.capacity = true,
             EngineEvent::FollowUp(services) => round.services.extend(services),
             EngineEvent::ProbesChanged { services, late } => {
                 round.services.extend(services);
@@ -425,7 +460,9 @@ impl Task {
             all,
             services,
             mut late,
+            capacity,
         } = round;
+        let capacity = self.capacity.clone().filter(|_| capacity);
         let now = now_ms();
         // A wake-up far later than the tick: the collector itself was frozen, and heard nobody.
         if self
@@ -461,6 +498,12 @@ impl Task {
                     incident::evaluate_late(e, &s, &c, &r, hearing, &late, now)?;
                 if all {
                     changes.extend(incident::evaluate_once(e, &s, &c, &r, hearing, now)?);
+                }
+                if let Some(ctx) = &capacity {
+                    let agents: Vec<String> = r.snapshot().into_iter().map(|a| a.agent).collect();
+                    changes.extend(crate::capacity::incidents::evaluate(
+                        e, &s, ctx, &agents, now,
+                    )?);
                 }
                 let mut pending = Vec::new();
                 if !services.is_empty() {

@@ -57,6 +57,7 @@ pub(super) fn engine_with_one_open() -> (Store, Engine) {
             last_notified_ms: None,
             timeline: Vec::new(),
             held_until_clear: false,
+            metric: None,
             late: false,
             found_late_ms: None,
         },

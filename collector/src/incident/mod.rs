@@ -84,6 +84,12 @@ pub enum Rule {
     Unmonitored,
     /// An agent is offline (last will, or silence past 3 × its slowest interval).
     AgentOffline,
+    /// A capacity metric (by its name) at or above its threshold for `threshold_for`
+    /// (see [`crate::capacity::incidents`]).
+    CapacityThreshold(String),
+    /// A capacity metric (by its name) forecast to cross its threshold within
+    /// `forecast_within` (see [`crate::capacity::incidents`]).
+    CapacityForecast(String),
 }
 
 impl Rule {
@@ -96,6 +102,16 @@ impl Rule {
             Rule::SlaBelowTarget => "sla_below_target".into(),
             Rule::Unmonitored => "unmonitored".into(),
             Rule::AgentOffline => "agent_offline".into(),
+            Rule::CapacityThreshold(_) => "capacity_threshold".into(),
+            Rule::CapacityForecast(_) => "capacity_forecast".into(),
+        }
+    }
+
+    /// The capacity metric of a capacity rule.
+    pub fn metric(&self) -> Option<&str> {
+        match self {
+            Rule::CapacityThreshold(m) | Rule::CapacityForecast(m) => Some(m),
+            _ => None,
         }
     }
 }

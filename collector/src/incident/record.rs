@@ -49,6 +49,9 @@ pub struct Incident {
     /// Agent, for agent incidents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The capacity metric, for capacity incidents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     /// Rule.
     pub rule: Rule,
     /// Priority.

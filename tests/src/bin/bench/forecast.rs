@@ -25,6 +25,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use watchstand_collector::capacity::forecast::{self, Aggregate, ForecastInput, Outcome};
+use watchstand_collector::capacity::CapacitySettings;
 
 use crate::stats::percentile;
 
@@ -227,7 +228,7 @@ fn predict_linear(samples: &[(u64, f64)]) -> Option<f64> {
 
 /// Watchstand's exhaustion date, days from the end, from hourly means stamped at the hour's
 /// middle, as the collector reads its hourly rollups.
-fn watchstand(samples: &[(u64, f64)]) -> Option<f64> {
+fn watchstand(samples: &[(u64, f64)]) -> forecast::Forecast {
     let mut hourly: Vec<(u64, f64, f64)> = Vec::new();
     for (t, v) in samples {
         let mid = t - t % HOUR_MS + HOUR_MS / 2;
@@ -240,7 +241,7 @@ fn watchstand(samples: &[(u64, f64)]) -> Option<f64> {
         }
     }
     let hourly: Vec<(u64, f64)> = hourly.into_iter().map(|(h, s, n)| (h, s / n)).collect();
-    let f = forecast::forecast(
+    forecast::forecast(
         &hourly,
         &ForecastInput {
             threshold: THRESHOLD,
@@ -248,7 +249,10 @@ fn watchstand(samples: &[(u64, f64)]) -> Option<f64> {
             horizon_days: HORIZON_DAYS,
             time_resolution_ms: HOUR_MS,
         },
-    );
+    )
+}
+
+fn date_of(f: &forecast::Forecast) -> Option<f64> {
     match f.outcome {
         Outcome::AlreadyAbove { .. } => Some(0.0),
         Outcome::Crossing { date_ms, .. } => Some(days(date_ms).max(0.0)),
@@ -266,13 +270,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, truth: Option<f64>, predicted: Option<f64>) {
+    fn add(&mut self, truth: Option<f64>, predicted: Option<f64>, alarm: bool) {
         if let Some(t) = truth {
             self.errors
                 .push((predicted.unwrap_or(HORIZON_DAYS).min(HORIZON_DAYS) - t).abs());
         }
         let fills = truth.is_some_and(|t| t <= ALARM_DAYS);
-        let alarm = predicted.is_some_and(|p| p <= ALARM_DAYS);
         if fills {
             self.positives += 1;
             self.missed += usize::from(!alarm);
@@ -306,6 +309,12 @@ pub fn main(a: &Args) -> anyhow::Result<()> {
     let window = a.window_days as f64;
     let mut rng = StdRng::seed_from_u64(a.seed);
     let mut ours = Tally::default();
+    let mut point = Tally::default();
+    let rule = CapacitySettings::default().incidents.alarm;
+    let mut floors: Vec<(f64, Tally, Tally)> = [f64::NEG_INFINITY, 0.0, 0.3, 0.5]
+        .into_iter()
+        .map(|f| (f, Tally::default(), Tally::default()))
+        .collect();
     let mut prom = Tally::default();
     let mut per_kind: Vec<(Kind, Tally, Tally)> = KINDS
         .iter()
@@ -325,12 +334,28 @@ pub fn main(a: &Args) -> anyhow::Result<()> {
             .collect();
         let last_at = samples.last().map_or(END_MS, |s| s.0);
         let t = truth(&shape, last_at);
-        let (w, p) = (watchstand(&samples), predict_linear(&samples));
-        ours.add(t, w);
-        prom.add(t, p);
+        let wf = watchstand(&samples);
+        let (w, p) = (date_of(&wf), predict_linear(&samples));
+        let w_alarm = forecast::alarms(&wf, &rule, END_MS);
+        let p_alarm = p.is_some_and(|p| p <= ALARM_DAYS);
+        ours.add(t, w, w_alarm);
+        prom.add(t, p, p_alarm);
+        // The point date alone (the rule before the late-end rule), for comparison.
+        point.add(t, w, w.is_some_and(|d| d <= ALARM_DAYS));
+        let r2 = wf.fit.map_or(f64::NEG_INFINITY, |f| f.r_squared);
+        let late = match wf.outcome {
+            Outcome::Crossing { latest_ms, .. } => Some(days(latest_ms)),
+            Outcome::AlreadyAbove { .. } => Some(0.0),
+            _ => None,
+        };
+        for (floor, point_t, late_t) in &mut floors {
+            let ok = r2 >= *floor || matches!(wf.outcome, Outcome::AlreadyAbove { .. });
+            point_t.add(t, w, ok && w.is_some_and(|d| d <= ALARM_DAYS));
+            late_t.add(t, w, ok && late.is_some_and(|d| d <= ALARM_DAYS));
+        }
         let k = &mut per_kind[i % KINDS.len()];
-        k.1.add(t, w);
-        k.2.add(t, p);
+        k.1.add(t, w, w_alarm);
+        k.2.add(t, p, p_alarm);
     }
     println!(
         "forecast accuracy: {series} seeded series (seed {}), {} days of 5-minute samples each, threshold {THRESHOLD} %, horizon {HORIZON_DAYS} days, {:.1} s",
@@ -363,7 +388,11 @@ pub fn main(a: &Args) -> anyhow::Result<()> {
     println!();
     println!("| method | median error (days) | p90 error (days) | false \"fills within 14 days\" | missed \"fills within 14 days\" |");
     println!("|---|---|---|---|---|");
-    for (name, t) in [("Watchstand", &ours), ("predict_linear (OLS)", &prom)] {
+    for (name, t) in [
+        ("Watchstand (alarm rule)", &ours),
+        ("Watchstand (point date ≤ 14 d)", &point),
+        ("predict_linear (OLS)", &prom),
+    ] {
         println!(
             "| {name} | {:.2} | {:.2} | {:.1} % ({} of {}) | {:.1} % ({} of {}) |",
             t.p(50.0),
@@ -377,6 +406,20 @@ pub fn main(a: &Args) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!(
+        "alarm rule (the forecast incident's, `[capacity.incidents]` defaults): already above, or crossing with the late end of the 80 % interval within {} days and R² ≥ {}",
+        rule.within_days, rule.min_r_squared
+    );
+    let by_floor: Vec<String> = floors
+        .iter()
+        .map(|(f, p, l)| {
+            format!(
+                "R² ≥ {f}: point date false {} missed {}, late end false {} missed {}",
+                p.false_alarms, p.missed, l.false_alarms, l.missed
+            )
+        })
+        .collect();
+    println!("the same rule by R² floor: {}", by_floor.join("; "));
     let ratio = prom.p(90.0) / ours.p(90.0);
     let fa_w = Tally::share(ours.false_alarms, ours.negatives);
     let fa_p = Tally::share(prom.false_alarms, prom.negatives);
