@@ -1,6 +1,8 @@
 //! Capacity end to end: an agent-equivalent publishes host samples with past timestamps
 //! through a real broker into the real collector binary; the forecast API and the CLI answer
-//! from the rollups; the rollups equal a recount of the raw samples after collector SIGKILLs.
+//! from the rollups; the rollups equal a recount of the raw samples after collector SIGKILLs;
+//! capacity incidents (forecast, threshold) open and resolve through the engine task and
+//! reach a webhook receiver on loopback.
 
 use std::time::Duration;
 
@@ -28,8 +30,12 @@ fn sample(seq: u64, at: u64, disk_pct: f64, cpu_pct: f64) -> Value {
 }
 
 fn batch(boot: &str, samples: Vec<Value>) -> Vec<u8> {
+    batch_of("host-1", boot, samples)
+}
+
+fn batch_of(agent: &str, boot: &str, samples: Vec<Value>) -> Vec<u8> {
     serde_json::to_vec(&json!({
-        "v": 1, "site": "lab", "agent": "host-1", "boot": boot, "samples": samples,
+        "v": 1, "site": "lab", "agent": agent, "boot": boot, "samples": samples,
     }))
     .unwrap()
 }
@@ -259,5 +265,227 @@ async fn capacity_rollups_equal_a_recount_after_collector_sigkills() {
     eprintln!(
         "capacity crash rounds ({rounds} SIGKILLs, {published} samples): every bucket equals its recount; {checked} checked during the rounds, {} at the end",
         report.capacity_buckets_checked
+    );
+}
+
+/// A webhook receiver on loopback that keeps every body it gets.
+#[derive(Clone, Default)]
+struct Hook {
+    got: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Hook {
+    async fn start(&self) -> std::net::SocketAddr {
+        let got = self.got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    got.lock().unwrap().push(body);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ignored = axum::serve(listener, app).await.is_ok();
+        });
+        addr
+    }
+
+    /// (event, dedup key) of every notification received.
+    fn events(&self) -> Vec<(String, String)> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["event"].as_str().unwrap_or_default().to_owned(),
+                    b["dedup_key"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The incident of `key` as the incidents API lists it, if any.
+async fn incident(collector: &watchstand_tests::process::Collector, key: &str) -> Option<Value> {
+    let list = collector.get("/api/v1/incidents").await;
+    list.as_array()?
+        .iter()
+        .find(|i| i["dedup_key"] == key)
+        .cloned()
+}
+
+/// Capacity incidents end to end, evaluated every second by the collector's engine task:
+/// `host-1` publishes 24.5 days of `/data` growing 1 %/day from 50 % (a sample every 30 min,
+/// ending 5.5 days ago: 90 % is 10.5 days from now) → the forecast incident opens and its
+/// webhook arrives; then a cleanup (5.5 days at 30 %) → it resolves. `host-2`'s `/data` at
+/// 95 % for 12 minutes (`threshold_for = "10m"`) → the threshold incident opens; a sample
+/// at 50 % → it resolves. The incidents API and CLI show kind, agent and metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_incidents_open_and_resolve_through_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::default();
+    let hook_addr = hook.start().await;
+    let spec = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &format!(
+            "[capacity.incidents]\nevaluate_every = \"1s\"\nthreshold_for = \"10m\"\n\n[incidents]\nresolve_after = \"1s\"\n\n[[webhooks]]\nname = \"ops\"\nurl = \"http://{hook_addr}/hook\"\n"
+        ),
+    );
+    let collector = spec.spawn().await;
+    let mut client = TestClient::connect(&spec.broker.url(), "hosts-equivalent").await;
+    let now = now_ms();
+    let step = 30 * 60_000;
+    let start = now - 30 * DAY;
+    let cleanup_at = now - 11 * DAY / 2;
+    let growth: Vec<Value> = (0..(cleanup_at - start) / step)
+        .map(|k| {
+            let at = start + k * step;
+            sample(k + 1, at, 50.0 + (at - start) as f64 / DAY as f64, 10.0)
+        })
+        .collect();
+    let mut seq = growth.len() as u64;
+    for chunk in growth.chunks(48) {
+        client.publish(TOPIC, batch("boot-1", chunk.to_vec())).await;
+    }
+    let forecast_key = "capacity_forecast:host-1:disk_used_pct:/data";
+    let opened = wait_for("the forecast incident", Duration::from_secs(90), || async {
+        incident(&collector, forecast_key).await
+    })
+    .await;
+    assert_eq!(opened["state"], "open", "{opened}");
+    assert_eq!(opened["agent"], "host-1");
+    assert_eq!(opened["metric"], "disk_used_pct:/data");
+    assert_eq!(opened["rule"]["kind"], "capacity_forecast");
+    assert_eq!(opened["priority"], "P4");
+    let summary = opened["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("disk_used_pct:/data on host-1 projected to reach 90 on "),
+        "{summary}"
+    );
+    // Its date is ~10.5 days out: the forecast API says the same.
+    let view = collector
+        .get("/api/v1/capacity/forecast?agent=host-1&metric=disk_used_pct:/data")
+        .await;
+    let date = view["forecast"]["date_ms"].as_u64().unwrap();
+    let truth = start + 40 * DAY;
+    assert!(date.abs_diff(truth) < DAY, "{view}");
+    wait_for("the forecast webhook", Duration::from_secs(30), || async {
+        hook.events()
+            .contains(&("opened".to_owned(), forecast_key.to_owned()))
+            .then_some(())
+    })
+    .await;
+    let body = hook
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|b| b["dedup_key"] == forecast_key)
+        .cloned()
+        .unwrap();
+    assert_eq!(body["incident"]["metric"], "disk_used_pct:/data", "{body}");
+    assert_eq!(body["incident"]["agent"], "host-1");
+    assert_eq!(body["incident"]["rule"]["kind"], "capacity_forecast");
+
+    // The cleanup: 30 % from 5.5 days ago until now. The step is found, the fit after it
+    // is flat, the rule clears and the incident resolves.
+    let cleanup: Vec<Value> = (0..(now - cleanup_at) / step)
+        .map(|k| {
+            seq += 1;
+            sample(seq, cleanup_at + k * step, 30.0, 10.0)
+        })
+        .collect();
+    for chunk in cleanup.chunks(48) {
+        client.publish(TOPIC, batch("boot-1", chunk.to_vec())).await;
+    }
+    let resolved = wait_for(
+        "the forecast incident resolved",
+        Duration::from_secs(90),
+        || async {
+            incident(&collector, forecast_key)
+                .await
+                .filter(|i| i["state"] == "resolved")
+        },
+    )
+    .await;
+    assert_eq!(resolved["resolved_by"], "auto", "{resolved}");
+    let view = collector
+        .get("/api/v1/capacity/forecast?agent=host-1&metric=disk_used_pct:/data")
+        .await;
+    assert!(view["forecast"]["step_at_ms"].as_u64().is_some(), "{view}");
+    assert_ne!(view["forecast"]["outcome"], "crossing", "{view}");
+
+    // The threshold rule: host-2's /data at 95 % for the last 12 minutes.
+    let topic2 = "watchstand/v1/lab/host-2/capacity";
+    let now = now_ms();
+    let high: Vec<Value> = (0..=24)
+        .map(|k| sample(k + 1, now - 12 * 60_000 + k * 30_000, 95.0, 10.0))
+        .collect();
+    client
+        .publish(topic2, batch_of("host-2", "boot-1", high))
+        .await;
+    let threshold_key = "capacity_threshold:host-2:disk_used_pct:/data";
+    let opened = wait_for(
+        "the threshold incident",
+        Duration::from_secs(60),
+        || async { incident(&collector, threshold_key).await },
+    )
+    .await;
+    assert_eq!(opened["state"], "open", "{opened}");
+    assert_eq!(opened["rule"]["kind"], "capacity_threshold");
+    assert_eq!(opened["metric"], "disk_used_pct:/data");
+    assert_eq!(opened["priority"], "P3");
+    // The CLI lists it with its metric.
+    let out = std::process::Command::new(bin("watchstand-collector"))
+        .args(["incidents", "list", "--format", "csv", "--server"])
+        .arg(format!("http://{}", spec.api))
+        .output()
+        .expect("run the CLI");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{csv}");
+    assert!(
+        csv.lines().any(|l| l
+            .contains("host-2,disk_used_pct:/data,capacity_threshold:host-2:disk_used_pct:/data")),
+        "{csv}"
+    );
+    client
+        .publish(
+            topic2,
+            batch_of("host-2", "boot-1", vec![sample(26, now_ms(), 50.0, 10.0)]),
+        )
+        .await;
+    wait_for(
+        "the threshold incident resolved",
+        Duration::from_secs(60),
+        || async {
+            incident(&collector, threshold_key)
+                .await
+                .filter(|i| i["state"] == "resolved")
+        },
+    )
+    .await;
+    wait_for(
+        "both resolved webhooks",
+        Duration::from_secs(30),
+        || async {
+            let events = hook.events();
+            [forecast_key, threshold_key]
+                .iter()
+                .all(|k| events.contains(&("resolved".to_owned(), (*k).to_owned())))
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "capacity incidents e2e: forecast {} (truth {truth}), webhooks {:?}",
+        date,
+        hook.events()
     );
 }

@@ -20,6 +20,12 @@
 //!   |date − truth| in days, where a method with no date is counted as dating the horizon's end
 //!   (the least it can be wrong by). False alarms: among series that do not fill within 14 days,
 //!   the share a method says will; missed alarms: among those that do, the share it says won't.
+//! - "Says it will fill within 14 days": for Watchstand, the forecast incident's own rule
+//!   ([`forecast::alarms`] with the `[capacity.incidents]` defaults: already above, or the
+//!   late end of the 80 % interval within 14 days and R² ≥ the floor); the point date alone
+//!   is shown beside it, and a sensitivity line gives both rules at several R² floors. For
+//!   `predict_linear`, its date within 14 days (what `predict_linear(x[30d], 14d) > 90` alerts
+//!   on).
 
 use clap::Parser;
 use rand::rngs::StdRng;
