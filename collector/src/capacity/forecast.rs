@@ -33,6 +33,9 @@
 //!    `falling`, `not_crossing_within_horizon`.
 //!
 //! Quality: R² of the fitted line over the fitted days, and the median absolute residual.
+//!
+//! **Alarm** ([`alarms`]): "will fill within N days" — `already_above`, or `crossing` with the
+//! late end of the interval within N days and R² above a floor; the forecast incident's rule.
 
 use serde::{Deserialize, Serialize};
 use watchstand_shared::time::{DAY_MS, HOUR_MS};
