@@ -13,7 +13,8 @@ use crate::config::Service;
 use crate::rollup;
 use crate::sla::span::overlay;
 use crate::sla::{
-    self, merge_spans, probe_timeline, LatencyTally, ProbeClass, ProbeInput, SlaReport, Span,
+    self, merge_spans, probe_timeline, LatencyTally, ProbeClass, ProbeInput, ServiceSegment,
+    SlaReport, Span,
 };
 use crate::store::{trees, Store, StoreError};
 
@@ -66,15 +67,50 @@ pub fn service_report(
     service: &Service,
     span: Span,
 ) -> Result<SlaReport, StoreError> {
+    let Measured { timelines, tally } = measured(store, service, span)?;
+    Ok(sla::report_from_timelines(
+        &service.sla,
+        &timelines,
+        &tally,
+        &[],
+        span,
+    ))
+}
+
+/// The SLA report of `service` over `span` together with the classified timeline it was summed
+/// from (maximal segments covering `span`): the reports' outage lists come from the same
+/// timelines as the figures, so they cannot disagree with [`service_report`].
+///
+/// # Errors
+/// Store failure or a corrupt record.
+pub fn service_report_with_segments(
+    store: &Store,
+    service: &Service,
+    span: Span,
+) -> Result<(SlaReport, Vec<ServiceSegment>), StoreError> {
+    let Measured { timelines, tally } = measured(store, service, span)?;
+    let report = sla::report_from_timelines(&service.sla, &timelines, &tally, &[], span);
+    let segments = sla::segments_from_timelines(&service.sla, &timelines, &[], span);
+    Ok((report, segments))
+}
+
+/// Each probe's timeline over a window and the checks tallied in it: what the SLA arithmetic
+/// sums.
+struct Measured {
+    /// One per probe, each covering the window.
+    timelines: Vec<Vec<(Span, ProbeClass)>>,
+    /// The checks and latencies in the window.
+    tally: LatencyTally,
+}
+
+/// Each probe's timeline over `span` and the checks tallied in it.
+fn measured(store: &Store, service: &Service, span: Span) -> Result<Measured, StoreError> {
     let mut tally = LatencyTally::new(service.sla.latency.map(|o| o.latency_ms));
     if span.is_empty() {
-        return Ok(sla::report_from_timelines(
-            &service.sla,
-            &[],
-            &tally,
-            &[],
-            span,
-        ));
+        return Ok(Measured {
+            timelines: Vec::new(),
+            tally,
+        });
     }
     let index = store.tree(trees::STATE_INDEX)?;
     let mut timelines = Vec::with_capacity(service.probes.len());
@@ -121,13 +157,7 @@ pub fn service_report(
         }
         timelines.push(timeline);
     }
-    Ok(sla::report_from_timelines(
-        &service.sla,
-        &timelines,
-        &tally,
-        &[],
-        span,
-    ))
+    Ok(Measured { timelines, tally })
 }
 
 /// The SLA reports of many services, each over its own span, computed on every core (reports

@@ -163,6 +163,20 @@ impl ApiClient {
         Self::answer(&url, response).await
     }
 
+    /// An error answer as an error naming the URL, the status and the server's message.
+    fn failure(url: &str, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+        let message = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{url}: {status}: {message}{hint}")
+    }
+
     async fn answer(url: &str, response: reqwest::Response) -> anyhow::Result<Value> {
         let status = response.status();
         let body: Value = response
@@ -170,16 +184,7 @@ impl ApiClient {
             .await
             .with_context(|| format!("{url}: the answer is not JSON"))?;
         if !status.is_success() {
-            let message = body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
-                " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
-            } else {
-                ""
-            };
-            anyhow::bail!("{url}: {status}: {message}{hint}");
+            return Err(Self::failure(url, status, &body));
         }
         Ok(body)
     }
@@ -189,6 +194,17 @@ impl ApiClient {
     /// # Errors
     /// The collector is unreachable or answers with an error.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let text = self.get_text(path, query).await?;
+        serde_json::from_str(&text).with_context(|| format!("{url}: the answer is not JSON"))
+    }
+
+    /// GETs `path` (with `query`) and returns the body as text, whatever its content type (a
+    /// report in Markdown or HTML); API errors (JSON) carry the server's message.
+    ///
+    /// # Errors
+    /// The collector is unreachable or answers with an error.
+    pub async fn get_text(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
         let response = self
             .authorized(self.http.get(&url))
@@ -202,24 +218,30 @@ impl ApiClient {
                 )
             })?;
         let status = response.status();
-        let body: Value = response
-            .json()
+        let text = response
+            .text()
             .await
-            .with_context(|| format!("{url}: the answer is not JSON"))?;
+            .with_context(|| format!("{url}: reading the answer"))?;
         if !status.is_success() {
-            let message = body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
-                " (give an API token: --token-file FILE, WATCHSTAND_TOKEN or --token)"
-            } else {
-                ""
-            };
-            anyhow::bail!("{url}: {status}: {message}{hint}");
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            return Err(Self::failure(&url, status, &body));
         }
-        Ok(body)
+        Ok(text)
     }
+}
+
+/// Converts a `--from`/`--to` text (the forms [`crate::human::parse_when`] takes) to epoch ms.
+///
+/// # Errors
+/// The text is no time; the message names `--{param}`.
+pub fn when(text: Option<&str>, param: &str, local: bool) -> anyhow::Result<Option<String>> {
+    let now = watchstand_shared::time::now_ms();
+    text.map(|t| {
+        crate::human::parse_when(t, now, local)
+            .map(|ms| ms.to_string())
+            .map_err(|e| anyhow::anyhow!("--{param}: {e}"))
+    })
+    .transpose()
 }
 
 /// `sla`: one service, or every service, over a range (default: each service's SLO window).

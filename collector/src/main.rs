@@ -17,6 +17,7 @@ use watchstand_collector::audit::AuditLog;
 use watchstand_collector::auth::{Role, Token};
 use watchstand_collector::capacity::cli as capacity_cli;
 use watchstand_collector::cli::{self, ApiClient, Format, Output};
+use watchstand_collector::report::cli as report_cli;
 use watchstand_collector::store::Store;
 use watchstand_collector::{config, demo, server};
 use watchstand_shared::command::CommandKey;
@@ -220,6 +221,40 @@ enum Command {
             env = "WATCHSTAND_SERVER",
             default_value = "http://127.0.0.1:8088",
             global = true
+        )]
+        server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
+    /// An ISO/IEC 20000 report from a running collector's API: availability, service,
+    /// incident or capacity, as JSON, CSV, Markdown or HTML.
+    Report {
+        /// availability, service, incident or capacity.
+        kind: String,
+        /// A calendar month, UTC (`2026-11`); default (without --from/--to): the last whole
+        /// month.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        period: Option<String>,
+        /// Start (as for `sla`: a date, RFC 3339, epoch ms, `-7d`).
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End (default: now).
+        #[arg(long, allow_hyphen_values = true, requires = "from")]
+        to: Option<String>,
+        /// json, csv, md or html.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Write the report here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Dates in --from/--to are local midnight, not UTC.
+        #[arg(long)]
+        local: bool,
+        /// The collector's API.
+        #[arg(
+            long,
+            env = "WATCHSTAND_SERVER",
+            default_value = "http://127.0.0.1:8088"
         )]
         server: String,
         #[command(flatten)]
@@ -589,6 +624,39 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 }
             };
             write_stdout(&text)?;
+            Ok(EXIT_OK)
+        }
+        Command::Report {
+            kind,
+            period,
+            from,
+            to,
+            format,
+            out,
+            local,
+            server,
+            auth,
+        } => {
+            let client = auth.client(&server)?;
+            let text = report_cli::fetch(
+                &client,
+                report_cli::ReportRequest {
+                    kind: &kind,
+                    period: period.as_deref(),
+                    from: from.as_deref(),
+                    to: to.as_deref(),
+                    format: &format,
+                    local,
+                },
+            )
+            .await?;
+            match out {
+                Some(path) => {
+                    report_cli::write(&path, &text)?;
+                    eprintln!("Wrote the {kind} report to {}.", path.display());
+                }
+                None => write_stdout(&text)?,
+            }
             Ok(EXIT_OK)
         }
         Command::Token {

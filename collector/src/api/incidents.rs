@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use watchstand_shared::time::now_ms;
 
@@ -14,7 +14,7 @@ use crate::auth::Identity;
 use crate::availability;
 use crate::incident::engine::ActionError;
 use crate::incident::record::{Incident, IncidentStore};
-use crate::incident::{IncidentState, Rule};
+use crate::incident::{stats, IncidentState};
 use crate::sla::Span;
 
 type Shared = State<Arc<AppState>>;
@@ -180,13 +180,24 @@ pub struct StatsQuery {
     to: Option<String>,
 }
 
+/// One service in `GET /api/v1/incidents/stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsRow {
+    service: String,
+    from_ms: u64,
+    to_ms: u64,
+    /// `incidents`, `found_late`, `mttr_s`, `mtbf_s`.
+    #[serde(flatten)]
+    reliability: stats::Reliability,
+}
+
 /// `GET /api/v1/incidents/stats?service=&from=&to=`: per service, over the window (default:
 /// its SLO window): service-down incidents detected, MTTR (mean time to restore of the resolved
 /// ones) and MTBF (measured uptime / failures).
 pub async fn stats(
     State(state): Shared,
     Query(q): Query<StatsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<StatsRow>>, ApiError> {
     if let Some(id) = &q.service {
         params::service(&state, id)?;
     }
@@ -203,11 +214,16 @@ pub async fn stats(
     let from = q.from.is_some().then_some(given.from_ms);
     let to = q.to.is_some().then_some(given.to_ms);
     let st = state.clone();
-    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
+    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<StatsRow>, ApiError> {
         let incidents = all(&st)?;
         let now = now_ms();
         let mut rows = Vec::new();
-        for s in st.catalogue.services.iter().filter(|s| q.service.as_ref().is_none_or(|id| &s.id == id)) {
+        for s in st
+            .catalogue
+            .services
+            .iter()
+            .filter(|s| q.service.as_ref().is_none_or(|id| &s.id == id))
+        {
             let default = s.window.resolve(now);
             let span = Span {
                 from_ms: from.unwrap_or(default.from_ms),
@@ -219,25 +235,18 @@ pub async fn stats(
                     message: format!("from {} must be before to {}", span.from_ms, span.to_ms),
                 });
             }
-            let failures: Vec<&Incident> = incidents
-                .iter()
-                .filter(|i| i.service == s.id && i.rule == Rule::ServiceDown && span.contains(i.detected_ms))
-                .collect();
-            let restores: Vec<f64> = failures.iter().filter_map(|i| i.time_to_restore_s()).collect();
-            let report = availability::service_report(&st.store, s, span).map_err(|e| ApiError::Internal(e.into()))?;
-            rows.push(json!({
-                "service": s.id,
-                "from_ms": span.from_ms,
-                "to_ms": span.to_ms,
-                "incidents": failures.len(),
-                "found_late": failures.iter().filter(|i| i.late).count(),
-                "mttr_s": (!restores.is_empty()).then(|| restores.iter().sum::<f64>() / restores.len() as f64),
-                "mtbf_s": (!failures.is_empty()).then(|| report.uptime_s / failures.len() as f64),
-            }));
+            let report = availability::service_report(&st.store, s, span)
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            rows.push(StatsRow {
+                service: s.id.clone(),
+                from_ms: span.from_ms,
+                to_ms: span.to_ms,
+                reliability: stats::reliability(&incidents, &s.id, span, report.uptime_s),
+            });
         }
         Ok(rows)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
-    Ok(Json(Value::Array(rows)))
+    Ok(Json(rows))
 }

@@ -20,6 +20,7 @@
 //! | `POST /api/v1/incidents/{id}/ack`, `…/resolve` | `{"comment": "…"}` (who: the token) |
 //! | `GET /api/v1/incidents/stats?service=&from=&to=` | MTTR and MTBF per service |
 //! | `GET /api/v1/audit?from_seq=&limit=` | audit records and the chain's verification |
+//! | `GET /api/v1/reports/{kind}?period=&from=&to=&format=` | availability, service, incident, capacity reports as JSON, CSV, Markdown, HTML |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! Every route has one access rule in [`routes_table`], which the router is built from (a route
@@ -37,10 +38,11 @@ pub mod extract;
 pub mod incidents;
 pub mod metrics;
 pub mod params;
+pub mod reports;
 pub mod routes;
 pub mod runbooks;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod tls;
 
 use std::sync::Arc;
@@ -181,6 +183,15 @@ pub fn routes_table() -> Vec<(RouteRule, Handler)> {
                 "capacity.forecast",
             ),
             get(capacity::forecast),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/reports/{kind}",
+                R(Viewer),
+                "reports.read",
+            ),
+            get(reports::report),
         ),
         (
             rule(

@@ -26,9 +26,14 @@ fn state() -> AppState {
 /// The test state (one service `web`, an empty store) with `access` as the `[api]` section.
 pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
     let text = "[collector]\ndata_dir = \"d\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.9 }\n";
+    state_for(text, Store::in_memory(), access)
+}
+
+/// The state of a collector with config `text` over `store` and `access` as `[api]` (the
+/// reports' tests use it over their fixed store).
+pub(crate) fn state_for(text: &str, store: Store, access: crate::auth::ApiAccess) -> AppState {
     let raw = config::from_str(text, Path::new("t.toml")).expect("parses");
     let config = config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid");
-    let store = Store::in_memory();
     let engine = Engine::load(
         IncidentStore::new(store.clone()),
         IncidentSettings::default(),

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::cli::{render, ApiClient, Column, Format, Kind, Output};
+use crate::cli::{render, when, ApiClient, Column, Format, Kind, Output};
 
 /// Columns of the summary table and CSV.
 const SUMMARY_COLUMNS: &[Column] = &[
@@ -75,17 +75,6 @@ fn query<'a>(
     .into_iter()
     .filter_map(|(k, v)| Some((k, v?)))
     .collect()
-}
-
-/// Converts `--from`/`--to` texts to epoch ms.
-fn when(text: Option<&str>, param: &str, local: bool) -> anyhow::Result<Option<String>> {
-    let now = watchstand_shared::time::now_ms();
-    text.map(|t| {
-        crate::human::parse_when(t, now, local)
-            .map(|ms| ms.to_string())
-            .map_err(|e| anyhow::anyhow!("--{param}: {e}"))
-    })
-    .transpose()
 }
 
 /// `capacity summary`.

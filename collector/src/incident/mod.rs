@@ -29,6 +29,7 @@ pub mod notify;
 pub mod policy;
 pub mod presence;
 pub mod record;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 pub mod trigger;
