@@ -162,6 +162,7 @@ fn incident(
         dedup_key: format!("{}:{}", rule.key_part(), agent.unwrap_or(service)),
         service: service.into(),
         agent: agent.map(str::to_owned),
+        metric: None,
         rule,
         priority,
         state: match (ack, resolved) {
