@@ -351,14 +351,15 @@ function timeline(rows, from, to, title) {
   const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width, height, class: 'timeline', role: 'img', 'aria-label': title });
   rows.forEach((r, i) => {
     const y = top + i * rowH;
-    svg.append(s('text', { x: 4, y: y + 15, class: 'tick' }, r.label.length > 22 ? r.label.slice(0, 21) + '…' : r.label));
+    svg.append(s('text', { x: 4, y: y + 16, class: 'rowlabel' }, r.label.length > 22 ? r.label.slice(0, 21) + '…' : r.label));
     const rect = s('rect', { x: X(r.from).toFixed(1), y: y + 3, width: Math.max(X(r.to) - X(r.from), 2).toFixed(1), height: rowH - 8, class: 'span ' + r.cls });
     rect.append(s('title', {}, `${r.label}: ${when(r.from)} → ${when(r.to)}`));
     svg.append(rect);
   });
   const y = top + rows.length * rowH + 14;
-  svg.append(s('text', { x: left, y, class: 'tick' }, when(from).slice(5, 16)));
-  svg.append(s('text', { x: width - 8, y, class: 'tick', 'text-anchor': 'end' }, when(to).slice(5, 16)));
+  const stamp = (t) => (span < 10 * 60000 ? when(t).slice(5, 19) : when(t).slice(5, 16));
+  svg.append(s('text', { x: left, y, class: 'tick' }, stamp(from)));
+  svg.append(s('text', { x: width - 8, y, class: 'tick', 'text-anchor': 'end' }, stamp(to)));
   return h('figure', { class: 'chart' }, h('figcaption', {}, title), svg);
 }
 
