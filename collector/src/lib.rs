@@ -35,6 +35,7 @@ pub mod broker;
 pub mod capacity;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod engine;
 pub mod events;

@@ -11,6 +11,7 @@ mod capacity;
 mod clean_stop;
 mod commands;
 mod configs;
+mod dashboard;
 mod delivery;
 mod disk_full;
 mod faults;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use watchstand_collector::store::{trees, Store};
-use watchstand_tests::process::{AgentSpec, BrokerChoice, CollectorSpec};
+use watchstand_tests::process::{create_token, AgentSpec, BrokerChoice, CollectorSpec};
 use watchstand_tests::{bin, free_addr, free_port, wait_for, HttpTarget};
 
 fn collector_cli(args: &[&str]) -> Output {
@@ -28,24 +28,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// `token create`: the token (shown once) and the TOML lines to paste.
-fn create_token(name: &str, role: &str) -> (String, String) {
-    let out = collector_cli(&["token", "create", "--name", name, "--role", role]);
-    assert!(out.status.success(), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let token = stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("wst_"))
-        .unwrap_or_else(|| panic!("no token in {stdout}"))
-        .to_owned();
-    let toml = stdout[stdout.find("[[api.tokens]]").expect("config lines")..].to_owned();
-    assert!(
-        !toml.contains(&token),
-        "the config holds the hash only: {toml}"
-    );
-    (token, toml)
 }
 
 async fn request(

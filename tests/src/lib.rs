@@ -13,6 +13,7 @@
     clippy::missing_panics_doc
 )]
 
+pub mod browser;
 pub mod dns;
 pub mod modbus;
 pub mod mqtt;

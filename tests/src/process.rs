@@ -695,3 +695,31 @@ impl Daemon {
         self.proc.kill();
     }
 }
+
+/// `watchstand-collector token create --name NAME --role ROLE`: the token (shown once) and the
+/// `[[api.tokens]]` TOML lines to paste (which hold its hash only).
+pub fn create_token(name: &str, role: &str) -> (String, String) {
+    let out = Command::new(bin("watchstand-collector"))
+        .args(["token", "create", "--name", name, "--role", role])
+        .env_remove("WATCHSTAND_TOKEN")
+        .output()
+        .expect("run watchstand-collector token create");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "token create: exit {:?}\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("wst_"))
+        .unwrap_or_else(|| panic!("no token in {stdout}"))
+        .to_owned();
+    let toml = stdout[stdout.find("[[api.tokens]]").expect("config lines")..].to_owned();
+    assert!(
+        !toml.contains(&token),
+        "the config holds the hash only: {toml}"
+    );
+    (token, toml)
+}

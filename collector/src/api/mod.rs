@@ -12,6 +12,8 @@
 //! | `GET /api/v1/agents/{id}/results?from=&to=&limit=` | raw stored results with boot and seq (export, audits) |
 //! | `GET /api/v1/services` | the catalogue with current attainment |
 //! | `GET /api/v1/services/{id}/sla?from=&to=` | SLA report (RFC 3339 or epoch ms; default: the SLO window) |
+//! | `GET /api/v1/services/{id}/history?from=&to=&buckets=` | the SLA report per equal bucket of a range (default 90 days, 90 buckets; at most 200) |
+//! | `GET /`, `/assets/app.js`, `/assets/app.css` | the web dashboard (public files; its data comes from this API with the user's token) |
 //! | `GET /api/v1/capacity?agent=&metric=&from=&to=` | capacity series and summary |
 //! | `GET /api/v1/capacity/summary?agent=&metric=&from=&to=` | every agent and metric: current, peak, p95, trend/day, projected crossing with its interval, headroom; at risk first |
 //! | `GET /api/v1/capacity/forecast?agent=&metric=&from=&to=` | one metric's forecast and its daily points |
@@ -35,6 +37,7 @@ pub mod audit;
 pub mod capacity;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod incidents;
 pub mod metrics;
 pub mod params;
@@ -161,6 +164,27 @@ pub fn routes_table() -> Vec<(RouteRule, Handler)> {
                 "sla.read",
             ),
             get(routes::service_sla),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/services/{id}/history",
+                R(Viewer),
+                "history.read",
+            ),
+            get(history::history),
+        ),
+        (
+            rule(Method::GET, "/", Public, "dashboard.read"),
+            get(crate::dashboard::index),
+        ),
+        (
+            rule(Method::GET, "/assets/app.js", Public, "dashboard.read"),
+            get(crate::dashboard::script),
+        ),
+        (
+            rule(Method::GET, "/assets/app.css", Public, "dashboard.read"),
+            get(crate::dashboard::stylesheet),
         ),
         (
             rule(Method::GET, "/api/v1/capacity", R(Viewer), "capacity.read"),

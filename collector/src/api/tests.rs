@@ -229,3 +229,83 @@ async fn capacity_forecast_and_summary_from_rollups() {
     let samples = rows[1]["samples"].as_u64().unwrap();
     assert!((30 * 24 - 1..=30 * 24).contains(&samples), "{samples}");
 }
+
+#[tokio::test]
+async fn dashboard_page_and_assets_are_served_with_a_strict_csp_and_no_token() {
+    let state = state_with(crate::auth::ApiAccess::default());
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/?load=3", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let req = Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        let resp = router(state.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header(header::CONTENT_TYPE).starts_with(kind), "{path}");
+        assert_eq!(
+            header(header::CONTENT_SECURITY_POLICY),
+            crate::dashboard::CSP,
+            "{path}"
+        );
+        assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{path}");
+    }
+    // Another file under /assets does not exist.
+    let (status, _, body) = send(Method::GET, "/assets/other.js", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn dashboard_history_answers_one_report_per_bucket_and_checks_its_parameters() {
+    let day = 86_400_000u64;
+    let (status, _, body) = send(
+        Method::GET,
+        &format!(
+            "/api/v1/services/web/history?from={}&to={}&buckets=3",
+            10 * day,
+            13 * day
+        ),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["step_ms"], day);
+    let buckets = body["buckets"].as_array().expect("buckets");
+    assert_eq!(buckets.len(), 3);
+    assert_eq!(buckets[1]["from_ms"], 11 * day);
+    assert_eq!(buckets[1]["to_ms"], 12 * day);
+    // An empty store: no data in any bucket, the whole bucket unmonitored.
+    assert!(buckets.iter().all(|b| b["availability_pct"].is_null()));
+    assert_eq!(buckets[2]["unmonitored_s"], 86_400.0);
+    // Default: 90 buckets.
+    let (status, _, body) = send(Method::GET, "/api/v1/services/web/history", None, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["buckets"].as_array().map(Vec::len), Some(90));
+    for bad in ["0", "201", "x", "-1"] {
+        let (status, _, body) = send(
+            Method::GET,
+            &format!("/api/v1/services/web/history?buckets={bad}"),
+            None,
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["param"], "buckets", "{body}");
+    }
+    let (status, _, body) = send(Method::GET, "/api/v1/services/ghost/history", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
