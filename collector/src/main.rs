@@ -738,8 +738,53 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     }
 }
 
+/// glibc's malloc arenas for the collector: one, unless the environment already says
+/// (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`).
+const MALLOC_ARENA_MAX: &str = "1";
+
+/// Makes sure the collector runs with a single glibc malloc arena, re-executing itself (same
+/// pid, same arguments) with `MALLOC_ARENA_MAX` set when it is not; glibc reads it only at
+/// process start, and setting it through `mallopt` would take `unsafe`.
+///
+/// Why (issue 10; BENCHMARKS.md, backlog drain memory): glibc gives each thread that contends
+/// for malloc an arena of its own, up to 8 per core, and a chunk freed by another thread goes
+/// back to the arena it came from. sled copies a B-tree node on every insert and frees the old
+/// one from whichever thread collects the epoch garbage, while store commits, rollup passes and
+/// sled's flusher run on changing threads — so each arena kept its own page cache's worth of
+/// node churn, and a backlog drain's RSS was several times its heap (400 k results: heap
+/// 170 MiB, RSS 356 MiB; one arena: 196 MiB). On a libc other than glibc the variable means
+/// nothing and costs nothing.
+fn single_malloc_arena() {
+    use std::os::unix::process::CommandExt as _;
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() || tunables.contains("arena_max") {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // Only returns when the exec failed: run on with glibc's default arenas.
+    let error = command
+        .args(args)
+        .env("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
+        .exec();
+    eprintln!(
+        "watchstand-collector: could not re-execute with MALLOC_ARENA_MAX={MALLOC_ARENA_MAX} ({error}); running with glibc's default malloc arenas"
+    );
+}
+
+fn main() -> ExitCode {
+    single_malloc_arena();
+    run_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run_main() -> ExitCode {
     let args = Args::parse();
     let filter = if args.log_level.contains("rumqttd") {
         args.log_level.clone()

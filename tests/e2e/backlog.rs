@@ -5,12 +5,16 @@
 //! re-send from the watermark once. Afterwards: duplicates received ≤ 2 per stored entry (the
 //! old stall timer, every `resend_after` = 3 s here, made ~20 copies), no seq missing, every
 //! outbox drained.
+//!
+//! Also: the collector runs with a single glibc malloc arena (it re-executes itself with
+//! `MALLOC_ARENA_MAX=1`, same pid): with the default arenas a 2 M-result backlog drain's RSS
+//! was several times its heap (BENCHMARKS.md, backlog drain memory).
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use watchstand_tests::process::{Agent, AgentSpec, BrokerChoice, CollectorSpec, MosquittoSpec};
-use watchstand_tests::{wait_for, HttpTarget};
+use watchstand_tests::{free_addr, wait_for, HttpTarget};
 
 const AGENTS: usize = 10;
 const DOWN: Duration = Duration::from_secs(60);
@@ -159,4 +163,36 @@ async fn collector_down_60s_with_10_agents_receives_at_most_2_duplicates_per_ent
         started.elapsed()
     );
     assert!(dup_total <= 2 * stored_total);
+}
+
+/// `MALLOC_ARENA_MAX` in the environment of process `pid`, as the kernel shows it.
+fn arena_max_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read /proc/PID/environ");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("MALLOC_ARENA_MAX=").map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_runs_with_one_malloc_arena_under_its_own_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        "",
+    );
+    // Started without the variable (the harness does not set it); `spawn` waits for the API,
+    // so the process answering under the started pid is the re-executed one.
+    assert!(
+        std::env::var_os("MALLOC_ARENA_MAX").is_none(),
+        "the test itself must run without MALLOC_ARENA_MAX"
+    );
+    let collector = spec.spawn().await;
+    assert_eq!(
+        arena_max_of(collector.pid()).as_deref(),
+        Some("1"),
+        "collector pid {} runs without MALLOC_ARENA_MAX=1",
+        collector.pid()
+    );
 }
