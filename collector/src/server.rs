@@ -38,6 +38,7 @@ use crate::incident::{self, engine::Engine, record::IncidentStore};
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::registry::{AgentRecord, Registry};
 use crate::rollup::{self, Retention};
+use crate::runbook::agent_action::CommandLink;
 use crate::store::{trees, Store, StoreError};
 
 /// How often dirty rollup buckets are recomputed.
@@ -219,10 +220,21 @@ pub async fn start(
     engine_inbox
         .load_runbooks(&config.runbooks, &store)
         .context("loading runbook runs")?;
-    let ingest = ingest.with_state_watch(incident::trigger::StateWatch::new(
-        &catalogue,
-        engine.clone(),
-    ));
+    if let Some(key) = config.commands.load_key()? {
+        tracing::info!(key_id = %key.public().key_id(), "Runbook agent actions are signed with this key.");
+        engine_inbox.set_command_link(CommandLink::new(
+            key,
+            client.clone(),
+            layout.clone(),
+            config.commands.resend_every,
+        ));
+    }
+    let ingest = ingest
+        .with_state_watch(incident::trigger::StateWatch::new(
+            &catalogue,
+            engine.clone(),
+        ))
+        .with_command_answers(engine.clone());
     let capacity_retention = crate::capacity::rollup::Retention {
         raw_ms: config.raw_retention.as_millis(),
         five_minutes_ms: config.capacity.five_minute_retention_ms,

@@ -10,6 +10,8 @@
 //! | `FollowUp` | the task's timer | service-down again for services down but not yet for `down_after` |
 //! | `Broker` | the MQTT session task | presence: agent silence counts only while connected |
 //! | `Operator` | the API (ack, resolve), with a `oneshot` reply | the action, committed; the outcome replied |
+//! | `Runbook`, `StepDone`, `RunbookTimer` | the API, executor tasks, the task's timer | runbook runs (see `runbooks`) |
+//! | `CommandAnswer` | ingest (`cmd/ack`, `try_send`) | the answered `agent_action` attempt's outcome |
 //!
 //! Readers never lock the engine: the task publishes an [`EngineSnapshot`] on a `watch` after
 //! every step (metrics read it), and incident records are read from the store. The task wakes
@@ -53,7 +55,7 @@ use watchstand_shared::time::now_ms;
 
 pub use event::{BrokerEvent, EngineEvent, OperatorAction, RunbookAction, RunbookError};
 pub use handle::EngineHandle;
-pub use snapshot::{ActiveIncident, EngineSnapshot};
+pub use snapshot::{ActiveIncident, EngineSnapshot, RunbookCounts};
 
 use crate::config::Catalogue;
 use crate::incident::engine::{ActionError, Change, Engine};
@@ -89,6 +91,14 @@ impl EngineInbox {
     ) -> Result<(), StoreError> {
         self.runbooks = Some(runbooks::Runbooks::load(books, store, self.weak.clone())?);
         Ok(())
+    }
+
+    /// Lets the runbooks send `agent_action` commands through `link` (after
+    /// [`Self::load_runbooks`]; without it such attempts fail naming the missing key).
+    pub fn set_command_link(&mut self, link: crate::runbook::agent_action::CommandLink) {
+        if let Some(r) = &mut self.runbooks {
+            r.commands = Some(link);
+        }
     }
 
     /// The next queued event, if one is queued now (tests look at what was handed over).
@@ -340,6 +350,7 @@ impl Task {
                 outcome,
             } => self.step_done(run, step, attempt, outcome).await,
             EngineEvent::RunbookTimer => self.runbook_timer().await,
+            EngineEvent::CommandAnswer(ack) => self.command_answer(*ack).await,
         }
     }
 
@@ -375,11 +386,10 @@ impl Task {
 
     fn publish(&self) {
         if let Some(engine) = &self.engine {
-            self.snapshot.send_replace(EngineSnapshot::of(
-                engine,
-                self.evaluations,
-                self.last_evaluation_ms,
-            ));
+            let mut snapshot =
+                EngineSnapshot::of(engine, self.evaluations, self.last_evaluation_ms);
+            snapshot.runbooks = self.runbooks.counts();
+            self.snapshot.send_replace(snapshot);
         }
     }
 
