@@ -24,6 +24,7 @@ mod mqtt_tls;
 mod pipeline;
 mod probes_gw;
 mod probes_net;
+mod runbook_actions;
 mod runbooks;
 mod security;
 mod shutdown;
