@@ -30,10 +30,9 @@
 //! task. A panic inside is caught and the engine kept, as the shared mutex's poison was
 //! ignored before.
 //!
-//! **Room to grow.** Runbooks, approvals and drills react to the same events and become state
-//! of this same task; their events (a command outcome from an agent, a step timer, runbook
-//! operator actions with replies) are added to [`EngineEvent`] when they are built — no
-//! placeholder variants exist before then.
+//! **Room to grow.** Runbooks and approvals are state of this same task (their events: operator
+//! actions with replies, step outcomes, the step timer, agents' command answers); drills add
+//! theirs to [`EngineEvent`] when they are built — no placeholder variants exist before then.
 
 pub mod event;
 pub mod handle;
