@@ -220,6 +220,7 @@ pub async fn start(
     engine_inbox
         .load_runbooks(&config.runbooks, &store)
         .context("loading runbook runs")?;
+    let answers = config.commands.key_file.is_some();
     if let Some(key) = config.commands.load_key()? {
         tracing::info!(key_id = %key.public().key_id(), "Runbook agent actions are signed with this key.");
         engine_inbox.set_command_link(CommandLink::new(
@@ -277,7 +278,7 @@ pub async fn start(
         let driver = tokio::spawn(driver.run(driver_stop.clone(), MQTT_DRAIN));
         let session = tokio::spawn(keep_session(
             client.clone(),
-            layout,
+            Subscriptions { layout, answers },
             state_topic.clone(),
             config.id.clone(),
             connection,
@@ -412,12 +413,20 @@ pub async fn start(
     })
 }
 
-/// On every (re)connect: subscribe to the ingest channels and publish the retained online state.
+/// What the session subscribes to: the agents' channels under `layout`, and `cmd/ack` when
+/// `answers`.
+struct Subscriptions {
+    layout: TopicLayout,
+    answers: bool,
+}
+
+/// On every (re)connect: subscribe to the ingest channels (and `cmd/ack` when `answers`: the
+/// collector signs commands) and publish the retained online state.
 /// Subscribing again on a kept session is harmless and covers a broker that lost it. Connects
 /// and disconnects are told to the engine task (agent silence counts only while connected).
 async fn keep_session(
     client: AsyncClient,
-    layout: TopicLayout,
+    subscriptions: Subscriptions,
     state_topic: String,
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
@@ -431,7 +440,8 @@ async fn keep_session(
                 health.broker(true, None);
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
-                    ingest::subscribe(&client, &layout).await?;
+                    ingest::subscribe(&client, &subscriptions.layout, subscriptions.answers)
+                        .await?;
                     client
                         .publish(
                             state_topic.clone(),

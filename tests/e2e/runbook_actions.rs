@@ -303,6 +303,14 @@ timeout = "30s"
         shown.contains("promote") && shown.contains("succeeded"),
         "{shown}"
     );
+    let (_, metrics) = collector.get_raw("/metrics").await;
+    for line in [
+        "watchstand_runbook_runs_total{runbook=\"failover\",status=\"succeeded\"} 1",
+        "watchstand_runbook_runs_running{runbook=\"failover\"} 0",
+        "watchstand_runbook_steps_total{runbook=\"failover\",kind=\"agent_action\",status=\"succeeded\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -443,6 +443,16 @@ async fn an_agent_action_is_signed_stored_and_ends_with_the_agents_answer() {
         &done.steps[0].attempts[0].outcome,
         Some(Outcome::Succeeded { detail }) if detail.starts_with("succeeded on a after 5 ms, exit code 0")
     ));
+    // Counted for /metrics once it ended.
+    let counts = handle.snapshot().runbooks;
+    assert_eq!(counts.ended.get(&("fo".to_owned(), "succeeded")), Some(&1));
+    assert_eq!(
+        counts
+            .steps
+            .get(&("fo".to_owned(), "agent_action".to_owned(), "succeeded")),
+        Some(&1)
+    );
+    assert!(counts.running.is_empty());
     // A repeated answer (a re-send answered again) changes nothing.
     assert!(handle.try_command_answer(answer(
         "a",

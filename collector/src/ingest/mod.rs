@@ -384,7 +384,7 @@ impl Ingest {
         if let Some(engine) = &self.answers {
             for ack in effects.answers.drain(..) {
                 if !engine.try_command_answer(ack) {
-                    tracing::warn!("Engine queue full; a command answer is dropped (the command's next re-send brings it again).");
+                    tracing::debug!("Engine queue full; a command answer is dropped (the command's next re-send brings it again).");
                 }
             }
         }
@@ -441,7 +441,10 @@ impl Ingest {
             }
             Channel::CmdAck => {
                 let ack: CmdAck = self.decode(&topic, &msg.payload, now)?;
-                effects.answers.push(ack);
+                // An answer naming no command (to an unreadable one) matches no attempt.
+                if ack.command.is_some() {
+                    effects.answers.push(ack);
+                }
             }
             Channel::Ack | Channel::Cmd => {
                 return Err(Rejection::new(
@@ -628,23 +631,25 @@ impl Ingest {
     }
 }
 
-/// Subscribes the collector's client to every ingest channel (QoS 1), and to agents' answers to
-/// commands (`cmd/ack`, handed to the engine).
+/// Subscribes the collector's client to every ingest channel (QoS 1), and — when it sends
+/// commands (`answers`: a signing key is configured) — to agents' answers (`cmd/ack`, handed to
+/// the engine). A collector that sends no command does not take other signers' answers.
 ///
 /// # Errors
 /// The client's request channel is closed.
 pub async fn subscribe(
     client: &AsyncClient,
     layout: &TopicLayout,
+    answers: bool,
 ) -> Result<(), rumqttc::ClientError> {
-    for channel in [
-        Channel::Results,
-        Channel::Capacity,
-        Channel::Status,
-        Channel::CmdAck,
-    ] {
+    for channel in [Channel::Results, Channel::Capacity, Channel::Status] {
         client
             .subscribe(layout.all_agents(channel), QoS::AtLeastOnce)
+            .await?;
+    }
+    if answers {
+        client
+            .subscribe(layout.all_agents(Channel::CmdAck), QoS::AtLeastOnce)
             .await?;
     }
     Ok(())
