@@ -1,13 +1,22 @@
 //! `watchstand-collector demo`: the whole loop for real on loopback, with nothing installed.
 //!
 //! Starts the embedded broker on a free port, the collector (API on 127.0.0.1:8088, or a free
-//! port when that is taken), three local HTTP services and an agent probing them every second,
-//! then runs a script: the shop's primary fails for 25 s of every 90 s (the `any` service over
-//! primary + standby stays up, with a partial outage), and the billing API fails for 10 s (the
-//! `all` service goes down, and opens an incident). Every few seconds it prints the live SLA
+//! port when that is taken), local HTTP services — the shop's primary and standby, the shop's
+//! address (a router that answers from whichever is active, as a load balancer would), the
+//! billing API — and an agent probing them every second, then runs a script: the shop's primary
+//! fails for 25 s of every 90 s, and the billing API fails for 10 s (the `all` service goes
+//! down, and opens an incident).
+//!
+//! **Failover.** The shop's outage opens an incident, which triggers the `shop-failover`
+//! runbook: its `agent_action` step is a command signed with a key the demo makes for itself,
+//! sent to the demo agent, whose declared `promote` action (an `http` action) tells the router to
+//! answer from the standby; a `wait_for` step then waits until the shop is measured up again.
+//! When the primary is healthy again the script fails back. The demo prints this story as it
+//! happens (outage → incident → runbook steps → recovery), and every few seconds the live SLA
 //! summary and the incidents. Ctrl-C (or `--duration`) stops everything in order: agent,
 //! collector, demo services.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,13 +24,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::Query;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use watchstand_shared::command::CommandKey;
 
 use crate::cli::{self, ApiClient, Format};
 use crate::config;
+use crate::runbook::run::{Outcome, Run, StepStatus};
 use crate::server;
 
 /// The script's cycle.
@@ -86,6 +99,86 @@ async fn start_target(name: &'static str, stop: CancellationToken) -> anyhow::Re
     })
 }
 
+/// The shop's address: answers from the primary or the standby, whichever is active (a load
+/// balancer's part); `POST /promote?to=standby|primary` switches (the agent's `promote` action).
+struct ShopRouter {
+    addr: SocketAddr,
+    standby_active: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Promote {
+    to: String,
+}
+
+async fn start_router(
+    primary: Arc<AtomicBool>,
+    standby: Arc<AtomicBool>,
+    stop: CancellationToken,
+) -> anyhow::Result<ShopRouter> {
+    let standby_active = Arc::new(AtomicBool::new(false));
+    let active = standby_active.clone();
+    let switch = standby_active.clone();
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let (on_standby, primary, standby) = (
+                    active.load(Ordering::Relaxed),
+                    primary.clone(),
+                    standby.clone(),
+                );
+                async move {
+                    let (name, healthy) = if on_standby {
+                        ("standby", standby.load(Ordering::Relaxed))
+                    } else {
+                        ("primary", primary.load(Ordering::Relaxed))
+                    };
+                    if healthy {
+                        (StatusCode::OK, format!("shop served by the {name}"))
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("shop's {name} is down"),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/promote",
+            post(move |Query(p): Query<Promote>| {
+                let switch = switch.clone();
+                async move {
+                    match p.to.as_str() {
+                        "standby" | "primary" => {
+                            switch.store(p.to == "standby", Ordering::Relaxed);
+                            tracing::info!(to = %p.to, "Demo shop router switched.");
+                            (StatusCode::OK, format!("{} now answers", p.to))
+                        }
+                        other => (StatusCode::BAD_REQUEST, format!("no such role {other:?}")),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("demo shop router: cannot listen on loopback")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        {
+            tracing::warn!(error = %e, "Demo shop router failed.");
+        }
+    });
+    Ok(ShopRouter {
+        addr,
+        standby_active,
+    })
+}
+
 /// A free loopback port (bound, then released for the broker to take).
 fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
@@ -109,11 +202,16 @@ fn collector_toml(
     listen: SocketAddr,
     broker: SocketAddr,
     token: &crate::auth::Token,
+    key_file: &Path,
 ) -> String {
     let tokens = token.config_lines(DEMO_TOKEN_NAME, crate::auth::Role::Operator);
     format!(
         r#"
 {tokens}
+[commands]
+key_file = {key_file:?}
+resend_every = "2s"
+
 [collector]
 id = "demo"
 data_dir = {data_dir:?}
@@ -129,13 +227,35 @@ resolve_after = "10s"
 
 [[services]]
 id = "shop"
-name = "Web shop (primary + standby)"
+name = "Web shop (its address: primary, or the standby once promoted)"
 criticality = "critical"
 rto = "5m"
 rpo = "1m"
-probes = ["demo-agent/shop-primary", "demo-agent/shop-standby"]
-mode = "any"
+probes = ["demo-agent/shop"]
 slo = {{ availability = 99.9, window = "1h", latency_ms = 300, latency_pct = 99 }}
+
+[[runbooks]]
+id = "shop-failover"
+service = "shop"
+description = "Promote the standby when the shop is down"
+on_incident = {{ rules = ["service_down"], min_priority = "P2", after = "0s" }}
+
+[[runbooks.steps]]
+id = "promote-standby"
+kind = "agent_action"
+agent = "demo-agent"
+action = "promote"
+args = {{ role = "standby" }}
+timeout = "15s"
+retries = 1
+
+[[runbooks.steps]]
+id = "confirm-up"
+kind = "wait_for"
+service = "shop"
+state = "up"
+for = "5s"
+timeout = "60s"
 
 [[services]]
 id = "billing"
@@ -150,7 +270,13 @@ slo = {{ availability = 99.5, window = "1h" }}
     )
 }
 
-fn agent_toml(data_dir: &Path, broker: SocketAddr, targets: &[DemoTarget]) -> String {
+fn agent_toml(
+    data_dir: &Path,
+    broker: SocketAddr,
+    targets: &[DemoTarget],
+    router: SocketAddr,
+    key: &CommandKey,
+) -> String {
     let mut text = format!(
         r#"
 [agent]
@@ -166,7 +292,27 @@ linger = "100ms"
 
 [mqtt]
 url = "mqtt://{broker}"
-"#
+
+[commands]
+public_key = "{public}"
+
+[[actions]]
+id = "promote"
+kind = "http"
+method = "POST"
+url = "http://{router}/promote?to={{role}}"
+timeout = "5s"
+[actions.args.role]
+allowed = ["standby", "primary"]
+
+[[probes]]
+id = "shop"
+kind = "http"
+url = "http://{router}/"
+interval = "1s"
+timeout = "900ms"
+"#,
+        public = key.public().to_base64()
     );
     for t in targets {
         text.push_str(&format!(
@@ -228,15 +374,33 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         start_target("shop-standby", targets_stop.clone()).await?,
         start_target("billing-http", targets_stop.clone()).await?,
     ];
+    let router = start_router(
+        targets[0].healthy.clone(),
+        targets[1].healthy.clone(),
+        targets_stop.clone(),
+    )
+    .await?;
     let broker = free_loopback_addr()?;
     let listen = api_addr(options.listen)?;
+    // The demo signs its runbook's agent action with a key of its own, made for this run.
+    let key = CommandKey::generate();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let key_file = data_dir.join("command.key");
+    key.write(&key_file, true)?;
 
     // The demo's API needs a token like any other: it makes an operator token for itself and
     // prints it once, so the CLI (and curl) can acknowledge and resolve incidents.
     let token = crate::auth::Token::generate();
     let origin = Path::new("<demo collector>");
     let raw = config::from_str(
-        &collector_toml(&data_dir.join("collector"), listen, broker, &token),
+        &collector_toml(
+            &data_dir.join("collector"),
+            listen,
+            broker,
+            &token,
+            &key_file,
+        ),
         origin,
     )?;
     let collector_config =
@@ -245,7 +409,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let collector = server::start(collector_config, collector_stop.clone()).await?;
 
     let agent_config = watchstand_agent::load_config_str(
-        &agent_toml(&data_dir.join("agent"), broker, &targets),
+        &agent_toml(&data_dir.join("agent"), broker, &targets, router.addr, &key),
         Path::new("<demo agent>"),
     )?;
     let agent_stop = CancellationToken::new();
@@ -254,7 +418,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let api = format!("http://{}", collector.api_addr);
     let secret = token.secret.expose();
     say(&format!(
-        "\nWatchstand demo is running.\n  API:      {api}/api/v1/services   (also /api/v1/agents, /api/v1/health, /metrics)\n  Token:    {secret}   ({DEMO_TOKEN_NAME}, operator; made for this run only)\n            export WATCHSTAND_TOKEN={secret}\n  CLI:      watchstand-collector sla --server {api}\n            watchstand-collector incidents list --server {api}\n            watchstand-collector incidents ack ID --comment \"on it\" --server {api}\n  curl:     curl -H \"Authorization: Bearer $WATCHSTAND_TOKEN\" {api}/api/v1/services\n  Broker:   {}\n  Script:   shop-primary fails {}–{} s and billing {}–{} s of every {} s cycle.\n  Stop:     Ctrl-C\n\n",
+        "\nWatchstand demo is running.\n  API:      {api}/api/v1/services   (also /api/v1/agents, /api/v1/health, /metrics)\n  Token:    {secret}   ({DEMO_TOKEN_NAME}, operator; made for this run only)\n            export WATCHSTAND_TOKEN={secret}\n  CLI:      watchstand-collector sla --server {api}\n            watchstand-collector incidents list --server {api}\n            watchstand-collector incidents ack ID --comment \"on it\" --server {api}\n  curl:     curl -H \"Authorization: Bearer $WATCHSTAND_TOKEN\" {api}/api/v1/services\n  Broker:   {}\n  Script:   shop-primary fails {}–{} s and billing {}–{} s of every {} s cycle;\n            the shop's outage triggers runbook shop-failover (a signed agent action\n            promotes the standby), and the script fails back when the primary recovers.\n  Runbooks: watchstand-collector runbooks runs --server {api}\n  Stop:     Ctrl-C\n\n",
         collector.broker_url,
         PRIMARY_DOWN.0,
         PRIMARY_DOWN.1,
@@ -268,9 +432,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .iter()
             .map(|t| (t.name, t.healthy.clone()))
             .collect(),
+        router.standby_active.clone(),
         stop.clone(),
     ));
     let client = ApiClient::new(&api)?.with_token(Some(token.secret.clone()));
+    let story = tokio::spawn(story(client.clone(), stop.clone()));
     let since = watchstand_shared::time::now_ms().to_string();
     let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
     let mut summary = tokio::time::interval(SUMMARY_EVERY);
@@ -308,6 +474,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if let Err(e) = script.await {
         tracing::warn!(error = %e, "Demo script task failed.");
     }
+    if let Err(e) = story.await {
+        tracing::warn!(error = %e, "Demo story task failed.");
+    }
     agent_stop.cancel();
     match agent.await {
         Ok(Ok(())) => {}
@@ -325,8 +494,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     outcome
 }
 
-/// Switches the demo services' health by the script until `stop`.
-async fn script(targets: Vec<(&'static str, Arc<AtomicBool>)>, stop: CancellationToken) {
+/// Switches the demo services' health by the script until `stop`; fails the shop back to its
+/// primary once the primary is healthy again.
+async fn script(
+    targets: Vec<(&'static str, Arc<AtomicBool>)>,
+    standby_active: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -349,7 +523,145 @@ async fn script(targets: Vec<(&'static str, Arc<AtomicBool>)>, stop: Cancellatio
                     name,
                     if down { "fails" } else { "recovers" }
                 );
+                if *name == "shop-primary" {
+                    say(&format!(
+                        "[demo] shop-primary {}\n",
+                        if down {
+                            "FAILS (scripted outage)"
+                        } else {
+                            "is healthy again"
+                        }
+                    ));
+                    if !down && standby_active.swap(false, Ordering::Relaxed) {
+                        say("[demo] failing back: the shop's primary answers again\n");
+                    }
+                }
             }
         }
+    }
+}
+
+/// An incident as the story reads it from the API.
+#[derive(Debug, Deserialize)]
+struct StoryIncident {
+    id: u64,
+    dedup_key: String,
+    state: String,
+}
+
+/// Prints what happens as it happens: incidents opening and resolving, runbook runs and each of
+/// their steps, until `stop`.
+async fn story(client: ApiClient, stop: CancellationToken) {
+    let mut open: BTreeSet<u64> = BTreeSet::new();
+    let mut told_steps: BTreeMap<(u64, usize, u32), ()> = BTreeMap::new();
+    let mut told_runs: BTreeMap<u64, bool> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Ok(body) = client.get("/api/v1/incidents", &[]).await {
+            let incidents: Vec<StoryIncident> = serde_json::from_value(body).unwrap_or_default();
+            for i in &incidents {
+                let active = i.state != "resolved";
+                if active && open.insert(i.id) {
+                    say(&format!(
+                        "[demo] incident {} opened: {}\n",
+                        i.id, i.dedup_key
+                    ));
+                } else if !active && open.remove(&i.id) {
+                    say(&format!(
+                        "[demo] incident {} resolved: {}\n",
+                        i.id, i.dedup_key
+                    ));
+                }
+            }
+        }
+        let Ok(body) = client.get("/api/v1/runbook-runs", &[]).await else {
+            continue;
+        };
+        let rows: Vec<crate::api::runbooks::RunRow> =
+            serde_json::from_value(body).unwrap_or_default();
+        for row in rows.iter().rev() {
+            if told_runs.get(&row.id) == Some(&true) {
+                continue;
+            }
+            let Ok(body) = client
+                .get(&format!("/api/v1/runbook-runs/{}", row.id), &[])
+                .await
+            else {
+                continue;
+            };
+            let Ok(run) = serde_json::from_value::<Run>(body) else {
+                continue;
+            };
+            tell_run(&run, &mut told_runs, &mut told_steps);
+        }
+    }
+}
+
+/// Prints what is new in `run`: its start, each ended attempt, its end.
+fn tell_run(
+    run: &Run,
+    told_runs: &mut BTreeMap<u64, bool>,
+    told_steps: &mut BTreeMap<(u64, usize, u32), ()>,
+) {
+    if let std::collections::btree_map::Entry::Vacant(e) = told_runs.entry(run.id) {
+        let why = match &run.trigger {
+            crate::runbook::Trigger::Incident { incident } => format!("incident {incident}"),
+            crate::runbook::Trigger::Manual { by } => format!("started by {by}"),
+        };
+        say(&format!(
+            "[demo] runbook {} run {} started ({why})\n",
+            run.runbook, run.id
+        ));
+        e.insert(false);
+    }
+    for (i, step) in run.steps.iter().enumerate() {
+        for a in &step.attempts {
+            let Some(outcome) = &a.outcome else {
+                continue;
+            };
+            if told_steps.insert((run.id, i, a.n), ()).is_some() {
+                continue;
+            }
+            let text = match outcome {
+                Outcome::Succeeded { detail } => format!("succeeded: {detail}"),
+                Outcome::Failed { reason } => format!("failed: {reason}"),
+                Outcome::TimedOut => "timed out".to_owned(),
+                Outcome::Rejected { by } => format!("rejected by {by}"),
+                Outcome::Cancelled { by } => format!("cancelled by {by}"),
+            };
+            let took = a
+                .ended_ms
+                .unwrap_or(a.started_ms)
+                .saturating_sub(a.started_ms);
+            say(&format!(
+                "[demo]   step {} ({}) attempt {} {text} [{took} ms]\n",
+                step.id, step.kind, a.n
+            ));
+        }
+        if step.status == StepStatus::Running {
+            break;
+        }
+    }
+    if run.status.is_final() {
+        let took = run
+            .ended_ms
+            .unwrap_or(run.started_ms)
+            .saturating_sub(run.started_ms);
+        say(&format!(
+            "[demo] runbook {} run {} {} after {:.1} s{}\n",
+            run.runbook,
+            run.id,
+            run.status.as_str(),
+            took as f64 / 1000.0,
+            run.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+        told_runs.insert(run.id, true);
     }
 }

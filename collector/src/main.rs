@@ -437,6 +437,14 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 write_stdout(&format!("{}: {e}\n", c.origin.display()))?;
                 return Ok(EXIT_PROBLEMS);
             }
+            let signing = match c.commands.load_key() {
+                Ok(Some(key)) => format!("signed with {}", key.public().key_id()),
+                Ok(None) => "none (no [commands] key_file)".to_owned(),
+                Err(e) => {
+                    write_stdout(&format!("{}: {e}\n", c.origin.display()))?;
+                    return Ok(EXIT_PROBLEMS);
+                }
+            };
             let taken = config::ports::taken(&c);
             if !taken.is_empty() {
                 let origin = c.origin.display();
@@ -472,6 +480,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 ));
             }
             out.push_str(&format!("  capacity: {}\n", c.capacity.summary()));
+            out.push_str(&format!("  agent actions: {signing}\n"));
             if !c.runbooks.is_empty() {
                 out.push_str(&format!("  {} runbook(s):\n", c.runbooks.len()));
             }

@@ -38,6 +38,7 @@ use crate::incident::{self, engine::Engine, record::IncidentStore};
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::registry::{AgentRecord, Registry};
 use crate::rollup::{self, Retention};
+use crate::runbook::agent_action::CommandLink;
 use crate::store::{trees, Store, StoreError};
 
 /// How often dirty rollup buckets are recomputed.
@@ -219,10 +220,22 @@ pub async fn start(
     engine_inbox
         .load_runbooks(&config.runbooks, &store)
         .context("loading runbook runs")?;
-    let ingest = ingest.with_state_watch(incident::trigger::StateWatch::new(
-        &catalogue,
-        engine.clone(),
-    ));
+    let answers = config.commands.key_file.is_some();
+    if let Some(key) = config.commands.load_key()? {
+        tracing::info!(key_id = %key.public().key_id(), "Runbook agent actions are signed with this key.");
+        engine_inbox.set_command_link(CommandLink::new(
+            key,
+            client.clone(),
+            layout.clone(),
+            config.commands.resend_every,
+        ));
+    }
+    let ingest = ingest
+        .with_state_watch(incident::trigger::StateWatch::new(
+            &catalogue,
+            engine.clone(),
+        ))
+        .with_command_answers(engine.clone());
     let capacity_retention = crate::capacity::rollup::Retention {
         raw_ms: config.raw_retention.as_millis(),
         five_minutes_ms: config.capacity.five_minute_retention_ms,
@@ -267,7 +280,7 @@ pub async fn start(
         let driver = tokio::spawn(driver.run(driver_stop.clone(), MQTT_DRAIN));
         let session = tokio::spawn(keep_session(
             client.clone(),
-            layout,
+            Subscriptions { layout, answers },
             state_topic.clone(),
             config.id.clone(),
             connection,
@@ -402,12 +415,20 @@ pub async fn start(
     })
 }
 
-/// On every (re)connect: subscribe to the ingest channels and publish the retained online state.
+/// What the session subscribes to: the agents' channels under `layout`, and `cmd/ack` when
+/// `answers`.
+struct Subscriptions {
+    layout: TopicLayout,
+    answers: bool,
+}
+
+/// On every (re)connect: subscribe to the ingest channels (and `cmd/ack` when `answers`: the
+/// collector signs commands) and publish the retained online state.
 /// Subscribing again on a kept session is harmless and covers a broker that lost it. Connects
 /// and disconnects are told to the engine task (agent silence counts only while connected).
 async fn keep_session(
     client: AsyncClient,
-    layout: TopicLayout,
+    subscriptions: Subscriptions,
     state_topic: String,
     id: String,
     mut connection: mpsc::UnboundedReceiver<ConnectionEvent>,
@@ -421,7 +442,8 @@ async fn keep_session(
                 health.broker(true, None);
                 tracing::info!(session_present, "Collector connected to the broker.");
                 let outcome = async {
-                    ingest::subscribe(&client, &layout).await?;
+                    ingest::subscribe(&client, &subscriptions.layout, subscriptions.answers)
+                        .await?;
                     client
                         .publish(
                             state_topic.clone(),

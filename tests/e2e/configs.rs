@@ -25,6 +25,21 @@ fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Copies the TOML configs to `to/configs/` and makes the collector's key where collector.toml
+/// names it (`../data/command.key`) with `keys generate`, as README's set-up does.
+fn copy_with_key(root: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("configs")).unwrap();
+    for f in ["agent.toml", "collector.toml", "services.toml"] {
+        std::fs::copy(root.join(f), to.join("configs").join(f)).unwrap();
+    }
+    std::fs::create_dir_all(to.join("data")).unwrap();
+    let key = to.join("data/command.key");
+    check(
+        "watchstand-collector",
+        &["keys", "generate", "--out", key.to_str().unwrap()],
+    );
+}
+
 fn check(binary: &str, args: &[&str]) -> String {
     let out = Command::new(bin(binary)).args(args).output().unwrap();
     let text = format!(
@@ -64,8 +79,12 @@ fn every_file_in_configs_is_known_and_loads() {
         );
     }
 
-    let agent = root.join("agent.toml");
-    let collector = root.join("collector.toml");
+    // The collector's signing key is made by `keys generate`, never shipped: the configs run
+    // from a copy next to a fresh key, at the path collector.toml names.
+    let copy = tempfile::tempdir().unwrap();
+    copy_with_key(&root, copy.path());
+    let agent = copy.path().join("configs/agent.toml");
+    let collector = copy.path().join("configs/collector.toml");
     let out = check(
         "watchstand-agent",
         &["check", "-c", agent.to_str().unwrap()],
@@ -79,6 +98,7 @@ fn every_file_in_configs_is_known_and_loads() {
         &["check", "-c", collector.to_str().unwrap()],
     );
     // services.toml is loaded through collector.toml's services_file.
+    assert!(out.contains("messaging-failover"), "{out}");
     let services = std::fs::read_to_string(root.join("services.toml")).unwrap();
     for line in services.lines().filter(|l| l.starts_with("id = ")) {
         let id = line.trim_start_matches("id = ").trim_matches('"');
@@ -128,6 +148,16 @@ async fn example_agent_and_collector_configs_run_against_each_other() {
         let text = rewrite(std::fs::read_to_string(root.join(f)).unwrap());
         std::fs::write(dir.path().join(f), text).unwrap();
     }
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    check(
+        "watchstand-collector",
+        &[
+            "keys",
+            "generate",
+            "--out",
+            dir.path().join("data/command.key").to_str().unwrap(),
+        ],
+    );
     let spawn = |binary: &str, sub: &str, config: &str, log: &str| {
         let log = std::fs::File::create(dir.path().join(log)).unwrap();
         Command::new(bin(binary))

@@ -26,6 +26,8 @@ mod pipeline;
 mod probes_gw;
 mod probes_net;
 mod reports;
+
+mod runbook_actions;
 mod runbooks;
 mod security;
 mod shutdown;

@@ -203,6 +203,44 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
             n,
         );
     }
+    let runbooks = state.incidents.snapshot().runbooks;
+    m.family(
+        "watchstand_runbook_runs_total",
+        "counter",
+        "Ended runbook runs, by runbook and final state (succeeded, failed, cancelled, skipped).",
+    );
+    for ((runbook, status), n) in &runbooks.ended {
+        m.sample(
+            "watchstand_runbook_runs_total",
+            &[("runbook", runbook), ("status", status)],
+            n,
+        );
+    }
+    m.family(
+        "watchstand_runbook_runs_running",
+        "gauge",
+        "Runbook runs in progress, by runbook.",
+    );
+    for book in state.runbooks.iter() {
+        let n = runbooks.running.get(&book.id).copied().unwrap_or(0);
+        m.sample(
+            "watchstand_runbook_runs_running",
+            &[("runbook", &book.id)],
+            n,
+        );
+    }
+    m.family(
+        "watchstand_runbook_steps_total",
+        "counter",
+        "Steps of ended runbook runs, by runbook, step kind and final step state.",
+    );
+    for ((runbook, kind, status), n) in &runbooks.steps {
+        m.sample(
+            "watchstand_runbook_steps_total",
+            &[("runbook", runbook), ("kind", kind), ("status", status)],
+            n,
+        );
+    }
     m.family(
         "watchstand_agent_up",
         "gauge",

@@ -4,6 +4,7 @@
 //! file (`collector.services_file`); [`ports`] checks that its listen addresses are free.
 
 pub mod catalogue;
+pub mod commands;
 pub mod ports;
 
 use std::collections::HashMap;
@@ -111,6 +112,9 @@ pub struct RawCollectorConfig {
     /// `[capacity]`: thresholds, rollup retention, forecast window and horizon.
     #[serde(default)]
     pub capacity: crate::capacity::RawCapacitySection,
+    /// `[commands]`: the signing key of runbooks' agent actions.
+    #[serde(default)]
+    pub commands: commands::RawCommandsSection,
 }
 
 fn default_id() -> String {
@@ -202,6 +206,8 @@ pub struct CollectorConfig {
     pub capacity: crate::capacity::CapacitySettings,
     /// Continuity runbooks.
     pub runbooks: Vec<crate::runbook::Runbook>,
+    /// `[commands]`.
+    pub commands: commands::CommandSettings,
 }
 
 /// Reads, parses and validates a collector config and its services file.
@@ -442,6 +448,7 @@ pub fn validate(
             &mut p,
         )
     };
+    let commands = commands::validate(&raw.commands, &runbooks, base, &mut p);
     let api = crate::auth::validate(&raw.api, listen, base, &mut p);
     let capacity = crate::capacity::settings::validate(&raw.capacity, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
@@ -471,6 +478,7 @@ pub fn validate(
             api,
             capacity,
             runbooks,
+            commands,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
             origin: origin.to_owned(),
@@ -659,7 +667,7 @@ mod tests {
         let collector = dir.path().join("collector.toml");
         std::fs::write(
             &collector,
-            "[collector]\ndata_dir = \"d\"\nservices_file = \"services.toml\"\n",
+            "[collector]\ndata_dir = \"d\"\nservices_file = \"services.toml\"\n[commands]\nkey_file = \"command.key\"\n",
         )
         .unwrap();
         let service = "[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"1h\"\nrpo = \"5m\"\nprobes = [\"agent-1/web\"]\nslo = { availability = 99.9 }\n";

@@ -6,8 +6,9 @@
 //! Runbooks have their own variants beside these — operator actions with replies
 //! ([`RunbookAction`]) and step outcomes from executor tasks ([`EngineEvent::StepDone`]) —
 //! handled by the same task, so they see incidents and probe changes in one order. Step
-//! deadlines and delayed incident triggers are the task's own timer (`RunbookTimer`). Drills
-//! and agent command outcomes will add theirs the same way.
+//! deadlines and delayed incident triggers are the task's own timer (`RunbookTimer`); agents'
+//! answers to runbook commands come from ingest as [`EngineEvent::CommandAnswer`]. Drills will
+//! add theirs the same way.
 
 use std::collections::BTreeSet;
 
@@ -60,6 +61,9 @@ pub enum EngineEvent {
     },
     /// A step deadline or a delayed incident trigger is due (the task's timer).
     RunbookTimer,
+    /// An agent's answer to a command, from `cmd/ack` (ingest, `try_send`: a lost one is
+    /// answered again on the command's next re-send).
+    CommandAnswer(Box<watchstand_shared::wire::v1::CmdAck>),
 }
 
 /// Why a runbook action failed.

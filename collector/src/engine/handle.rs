@@ -46,6 +46,16 @@ impl EngineHandle {
         }
     }
 
+    /// Hands an agent's `cmd/ack` answer to the engine without waiting: on a full queue it is
+    /// dropped (returns false) — the command is re-sent while unanswered, and the agent answers
+    /// every re-send, so the answer comes again.
+    pub fn try_command_answer(&self, ack: watchstand_shared::wire::v1::CmdAck) -> bool {
+        match self.tx.try_send(EngineEvent::CommandAnswer(Box::new(ack))) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+        }
+    }
+
     /// Tells the engine the broker connection changed (waits for room: rare, and the session
     /// task has nothing more urgent to do).
     pub async fn broker(&self, event: BrokerEvent) {

@@ -11,6 +11,8 @@
 //! | `Broker` | the MQTT session task | presence: agent silence counts only while connected |
 //! | `Operator` | the API (ack, resolve), with a `oneshot` reply | the action, committed; the outcome replied |
 //! | `CapacityTick` | the task's `[capacity.incidents] evaluate_every` timer | the capacity rules of every agent and metric ([`crate::capacity::incidents`]) |
+//! | `Runbook`, `StepDone`, `RunbookTimer` | the API, executor tasks, the task's timer | runbook runs (see `runbooks`) |
+//! | `CommandAnswer` | ingest (`cmd/ack`, `try_send`) | the answered `agent_action` attempt's outcome |
 //!
 //! Readers never lock the engine: the task publishes an [`EngineSnapshot`] on a `watch` after
 //! every step (metrics read it), and incident records are read from the store. The task wakes
@@ -29,10 +31,9 @@
 //! task. A panic inside is caught and the engine kept, as the shared mutex's poison was
 //! ignored before.
 //!
-//! **Room to grow.** Runbooks, approvals and drills react to the same events and become state
-//! of this same task; their events (a command outcome from an agent, a step timer, runbook
-//! operator actions with replies) are added to [`EngineEvent`] when they are built — no
-//! placeholder variants exist before then.
+//! **Room to grow.** Runbooks and approvals are state of this same task (their events: operator
+//! actions with replies, step outcomes, the step timer, agents' command answers); drills add
+//! theirs to [`EngineEvent`] when they are built — no placeholder variants exist before then.
 
 pub mod event;
 pub mod handle;
@@ -54,7 +55,7 @@ use watchstand_shared::time::now_ms;
 
 pub use event::{BrokerEvent, EngineEvent, OperatorAction, RunbookAction, RunbookError};
 pub use handle::EngineHandle;
-pub use snapshot::{ActiveIncident, EngineSnapshot};
+pub use snapshot::{ActiveIncident, EngineSnapshot, RunbookCounts};
 
 use crate::capacity::report::CapacityContext;
 use crate::config::Catalogue;
@@ -98,6 +99,14 @@ impl EngineInbox {
     /// `[capacity.incidents] evaluate_every` (without it, or with them disabled, it does not).
     pub fn watch_capacity(&mut self, ctx: Arc<CapacityContext>) {
         self.capacity = Some(ctx);
+    }
+
+    /// Lets the runbooks send `agent_action` commands through `link` (after
+    /// [`Self::load_runbooks`]; without it such attempts fail naming the missing key).
+    pub fn set_command_link(&mut self, link: crate::runbook::agent_action::CommandLink) {
+        if let Some(r) = &mut self.runbooks {
+            r.commands = Some(link);
+        }
     }
 
     /// The next queued event, if one is queued now (tests look at what was handed over).
@@ -375,6 +384,7 @@ impl Task {
                 outcome,
             } => self.step_done(run, step, attempt, outcome).await,
             EngineEvent::RunbookTimer => self.runbook_timer().await,
+            EngineEvent::CommandAnswer(ack) => self.command_answer(*ack).await,
         }
     }
 
@@ -410,11 +420,10 @@ impl Task {
 
     fn publish(&self) {
         if let Some(engine) = &self.engine {
-            self.snapshot.send_replace(EngineSnapshot::of(
-                engine,
-                self.evaluations,
-                self.last_evaluation_ms,
-            ));
+            let mut snapshot =
+                EngineSnapshot::of(engine, self.evaluations, self.last_evaluation_ms);
+            snapshot.runbooks = self.runbooks.counts();
+            self.snapshot.send_replace(snapshot);
         }
     }
 

@@ -1,6 +1,6 @@
 //! The engine task's runbook handling with a real in-memory store: one run at a time, approvals
 //! by role, deadlines, incident triggers (once, also across a restart), `notify` through the
-//! outbox, `agent_action` refused in this build, and a run resumed after a restart without
+//! outbox, `agent_action` failing without a signing key and answered through `cmd/ack`, and a run resumed after a restart without
 //! running its in-flight attempt again.
 
 use std::path::Path;
@@ -14,16 +14,19 @@ use crate::auth::Role;
 use crate::incident::engine::Engine;
 use crate::incident::policy::IncidentSettings;
 use crate::incident::record::IncidentStore;
-use crate::runbook::exec::{AGENT_ACTION_UNAVAILABLE, RESTARTED};
+use crate::runbook::agent_action::{CommandLink, NO_KEY};
+use crate::runbook::exec::RESTARTED;
 use crate::runbook::run::{Outcome, Run, RunStatus, StepStatus, Trigger};
 use crate::runbook::store::RunStore;
 use crate::runbook::Runbook;
 use crate::store::StoreBatch;
+use watchstand_shared::time::now_ms;
+use watchstand_shared::wire::v1::{Answer, CmdAck, CommandOutcome, CommandRef, OutcomeStatus};
 
 /// The config with service `web`, webhook `ops` and `runbooks`.
 fn config(runbooks: &str) -> crate::config::CollectorConfig {
     let text = format!(
-        "[collector]\ndata_dir = \"d\"\n[[webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/hook\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = {{ availability = 99.9 }}\n{runbooks}"
+        "[collector]\ndata_dir = \"d\"\n[[webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/hook\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = {{ availability = 99.9 }}\n[commands]\nkey_file = \"command.key\"\n{runbooks}"
     );
     let raw = crate::config::from_str(&text, Path::new("t.toml")).expect("parses");
     crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid")
@@ -36,6 +39,17 @@ fn spawn(
     config: &crate::config::CollectorConfig,
     books: &[Runbook],
 ) -> (EngineHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+    spawn_with(store, config, books, None, Registry::new(Vec::new()))
+}
+
+/// [`spawn`] with a command link and a registry.
+fn spawn_with(
+    store: &Store,
+    config: &crate::config::CollectorConfig,
+    books: &[Runbook],
+    link: Option<CommandLink>,
+    registry: Registry,
+) -> (EngineHandle, CancellationToken, tokio::task::JoinHandle<()>) {
     let engine = Engine::load(
         IncidentStore::new(store.clone()),
         IncidentSettings::default(),
@@ -45,11 +59,14 @@ fn spawn(
     .expect("engine");
     let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
     inbox.load_runbooks(books, store).expect("runs load");
+    if let Some(link) = link {
+        inbox.set_command_link(link);
+    }
     let stop = CancellationToken::new();
     let deps = EngineDeps {
         store: store.clone(),
         catalogue: Arc::new(config.catalogue.clone()),
-        registry: Arc::new(Registry::new(Vec::new())),
+        registry: Arc::new(registry),
         notifier: notify::wake_channel().0,
         first_tick: Duration::from_secs(86_400),
     };
@@ -180,7 +197,7 @@ timeout = "300ms"
     assert_eq!(
         run.steps[1].attempts[0].outcome,
         Some(Outcome::Failed {
-            reason: AGENT_ACTION_UNAVAILABLE.into()
+            reason: NO_KEY.into()
         })
     );
     assert_eq!(run.steps[2].attempts[0].outcome, Some(Outcome::TimedOut));
@@ -302,6 +319,211 @@ argv = ["true"]
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(
         run.reason.as_deref().is_some_and(|r| r.contains("changed")),
+        "{run:?}"
+    );
+}
+
+/// A link whose MQTT client is never connected (what it publishes is not looked at here; the
+/// e2e tests send to real agents), and a registry that knows agent `a` at site `s`.
+fn link_and_registry(key: &watchstand_shared::command::CommandKey) -> (CommandLink, Registry) {
+    let (client, _eventloop) =
+        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 9), 64);
+    let link = CommandLink::new(
+        key.clone(),
+        client,
+        watchstand_shared::topic::TopicLayout::new("watchstand"),
+        Duration::from_millis(100),
+    );
+    let registry = Registry::new(Vec::new());
+    registry.update("s", "a", "b1", 1, |_| {});
+    (link, registry)
+}
+
+fn answer(agent: &str, command_id: &str, status: OutcomeStatus, from_journal: bool) -> CmdAck {
+    CmdAck {
+        v: 1,
+        site: "s".into(),
+        agent: agent.into(),
+        boot: "b1".into(),
+        seq: 1,
+        at_ms: now_ms(),
+        command: Some(CommandRef {
+            command_id: command_id.into(),
+            run_id: "1".into(),
+            step: 0,
+            action: "promote".into(),
+        }),
+        from_journal,
+        answer: Answer::Outcome(CommandOutcome {
+            status,
+            exit_code: Some(i32::from(status != OutcomeStatus::Succeeded)),
+            http_status: None,
+            started_ms: now_ms(),
+            duration_ms: 5,
+            stdout_tail: "promoted".into(),
+            stderr_tail: String::new(),
+            error: None,
+        }),
+    }
+}
+
+const PROMOTE: &str = r#"
+[[runbooks]]
+id = "fo"
+service = "web"
+[[runbooks.steps]]
+id = "promote"
+kind = "agent_action"
+agent = "a"
+action = "promote"
+args = { role = "standby" }
+timeout = "3s"
+"#;
+
+#[tokio::test]
+async fn an_agent_action_is_signed_stored_and_ends_with_the_agents_answer() {
+    let config = config(PROMOTE);
+    let key = watchstand_shared::command::CommandKey::from_seed([9; 32]);
+    let (store, _) = super::tests::engine_with_one_open();
+    let (link, registry) = link_and_registry(&key);
+    let (handle, _stop, _task) =
+        spawn_with(&store, &config, &config.runbooks, Some(link), registry);
+    let run = handle.start_runbook("fo", "ana").await.expect("starts");
+    let attempt = &run.steps[0].attempts[0];
+    let command = attempt.command.clone().expect("stored with the attempt");
+    assert_eq!(
+        attempt.command_id.as_deref(),
+        Some(command.command_id.as_str())
+    );
+    assert_eq!(
+        (
+            command.site.as_str(),
+            command.agent.as_str(),
+            command.action.as_str()
+        ),
+        ("s", "a", "promote")
+    );
+    assert_eq!(
+        command.args.get("role").map(String::as_str),
+        Some("standby")
+    );
+    assert_eq!(command.expires_ms, attempt.deadline_ms);
+    let verifier = watchstand_shared::command::Verifier::new(key.public(), "s", "a", 0);
+    assert!(verifier
+        .verify(&watchstand_shared::wire::v1::encode(&command), now_ms())
+        .is_ok());
+    // Another agent's answer with that id, and an answer to an unknown id: nothing changes.
+    assert!(handle.try_command_answer(answer(
+        "z",
+        &command.command_id,
+        OutcomeStatus::Succeeded,
+        false
+    )));
+    assert!(handle.try_command_answer(answer(
+        "a",
+        "run9.s0.a1.0",
+        OutcomeStatus::Succeeded,
+        false
+    )));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = RunStore::new(store.clone())
+        .get(1)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(still.status, RunStatus::Running);
+    assert!(handle.try_command_answer(answer(
+        "a",
+        &command.command_id,
+        OutcomeStatus::Succeeded,
+        false
+    )));
+    let done = stored_until(&store, 1, |r| r.status.is_final()).await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert!(matches!(
+        &done.steps[0].attempts[0].outcome,
+        Some(Outcome::Succeeded { detail }) if detail.starts_with("succeeded on a after 5 ms, exit code 0")
+    ));
+    // Counted for /metrics once it ended.
+    let counts = handle.snapshot().runbooks;
+    assert_eq!(counts.ended.get(&("fo".to_owned(), "succeeded")), Some(&1));
+    assert_eq!(
+        counts
+            .steps
+            .get(&("fo".to_owned(), "agent_action".to_owned(), "succeeded")),
+        Some(&1)
+    );
+    assert!(counts.running.is_empty());
+    // A repeated answer (a re-send answered again) changes nothing.
+    assert!(handle.try_command_answer(answer(
+        "a",
+        &command.command_id,
+        OutcomeStatus::Failed,
+        true
+    )));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let same = RunStore::new(store.clone())
+        .get(1)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(same, done);
+}
+
+#[tokio::test]
+async fn an_unanswered_command_is_resumed_after_a_restart_and_an_unknown_agent_fails() {
+    let config = config(PROMOTE);
+    let key = watchstand_shared::command::CommandKey::from_seed([9; 32]);
+    let (store, _) = super::tests::engine_with_one_open();
+    let (link, registry) = link_and_registry(&key);
+    let (handle, stop, task) = spawn_with(&store, &config, &config.runbooks, Some(link), registry);
+    let run = handle.start_runbook("fo", "ana").await.expect("starts");
+    let sent = run.steps[0].attempts[0].command.clone().expect("stored");
+    stop.cancel();
+    task.await.expect("task ends");
+
+    // Restarted: the same attempt goes on with the stored command (not failed, not re-signed).
+    let (link, registry) = link_and_registry(&key);
+    let (handle, _stop, _task) =
+        spawn_with(&store, &config, &config.runbooks, Some(link), registry);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resumed = RunStore::new(store.clone())
+        .get(1)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(resumed.status, RunStatus::Running);
+    assert_eq!(resumed.steps[0].attempts.len(), 1);
+    assert_eq!(resumed.steps[0].attempts[0].command.as_ref(), Some(&sent));
+    assert!(handle.try_command_answer(answer(
+        "a",
+        &sent.command_id,
+        OutcomeStatus::Succeeded,
+        true
+    )));
+    let done = stored_until(&store, 1, |r| r.status.is_final()).await;
+    assert!(
+        matches!(
+            &done.steps[0].attempts[0].outcome,
+            Some(Outcome::Succeeded { detail }) if detail.contains("answered from the agent's journal")
+        ),
+        "{done:?}"
+    );
+
+    // An agent the collector never heard of: the attempt fails at once, naming it.
+    let (link, _) = link_and_registry(&key);
+    let (store, _) = super::tests::engine_with_one_open();
+    let (handle, _stop, _task) = spawn_with(
+        &store,
+        &config,
+        &config.runbooks,
+        Some(link),
+        Registry::new(Vec::new()),
+    );
+    let run = handle.start_runbook("fo", "ana").await.expect("starts");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        matches!(
+            &run.steps[0].attempts[0].outcome,
+            Some(Outcome::Failed { reason }) if reason.contains("\"a\" has never connected")
+        ),
         "{run:?}"
     );
 }

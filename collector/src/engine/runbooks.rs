@@ -14,8 +14,13 @@
 //!   it has not looked at yet (every active incident after a restart), each runbook whose
 //!   `on_incident` matches and that has no run for that incident yet gets a trigger due at the
 //!   incident's detection + `after`; when due, the run starts if the incident is still active.
+//! - **Agent actions.** An `agent_action` attempt's command is signed and stored with the
+//!   attempt (same batch) before it is sent; its executor re-sends that same command until the
+//!   agent's answer (an `EngineEvent::CommandAnswer` from ingest), the deadline or a cancel.
 //! - **Restart.** Runs stored as running continue: approvals and `wait_for` are re-armed with
-//!   their stored deadlines; an `http` or `exec` attempt that was in progress is not run again
+//!   their stored deadlines; an `agent_action` whose command was stored is re-armed and the
+//!   stored command re-sent (the agent answers a command id it already ran from its journal,
+//!   never running it twice); an `http` or `exec` attempt that was in progress is not run again
 //!   blindly: it ends `failed` ([`exec::RESTARTED`]) and the step's retry policy decides.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -30,6 +35,7 @@ use watchstand_shared::time::now_ms;
 
 use super::event::{EngineEvent, RunbookAction, RunbookError};
 use super::Task;
+use crate::runbook::agent_action::{self, CommandLink};
 use crate::runbook::exec;
 use crate::runbook::run::{Effect, Outcome, Run, RunStatus, Stale, Trigger};
 use crate::runbook::store::RunStore;
@@ -113,6 +119,11 @@ pub(super) struct Runbooks {
     events: mpsc::WeakSender<EngineEvent>,
     /// Runs stored as running when the task started, to resume.
     resume: Vec<u64>,
+    /// Signs and sends `agent_action` commands (none: such attempts fail, see
+    /// [`agent_action::NO_KEY`]).
+    pub(super) commands: Option<CommandLink>,
+    /// Ended runs and their steps, for `/metrics`.
+    ended: super::snapshot::RunbookCounts,
 }
 
 impl std::fmt::Debug for Runbooks {
@@ -137,7 +148,11 @@ impl Runbooks {
         let runs_store = RunStore::new(store.clone());
         let mut runs = BTreeMap::new();
         let mut triggered = HashSet::new();
+        let mut ended = super::snapshot::RunbookCounts::default();
         for run in runs_store.all()? {
+            if run.status.is_final() {
+                ended.ended(&run);
+            }
             if let Trigger::Incident { incident } = run.trigger {
                 triggered.insert((run.runbook.clone(), incident));
             }
@@ -164,7 +179,18 @@ impl Runbooks {
             seen: HashSet::new(),
             http,
             events,
+            commands: None,
+            ended,
         })
+    }
+
+    /// The counts for `/metrics`: ended runs and steps, runs in progress.
+    pub(super) fn counts(&self) -> super::snapshot::RunbookCounts {
+        let mut counts = self.ended.clone();
+        for run in self.runs.values() {
+            *counts.running.entry(run.runbook.clone()).or_default() += 1;
+        }
+        counts
     }
 
     /// When the task must wake next for a deadline or a trigger, epoch ms.
@@ -207,7 +233,17 @@ impl Task {
                 continue;
             };
             tracing::info!(run = id, runbook = %run.runbook, step = %run.steps[step].id, "Resuming a runbook run after a restart.");
+            let stored_command = attempt.command.is_some();
             match &book.steps[step].action {
+                StepAction::AgentAction { .. } if stored_command => {
+                    // Sent before the crash, maybe run: the same command goes out again and
+                    // the agent answers it (from its journal if it already ran it).
+                    tracing::info!(run = id, command_id = ?attempt.command_id, "Re-sending the stored command of an unanswered agent action.");
+                    self.runbooks
+                        .deadlines
+                        .insert(id, (step, attempt.n, attempt.deadline_ms));
+                    self.spawn_executor(&run, &book, step, attempt.n, attempt.deadline_ms);
+                }
                 StepAction::Approval { .. } | StepAction::WaitFor { .. } => {
                     // Re-armed with the stored deadline (a passed one fires at once).
                     self.runbooks
@@ -358,6 +394,27 @@ impl Task {
         }
     }
 
+    /// An agent's answer on `cmd/ack`: the outcome of the attempt waiting for that command, if
+    /// one is (a re-sent answer, or one for an attempt that already timed out, changes nothing).
+    pub(super) async fn command_answer(&mut self, ack: watchstand_shared::wire::v1::CmdAck) {
+        let Some(command_id) = ack.command.as_ref().map(|c| c.command_id.clone()) else {
+            tracing::debug!(agent = %ack.agent, "Command answer without a command id (unreadable command); nothing waits on it.");
+            return;
+        };
+        let waiting = self.runbooks.runs.values().find_map(|r| {
+            r.awaiting(&command_id)
+                .filter(|(_, a)| a.command.as_ref().is_some_and(|c| c.agent == ack.agent))
+                .map(|(step, a)| (r.id, step, a.n))
+        });
+        let Some((run, step, attempt)) = waiting else {
+            tracing::debug!(command_id = %command_id, agent = %ack.agent, "Answer for a command no attempt waits on (answered already, timed out or another collector's); ignored.");
+            return;
+        };
+        let outcome = agent_action::outcome(&ack);
+        tracing::info!(run, step, attempt, command_id = %command_id, agent = %ack.agent, from_journal = ack.from_journal, outcome = ?outcome, "Agent answered a runbook command.");
+        self.step_done(run, step, attempt, outcome).await;
+    }
+
     async fn stored_or_missing(&self, id: u64) -> RunbookError {
         let store = self.runbooks.store.clone();
         match tokio::task::spawn_blocking(move || store.get(id)).await {
@@ -470,7 +527,7 @@ impl Task {
     }
 
     /// Applies `effects` of a change to `run`: folds in what the engine does itself (notify,
-    /// agent actions in this build), commits the run with `notes` and `notices`, then carries
+    /// signing an agent action's command), commits the run with `notes` and `notices`, then carries
     /// out the rest (deadlines, executors, the end of the run). Returns the run as stored.
     async fn drive(
         &mut self,
@@ -485,7 +542,11 @@ impl Task {
         let mut carry = Vec::new();
         while let Some(effect) = queue.pop_front() {
             match effect {
-                Effect::Begin { step, attempt, .. } => {
+                Effect::Begin {
+                    step,
+                    attempt,
+                    deadline_ms,
+                } => {
                     let Some(book) = &book else { continue };
                     let immediate = match &book.steps[step].action {
                         StepAction::Notify { webhook, message } => {
@@ -500,9 +561,41 @@ impl Task {
                                 detail: format!("queued for webhook {webhook:?}"),
                             })
                         }
-                        StepAction::AgentAction { .. } => Some(Outcome::Failed {
-                            reason: exec::AGENT_ACTION_UNAVAILABLE.to_owned(),
-                        }),
+                        StepAction::AgentAction {
+                            agent,
+                            action,
+                            args,
+                        } => {
+                            let site = self.deps.registry.get(agent).map(|r| r.site);
+                            match (&self.runbooks.commands, site) {
+                                (None, _) => Some(Outcome::Failed {
+                                    reason: agent_action::NO_KEY.to_owned(),
+                                }),
+                                (Some(_), None) => Some(Outcome::Failed {
+                                    reason: format!(
+                                        "agent {agent:?} has never connected to this collector (its site is unknown)"
+                                    ),
+                                }),
+                                (Some(link), Some(site)) => {
+                                    let command = link.sign(
+                                        (run.id, step, attempt),
+                                        &site,
+                                        agent,
+                                        action,
+                                        args,
+                                        now,
+                                        deadline_ms,
+                                    );
+                                    // Stored with the attempt below, before it is sent.
+                                    match run.note_command(step, attempt, command) {
+                                        Ok(()) => None,
+                                        Err(e) => Some(Outcome::Failed {
+                                            reason: e.to_string(),
+                                        }),
+                                    }
+                                }
+                            }
+                        }
                         _ => None,
                     };
                     match immediate {
@@ -566,7 +659,10 @@ impl Task {
         }
         self.runbooks.deadlines.remove(&id);
         if run.status.is_final() {
+            // Counted once: only runs in progress and new ones are driven, so a final run
+            // here has just ended.
             self.runbooks.runs.remove(&id);
+            self.runbooks.ended.ended(&run);
         } else {
             self.runbooks.runs.insert(id, run.clone());
         }
@@ -587,13 +683,15 @@ impl Task {
                 }
             }
         }
+        self.publish();
         match failure {
             None => Ok(run),
             Some(e) => Err(e),
         }
     }
 
-    /// Spawns the executor of attempt `attempt` of step `step` (http, exec, wait_for).
+    /// Spawns the executor of attempt `attempt` of step `step` (http, exec, wait_for, the
+    /// re-sending of an agent action's stored command).
     fn spawn_executor(
         &mut self,
         run: &Run,
@@ -632,9 +730,27 @@ impl Task {
                     Box::pin(async move { Outcome::Failed { reason } })
                 }
             },
-            StepAction::Approval { .. }
-            | StepAction::Notify { .. }
-            | StepAction::AgentAction { .. } => return,
+            StepAction::AgentAction { .. } => {
+                let command = run
+                    .steps
+                    .get(step)
+                    .and_then(|s| s.attempts.iter().find(|a| a.n == attempt))
+                    .and_then(|a| a.command.clone());
+                match (self.runbooks.commands.clone(), command) {
+                    (Some(link), Some(command)) => Box::pin(link.resend(command)),
+                    (None, _) => Box::pin(async {
+                        Outcome::Failed {
+                            reason: agent_action::NO_KEY.to_owned(),
+                        }
+                    }),
+                    (Some(_), None) => Box::pin(async {
+                        Outcome::Failed {
+                            reason: "no command stored for the attempt".to_owned(),
+                        }
+                    }),
+                }
+            }
+            StepAction::Approval { .. } | StepAction::Notify { .. } => return,
         };
         let events = self.runbooks.events.clone();
         let run_id = run.id;

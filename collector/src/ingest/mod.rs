@@ -16,7 +16,8 @@
 //! After the commit (before the acks) the [`StateWatch`], if any, hands the services whose
 //! probes changed state in the batch to the engine task (never waiting: what a full queue does
 //! not take is handed over with the next batch or at the next ack retry); ingest never
-//! evaluates.
+//! evaluates. Agents' answers to runbook commands (`cmd/ack`) are handed to the engine task
+//! the same way (nothing of them is stored by ingest: the engine stores the attempt's outcome).
 //!
 //! **Ingest never waits on the MQTT driver** (the driver waits for room in ingest's inbox, so
 //! the other direction would be a circular wait): PUBACKs and watermarks are queued with
@@ -46,10 +47,11 @@ use watchstand_shared::storage::Write;
 use watchstand_shared::time::now_ms;
 use watchstand_shared::topic::{AgentTopic, Channel, TopicLayout};
 use watchstand_shared::wire::v1::{
-    self, Ack, AgentState, CapacityBatch, Envelope, ProbeMetric, RejectReason, Rejection,
+    self, Ack, AgentState, CapacityBatch, CmdAck, Envelope, ProbeMetric, RejectReason, Rejection,
     ResultBatch, Status,
 };
 
+use crate::engine::EngineHandle;
 use crate::events::{Counters, DuplicatesDropped, GapBooked, PayloadRejected};
 use crate::health::HealthState;
 use crate::incident::trigger::StateWatch;
@@ -89,6 +91,8 @@ pub struct Ingest {
     trackers: HashMap<(String, String), SeqTracker>,
     /// Spots probe state changes for event-driven incident evaluation.
     watch: Option<StateWatch>,
+    /// Where agents' answers to runbook commands (`cmd/ack`) go: the engine task.
+    answers: Option<EngineHandle>,
     /// PUBACKs of committed messages not yet queued: (QoS, packet id).
     /// PUBACKs to queue, oldest first: they go out in the order the messages came, because
     /// brokers may require it (rumqttd drops a client on an out-of-order ack).
@@ -108,6 +112,8 @@ struct BatchEffects {
     touched: BTreeSet<(String, String, String)>,
     /// Agents whose registry record changed.
     agents: BTreeSet<String>,
+    /// Answers to commands, handed to the engine after the commit.
+    answers: Vec<CmdAck>,
 }
 
 impl Ingest {
@@ -143,6 +149,7 @@ impl Ingest {
             health,
             trackers,
             watch: None,
+            answers: None,
             pending_pubacks: VecDeque::new(),
             pending_watermarks: BTreeMap::new(),
             watermark_turn: false,
@@ -155,6 +162,14 @@ impl Ingest {
     #[must_use]
     pub fn with_state_watch(mut self, watch: StateWatch) -> Self {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Hands agents' answers to runbook commands (`cmd/ack`) to the engine task (after each
+    /// commit, never waiting: see [`EngineHandle::try_command_answer`]).
+    #[must_use]
+    pub fn with_command_answers(mut self, engine: EngineHandle) -> Self {
+        self.answers = Some(engine);
         self
     }
 
@@ -366,6 +381,13 @@ impl Ingest {
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.hand_over();
+        if let Some(engine) = &self.answers {
+            for ack in effects.answers.drain(..) {
+                if !engine.try_command_answer(ack) {
+                    tracing::debug!("Engine queue full; a command answer is dropped (the command's next re-send brings it again).");
+                }
+            }
+        }
         self.pending_pubacks.extend(
             msgs.iter()
                 .filter(|m| m.qos != QoS::AtMostOnce)
@@ -417,7 +439,14 @@ impl Ingest {
                 }
                 batch.put_json(trees::AGENTS, trees::agent_key(&s.agent), &record);
             }
-            Channel::Ack | Channel::Cmd | Channel::CmdAck => {
+            Channel::CmdAck => {
+                let ack: CmdAck = self.decode(&topic, &msg.payload, now)?;
+                // An answer naming no command (to an unreadable one) matches no attempt.
+                if ack.command.is_some() {
+                    effects.answers.push(ack);
+                }
+            }
+            Channel::Ack | Channel::Cmd => {
                 return Err(Rejection::new(
                     RejectReason::UnknownTopic,
                     format!("{} is not an ingest channel", topic.channel),
@@ -602,17 +631,25 @@ impl Ingest {
     }
 }
 
-/// Subscribes the collector's client to every ingest channel (QoS 1).
+/// Subscribes the collector's client to every ingest channel (QoS 1), and — when it sends
+/// commands (`answers`: a signing key is configured) — to agents' answers (`cmd/ack`, handed to
+/// the engine). A collector that sends no command does not take other signers' answers.
 ///
 /// # Errors
 /// The client's request channel is closed.
 pub async fn subscribe(
     client: &AsyncClient,
     layout: &TopicLayout,
+    answers: bool,
 ) -> Result<(), rumqttc::ClientError> {
     for channel in [Channel::Results, Channel::Capacity, Channel::Status] {
         client
             .subscribe(layout.all_agents(channel), QoS::AtLeastOnce)
+            .await?;
+    }
+    if answers {
+        client
+            .subscribe(layout.all_agents(Channel::CmdAck), QoS::AtLeastOnce)
             .await?;
     }
     Ok(())

@@ -6,8 +6,7 @@
 //! engine aborts the task, which kills an `exec` child (`kill_on_drop`). Each executor also
 //! bounds itself by the same timeout, so nothing it starts outlives the attempt.
 //!
-//! `agent_action` has no executor in this build: signed commands to agents are not available
-//! yet, so its attempts fail with [`AGENT_ACTION_UNAVAILABLE`].
+//! `agent_action` steps are in [`super::agent_action`].
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -22,9 +21,6 @@ use crate::store::Store;
 
 /// Most bytes of a response body or of stdout/stderr kept in an outcome (the tail).
 pub const TAIL_BYTES: usize = 4_096;
-
-/// Why an `agent_action` attempt fails in this build.
-pub const AGENT_ACTION_UNAVAILABLE: &str = "signed commands are not available in this build";
 
 /// Why an `http` or `exec` attempt in progress at a collector restart failed.
 pub const RESTARTED: &str = "collector restarted during the attempt; outcome unknown";

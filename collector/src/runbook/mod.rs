@@ -7,7 +7,10 @@
 //! - [`store`]: where runs are kept.
 //! - [`exec`]: the executors of `http`, `exec` and `wait_for` steps (tasks that report one
 //!   outcome back to the engine); approvals and notifications are done by the engine itself.
+//! - [`agent_action`]: signed commands to agents (sign once per attempt, re-send until
+//!   answered, the answer as an outcome).
 
+pub mod agent_action;
 pub mod config;
 pub mod exec;
 pub mod run;

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use watchstand_shared::wire::v1::Command;
+
 use super::config::{OnFailure, Runbook};
 
 /// What started a run.
@@ -97,6 +99,20 @@ pub enum StepStatus {
     Cancelled,
 }
 
+impl StepStatus {
+    /// As written in APIs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -147,6 +163,10 @@ pub struct Attempt {
     /// The signed command sent for it (`agent_action` steps), so a restarted collector asks for
     /// that command's outcome instead of running the action again.
     pub command_id: Option<String>,
+    /// That command as signed and sent: a restarted collector re-sends exactly it (same id and
+    /// nonce), which the agent answers from its journal if it already ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
 }
 
 /// One step of a run.
@@ -328,13 +348,20 @@ impl Run {
         &mut self,
         step: usize,
         attempt: u32,
-        command_id: String,
+        command: Command,
     ) -> Result<(), Stale> {
         self.check_current(step, attempt)?;
         if let Some(a) = self.steps[step].attempts.last_mut() {
-            a.command_id = Some(command_id);
+            a.command_id = Some(command.command_id.clone());
+            a.command = Some(command);
         }
         Ok(())
+    }
+
+    /// The (step, attempt) in progress whose command is `command_id`.
+    pub fn awaiting(&self, command_id: &str) -> Option<(usize, &Attempt)> {
+        self.current()
+            .filter(|(_, a)| a.outcome.is_none() && a.command_id.as_deref() == Some(command_id))
     }
 
     /// Cancels the run: the attempt in progress ends `cancelled`, later steps are skipped.
@@ -392,6 +419,7 @@ impl Run {
             ended_ms: None,
             outcome: None,
             command_id: None,
+            command: None,
         });
         vec![Effect::Begin {
             step: index,
@@ -435,6 +463,23 @@ mod tests {
             on_failure,
             action,
         }
+    }
+
+    fn command(id: &str) -> Command {
+        watchstand_shared::command::CommandKey::from_seed([3; 32]).sign(
+            watchstand_shared::command::UnsignedCommand {
+                site: "s".into(),
+                agent: "edge-1".into(),
+                command_id: id.into(),
+                run_id: "9".into(),
+                step: 1,
+                action: "promote".into(),
+                args: BTreeMap::new(),
+                issued_ms: 0,
+                expires_ms: 1_000,
+                nonce: "00".repeat(16),
+            },
+        )
     }
 
     fn book() -> Runbook {
@@ -517,7 +562,7 @@ mod tests {
                 deadline_ms: 2_100
             }])
         );
-        run.note_command(1, 1, "c-1".into()).expect("current");
+        run.note_command(1, 1, command("c-1")).expect("current");
         // First attempt fails, the one retry begins.
         assert_eq!(
             run.record(&b, 1, 1, fail(), 1_200),
@@ -698,7 +743,9 @@ mod tests {
         let b = book();
         let (mut run, _) = Run::start(9, &b, Trigger::Incident { incident: 4 }, 0);
         run.record(&b, 0, 1, ok(), 10).expect("current");
-        run.note_command(1, 1, "c-9".into()).expect("current");
+        run.note_command(1, 1, command("c-9")).expect("current");
+        assert_eq!(run.awaiting("c-9").map(|(i, _)| i), Some(1));
+        assert!(run.awaiting("c-1").is_none());
         let bytes = serde_json::to_vec(&run).expect("serialises");
         let back: Run = serde_json::from_slice(&bytes).expect("deserialises");
         assert_eq!(back, run);

@@ -113,7 +113,7 @@ impl CommandKey {
             path: path.to_owned(),
             source,
         })?;
-        crate::config::secret_file::warn_if_exposed("commands.private_key", path);
+        crate::config::secret_file::warn_if_exposed("commands.key_file", path);
         Self::from_text(&text).map_err(|e| KeyError::Invalid {
             what: format!("{}: {e}", path.display()),
         })

@@ -54,6 +54,16 @@ impl Signer {
 
     /// Signs `request` at `now_ms` with a fresh nonce.
     pub fn sign(&self, request: CommandRequest, now_ms: u64) -> Command {
+        self.sign_until(request, now_ms, now_ms.saturating_add(self.lifetime_ms))
+    }
+
+    /// Signs `request` at `now_ms` with a fresh nonce, valid until `expires_ms` (at most the
+    /// signer's lifetime after `now_ms`): a runbook attempt's command expires with the attempt.
+    pub fn sign_until(&self, request: CommandRequest, now_ms: u64, expires_ms: u64) -> Command {
+        let expires_ms = expires_ms.clamp(
+            now_ms.saturating_add(1),
+            now_ms.saturating_add(self.lifetime_ms),
+        );
         self.key.sign(UnsignedCommand {
             site: request.site,
             agent: request.agent,
@@ -63,7 +73,7 @@ impl Signer {
             action: request.action,
             args: request.args,
             issued_ms: now_ms,
-            expires_ms: now_ms.saturating_add(self.lifetime_ms),
+            expires_ms,
             nonce: new_nonce(),
         })
     }
@@ -98,5 +108,21 @@ mod tests {
         assert_eq!(a.expires_ms, now + 60_000);
         assert!(v.verify(&encode(&a), now + 60_000).is_ok());
         assert!(v.verify(&encode(&a), now + 60_001).is_err());
+        let short = signer.sign_until(request_for_until(), now, now + 5_000);
+        assert_eq!(short.expires_ms, now + 5_000);
+        let capped = signer.sign_until(request_for_until(), now, now + 600_000);
+        assert_eq!(capped.expires_ms, now + 60_000);
+    }
+
+    fn request_for_until() -> CommandRequest {
+        CommandRequest {
+            site: "s".into(),
+            agent: "a".into(),
+            command_id: "c2".into(),
+            run_id: "r".into(),
+            step: 0,
+            action: "x".into(),
+            args: BTreeMap::new(),
+        }
     }
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::RefusalReason;
 
+use super::envelope::{check_id, Envelope, Rejection};
+
 /// A signed command, as published on `cmd`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
@@ -180,6 +182,28 @@ pub struct CmdAck {
     pub from_journal: bool,
     /// Refusal or outcome.
     pub answer: Answer,
+}
+
+impl Envelope for CmdAck {
+    fn version(&self) -> u64 {
+        self.v
+    }
+    fn site(&self) -> &str {
+        &self.site
+    }
+    fn agent(&self) -> &str {
+        &self.agent
+    }
+    fn boot(&self) -> &str {
+        &self.boot
+    }
+    fn validate_body(&self, _now_ms: u64) -> Result<(), Rejection> {
+        // What the collector matches on; the rest is shown as sent.
+        if let Some(c) = &self.command {
+            check_id("command.command_id", &c.command_id)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
