@@ -121,11 +121,14 @@ pub fn service_report(
         }
         timelines.push(timeline);
     }
+    // The service's drill windows: its non-up time there is `drill`, not downtime.
+    let drill_runs = crate::drill::DrillStore::new(store.clone()).all()?;
+    let drills = crate::drill::spans(&drill_runs, &service.id, watchstand_shared::time::now_ms());
     Ok(sla::report_from_timelines(
         &service.sla,
         &timelines,
         &tally,
-        &[],
+        &drills,
         span,
     ))
 }

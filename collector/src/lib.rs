@@ -34,6 +34,7 @@ pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod drill;
 pub mod engine;
 pub mod events;
 pub mod health;

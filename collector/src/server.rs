@@ -219,6 +219,9 @@ pub async fn start(
     engine_inbox
         .load_runbooks(&config.runbooks, &store)
         .context("loading runbook runs")?;
+    engine_inbox
+        .load_drills(&config.drills, &store)
+        .context("loading drill runs")?;
     let ingest = ingest.with_state_watch(incident::trigger::StateWatch::new(
         &catalogue,
         engine.clone(),

@@ -63,6 +63,7 @@ fn state(access: ApiAccess) -> AppState {
         held_until_clear: false,
         late: false,
         found_late_ms: None,
+        drill: None,
     };
     let incidents = IncidentStore::new(state.store.clone());
     let mut batch = StoreBatch::default();

@@ -55,8 +55,11 @@ pub enum EngineEvent {
         /// How it ended.
         outcome: Outcome,
     },
-    /// A step deadline or a delayed incident trigger is due (the task's timer).
+    /// A step deadline, a delayed incident trigger, a drill's schedule, abort or end of
+    /// settling is due (the task's timer).
     RunbookTimer,
+    /// An operator's drill action (start, review), with its reply channel.
+    Drill(super::drills::DrillAction),
 }
 
 /// Why a runbook action failed.

@@ -33,6 +33,7 @@
 //! operator actions with replies) are added to [`EngineEvent`] when they are built — no
 //! placeholder variants exist before then.
 
+pub mod drills;
 pub mod event;
 pub mod handle;
 #[cfg(test)]
@@ -74,6 +75,7 @@ pub struct EngineInbox {
     /// For the task's own executors (weak: the queue still closes when every handle is gone).
     weak: mpsc::WeakSender<EngineEvent>,
     runbooks: Option<runbooks::Runbooks>,
+    drills: Option<drills::Drills>,
 }
 
 impl EngineInbox {
@@ -88,6 +90,19 @@ impl EngineInbox {
         store: &Store,
     ) -> Result<(), StoreError> {
         self.runbooks = Some(runbooks::Runbooks::load(books, store, self.weak.clone())?);
+        Ok(())
+    }
+
+    /// Loads `drills` and the drill runs stored in `store` (without it the task has none).
+    ///
+    /// # Errors
+    /// Store failure or a corrupt drill record.
+    pub fn load_drills(
+        &mut self,
+        drills: &[crate::drill::Drill],
+        store: &Store,
+    ) -> Result<(), StoreError> {
+        self.drills = Some(drills::Drills::load(drills, store, now_ms())?);
         Ok(())
     }
 
@@ -115,6 +130,7 @@ pub fn channel_with(capacity: usize, initial: EngineSnapshot) -> (EngineHandle, 
             snapshot: snapshot_tx,
             weak,
             runbooks: None,
+            drills: None,
         },
     )
 }
@@ -174,6 +190,8 @@ struct Task {
     last_evaluation_ms: Option<u64>,
     /// Runbook runs, their deadlines and executors, incident triggers.
     runbooks: runbooks::Runbooks,
+    /// Drill runs in progress, schedules.
+    drills: drills::Drills,
 }
 
 /// Runs the engine task until `shutdown` (or until every handle is gone): evaluates every
@@ -198,7 +216,18 @@ pub async fn run(
             }
         },
     };
+    let drills = match inbox.drills.take() {
+        Some(d) => d,
+        None => match drills::Drills::load(&[], &deps.store, now_ms()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read drill runs; the engine task stops.");
+                return;
+            }
+        },
+    };
     let mut task = Task {
+        drills,
         runbooks: books,
         engine: Some(engine),
         deps,
@@ -213,11 +242,15 @@ pub async fn run(
         last_evaluation_ms: None,
     };
     task.resume_runs().await;
+    task.resume_drills().await;
     task.look_for_triggers();
     task.publish();
     loop {
         let next_follow_up = task.follow_ups.values().min().copied();
-        let next_runbook = task.runbooks.next_due();
+        let next_runbook = match (task.runbooks.next_due(), task.drills.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let runbook_timer = async move {
             match next_runbook {
                 Some(due) => {
@@ -339,8 +372,14 @@ impl Task {
                 attempt,
                 outcome,
             } => self.step_done(run, step, attempt, outcome).await,
-            EngineEvent::RunbookTimer => self.runbook_timer().await,
+            EngineEvent::RunbookTimer => {
+                self.runbook_timer().await;
+                self.drill_timer().await;
+            }
+            EngineEvent::Drill(action) => self.drill_action(action).await,
         }
+        // Runbook runs of drills changed by this event.
+        self.drill_updates().await;
     }
 
     /// Runs `f` on the engine on the blocking pool; `None` if the engine is gone (a previous

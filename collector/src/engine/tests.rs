@@ -59,6 +59,7 @@ pub(super) fn engine_with_one_open() -> (Store, Engine) {
             held_until_clear: false,
             late: false,
             found_late_ms: None,
+            drill: None,
         },
     );
     incidents.commit(batch).expect("commit");
