@@ -241,6 +241,7 @@ pub async fn start(
         started_ms: now_ms(),
         incidents: engine.clone(),
         runbooks: Arc::new(config.runbooks.clone()),
+        drills: Arc::new(config.drills.clone()),
         health: health.clone(),
         access: Arc::new(config.api.clone()),
         audit: AuditLog::new(store.clone()),

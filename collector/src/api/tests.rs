@@ -47,6 +47,7 @@ pub(super) fn state_with(access: crate::auth::ApiAccess) -> AppState {
         started_ms: 0,
         incidents: crate::engine::spawn_for_tests_with(engine, store.clone(), catalogue, &books),
         runbooks: Arc::new(books),
+        drills: Arc::new(Vec::new()),
         health: Arc::new(crate::health::HealthState::new(
             Arc::new(watchstand_shared::mqtt::InboxGauge::default()),
             30_000,

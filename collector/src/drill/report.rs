@@ -97,67 +97,77 @@ impl ContinuityReport {
 
     /// The Markdown rendering.
     pub fn markdown(&self) -> String {
-        use std::fmt::Write as _;
+        // One line of Markdown (writing to a String cannot fail).
+        macro_rules! w {
+            ($m:ident, $($arg:tt)*) => {{
+                $m.push_str(&format!($($arg)*));
+                $m.push('\n');
+            }};
+        }
         let mut m = String::new();
         let t = |ms: Option<u64>| ms.map_or_else(|| "—".to_owned(), iso);
         let s = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1} s"));
-        let _ = writeln!(
+        w!(
             m,
             "# IT service continuity test report — drill run {}\n",
             self.drill_run
         );
-        let _ = writeln!(m, "| | |\n|---|---|");
-        let _ = writeln!(
+        w!(m, "| | |\n|---|---|");
+        w!(
             m,
             "| Drill | `{}` (runbook `{}`) |",
-            self.drill, self.runbook
+            self.drill,
+            self.runbook
         );
-        let _ = writeln!(m, "| Service | `{}` |", self.service);
+        w!(m, "| Service | `{}` |", self.service);
         if let Some(o) = &self.outcome {
             let bia = &o.targets;
-            let _ = writeln!(
+            w!(
                 m,
                 "| BIA targets | {} — criticality {}, RTO {:.0} s, RPO {:.0} s |",
-                bia.name, bia.criticality, bia.rto_s, bia.rpo_s
+                bia.name,
+                bia.criticality,
+                bia.rto_s,
+                bia.rpo_s
             );
         }
-        let _ = writeln!(m, "| Scenario | {} |", self.scenario);
-        let _ = writeln!(m, "| Participants | {} |", self.participants.join(", "));
+        w!(m, "| Scenario | {} |", self.scenario);
+        w!(m, "| Participants | {} |", self.participants.join(", "));
         let how = match &self.trigger {
             DrillTrigger::Manual { by } => format!("by hand ({by})"),
             DrillTrigger::Schedule { .. } => "on schedule".to_owned(),
         };
-        let _ = writeln!(
+        w!(
             m,
             "| Started | {} {how}; planned {} |",
             iso(self.started_ms),
             t(self.planned_ms)
         );
-        let _ = writeln!(m, "| Ended | {} |", t(self.ended_ms));
-        let _ = writeln!(m, "| Status | {} |", self.status);
+        w!(m, "| Ended | {} |", t(self.ended_ms));
+        w!(m, "| Status | {} |", self.status);
         if let Some(o) = &self.outcome {
-            let _ = writeln!(
+            w!(
                 m,
                 "| **Verdict** | **{}** — {} |\n",
                 o.verdict.as_str(),
                 o.reason
             );
-            let _ = writeln!(m, "## Measurements (from the stored probe results)\n");
-            let _ = writeln!(m, "| measure | at | after inject |\n|---|---|---|");
-            let _ = writeln!(m, "| Inject | {} | 0 s |", t(o.inject_ms));
-            let _ = writeln!(
+            w!(m, "## Measurements (from the stored probe results)\n");
+            w!(m, "| measure | at | after inject |\n|---|---|---|");
+            w!(m, "| Inject | {} | 0 s |", t(o.inject_ms));
+            w!(
                 m,
                 "| First down result (time to detect) | {} | {} |",
                 t(o.first_down_ms),
                 s(o.detect_s)
             );
-            let _ = writeln!(
+            w!(
                 m,
                 "| Incident opened | {} | {} |",
                 t(o.incident_ms),
                 s(o.detect_incident_s)
             );
-            let _ = writeln!(
+            w!(
                 m,
                 "| Recovered, up for {:.0} s (time to recover) | {} | {} (RTO {:.0} s: {}) |",
                 o.confirm_s,
@@ -166,15 +176,16 @@ impl ContinuityReport {
                 o.targets.rto_s,
                 if o.rto_met { "met" } else { "not met" }
             );
-            let _ = writeln!(
+            w!(
                 m,
                 "\nRecovery point: {}. Non-up time: {:.1} s.\n",
-                o.rpo_result, o.non_up_s
+                o.rpo_result,
+                o.non_up_s
             );
-            let _ = writeln!(m, "## Step timeline\n");
-            let _ = writeln!(m, "| run | step | phase | kind | status | started | duration | attempts | detail |\n|---|---|---|---|---|---|---|---|---|");
+            w!(m, "## Step timeline\n");
+            w!(m, "| run | step | phase | kind | status | started | duration | attempts | detail |\n|---|---|---|---|---|---|---|---|---|");
             for st in &o.steps {
-                let _ = writeln!(
+                w!(
                     m,
                     "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} |",
                     st.run,
@@ -188,12 +199,12 @@ impl ContinuityReport {
                     st.detail.replace('|', "\\|").replace('\n', " ")
                 );
             }
-            let _ = writeln!(m, "\n## Incidents seen\n");
+            w!(m, "\n## Incidents seen\n");
             if o.incidents.is_empty() {
-                let _ = writeln!(m, "None.");
+                w!(m, "None.");
             }
             for i in &o.incidents {
-                let _ = writeln!(
+                w!(
                     m,
                     "- #{} `{}` detected {}, resolved {}; {}{}",
                     i.id,
@@ -213,33 +224,36 @@ impl ContinuityReport {
                 );
             }
             if let Some(sla) = &o.sla {
-                let _ = writeln!(
+                w!(
                     m,
                     "\n## SLA effect ({} – {})\n",
                     iso(sla.from_ms),
                     iso(sla.to_ms)
                 );
-                let _ = writeln!(
+                w!(
                     m,
                     "`drill_s` {:.1}, `downtime_s` {:.1}, `unmonitored_s` {:.1}, `uptime_s` {:.1}",
-                    sla.drill_s, sla.downtime_s, sla.unmonitored_s, sla.uptime_s
+                    sla.drill_s,
+                    sla.downtime_s,
+                    sla.unmonitored_s,
+                    sla.uptime_s
                 );
             }
-            let _ = writeln!(m, "\n## Deviations\n");
+            w!(m, "\n## Deviations\n");
             if o.deviations.is_empty() {
-                let _ = writeln!(m, "None.");
+                w!(m, "None.");
             }
             for d in &o.deviations {
-                let _ = writeln!(m, "- {d}");
+                w!(m, "- {d}");
             }
         }
-        let _ = writeln!(m, "\n## Review\n");
+        w!(m, "\n## Review\n");
         match &self.review {
             None => {
-                let _ = writeln!(m, "Not reviewed yet.");
+                w!(m, "Not reviewed yet.");
             }
             Some(r) => {
-                let _ = writeln!(
+                w!(
                     m,
                     "- Reviewer: {}\n- Findings: {}\n- Plan updated: {}",
                     r.reviewer,
@@ -247,9 +261,9 @@ impl ContinuityReport {
                     if r.plan_updated { "yes" } else { "no" }
                 );
                 for a in &r.corrective_actions {
-                    let _ = writeln!(m, "- Corrective action: {a}");
+                    w!(m, "- Corrective action: {a}");
                 }
-                let _ = writeln!(
+                w!(
                     m,
                     "- Recorded by {} at {}",
                     r.recorded_by,
@@ -257,9 +271,9 @@ impl ContinuityReport {
                 );
             }
         }
-        let _ = writeln!(m, "\n---\nContent SHA-256: `{}`", self.content_sha256);
+        w!(m, "\n---\nContent SHA-256: `{}`", self.content_sha256);
         if let Some(sealed) = &self.sealed_sha256 {
-            let _ = writeln!(m, "Sealed at completion: `{sealed}`");
+            w!(m, "Sealed at completion: `{sealed}`");
         }
         m
     }

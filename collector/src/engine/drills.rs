@@ -369,11 +369,15 @@ impl Task {
         match action {
             DrillAction::Start { drill, by, reply } => {
                 let out = self.start_drill(&drill, DrillTrigger::Manual { by }).await;
-                let _ = reply.send(out);
+                if reply.send(out).is_err() {
+                    tracing::debug!("Drill started after its request was dropped.");
+                }
             }
             DrillAction::Review { run, review, reply } => {
                 let out = self.review(run, review).await;
-                let _ = reply.send(out);
+                if reply.send(out).is_err() {
+                    tracing::debug!("Drill review stored after its request was dropped.");
+                }
             }
         }
         self.drill_updates().await;
