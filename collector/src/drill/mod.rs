@@ -13,6 +13,7 @@
 //!
 //! The engine side (starting, aborting, resuming, measuring) is `engine::drills`.
 
+pub mod cli;
 pub mod config;
 pub mod measure;
 pub mod report;
