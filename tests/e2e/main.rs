@@ -13,6 +13,7 @@ mod commands;
 mod configs;
 mod delivery;
 mod disk_full;
+mod drills;
 mod faults;
 mod faults_agent;
 mod first_hour;

@@ -56,7 +56,7 @@ pub struct ContinuityReport {
     pub review: Option<Review>,
     /// SHA-256 of the report as completed (before the review).
     pub sealed_sha256: Option<String>,
-    /// SHA-256 of this report's content (every field but this one).
+    /// SHA-256 of this report's content (every field but the two hashes).
     pub content_sha256: String,
 }
 
@@ -87,10 +87,11 @@ impl ContinuityReport {
         r
     }
 
-    /// SHA-256 (hex) of the JSON of every field but `content_sha256`.
+    /// SHA-256 (hex) of the JSON of every field but the two hashes.
     pub fn hash(&self) -> String {
         let mut bare = self.clone();
         bare.content_sha256.clear();
+        bare.sealed_sha256 = None;
         let bytes = serde_json::to_vec(&bare).unwrap_or_default();
         hex(&sha256(&bytes))
     }
