@@ -33,6 +33,8 @@
 //! operator actions with replies) are added to [`EngineEvent`] when they are built — no
 //! placeholder variants exist before then.
 
+#[cfg(test)]
+mod drill_tests;
 pub mod drills;
 pub mod event;
 pub mod handle;
