@@ -67,12 +67,16 @@ pub fn service_report(
     service: &Service,
     span: Span,
 ) -> Result<SlaReport, StoreError> {
-    let Measured { timelines, tally } = measured(store, service, span)?;
+    let Measured {
+        timelines,
+        tally,
+        drills,
+    } = measured(store, service, span)?;
     Ok(sla::report_from_timelines(
         &service.sla,
         &timelines,
         &tally,
-        &[],
+        &drills,
         span,
     ))
 }
@@ -88,9 +92,13 @@ pub fn service_report_with_segments(
     service: &Service,
     span: Span,
 ) -> Result<(SlaReport, Vec<ServiceSegment>), StoreError> {
-    let Measured { timelines, tally } = measured(store, service, span)?;
-    let report = sla::report_from_timelines(&service.sla, &timelines, &tally, &[], span);
-    let segments = sla::segments_from_timelines(&service.sla, &timelines, &[], span);
+    let Measured {
+        timelines,
+        tally,
+        drills,
+    } = measured(store, service, span)?;
+    let report = sla::report_from_timelines(&service.sla, &timelines, &tally, &drills, span);
+    let segments = sla::segments_from_timelines(&service.sla, &timelines, &drills, span);
     Ok((report, segments))
 }
 
@@ -101,6 +109,8 @@ struct Measured {
     timelines: Vec<Vec<(Span, ProbeClass)>>,
     /// The checks and latencies in the window.
     tally: LatencyTally,
+    /// The service's drill windows: its non-up time there is `drill`, not downtime.
+    drills: Vec<Span>,
 }
 
 /// Each probe's timeline over `span` and the checks tallied in it.
@@ -110,6 +120,7 @@ fn measured(store: &Store, service: &Service, span: Span) -> Result<Measured, St
         return Ok(Measured {
             timelines: Vec::new(),
             tally,
+            drills: Vec::new(),
         });
     }
     let index = store.tree(trees::STATE_INDEX)?;
@@ -157,7 +168,14 @@ fn measured(store: &Store, service: &Service, span: Span) -> Result<Measured, St
         }
         timelines.push(timeline);
     }
-    Ok(Measured { timelines, tally })
+    // The service's drill windows: its non-up time there is `drill`, not downtime.
+    let drill_runs = crate::drill::DrillStore::new(store.clone()).all()?;
+    let drills = crate::drill::spans(&drill_runs, &service.id, watchstand_shared::time::now_ms());
+    Ok(Measured {
+        timelines,
+        tally,
+        drills,
+    })
 }
 
 /// The SLA reports of many services, each over its own span, computed on every core (reports

@@ -611,6 +611,7 @@ fn tell_run(
         let why = match &run.trigger {
             crate::runbook::Trigger::Incident { incident } => format!("incident {incident}"),
             crate::runbook::Trigger::Manual { by } => format!("started by {by}"),
+            crate::runbook::Trigger::Drill { drill_run } => format!("drill run {drill_run}"),
         };
         say(&format!(
             "[demo] runbook {} run {} started ({why})\n",

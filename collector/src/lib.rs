@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod drill;
 pub mod engine;
 pub mod events;
 pub mod health;

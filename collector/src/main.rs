@@ -155,6 +155,21 @@ enum Command {
         #[command(flatten)]
         auth: ClientAuth,
     },
+    /// Failover drills of a running collector: list, run, runs, show, report, review, summary.
+    Drills {
+        #[command(subcommand)]
+        action: DrillCmd,
+        /// The collector's API.
+        #[arg(
+            long,
+            env = "WATCHSTAND_SERVER",
+            default_value = "http://127.0.0.1:8088",
+            global = true
+        )]
+        server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
     /// Continuity runbooks of a running collector: list, run, runs, show, approve, reject,
     /// cancel.
     Runbooks {
@@ -364,6 +379,55 @@ enum IncidentAction {
         #[arg(long, default_value = "")]
         comment: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DrillCmd {
+    /// The configured drills, their schedules and next times.
+    List,
+    /// Start a drill now (who: the token's holder; operator role).
+    Run {
+        /// Drill id.
+        id: String,
+    },
+    /// Drill runs, newest first.
+    Runs {
+        /// Only this drill.
+        #[arg(long)]
+        drill: Option<String>,
+    },
+    /// One drill run as stored.
+    Show {
+        /// Drill run id.
+        id: u64,
+    },
+    /// The continuity test report of a drill run.
+    Report {
+        /// Drill run id.
+        id: u64,
+        /// md or json.
+        #[arg(long, default_value = "md")]
+        format: String,
+    },
+    /// Record the review of a finished drill run.
+    Review {
+        /// Drill run id.
+        id: u64,
+        /// Reviewer.
+        #[arg(long)]
+        reviewer: String,
+        /// Findings.
+        #[arg(long)]
+        findings: String,
+        /// A corrective action (repeatable).
+        #[arg(long = "action")]
+        actions: Vec<String>,
+        /// The continuity plan was updated.
+        #[arg(long)]
+        plan_updated: bool,
+    },
+    /// Every critical service drilled within its interval?
+    Summary,
 }
 
 #[derive(Debug, Subcommand)]
@@ -591,6 +655,43 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 RunbookCmd::Cancel { id } => {
                     cli::runbook_action(&client, id, "cancel", format).await?
                 }
+            };
+            write_stdout(&text)?;
+            Ok(EXIT_OK)
+        }
+        Command::Drills {
+            action,
+            server,
+            auth,
+        } => {
+            use watchstand_collector::drill::cli as d;
+            let client = auth.client(&server)?;
+            let text = match action {
+                DrillCmd::List => d::list(&client).await?,
+                DrillCmd::Run { id } => d::run(&client, &id).await?,
+                DrillCmd::Runs { drill } => d::runs(&client, drill.as_deref()).await?,
+                DrillCmd::Show { id } => d::show(&client, id).await?,
+                DrillCmd::Report { id, format } => match format.as_str() {
+                    "md" | "markdown" => d::report(&client, id, true).await?,
+                    "json" => d::report(&client, id, false).await?,
+                    other => anyhow::bail!("--format {other:?}: use md or json"),
+                },
+                DrillCmd::Review {
+                    id,
+                    reviewer,
+                    findings,
+                    actions,
+                    plan_updated,
+                } => {
+                    let body = watchstand_collector::api::drills::ReviewBody {
+                        reviewer,
+                        findings,
+                        corrective_actions: actions,
+                        plan_updated,
+                    };
+                    d::review(&client, id, &body).await?
+                }
+                DrillCmd::Summary => d::summary(&client).await?,
             };
             write_stdout(&text)?;
             Ok(EXIT_OK)

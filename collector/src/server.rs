@@ -220,6 +220,9 @@ pub async fn start(
     engine_inbox
         .load_runbooks(&config.runbooks, &store)
         .context("loading runbook runs")?;
+    engine_inbox
+        .load_drills(&config.drills, &store)
+        .context("loading drill runs")?;
     let answers = config.commands.key_file.is_some();
     if let Some(key) = config.commands.load_key()? {
         tracing::info!(key_id = %key.public().key_id(), "Runbook agent actions are signed with this key.");
@@ -256,6 +259,7 @@ pub async fn start(
         started_ms: now_ms(),
         incidents: engine.clone(),
         runbooks: Arc::new(config.runbooks.clone()),
+        drills: Arc::new(config.drills.clone()),
         health: health.clone(),
         access: Arc::new(config.api.clone()),
         audit: AuditLog::new(store.clone()),

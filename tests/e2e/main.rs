@@ -14,6 +14,7 @@ mod configs;
 mod dashboard;
 mod delivery;
 mod disk_full;
+mod drills;
 mod faults;
 mod faults_agent;
 mod first_hour;

@@ -64,6 +64,7 @@ fn state(access: ApiAccess) -> AppState {
         metric: None,
         late: false,
         found_late_ms: None,
+        drill: None,
     };
     let incidents = IncidentStore::new(state.store.clone());
     let mut batch = StoreBatch::default();
@@ -137,6 +138,8 @@ fn uri(path: &str) -> String {
         .replace("/runbooks/{id}", "/runbooks/failover")
         .replace("/runbook-runs/{id}", "/runbook-runs/1")
         .replace("/reports/{kind}", "/reports/availability")
+        .replace("/drills/{id}", "/drills/shop-drill")
+        .replace("/drill-runs/{id}", "/drill-runs/1")
 }
 
 /// The rule every route must have, reviewed by hand: a route added without a line here fails.
@@ -183,6 +186,13 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
         "/api/v1/runbook-runs/{id}/cancel",
         Some(Role::Operator),
     ),
+    ("GET", "/api/v1/drills", Some(Role::Viewer)),
+    ("POST", "/api/v1/drills/{id}/run", Some(Role::Operator)),
+    ("GET", "/api/v1/drill-summary", Some(Role::Viewer)),
+    ("GET", "/api/v1/drill-runs", Some(Role::Viewer)),
+    ("GET", "/api/v1/drill-runs/{id}", Some(Role::Viewer)),
+    ("GET", "/api/v1/drill-runs/{id}/report", Some(Role::Viewer)),
+    ("POST", "/api/v1/drill-runs/{id}/review", Some(Role::Operator)),
     ("GET", "/api/v1/audit", Some(Role::Admin)),
     ("GET", "/metrics", Some(Role::Viewer)),
 ];
@@ -272,8 +282,10 @@ async fn every_route_answers_each_caller_by_its_role() {
                 );
                 assert_eq!(last.action, rule.action, "{case}");
                 assert!(state.audit.verify().expect("verify").is_ok());
-            } else if rule.method == Method::POST && rule.path.contains("/runbook") {
-                // No runbook is configured here: the handler answers (404), and the write is
+            } else if rule.method == Method::POST
+                && (rule.path.contains("/runbook") || rule.path.contains("/drill"))
+            {
+                // No runbook or drill is configured here: the handler answers (404), and the write is
                 // audited under the caller's name (the runbook API tests cover the success).
                 let name = if *token == Some(ADMIN) { "root" } else { "ana" };
                 let log = state.audit.page(1, 100).expect("page");

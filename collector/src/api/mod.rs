@@ -35,6 +35,7 @@ pub mod access;
 mod access_tests;
 pub mod audit;
 pub mod capacity;
+pub mod drills;
 pub mod error;
 pub mod extract;
 pub mod history;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub incidents: crate::engine::EngineHandle,
     /// The configured runbooks.
     pub runbooks: Arc<Vec<crate::runbook::Runbook>>,
+    /// The configured drills.
+    pub drills: Arc<Vec<crate::drill::Drill>>,
     /// What health is judged from.
     pub health: Arc<crate::health::HealthState>,
     /// Who may use the API (`[api]`).
@@ -319,6 +322,64 @@ pub fn routes_table() -> Vec<(RouteRule, Handler)> {
                 "runbook_run.cancel",
             ),
             post(runbooks::cancel),
+        ),
+        (
+            rule(Method::GET, "/api/v1/drills", R(Viewer), "drills.read"),
+            get(drills::list),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/drills/{id}/run",
+                R(Operator),
+                "drill.run",
+            ),
+            post(drills::start),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/drill-summary",
+                R(Viewer),
+                "drill_summary.read",
+            ),
+            get(drills::summary),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/drill-runs",
+                R(Viewer),
+                "drill_runs.read",
+            ),
+            get(drills::runs),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/drill-runs/{id}",
+                R(Viewer),
+                "drill_run.read",
+            ),
+            get(drills::show),
+        ),
+        (
+            rule(
+                Method::GET,
+                "/api/v1/drill-runs/{id}/report",
+                R(Viewer),
+                "drill_report.read",
+            ),
+            get(drills::report),
+        ),
+        (
+            rule(
+                Method::POST,
+                "/api/v1/drill-runs/{id}/review",
+                R(Operator),
+                "drill_run.review",
+            ),
+            post(drills::review),
         ),
         (
             rule(Method::GET, "/api/v1/audit", R(Admin), "audit.read"),

@@ -52,6 +52,7 @@ pub(crate) fn state_for(text: &str, store: Store, access: crate::auth::ApiAccess
         started_ms: 0,
         incidents: crate::engine::spawn_for_tests_with(engine, store.clone(), catalogue, &books),
         runbooks: Arc::new(books),
+        drills: Arc::new(Vec::new()),
         health: Arc::new(crate::health::HealthState::new(
             Arc::new(watchstand_shared::mqtt::InboxGauge::default()),
             30_000,

@@ -106,6 +106,9 @@ pub struct RawCollectorConfig {
     /// `[[runbooks]]` inline (more may come from `services_file`).
     #[serde(default)]
     pub runbooks: Vec<crate::runbook::config::RawRunbook>,
+    /// `[[drills]]`: failover drills of the runbooks.
+    #[serde(default)]
+    pub drills: Vec<crate::drill::RawDrill>,
     /// `[api]`: tokens and roles.
     #[serde(default)]
     pub api: crate::auth::RawApiSection,
@@ -208,6 +211,8 @@ pub struct CollectorConfig {
     pub runbooks: Vec<crate::runbook::Runbook>,
     /// `[commands]`.
     pub commands: commands::CommandSettings,
+    /// Failover drills.
+    pub drills: Vec<crate::drill::Drill>,
 }
 
 /// Reads, parses and validates a collector config and its services file.
@@ -449,6 +454,10 @@ pub fn validate(
         )
     };
     let commands = commands::validate(&raw.commands, &runbooks, base, &mut p);
+    let drills = {
+        let services = raw.services.iter().map(|s| s.id.as_str()).collect();
+        crate::drill::config::validate(&raw.drills, &services, &runbooks, &mut p)
+    };
     let api = crate::auth::validate(&raw.api, listen, base, &mut p);
     let capacity = crate::capacity::settings::validate(&raw.capacity, &mut p);
     let data_dir = base.join(&raw.collector.data_dir);
@@ -479,6 +488,7 @@ pub fn validate(
             capacity,
             runbooks,
             commands,
+            drills,
         }),
         _ => Err(p.finish(origin, ()).err().unwrap_or_else(|| ConfigErrors {
             origin: origin.to_owned(),

@@ -59,11 +59,14 @@ pub enum EngineEvent {
         /// How it ended.
         outcome: Outcome,
     },
-    /// A step deadline or a delayed incident trigger is due (the task's timer).
+    /// A step deadline, a delayed incident trigger, a drill's schedule, abort or end of
+    /// settling is due (the task's timer).
     RunbookTimer,
     /// An agent's answer to a command, from `cmd/ack` (ingest, `try_send`: a lost one is
     /// answered again on the command's next re-send).
     CommandAnswer(Box<watchstand_shared::wire::v1::CmdAck>),
+    /// An operator's drill action (start, review), with its reply channel.
+    Drill(super::drills::DrillAction),
 }
 
 /// Why a runbook action failed.

@@ -147,6 +147,51 @@ impl EngineHandle {
         .await
     }
 
+    /// Starts drill `drill` on behalf of `by`; the drill run as stored (`skipped` with the
+    /// reason when it may not start).
+    ///
+    /// # Errors
+    /// Unknown drill, a store failure, or the engine is not running.
+    pub async fn start_drill(
+        &self,
+        drill: &str,
+        by: &str,
+    ) -> Result<crate::drill::DrillRun, super::drills::DrillError> {
+        self.ask_drill(|reply| super::drills::DrillAction::Start {
+            drill: drill.to_owned(),
+            by: by.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Records the review of finished drill run `run`.
+    ///
+    /// # Errors
+    /// Unknown or unfinished run, a store failure, or the engine is not running.
+    pub async fn review_drill(
+        &self,
+        run: u64,
+        review: crate::drill::Review,
+    ) -> Result<crate::drill::DrillRun, super::drills::DrillError> {
+        self.ask_drill(|reply| super::drills::DrillAction::Review { run, review, reply })
+            .await
+    }
+
+    async fn ask_drill(
+        &self,
+        action: impl FnOnce(super::drills::DrillReply) -> super::drills::DrillAction,
+    ) -> Result<crate::drill::DrillRun, super::drills::DrillError> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send(EngineEvent::Drill(action(reply)))
+            .await
+            .map_err(|_| super::drills::DrillError::EngineStopped)?;
+        outcome
+            .await
+            .map_err(|_| super::drills::DrillError::EngineStopped)?
+    }
+
     async fn ask_runbook(
         &self,
         action: impl FnOnce(super::event::RunbookReply) -> RunbookAction,

@@ -35,6 +35,9 @@
 //! actions with replies, step outcomes, the step timer, agents' command answers); drills add
 //! theirs to [`EngineEvent`] when they are built — no placeholder variants exist before then.
 
+#[cfg(test)]
+mod drill_tests;
+pub mod drills;
 pub mod event;
 pub mod handle;
 #[cfg(test)]
@@ -78,6 +81,7 @@ pub struct EngineInbox {
     weak: mpsc::WeakSender<EngineEvent>,
     runbooks: Option<runbooks::Runbooks>,
     capacity: Option<Arc<CapacityContext>>,
+    drills: Option<drills::Drills>,
 }
 
 impl EngineInbox {
@@ -109,6 +113,19 @@ impl EngineInbox {
         }
     }
 
+    /// Loads `drills` and the drill runs stored in `store` (without it the task has none).
+    ///
+    /// # Errors
+    /// Store failure or a corrupt drill record.
+    pub fn load_drills(
+        &mut self,
+        drills: &[crate::drill::Drill],
+        store: &Store,
+    ) -> Result<(), StoreError> {
+        self.drills = Some(drills::Drills::load(drills, store, now_ms())?);
+        Ok(())
+    }
+
     /// The next queued event, if one is queued now (tests look at what was handed over).
     pub fn try_next(&mut self) -> Option<EngineEvent> {
         self.rx.try_recv().ok()
@@ -134,6 +151,7 @@ pub fn channel_with(capacity: usize, initial: EngineSnapshot) -> (EngineHandle, 
             weak,
             runbooks: None,
             capacity: None,
+            drills: None,
         },
     )
 }
@@ -197,6 +215,8 @@ struct Task {
     runbooks: runbooks::Runbooks,
     /// What the capacity rules read (None: not judged).
     capacity: Option<Arc<CapacityContext>>,
+    /// Drill runs in progress, schedules.
+    drills: drills::Drills,
 }
 
 /// Runs the engine task until `shutdown` (or until every handle is gone): evaluates every
@@ -231,8 +251,19 @@ pub async fn run(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    let drills = match inbox.drills.take() {
+        Some(d) => d,
+        None => match drills::Drills::load(&[], &deps.store, now_ms()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read drill runs; the engine task stops.");
+                return;
+            }
+        },
+    };
     let mut task = Task {
         capacity,
+        drills,
         runbooks: books,
         engine: Some(engine),
         deps,
@@ -247,11 +278,15 @@ pub async fn run(
         last_evaluation_ms: None,
     };
     task.resume_runs().await;
+    task.resume_drills().await;
     task.look_for_triggers();
     task.publish();
     loop {
         let next_follow_up = task.follow_ups.values().min().copied();
-        let next_runbook = task.runbooks.next_due();
+        let next_runbook = match (task.runbooks.next_due(), task.drills.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let runbook_timer = async move {
             match next_runbook {
                 Some(due) => {
@@ -383,9 +418,15 @@ impl Task {
                 attempt,
                 outcome,
             } => self.step_done(run, step, attempt, outcome).await,
-            EngineEvent::RunbookTimer => self.runbook_timer().await,
+            EngineEvent::RunbookTimer => {
+                self.runbook_timer().await;
+                self.drill_timer().await;
+            }
             EngineEvent::CommandAnswer(ack) => self.command_answer(*ack).await,
+            EngineEvent::Drill(action) => self.drill_action(action).await,
         }
+        // Runbook runs of drills changed by this event.
+        self.drill_updates().await;
     }
 
     /// Runs `f` on the engine on the blocking pool; `None` if the engine is gone (a previous

@@ -166,7 +166,8 @@ impl Runbooks {
         Ok(Self {
             books: books
                 .iter()
-                .map(|b| (b.id.clone(), Arc::new(b.clone())))
+                .flat_map(Runbook::engine_books)
+                .map(|b| (b.id.clone(), Arc::new(b)))
                 .collect(),
             next_id: runs_store.next_id()?,
             store: runs_store,
@@ -191,6 +192,11 @@ impl Runbooks {
             *counts.running.entry(run.runbook.clone()).or_default() += 1;
         }
         counts
+    }
+
+    /// The book the engine runs under `id` (a runbook, or its drill / restore book).
+    pub(super) fn book(&self, id: &str) -> Option<Arc<Runbook>> {
+        self.books.get(id).cloned()
     }
 
     /// When the task must wake next for a deadline or a trigger, epoch ms.
@@ -469,7 +475,7 @@ impl Task {
         self.drive(run, fx, Vec::new(), Vec::new()).await
     }
 
-    async fn cancel(&mut self, id: u64, by: &str) -> Result<Run, RunbookError> {
+    pub(super) async fn cancel(&mut self, id: u64, by: &str) -> Result<Run, RunbookError> {
         let Some(mut run) = self.runbooks.runs.get(&id).cloned() else {
             return Err(self.stored_or_missing(id).await);
         };
@@ -479,7 +485,11 @@ impl Task {
     }
 
     /// Starts a run of `runbook` (or records a skipped one when a run of it is in progress).
-    async fn start_run(&mut self, runbook: &str, trigger: Trigger) -> Result<Run, RunbookError> {
+    pub(super) async fn start_run(
+        &mut self,
+        runbook: &str,
+        trigger: Trigger,
+    ) -> Result<Run, RunbookError> {
         let book = self
             .runbooks
             .books
@@ -653,6 +663,10 @@ impl Task {
             None => Some(RunbookError::EngineStopped),
         };
         let stored = failure.is_none();
+        if stored && matches!(run.trigger, Trigger::Drill { .. }) {
+            // The drill looks at it after the current event (it may start a restore run).
+            self.drills.updates.push(run.clone());
+        }
         let id = run.id;
         if let Some(h) = self.runbooks.executors.remove(&id) {
             h.abort();

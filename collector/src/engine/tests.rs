@@ -60,6 +60,7 @@ pub(super) fn engine_with_one_open() -> (Store, Engine) {
             metric: None,
             late: false,
             found_late_ms: None,
+            drill: None,
         },
     );
     incidents.commit(batch).expect("commit");

@@ -94,6 +94,8 @@ pub struct Engine {
     next_id: u64,
     next_seq: u64,
     late_outages: Vec<FoundOutage>,
+    /// Services being drilled now: service → (drill run, its incidents notify).
+    drills: HashMap<String, (u64, bool)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -145,6 +147,7 @@ impl Engine {
             next_id,
             next_seq,
             late_outages: Vec::new(),
+            drills: HashMap::new(),
         })
     }
 
@@ -159,6 +162,22 @@ impl Engine {
     /// Global settings.
     pub fn settings(&self) -> &IncidentSettings {
         &self.settings
+    }
+
+    /// The services being drilled now (the engine task sets them whenever a drill starts or
+    /// ends): service → (drill run, whether its incidents notify).
+    pub fn set_drills(&mut self, drills: HashMap<String, (u64, bool)>) {
+        self.drills = drills;
+    }
+
+    /// A drill incident whose drill does not (or no longer) notify: held back.
+    fn drill_holds(&self, incident: &Incident) -> bool {
+        incident.drill.is_some_and(|run| {
+            !self
+                .drills
+                .get(&incident.service)
+                .is_some_and(|(r, notify)| *r == run && *notify)
+        })
     }
 
     /// Active incidents.
@@ -197,6 +216,7 @@ impl Engine {
                 "summary": incident.summary,
                 "late": incident.late,
                 "found_late_ms": incident.found_late_ms,
+                "drill": incident.drill,
             },
             "sent_ms": now,
         });
@@ -278,6 +298,7 @@ impl Engine {
             timeline: Vec::new(),
             late: false,
             found_late_ms: None,
+            drill: None,
             held_until_clear: false,
         };
         self.next_id += 1;
@@ -403,6 +424,7 @@ impl Engine {
                     if incident.state == IncidentState::Open
                         && repeat > 0
                         && !incident.inhibited
+                        && !self.drill_holds(&incident)
                         && !incident.flapping
                         && incident
                             .last_notified_ms
@@ -427,7 +449,7 @@ impl Engine {
                         incident.push(now, "resolved", Some("auto"), "healthy period passed");
                         changes.push(Change::Resolved(incident.id, c.key.clone()));
                         self.healthy_since.remove(&c.key);
-                        if incident.inhibited {
+                        if incident.inhibited || self.drill_holds(&incident) {
                             changes.push(Change::Held(incident.id, "resolved".into()));
                         } else {
                             self.notify(&mut batch, &mut incident, "resolved", now, &mut changes);
@@ -478,7 +500,14 @@ impl Engine {
             }
             incident.push(now, "opened", None, c.summary.clone());
             changes.push(Change::Opened(incident.id, c.key.clone()));
-            if let Some(why) = &inhibited_by {
+            if let Some((run, _)) = self.drills.get(&c.service) {
+                incident.drill = Some(*run);
+                incident.push(now, "drill", None, format!("opened during drill run {run}"));
+            }
+            if self.drill_holds(&incident) {
+                incident.push(now, "notification_held", None, "drill incident");
+                changes.push(Change::Held(incident.id, "opened".into()));
+            } else if let Some(why) = &inhibited_by {
                 incident.push(now, "inhibited", None, why.clone());
                 changes.push(Change::Held(incident.id, "opened".into()));
             } else if flapping {

@@ -102,6 +102,10 @@ pub struct Incident {
     /// When a late incident was found, epoch ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found_late_ms: Option<u64>,
+    /// Opened while its service was being drilled: the drill run's id. Kept on the record, not
+    /// paged (unless the drill notifies; then marked as a drill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<u64>,
 }
 
 impl Incident {

@@ -173,6 +173,7 @@ fn incident(
         flapping: false,
         inhibited: false,
         inhibited_by: None,
+        drill: None,
         detected_ms,
         acknowledged_ms: ack.map(|a| a.0),
         acknowledged_by: ack.map(|a| a.1.to_owned()),

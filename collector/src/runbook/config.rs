@@ -63,8 +63,13 @@ pub struct RawStep {
     /// Step id, unique in the runbook (default `step-N`, 1-based).
     #[serde(default)]
     pub id: Option<String>,
-    /// `agent_action`, `http`, `exec`, `wait_for`, `approval` or `notify`.
+    /// `agent_action`, `http`, `exec`, `wait_for`, `approval`, `notify`, or in drills `inject` /
+    /// `restore` (which wrap the kind named by `via`).
     pub kind: String,
+    /// `inject` / `restore`: the kind of step that does the work (`agent_action`, `http`,
+    /// `exec`, …), whose fields the step then takes.
+    #[serde(default)]
+    pub via: Option<String>,
     /// How long one attempt may take.
     #[serde(default)]
     pub timeout: Option<Duration>,
@@ -132,6 +137,54 @@ pub struct Runbook {
     pub steps: Vec<Step>,
 }
 
+impl Runbook {
+    /// Does it have `inject` or `restore` steps (can it be drilled)?
+    pub fn has_drill_steps(&self) -> bool {
+        self.steps.iter().any(|s| s.phase != Phase::Recover)
+    }
+
+    /// The books the engine runs: under the runbook's id its recovery steps only (incident and
+    /// manual runs never inject); when it has drill steps, every step under
+    /// [`drill_book_id`] and the restore steps alone under [`restore_book_id`] (run when a
+    /// drill is aborted before its own restore steps ran).
+    pub fn engine_books(&self) -> Vec<Runbook> {
+        let with = |id: String, keep: &dyn Fn(&Step) -> bool| Runbook {
+            id,
+            steps: self.steps.iter().filter(|s| keep(s)).cloned().collect(),
+            // Only drills start the drill books.
+            on_incident: None,
+            manual: false,
+            ..self.clone()
+        };
+        let mut out = vec![Runbook {
+            steps: self
+                .steps
+                .iter()
+                .filter(|s| s.phase == Phase::Recover)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }];
+        if self.has_drill_steps() {
+            out.push(with(drill_book_id(&self.id), &|_| true));
+            out.push(with(restore_book_id(&self.id), &|s| {
+                s.phase == Phase::Restore
+            }));
+        }
+        out
+    }
+}
+
+/// The engine's id for runbook `id` run as a drill (`:` cannot occur in runbook ids).
+pub fn drill_book_id(id: &str) -> String {
+    format!("{id}:drill")
+}
+
+/// The engine's id for the restore steps of runbook `id` alone.
+pub fn restore_book_id(id: &str) -> String {
+    format!("{id}:restore")
+}
+
 /// When incidents start a runbook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentTrigger {
@@ -168,11 +221,37 @@ pub enum OnFailure {
     Continue,
 }
 
+/// The part a step plays in a drill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A recovery step: runs in every run of the runbook.
+    #[default]
+    Recover,
+    /// `kind = "inject"`: causes the failure on purpose; runs only in drills.
+    Inject,
+    /// `kind = "restore"`: fails back; runs only in drills, and also when a drill is aborted.
+    Restore,
+}
+
+impl Phase {
+    /// As written in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Phase::Recover => "recover",
+            Phase::Inject => "inject",
+            Phase::Restore => "restore",
+        }
+    }
+}
+
 /// A validated step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// Id, unique in the runbook.
     pub id: String,
+    /// Recovery, or a drill's inject / restore.
+    pub phase: Phase,
     /// One attempt's time limit, ms.
     pub timeout_ms: u64,
     /// Further attempts after a failure.
@@ -438,11 +517,57 @@ fn required<'s>(value: &'s Option<String>, key: &str, kind: &str, p: &mut Proble
 }
 
 fn step(s: &RawStep, index: usize, at: &str, known: Known<'_>, p: &mut Problems) -> Option<Step> {
+    let phase = match s.kind.as_str() {
+        "inject" => Phase::Inject,
+        "restore" => Phase::Restore,
+        _ => Phase::Recover,
+    };
+    if phase != Phase::Recover {
+        // `inject` / `restore` wrap the kind named by `via`: validated as that kind.
+        let via = match s.via.as_deref() {
+            Some(v) if !matches!(v, "inject" | "restore") && fields_of(v).is_some() => v,
+            Some(v) => {
+                p.push(
+                    format!("{at}.via"),
+                    format!("{v:?} is not a step kind; use agent_action, http, exec, wait_for, approval or notify"),
+                );
+                return None;
+            }
+            None => {
+                p.push(
+                    format!("{at}.via"),
+                    format!(
+                        "kind = {:?} needs via = \"agent_action\", \"http\", \"exec\", …",
+                        s.kind
+                    ),
+                );
+                return None;
+            }
+        };
+        let inner = RawStep {
+            kind: via.to_owned(),
+            via: None,
+            ..s.clone()
+        };
+        return step(&inner, index, at, known, p).map(|mut st| {
+            st.phase = phase;
+            st
+        });
+    }
+    if s.via.is_some() {
+        p.push(
+            format!("{at}.via"),
+            format!(
+                "not a field of kind = {:?} (only inject and restore steps take it)",
+                s.kind
+            ),
+        );
+    }
     let Some(allowed) = fields_of(&s.kind) else {
         p.push(
             format!("{at}.kind"),
             format!(
-                "{:?} is not a step kind; use agent_action, http, exec, wait_for, approval or notify",
+                "{:?} is not a step kind; use agent_action, http, exec, wait_for, approval, notify, inject or restore",
                 s.kind
             ),
         );
@@ -605,6 +730,7 @@ fn step(s: &RawStep, index: usize, at: &str, known: Known<'_>, p: &mut Problems)
     };
     (p.len() == before).then_some(Step {
         id,
+        phase: Phase::Recover,
         timeout_ms,
         retries,
         on_failure,
@@ -773,7 +899,7 @@ retries = 11
             format!("{at}.on_incident.min_priority: \"P9\" is not a priority; use P1, P2, P3 or P4"),
             format!("{at}.steps[0].url: not a field of kind = \"agent_action\" (it takes agent, action, args)"),
             format!("{at}.steps[0].action: kind = \"agent_action\" needs this field"),
-            format!("{at}.steps[1].kind: \"teleport\" is not a step kind; use agent_action, http, exec, wait_for, approval or notify"),
+            format!("{at}.steps[1].kind: \"teleport\" is not a step kind; use agent_action, http, exec, wait_for, approval, notify, inject or restore"),
             format!("{at}.steps[2].state: \"down\": only state = \"up\" can be awaited"),
             format!("{at}.steps[2].for: 300000 ms is not shorter than the step's timeout (60000 ms)"),
             format!("{at}.steps[3].on_failure: \"shrug\" is not abort or continue"),

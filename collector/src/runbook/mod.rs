@@ -16,5 +16,5 @@ pub mod exec;
 pub mod run;
 pub mod store;
 
-pub use config::{IncidentTrigger, OnFailure, Runbook, Step, StepAction};
+pub use config::{IncidentTrigger, OnFailure, Phase, Runbook, Step, StepAction};
 pub use run::{Effect, Outcome, Run, RunStatus, StepStatus, Trigger};

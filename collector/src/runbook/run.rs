@@ -26,6 +26,11 @@ pub enum Trigger {
         /// Who (the token's name).
         by: String,
     },
+    /// A drill runs it (its steps in drill mode, or its restore steps after an abort).
+    Drill {
+        /// Drill run id.
+        drill_run: u64,
+    },
 }
 
 /// Where a run is.
@@ -457,6 +462,7 @@ mod tests {
 
     fn step(id: &str, retries: u32, on_failure: OnFailure, action: StepAction) -> Step {
         Step {
+            phase: crate::runbook::config::Phase::Recover,
             id: id.into(),
             timeout_ms: 1_000,
             retries,

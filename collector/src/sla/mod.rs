@@ -235,9 +235,20 @@ pub fn segments_from_timelines(
         .into_iter()
         .map(|(s, c)| (s, (c.state.into(), c.partial_outage)))
         .collect();
-    // Drills first, then maintenance over them: maintenance wins where both apply.
+    // Drills first, then maintenance over them: maintenance wins where both apply. Inside a
+    // drill only the non-up time (down, unknown) becomes `drill`: measured up stays up.
     let drill_spans = merge_spans(drills.iter().copied(), window);
-    let with_drills = overlay(&base, &drill_spans, (ServiceClass::Drill, false));
+    let non_up: Vec<Span> = base
+        .iter()
+        .filter(|(_, (class, _))| *class != ServiceClass::Up)
+        .flat_map(|(seg, _)| {
+            drill_spans.iter().filter_map(move |d| {
+                let (from_ms, to_ms) = (seg.from_ms.max(d.from_ms), seg.to_ms.min(d.to_ms));
+                (from_ms < to_ms).then_some(Span { from_ms, to_ms })
+            })
+        })
+        .collect();
+    let with_drills = overlay(&base, &non_up, (ServiceClass::Drill, false));
     let maintenance_spans = maintenance::expand(&spec.maintenance, window);
     overlay(
         &with_drills,
@@ -527,8 +538,8 @@ mod tests {
 
     #[test]
     fn maintenance_and_drills_are_left_out_of_the_budget_and_the_coverage() {
-        // 100 s window at 99 %: 20 s maintenance, 30 s drill, 50 s measured up.
-        let probe = per_second(100_000, |_| Up);
+        // 100 s window at 99 %: 20 s maintenance, 30 s drill (down on purpose), 50 s up.
+        let probe = per_second(100_000, between(20, 50));
         let mut sp = spec(Mode::All);
         sp.target_pct = 99.0;
         sp.maintenance = vec![MaintenanceWindow::Fixed {
@@ -717,6 +728,24 @@ mod tests {
         assert_eq!(r.downtime_s, 1_800.0);
         assert_eq!(r.uptime_s, 3.0 * 3_600.0 - 3_600.0 - 1_800.0);
         assert_eq!(r.outages, 1);
+    }
+
+    #[test]
+    fn only_the_non_up_time_of_a_drill_is_drill_time() {
+        // Drill 10..90 s; the service is down 30..40 s (on purpose) and unmonitored 60..65 s.
+        let mut probe = per_second(100_000, between(30, 40));
+        probe.lost = vec![s(60_000, 65_000)];
+        let r = report(
+            &spec(Mode::All),
+            &[probe],
+            &[s(10_000, 90_000)],
+            s(0, 100_000),
+        );
+        assert_eq!(r.drill_s, 15.0);
+        assert_eq!(r.downtime_s, 0.0);
+        assert_eq!(r.unmonitored_s, 0.0);
+        assert_eq!(r.uptime_s, 85.0);
+        assert_eq!(r.outages, 0);
     }
 
     #[test]

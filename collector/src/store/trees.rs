@@ -66,6 +66,10 @@ pub const RUNBOOK_RUNS: &str = "runbook_runs";
 /// Counters of the runbook runs (the next run id).
 pub const RUNBOOK_META: &str = "runbook_meta";
 
+/// Drill runs (running, finished, skipped), by id; ids are never deleted, so the next id is
+/// the last key + 1.
+pub const DRILL_RUNS: &str = "drill_runs";
+
 /// Key of the next run id in [`RUNBOOK_META`].
 pub const NEXT_RUN_ID: &[u8] = b"next_run_id";
 /// Key of the next notification seq in [`INCIDENT_META`].
