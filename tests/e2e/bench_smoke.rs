@@ -190,5 +190,5 @@ fn bench_forecast_smoke_runs_and_reports() {
         last.starts_with("forecast: p90 error ") && last.contains("predict_linear"),
         "unexpected final line {last:?}:\n{out}"
     );
-    assert!(out.contains("| Watchstand |"), "{out}");
+    assert!(out.contains("| Watchstand (alarm rule) |"), "{out}");
 }

@@ -96,10 +96,21 @@ fn key(name: &str) -> String {
 impl DnsServer {
     /// Starts a server with an empty table on a free loopback port.
     pub async fn start() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind the DNS server");
-        let addr = socket.local_addr().expect("local addr");
+        // A free UDP port whose TCP twin is free too: another test may hold the TCP port, so
+        // try a bounded number of fresh ports.
+        let mut bound = None;
+        for _ in 0..50 {
+            let socket = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind the DNS server");
+            let addr = socket.local_addr().expect("local addr");
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                bound = Some((socket, tcp, addr));
+                break;
+            }
+        }
+        let (socket, tcp, addr) =
+            bound.expect("a loopback port free for both UDP and TCP within 50 tries");
         let table: Table = Arc::default();
         let queries = Arc::new(AtomicU64::new(0));
         let (t, q) = (table.clone(), queries.clone());
@@ -118,9 +129,6 @@ impl DnsServer {
                 }
             }
         });
-        let tcp = TcpListener::bind(addr)
-            .await
-            .expect("bind the DNS server's TCP port (same as its UDP port)");
         let tcp_queries = Arc::new(AtomicU64::new(0));
         let (t, q) = (table.clone(), tcp_queries.clone());
         let tcp_task = tokio::spawn(async move {

@@ -192,7 +192,11 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/drill-runs", Some(Role::Viewer)),
     ("GET", "/api/v1/drill-runs/{id}", Some(Role::Viewer)),
     ("GET", "/api/v1/drill-runs/{id}/report", Some(Role::Viewer)),
-    ("POST", "/api/v1/drill-runs/{id}/review", Some(Role::Operator)),
+    (
+        "POST",
+        "/api/v1/drill-runs/{id}/review",
+        Some(Role::Operator),
+    ),
     ("GET", "/api/v1/audit", Some(Role::Admin)),
     ("GET", "/metrics", Some(Role::Viewer)),
 ];
