@@ -145,7 +145,7 @@ const fn default_batch_max_bytes() -> usize {
     8 * 1024 * 1024
 }
 const fn default_store_cache_mib() -> u64 {
-    watchstand_shared::storage::SLED_DEFAULT_CACHE_BYTES / (1024 * 1024)
+    crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024)
 }
 const fn default_stall_after() -> Duration {
     Duration::from_secs(30)
@@ -539,7 +539,7 @@ mod tests {
             }
         );
         assert_eq!(c.listen, "127.0.0.1:8088".parse().unwrap());
-        assert_eq!(c.store_cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.store_cache_bytes, 16 * 1024 * 1024);
         let raw = from_str(
             "[collector]\ndata_dir = \"d\"\nstore_cache_mib = 8\n",
             Path::new("c.toml"),

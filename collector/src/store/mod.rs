@@ -17,12 +17,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use watchstand_shared::storage::{
     key::read_u64, MemoryStorage, SledStorage, Storage, StorageError, Tree, Write,
-    SLED_DEFAULT_CACHE_BYTES,
 };
 use watchstand_shared::wire::v1::{GapRecord, ProbeResult, ProbeState};
 
 pub mod trees;
 pub mod varint;
+
+/// The collector's default sled page cache (`[collector] store_cache_mib` = 16), in on-disk
+/// bytes. Smaller than sled's 64 MiB: with one malloc arena, a 2 M-result backlog drain peaked
+/// at 372–407 MiB with 16 MiB against 542–575 MiB with 64, at the same throughput within run
+/// to run noise (BENCHMARKS.md, "2 M drain on a quiet machine").
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub use trees::{capacity_key, gap_key, probe_prefix, result_key};
 
@@ -197,12 +202,13 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the sled store in `dir` with the engine's default page cache.
+    /// Opens the sled store in `dir` with the collector's default page cache
+    /// ([`DEFAULT_CACHE_BYTES`]).
     ///
     /// # Errors
     /// The store cannot be opened (I/O, lock held by another collector process).
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with_cache(dir, SLED_DEFAULT_CACHE_BYTES)
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }
 
     /// Opens the sled store in `dir` with a page cache of `cache_bytes` (on-disk bytes;
