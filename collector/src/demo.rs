@@ -629,6 +629,7 @@ fn tell_run(
             }
             let text = match outcome {
                 Outcome::Succeeded { detail } => format!("succeeded: {detail}"),
+                Outcome::RpoChecked { detail, .. } => format!("read: {detail}"),
                 Outcome::Failed { reason } => format!("failed: {reason}"),
                 Outcome::TimedOut => "timed out".to_owned(),
                 Outcome::Rejected { by } => format!("rejected by {by}"),

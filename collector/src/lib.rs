@@ -20,8 +20,8 @@
 //! - [`engine`]: the one task that owns incident state, fed by one queue of `EngineEvent`s.
 //! - [`sla`]: the SLA arithmetic (pure); [`availability`] feeds it from the store.
 //! - [`auth`]: roles, API tokens, `[api]`; [`audit`]: the hash-chained audit log.
-//! - [`report`]: the ISO/IEC 20000 reports (availability, service, incident, capacity) as JSON,
-//!   CSV, Markdown and HTML.
+//! - [`report`]: the ISO/IEC 20000 reports (availability, service, incident, capacity, the
+//!   continuity test report of a drill run) as JSON, CSV, Markdown and HTML.
 //! - [`api`]: the HTTP API and `/metrics`; [`cli`] its command-line clients.
 //! - [`server`]: wires all of the above for `serve`; [`demo`] runs the whole loop on loopback.
 //! - [`events`]: ingest counters and their log lines.

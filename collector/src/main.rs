@@ -405,9 +405,12 @@ enum DrillCmd {
     Report {
         /// Drill run id.
         id: u64,
-        /// md or json.
+        /// json, csv, md or html.
         #[arg(long, default_value = "md")]
         format: String,
+        /// Write the report here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Record the review of a finished drill run.
     Review {
@@ -671,11 +674,20 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 DrillCmd::Run { id } => d::run(&client, &id).await?,
                 DrillCmd::Runs { drill } => d::runs(&client, drill.as_deref()).await?,
                 DrillCmd::Show { id } => d::show(&client, id).await?,
-                DrillCmd::Report { id, format } => match format.as_str() {
-                    "md" | "markdown" => d::report(&client, id, true).await?,
-                    "json" => d::report(&client, id, false).await?,
-                    other => anyhow::bail!("--format {other:?}: use md or json"),
-                },
+                DrillCmd::Report { id, format, out } => {
+                    let text = d::report(&client, id, &format).await?;
+                    match out {
+                        Some(path) => {
+                            report_cli::write(&path, &text)?;
+                            eprintln!(
+                                "Wrote the continuity report of drill run {id} to {}.",
+                                path.display()
+                            );
+                            String::new()
+                        }
+                        None => text,
+                    }
+                }
                 DrillCmd::Review {
                     id,
                     reviewer,

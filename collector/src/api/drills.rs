@@ -1,13 +1,13 @@
 //! Drill routes: list drills, start one, list and show drill runs, the continuity test report
-//! (JSON or Markdown), the review filled in afterwards, and the yearly summary. Writes go to the
+//! (JSON, CSV, Markdown, HTML: [`crate::report::continuity`]), the review filled in
+//! afterwards, and the yearly summary. Writes go to the
 //! engine task as [`crate::engine::drills::DrillAction`]s (the access layer audits them); runs
 //! are read from the store, where the engine writes them after every change.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use watchstand_shared::time::now_ms;
@@ -16,7 +16,7 @@ use super::extract::{Json as JsonBody, Path, Query};
 use super::{ApiError, AppState};
 use crate::auth::Identity;
 use crate::drill::summary::Summary;
-use crate::drill::{ContinuityReport, DrillRun, DrillStore, Review};
+use crate::drill::{DrillRun, DrillStore, Review};
 use crate::engine::drills::DrillError;
 
 type Shared = State<Arc<AppState>>;
@@ -163,26 +163,13 @@ pub struct ReportQuery {
     format: Option<String>,
 }
 
-/// `GET /api/v1/drill-runs/{id}/report?format=json|md`.
+/// `GET /api/v1/drill-runs/{id}/report?format=json|csv|md|html` (default JSON).
 pub async fn report(
     State(state): Shared,
     Path(id): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let run = get_run(&state, &id).await?;
-    let report = ContinuityReport::of(&run);
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(report).into_response()),
-        "md" | "markdown" => Ok((
-            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            report.markdown(),
-        )
-            .into_response()),
-        other => Err(ApiError::BadRequest {
-            param: "format",
-            message: format!("{other:?} is not a report format; use json or md"),
-        }),
-    }
+    super::reports::continuity(state, "id", &id, q.format.as_deref()).await
 }
 
 /// `GET /api/v1/drill-summary`: every critical service drilled within its interval?

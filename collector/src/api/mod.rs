@@ -23,6 +23,7 @@
 //! | `GET /api/v1/incidents/stats?service=&from=&to=` | MTTR and MTBF per service |
 //! | `GET /api/v1/audit?from_seq=&limit=` | audit records and the chain's verification |
 //! | `GET /api/v1/reports/{kind}?period=&from=&to=&format=` | availability, service, incident, capacity reports as JSON, CSV, Markdown, HTML |
+//! | `GET /api/v1/reports/continuity?drill_run=&format=`, `GET /api/v1/drill-runs/{id}/report?format=` | the continuity test report of a drill run, same formats |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! Every route has one access rule in [`routes_table`], which the router is built from (a route

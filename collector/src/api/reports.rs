@@ -1,7 +1,9 @@
 //! `GET /api/v1/reports/{kind}?period=2026-11|from=&to=&format=json|csv|md|html`: one report
 //! of [`crate::report`], built on the blocking pool and answered in its format's content type
 //! (with a `Content-Disposition` file name). Default period: the last whole calendar month;
-//! default format: JSON.
+//! default format: JSON. The continuity report is of one drill run, not a period:
+//! `GET /api/v1/reports/continuity?drill_run=ID&format=` (the same as
+//! `GET /api/v1/drill-runs/{id}/report?format=`, which [`continuity`] also answers).
 
 use std::sync::Arc;
 
@@ -13,25 +15,76 @@ use watchstand_shared::time::now_ms;
 
 use super::extract::{Path, Query};
 use super::{params, ApiError, AppState};
-use crate::report::{self, Format, Kind, Period, ReportError, ReportSource};
+use crate::report::{self, Format, Kind, Period, Report, ReportError, ReportSource};
 use crate::sla::Span;
 
-/// `period`, `from`, `to`, `format`.
+/// `period`, `from`, `to`, `format`; `drill_run` for the continuity report.
 #[derive(Debug, Deserialize)]
 pub struct ReportQuery {
     period: Option<String>,
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
+    drill_run: Option<String>,
 }
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
         match e {
             ReportError::BadParam { param, message } => ApiError::BadRequest { param, message },
+            ReportError::NotFound { what, id } => ApiError::NotFound { what, id },
             other => ApiError::Internal(other.into()),
         }
     }
+}
+
+/// A rendered report as the answer: its content type and file name.
+fn answer(format: Format, name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The continuity test report of drill run `id` (the text of the path or query parameter
+/// `param`) as `format` (default JSON).
+///
+/// # Errors
+/// 400 naming `param` or `format`; 404 for an unknown drill run.
+pub async fn continuity(
+    state: Arc<AppState>,
+    param: &'static str,
+    id: &str,
+    format: Option<&str>,
+) -> Result<Response, ApiError> {
+    let format: Format = format.unwrap_or("json").parse()?;
+    let id: u64 = id.parse().map_err(|_| ApiError::BadRequest {
+        param,
+        message: format!("{id:?} is not a drill run id"),
+    })?;
+    let now = now_ms();
+    let (name, body) = tokio::task::spawn_blocking(move || -> Result<_, ReportError> {
+        let built = Report::Continuity(Box::new(report::continuity::build(
+            &state.store,
+            &state.collector_id,
+            id,
+            now,
+        )?));
+        Ok((
+            built.file_name(format),
+            report::render::render(&built, format)?,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(answer(format, &name, body))
 }
 
 /// The period asked for: `period` (a month), or `from`/`to` (`to` defaults to now), never
@@ -62,6 +115,29 @@ pub async fn report(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let kind: Kind = kind.parse()?;
+    if kind == Kind::Continuity {
+        if q.period.is_some() || q.from.is_some() || q.to.is_some() {
+            return Err(ApiError::BadRequest {
+                param: "period",
+                message:
+                    "the continuity report is of one drill run: give drill_run, not period/from/to"
+                        .into(),
+            });
+        }
+        let Some(id) = q.drill_run.as_deref() else {
+            return Err(ApiError::BadRequest {
+                param: "drill_run",
+                message: "is required for the continuity report (a drill run id)".into(),
+            });
+        };
+        return continuity(state, "drill_run", id, q.format.as_deref()).await;
+    }
+    if q.drill_run.is_some() {
+        return Err(ApiError::BadRequest {
+            param: "drill_run",
+            message: format!("only the continuity report takes it, not {}", kind.as_str()),
+        });
+    }
     let format: Format = q.format.as_deref().unwrap_or("json").parse()?;
     let now = now_ms();
     let period = period_of(&q, now)?;
@@ -88,15 +164,5 @@ pub async fn report(
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
-    Ok((
-        [
-            (header::CONTENT_TYPE, format.content_type().to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"{name}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(answer(format, &name, body))
 }

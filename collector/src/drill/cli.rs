@@ -1,12 +1,12 @@
 //! The `drills` CLI: a client of the drill API. Lists and runs print JSON; `report` prints the
-//! continuity test report as Markdown (rendered here from the API's JSON, so both formats come
-//! from the one model) or JSON.
+//! continuity test report as the server rendered it ([`crate::report::continuity`]: JSON, CSV,
+//! Markdown or HTML).
 
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::ContinuityReport;
 use crate::cli::ApiClient;
+use crate::report::Format;
 
 fn pretty(v: &Value) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(v).context("printing JSON")? + "\n")
@@ -53,20 +53,23 @@ pub async fn show(client: &ApiClient, run: u64) -> anyhow::Result<String> {
     )
 }
 
-/// `drills report RUN --format md|json`.
+/// `drills report RUN --format json|csv|md|html` (`markdown` is taken for `md`).
 ///
 /// # Errors
-/// The API refused or could not be reached, or the report is not one this build reads.
-pub async fn report(client: &ApiClient, run: u64, markdown: bool) -> anyhow::Result<String> {
-    let v = client
-        .get(&format!("/api/v1/drill-runs/{run}/report"), &[])
-        .await?;
-    if !markdown {
-        return pretty(&v);
-    }
-    let report: ContinuityReport =
-        serde_json::from_value(v).context("reading the continuity report")?;
-    Ok(report.markdown())
+/// A bad `--format` (named); the API refused (an unknown run: 404) or could not be reached.
+pub async fn report(client: &ApiClient, run: u64, format: &str) -> anyhow::Result<String> {
+    let format: Format = match format {
+        "markdown" => Format::Md,
+        other => other
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
+    };
+    client
+        .get_text(
+            &format!("/api/v1/drill-runs/{run}/report"),
+            &[("format", format.extension())],
+        )
+        .await
 }
 
 /// `drills review RUN …`.

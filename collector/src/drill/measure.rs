@@ -12,13 +12,17 @@
 //!   the service's `rto`.
 //! - **non-up time** — down plus unmonitored time of the service from inject to the end of the
 //!   drill window; the SLA classifies exactly this as `drill`.
+//! - **RPO result** — from the drill's `rpo_check` steps (see [`crate::runbook::rpo`]): `met`
+//!   when every reading was within the service's `rpo`, `not met` when one was not (the worst
+//!   is reported), `not checked` when the drill has no such step or none read a value.
 //!
 //! Verdict: `aborted` when the drill was aborted; otherwise `not_met` when the failure was
-//! never measured, the service never recovered within the window, or recovery took longer
-//! than the RTO; otherwise `met`.
+//! never measured, the service never recovered within the window, recovery took longer
+//! than the RTO, or the RPO was not met; otherwise `met`.
 
 use serde::{Deserialize, Serialize};
 
+use crate::runbook::rpo::RpoReading;
 use crate::sla::{ServiceClass, ServiceSegment, Span};
 
 /// The verdict.
@@ -108,6 +112,102 @@ pub struct StepLine {
     pub attempts: usize,
     /// The last attempt's detail or reason.
     pub detail: String,
+    /// What an `rpo_check` step read (its last attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<RpoReading>,
+}
+
+/// The RPO result of a drill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpoStatus {
+    /// Every reading was within the RPO.
+    Met,
+    /// A reading was over the RPO.
+    NotMet,
+    /// No `rpo_check` step read a value.
+    #[default]
+    NotChecked,
+}
+
+impl RpoStatus {
+    /// As written in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RpoStatus::Met => "met",
+            RpoStatus::NotMet => "not met",
+            RpoStatus::NotChecked => "not checked",
+        }
+    }
+}
+
+/// The recovery point check of a drill: the worst reading of its `rpo_check` steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RpoResult {
+    /// Met, not met, not checked.
+    pub status: RpoStatus,
+    /// The service's RPO, seconds.
+    pub rpo_s: f64,
+    /// The worst recovery point read, seconds.
+    pub lag_s: Option<f64>,
+    /// The step that read it.
+    pub step: Option<String>,
+    /// When it was read, epoch ms.
+    pub at_ms: Option<u64>,
+    /// Readings taken.
+    pub readings: usize,
+    /// In words.
+    pub detail: String,
+}
+
+/// The RPO result from the drill's steps (`rpo_check` steps that read a value, and those that
+/// could not), against `rpo_ms`.
+pub fn rpo_result(steps: &[StepLine], rpo_ms: u64) -> RpoResult {
+    let rpo_s = rpo_ms as f64 / 1e3;
+    let read: Vec<(&StepLine, &RpoReading)> = steps
+        .iter()
+        .filter_map(|s| Some((s, s.rpo.as_ref()?)))
+        .collect();
+    let worst = read.iter().max_by_key(|(_, r)| (!r.met, r.lag_ms));
+    let Some((step, reading)) = worst else {
+        let failed: Vec<String> = steps
+            .iter()
+            .filter(|s| s.kind == "rpo_check")
+            .map(|s| format!("step {:?} {}: {}", s.id, s.status, s.detail))
+            .collect();
+        let detail = if failed.is_empty() {
+            "no rpo_check step in this drill".to_owned()
+        } else {
+            format!("nothing was read ({})", failed.join("; "))
+        };
+        return RpoResult {
+            rpo_s,
+            detail,
+            ..RpoResult::default()
+        };
+    };
+    let met = read.iter().all(|(_, r)| r.met);
+    RpoResult {
+        status: if met {
+            RpoStatus::Met
+        } else {
+            RpoStatus::NotMet
+        },
+        rpo_s,
+        lag_s: Some(reading.lag_ms as f64 / 1e3),
+        step: Some(step.id.clone()),
+        at_ms: Some(reading.at_ms),
+        readings: read.len(),
+        detail: format!(
+            "recovery point {:.1} s {} the RPO of {:.1} s (step {:?}, {} = {})",
+            reading.lag_ms as f64 / 1e3,
+            if reading.met { "within" } else { "over" },
+            reading.rpo_ms as f64 / 1e3,
+            step.id,
+            reading.reads.as_str(),
+            reading.value
+        ),
+    }
 }
 
 /// An incident seen during the drill.
@@ -183,8 +283,9 @@ pub struct Outcome {
     pub rto_met: bool,
     /// Non-up time from inject to the end of the window, seconds.
     pub non_up_s: f64,
-    /// Recovery point: not measured in this build (no recovery-point step kind yet).
-    pub rpo_result: String,
+    /// The recovery point check (`not checked` in records from before it existed).
+    #[serde(default)]
+    pub rpo: RpoResult,
     /// Steps as they ran.
     pub steps: Vec<StepLine>,
     /// Incidents of the service opened during the drill.
@@ -204,8 +305,26 @@ pub fn secs(from_ms: u64, to_ms: u64) -> f64 {
     to_ms.saturating_sub(from_ms) as f64 / 1_000.0
 }
 
-/// The verdict and its reason from the figures.
+/// The verdict and its reason from the figures: the recovery against the RTO, then the RPO
+/// result (a reading over the RPO makes a drill that met its RTO `not met`).
 pub fn judge(
+    aborted: Option<&str>,
+    r: &Recovery,
+    inject_ms: Option<u64>,
+    rto_ms: u64,
+    rpo: &RpoResult,
+) -> (Verdict, String) {
+    let (verdict, reason) = judge_rto(aborted, r, inject_ms, rto_ms);
+    match (verdict, rpo.status) {
+        (Verdict::Aborted, _) | (_, RpoStatus::Met | RpoStatus::NotChecked) => (verdict, reason),
+        (Verdict::Met | Verdict::NotMet, RpoStatus::NotMet) => (
+            Verdict::NotMet,
+            format!("{reason}; RPO not met: {}", rpo.detail),
+        ),
+    }
+}
+
+fn judge_rto(
     aborted: Option<&str>,
     r: &Recovery,
     inject_ms: Option<u64>,
@@ -301,21 +420,129 @@ mod tests {
             recovered_ms: Some(31_000),
             non_up_ms: 29_000,
         };
-        assert_eq!(judge(None, &r, Some(1_000), 30_000).0, Verdict::Met);
-        let (v, why) = judge(None, &r, Some(1_000), 20_000);
+        let none = RpoResult::default();
+        assert_eq!(judge(None, &r, Some(1_000), 30_000, &none).0, Verdict::Met);
+        let (v, why) = judge(None, &r, Some(1_000), 20_000, &none);
         assert_eq!(v, Verdict::NotMet);
         assert_eq!(why, "recovered in 30.0 s, over the RTO of 20.0 s");
-        let (v, why) = judge(Some("max_duration 10 s reached"), &r, Some(1_000), 30_000);
+        let (v, why) = judge(
+            Some("max_duration 10 s reached"),
+            &r,
+            Some(1_000),
+            30_000,
+            &none,
+        );
         assert_eq!(
             (v, why.as_str()),
             (Verdict::Aborted, "aborted: max_duration 10 s reached")
         );
         let never = Recovery::default();
-        assert_eq!(judge(None, &never, Some(1_000), 30_000).0, Verdict::NotMet);
+        assert_eq!(
+            judge(None, &never, Some(1_000), 30_000, &none).0,
+            Verdict::NotMet
+        );
         let stuck = Recovery {
             recovered_ms: None,
             ..r
         };
-        assert_eq!(judge(None, &stuck, Some(1_000), 30_000).0, Verdict::NotMet);
+        assert_eq!(
+            judge(None, &stuck, Some(1_000), 30_000, &none).0,
+            Verdict::NotMet
+        );
+    }
+
+    fn rpo_step(id: &str, lag_ms: Option<u64>, rpo_ms: u64) -> StepLine {
+        StepLine {
+            run: 1,
+            id: id.into(),
+            phase: "recover".into(),
+            kind: "rpo_check".into(),
+            status: if lag_ms.is_some() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+            .into(),
+            started_ms: Some(5_000),
+            ended_ms: Some(5_100),
+            duration_s: Some(0.1),
+            attempts: 1,
+            detail: if lag_ms.is_some() {
+                String::new()
+            } else {
+                "HTTP 503".into()
+            },
+            rpo: lag_ms.map(|lag_ms| RpoReading {
+                reads: crate::runbook::rpo::Reads::LagS,
+                value: (lag_ms as f64 / 1e3).to_string(),
+                at_ms: 5_100,
+                lag_ms,
+                rpo_ms,
+                met: lag_ms <= rpo_ms,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_rpo_result_is_the_worst_reading_and_decides_a_met_rto() {
+        let none = rpo_result(&[], 60_000);
+        assert_eq!(
+            (none.status, none.rpo_s, none.detail.as_str()),
+            (
+                RpoStatus::NotChecked,
+                60.0,
+                "no rpo_check step in this drill"
+            )
+        );
+        let unread = rpo_result(&[rpo_step("lag", None, 60_000)], 60_000);
+        assert_eq!(unread.status, RpoStatus::NotChecked);
+        assert_eq!(
+            unread.detail,
+            "nothing was read (step \"lag\" failed: HTTP 503)"
+        );
+        let met = rpo_result(
+            &[
+                rpo_step("before", Some(2_000), 60_000),
+                rpo_step("after", Some(60_000), 60_000),
+            ],
+            60_000,
+        );
+        assert_eq!(
+            (met.status, met.lag_s, met.step.as_deref(), met.readings),
+            (RpoStatus::Met, Some(60.0), Some("after"), 2)
+        );
+        // One reading over the RPO decides, and it is the one reported even when a later
+        // reading is within it.
+        let missed = rpo_result(
+            &[
+                rpo_step("before", Some(61_000), 60_000),
+                rpo_step("after", Some(1_000), 60_000),
+            ],
+            60_000,
+        );
+        assert_eq!(
+            (missed.status, missed.lag_s, missed.step.as_deref()),
+            (RpoStatus::NotMet, Some(61.0), Some("before"))
+        );
+        assert_eq!(
+            missed.detail,
+            "recovery point 61.0 s over the RPO of 60.0 s (step \"before\", lag_s = 61)"
+        );
+        let r = Recovery {
+            first_non_up_ms: Some(2_000),
+            recovered_ms: Some(31_000),
+            non_up_ms: 29_000,
+        };
+        let (v, why) = judge(None, &r, Some(1_000), 60_000, &missed);
+        assert_eq!(v, Verdict::NotMet);
+        assert_eq!(
+            why,
+            "recovered in 30.0 s, within the RTO of 60.0 s; RPO not met: recovery point 61.0 s over the RPO of 60.0 s (step \"before\", lag_s = 61)"
+        );
+        assert_eq!(judge(None, &r, Some(1_000), 60_000, &met).0, Verdict::Met);
+        assert_eq!(
+            judge(Some("max_duration"), &r, Some(1_000), 60_000, &missed).0,
+            Verdict::Aborted
+        );
     }
 }

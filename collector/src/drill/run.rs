@@ -12,7 +12,23 @@
 use serde::{Deserialize, Serialize};
 
 use super::measure::Outcome;
-use super::report::Review;
+
+/// The review an operator fills in after the drill (API/CLI, audited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// Reviewer.
+    pub reviewer: String,
+    /// Findings.
+    pub findings: String,
+    /// Corrective actions.
+    pub corrective_actions: Vec<String>,
+    /// Was the continuity plan updated?
+    pub plan_updated: bool,
+    /// Who recorded it (the API token).
+    pub recorded_by: String,
+    /// When, epoch ms.
+    pub recorded_ms: u64,
+}
 
 /// What started a drill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,3 +73,69 @@ async fn a_drill_is_skipped_while_its_service_has_an_open_incident_and_fires_on_
     stop.cancel();
     task.await.expect("task ends");
 }
+
+/// A drill whose `rpo_check` step (a real program printing the lag) reads 90 s against an RPO
+/// of 1 min: the reading is on the step, the RPO result is `not met`, and so is the verdict.
+#[tokio::test]
+async fn an_rpo_reading_over_the_rpo_makes_the_drill_not_met() {
+    let text = "[collector]\ndata_dir = \"d\"\n[[services]]\nid = \"web\"\nname = \"Web\"\ncriticality = \"critical\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/p\"]\nslo = { availability = 99.9 }\n[[runbooks]]\nid = \"rb\"\nservice = \"web\"\n[[runbooks.steps]]\nkind = \"inject\"\nvia = \"exec\"\nargv = [\"/bin/true\"]\n[[runbooks.steps]]\nid = \"lag\"\nkind = \"rpo_check\"\nargv = [\"sh\", \"-c\", \"echo 90\"]\nreads = \"lag_s\"\ntimeout = \"10s\"\n[[drills]]\nid = \"dr\"\nservice = \"web\"\nrunbook = \"rb\"\nconfirm = \"200ms\"\n";
+    let raw = crate::config::from_str(text, Path::new("t.toml")).expect("parses");
+    let config = crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid");
+    let store = crate::store::Store::in_memory();
+    let engine = Engine::load(
+        IncidentStore::new(store.clone()),
+        IncidentSettings::default(),
+        std::collections::HashMap::new(),
+        Vec::new(),
+    )
+    .expect("engine");
+    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
+    inbox.load_runbooks(&config.runbooks, &store).expect("runs");
+    inbox.drills = Some(drills::Drills::load(&config.drills, &store, now_ms()).expect("drills"));
+    let deps = EngineDeps {
+        store: store.clone(),
+        catalogue: Arc::new(config.catalogue.clone()),
+        registry: Arc::new(Registry::new(Vec::new())),
+        notifier: notify::wake_channel().0,
+        first_tick: Duration::from_secs(86_400),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    let started = handle.start_drill("dr", "ana").await.expect("stored");
+    assert_eq!(started.status, DrillStatus::Running, "{started:?}");
+    let ds = DrillStore::new(store.clone());
+    let mut finished = None;
+    for _ in 0..200 {
+        finished = ds
+            .get(started.id)
+            .expect("read")
+            .filter(|r| r.status == DrillStatus::Finished);
+        if finished.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = finished.expect("the drill finished");
+    let o = run.outcome.as_ref().expect("measured");
+    let step = o.steps.iter().find(|s| s.id == "lag").expect("rpo step");
+    let reading = step.rpo.as_ref().expect("a reading on the step");
+    assert_eq!(
+        (reading.lag_ms, reading.rpo_ms, reading.met),
+        (90_000, 60_000, false)
+    );
+    assert_eq!(o.rpo.status, crate::drill::measure::RpoStatus::NotMet);
+    assert_eq!((o.rpo.lag_s, o.rpo.rpo_s), (Some(90.0), 60.0));
+    assert_eq!(o.verdict, crate::drill::measure::Verdict::NotMet);
+    assert!(
+        o.reason
+            .ends_with("; RPO not met: recovery point 90.0 s over the RPO of 60.0 s (step \"lag\", lag_s = 90)"),
+        "{}",
+        o.reason
+    );
+    assert_eq!(
+        run.sealed_sha256.as_deref(),
+        Some(crate::report::continuity::content_hash(&run).as_str())
+    );
+    stop.cancel();
+    task.await.expect("task ends");
+}

@@ -156,18 +156,12 @@ fn step_lines(run: &Run, book: Option<&Runbook>) -> Vec<StepLine> {
         .map(|(i, s)| {
             let started_ms = s.attempts.first().map(|a| a.started_ms);
             let ended_ms = s.attempts.last().and_then(|a| a.ended_ms);
-            let detail = s
-                .attempts
-                .last()
-                .and_then(|a| a.outcome.as_ref())
-                .map(|o| match o {
-                    crate::runbook::Outcome::Succeeded { detail } => detail.clone(),
-                    crate::runbook::Outcome::Failed { reason } => reason.clone(),
-                    crate::runbook::Outcome::TimedOut => "timed out".to_owned(),
-                    crate::runbook::Outcome::Rejected { by } => format!("rejected by {by}"),
-                    crate::runbook::Outcome::Cancelled { by } => format!("cancelled by {by}"),
-                })
-                .unwrap_or_default();
+            let last = s.attempts.last().and_then(|a| a.outcome.as_ref());
+            let detail = last.map(crate::runbook::Outcome::text).unwrap_or_default();
+            let rpo = match last {
+                Some(crate::runbook::Outcome::RpoChecked { reading, .. }) => Some(reading.clone()),
+                _ => None,
+            };
             StepLine {
                 run: run.id,
                 id: s.id.clone(),
@@ -185,6 +179,7 @@ fn step_lines(run: &Run, book: Option<&Runbook>) -> Vec<StepLine> {
                 duration_s: started_ms.zip(ended_ms).map(|(a, b)| measure::secs(a, b)),
                 attempts: s.attempts.len(),
                 detail,
+                rpo,
             }
         })
         .collect()
@@ -287,7 +282,9 @@ fn measure_run(
         .collect();
     let incident_ms = incidents.iter().map(|i| i.detected_ms).min();
     let rto_ms = service.rto.as_millis();
-    let (verdict, reason) = measure::judge(d.aborted.as_deref(), &recovery, d.inject_ms, rto_ms);
+    let rpo = measure::rpo_result(&steps, service.rpo.as_millis());
+    let (verdict, reason) =
+        measure::judge(d.aborted.as_deref(), &recovery, d.inject_ms, rto_ms, &rpo);
     let since = |t: Option<u64>| d.inject_ms.zip(t).map(|(a, b)| measure::secs(a, b));
     Ok(Outcome {
         targets,
@@ -304,7 +301,7 @@ fn measure_run(
             .zip(recovery.recovered_ms)
             .is_some_and(|(a, b)| b.saturating_sub(a) <= rto_ms),
         non_up_s: recovery.non_up_ms as f64 / 1e3,
-        rpo_result: "not checked (no recovery-point step in this drill)".to_owned(),
+        rpo,
         steps,
         incidents,
         sla,
@@ -732,7 +729,7 @@ impl Task {
                 d.outcome = Some(outcome);
                 d.status = DrillStatus::Finished;
                 d.finished_ms = Some(now_ms());
-                d.sealed_sha256 = Some(crate::drill::ContinuityReport::of(&d).content_sha256);
+                d.sealed_sha256 = Some(crate::report::continuity::content_hash(&d));
                 if let Err(e) = self.put_drill(d).await {
                     tracing::error!(error = %e, "Cannot store a finished drill run.");
                 }

@@ -17,8 +17,8 @@
 //! - **Agent actions.** An `agent_action` attempt's command is signed and stored with the
 //!   attempt (same batch) before it is sent; its executor re-sends that same command until the
 //!   agent's answer (an `EngineEvent::CommandAnswer` from ingest), the deadline or a cancel.
-//! - **Restart.** Runs stored as running continue: approvals and `wait_for` are re-armed with
-//!   their stored deadlines; an `agent_action` whose command was stored is re-armed and the
+//! - **Restart.** Runs stored as running continue: approvals, `wait_for` and `rpo_check` (it
+//!   only reads) are re-armed with their stored deadlines; an `agent_action` whose command was stored is re-armed and the
 //!   stored command re-sent (the agent answers a command id it already ran from its journal,
 //!   never running it twice); an `http` or `exec` attempt that was in progress is not run again
 //!   blindly: it ends `failed` ([`exec::RESTARTED`]) and the step's retry policy decides.
@@ -36,9 +36,9 @@ use watchstand_shared::time::now_ms;
 use super::event::{EngineEvent, RunbookAction, RunbookError};
 use super::Task;
 use crate::runbook::agent_action::{self, CommandLink};
-use crate::runbook::exec;
 use crate::runbook::run::{Effect, Outcome, Run, RunStatus, Stale, Trigger};
 use crate::runbook::store::RunStore;
+use crate::runbook::{exec, rpo};
 use crate::runbook::{Runbook, StepAction};
 use crate::store::{Store, StoreBatch};
 
@@ -250,8 +250,11 @@ impl Task {
                         .insert(id, (step, attempt.n, attempt.deadline_ms));
                     self.spawn_executor(&run, &book, step, attempt.n, attempt.deadline_ms);
                 }
-                StepAction::Approval { .. } | StepAction::WaitFor { .. } => {
-                    // Re-armed with the stored deadline (a passed one fires at once).
+                StepAction::Approval { .. }
+                | StepAction::WaitFor { .. }
+                | StepAction::RpoCheck { .. } => {
+                    // Re-armed with the stored deadline (a passed one fires at once); an
+                    // `rpo_check` only reads, so it reads again.
                     self.runbooks
                         .deadlines
                         .insert(id, (step, attempt.n, attempt.deadline_ms));
@@ -762,6 +765,25 @@ impl Task {
                             reason: "no command stored for the attempt".to_owned(),
                         }
                     }),
+                }
+            }
+            StepAction::RpoCheck { source, reads } => {
+                match self.deps.catalogue.get(&book.service) {
+                    Some(s) => {
+                        let (client, source, reads, rpo_ms) = (
+                            self.runbooks.http.clone(),
+                            source.clone(),
+                            *reads,
+                            s.rpo.as_millis(),
+                        );
+                        Box::pin(async move {
+                            rpo::check(&client, &source, reads, rpo_ms, timeout).await
+                        })
+                    }
+                    None => {
+                        let reason = format!("service {:?} is not in the catalogue", book.service);
+                        Box::pin(async move { Outcome::Failed { reason } })
+                    }
                 }
             }
             StepAction::Approval { .. } | StepAction::Notify { .. } => return,

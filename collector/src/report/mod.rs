@@ -2,8 +2,9 @@
 //! models, one per kind, rendered to JSON, CSV, Markdown and HTML.
 //!
 //! Place in the flow: store → SLA ([`crate::availability`]) / incident records / capacity
-//! ([`crate::capacity::report`]) → **report** → API (`GET /api/v1/reports/{kind}`) and the
-//! `report` CLI. Nothing here computes an SLA figure of its own: every availability, downtime
+//! ([`crate::capacity::report`]) / drill runs ([`crate::drill`]) → **report** → API
+//! (`GET /api/v1/reports/{kind}`, `GET /api/v1/drill-runs/{id}/report`) and the `report` and
+//! `drills report` CLIs. Nothing here computes an SLA figure of its own: every availability, downtime
 //! and budget comes from [`crate::availability`] over the same window the SLA API would use,
 //! MTTR and MTBF from [`crate::incident::stats`], the capacity rows from
 //! [`crate::capacity::report::summary`].
@@ -11,16 +12,19 @@
 //! # Layout
 //! - [`period`]: a calendar month or `[from, to)`, and the period before it.
 //! - [`availability`], [`service`], [`incident`], [`capacity`]: one model per kind and how it
-//!   is built; each implements [`render::Tabular`] for its CSV.
+//!   is built over a period; each implements [`render::Tabular`] for its CSV.
+//! - [`continuity`]: the continuity test report of one drill run (not of a period), with its
+//!   content hash.
 //! - [`render`]: JSON (serde), CSV (the `csv` crate), Markdown and HTML (minijinja templates
 //!   in `templates/`, embedded in the binary; the HTML is self-contained and prints on A4).
 //!
-//! A new kind (the continuity test report of the drills, when they land) is one model file,
-//! one [`Kind`] and [`Report`] variant, one arm in [`build`] and two templates.
+//! A new kind is one model file, one [`Kind`] and [`Report`] variant, one arm in [`build`] and
+//! two templates.
 
 pub mod availability;
 pub mod capacity;
 pub mod cli;
+pub mod continuity;
 pub mod incident;
 pub mod period;
 pub mod render;
@@ -48,6 +52,14 @@ pub enum ReportError {
         param: &'static str,
         /// What is wrong, quoting the value.
         message: String,
+    },
+    /// The record asked for does not exist (the API answers 404).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// `drill run`.
+        what: &'static str,
+        /// Its id.
+        id: String,
     },
     /// The store could not be read.
     #[error("reading the store: {0}")]
@@ -82,12 +94,23 @@ pub enum Kind {
     Incident,
     /// Capacity report (capacity plan input): every host and metric, at risk first.
     Capacity,
-    // The continuity test report (drills) joins here when the drills land.
+    /// IT service continuity test report: one drill run (not a period).
+    Continuity,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
+        Kind::Availability,
+        Kind::Service,
+        Kind::Incident,
+        Kind::Capacity,
+        Kind::Continuity,
+    ];
+
+    /// The kinds made over a period ([`build`]); the continuity report is of one drill run
+    /// ([`continuity::build`]).
+    pub const PERIODIC: [Kind; 4] = [
         Kind::Availability,
         Kind::Service,
         Kind::Incident,
@@ -101,6 +124,7 @@ impl Kind {
             Kind::Service => "service",
             Kind::Incident => "incident",
             Kind::Capacity => "capacity",
+            Kind::Continuity => "continuity",
         }
     }
 
@@ -111,6 +135,7 @@ impl Kind {
             Kind::Service => "Service report",
             Kind::Incident => "Incident report",
             Kind::Capacity => "Capacity report",
+            Kind::Continuity => "IT service continuity test report",
         }
     }
 }
@@ -125,7 +150,7 @@ impl std::str::FromStr for Kind {
             .ok_or_else(|| ReportError::BadParam {
                 param: "kind",
                 message: format!(
-                    "{text:?} is not a report kind (availability, service, incident, capacity)"
+                    "{text:?} is not a report kind (availability, service, incident, capacity, continuity)"
                 ),
             })
     }
@@ -177,6 +202,8 @@ pub enum Report {
     Incident(incident::IncidentReport),
     /// Capacity report.
     Capacity(capacity::CapacityReport),
+    /// Continuity test report of one drill run.
+    Continuity(Box<continuity::ContinuityReport>),
 }
 
 impl Report {
@@ -187,11 +214,19 @@ impl Report {
             Report::Service(r) => &r.meta,
             Report::Incident(r) => &r.meta,
             Report::Capacity(r) => &r.meta,
+            Report::Continuity(r) => &r.meta,
         }
     }
 
-    /// The file name it is offered under: `availability-2026-11.md`.
+    /// The file name it is offered under: `availability-2026-11.md`, `continuity-run-7.md`.
     pub fn file_name(&self, format: Format) -> String {
+        if let Report::Continuity(r) = self {
+            return format!(
+                "continuity-run-{}.{}",
+                r.content.drill_run,
+                format.extension()
+            );
+        }
         let meta = self.meta();
         let period = if meta.period.is_month {
             meta.period.label.clone()
@@ -205,7 +240,8 @@ impl Report {
 /// Builds the `kind` report over `period` as of `now_ms` (the measured part ends there).
 ///
 /// # Errors
-/// A period that has not started ([`ReportError::BadParam`]); store failure.
+/// A period that has not started, or the continuity kind, which is of a drill run
+/// ([`ReportError::BadParam`]); store failure.
 pub fn build(
     src: ReportSource<'_>,
     kind: Kind,
@@ -227,5 +263,11 @@ pub fn build(
         Kind::Service => Report::Service(service::build(src, meta, period, now_ms)?),
         Kind::Incident => Report::Incident(incident::build(src, meta)?),
         Kind::Capacity => Report::Capacity(capacity::build(src, meta, now_ms)?),
+        Kind::Continuity => {
+            return Err(ReportError::BadParam {
+                param: "drill_run",
+                message: "the continuity report is of one drill run: give drill_run=ID".into(),
+            })
+        }
     })
 }

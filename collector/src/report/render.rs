@@ -9,7 +9,8 @@
 //!   resource), XHTML-compatible (so an XML parser checks it in the tests), and prints on A4
 //!   (`@page` size and margins, no page break inside a table row).
 //!
-//! Template filters: `time` (epoch ms → RFC 3339, UTC), `dur` (seconds → `1h 2m`), `pct`
+//! Template filters: `time` (epoch ms → RFC 3339, UTC), `mtime` (the same to the
+//! millisecond), `dur` (seconds → `1h 2m`), `secs` (seconds with one decimal, `4.2 s`), `pct`
 //! (percent with 3 decimals), `num` (2 decimals), `met` (`met` / `missed`), `cell` (a Markdown
 //! table cell: `|`, `<` and `>` escaped, one line); a missing value shows as `–` in each.
 
@@ -124,6 +125,19 @@ fn time_filter(ms: Option<u64>) -> String {
     ms.map_or_else(|| NONE.to_owned(), |ms| format_time(ms, false))
 }
 
+fn mtime_filter(ms: Option<u64>) -> String {
+    ms.and_then(|ms| i64::try_from(ms).ok())
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || NONE.to_owned(),
+            |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        )
+}
+
+fn secs_filter(s: Option<f64>) -> String {
+    s.map_or_else(|| NONE.to_owned(), |s| format!("{:.1} s", s + 0.0))
+}
+
 fn dur_filter(s: Option<f64>) -> String {
     s.map_or_else(|| NONE.to_owned(), format_seconds)
 }
@@ -165,6 +179,8 @@ fn environment() -> &'static Environment<'static> {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.add_filter("time", time_filter);
+        env.add_filter("mtime", mtime_filter);
+        env.add_filter("secs", secs_filter);
         env.add_filter("dur", dur_filter);
         env.add_filter("pct", pct_filter);
         env.add_filter("num", num_filter);
@@ -195,6 +211,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("incident.html", include_str!("templates/incident.html")),
     ("capacity.md", include_str!("templates/capacity.md")),
     ("capacity.html", include_str!("templates/capacity.html")),
+    ("continuity.md", include_str!("templates/continuity.md")),
+    ("continuity.html", include_str!("templates/continuity.html")),
 ];
 
 fn csv_of<T: Tabular>(t: &T) -> Result<String, ReportError> {
@@ -221,6 +239,7 @@ pub fn render(report: &Report, format: Format) -> Result<String, ReportError> {
             Report::Service(r) => csv_of(r),
             Report::Incident(r) => csv_of(r),
             Report::Capacity(r) => csv_of(r),
+            Report::Continuity(r) => csv_of(r.as_ref()),
         },
         Format::Md | Format::Html => {
             let kind = report.meta().kind.as_str();

@@ -1,6 +1,6 @@
 //! The reports on a fixed store and a virtual clock: two services measured through October
 //! and November 2026 with scripted outages, a maintenance window, a partial outage, incident
-//! records and 30 days of capacity samples.
+//! records, 30 days of capacity samples and one reviewed drill run (with an RPO reading).
 //!
 //! - Golden files (`golden/{kind}.{format}`) per kind and format; `WATCHSTAND_UPDATE_GOLDEN=1`
 //!   rewrites them (review the diff before committing).
@@ -20,10 +20,17 @@ use watchstand_shared::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use watchstand_shared::wire::v1::{ProbeResult, ProbeState};
 
 use super::availability::AvailabilityReport;
+use super::continuity::{content_hash, ContinuityReport};
 use super::render::{render, Tabular};
 use super::*;
+use crate::drill::measure::{
+    IncidentLine, Outcome, RpoResult, RpoStatus, SlaEffect, StepLine, Targets, Verdict,
+};
+use crate::drill::run::{DrillRun, DrillStatus, DrillTrigger, Review};
+use crate::drill::DrillStore;
 use crate::incident::record::{Impact, Incident, IncidentStore, TimelineEvent};
 use crate::incident::{IncidentState, Priority, Rule};
+use crate::runbook::rpo::{Reads, RpoReading};
 use crate::store::{capacity_key, trees, StoreBatch};
 
 /// 2026-11-01T00:00:00Z.
@@ -289,6 +296,180 @@ fn capacity(store: &Store) {
     crate::capacity::rollup::recompute_all(store, 0).expect("capacity rollups");
 }
 
+/// When the fixture's drill injects: 2026-11-12T10:00:00Z (the web shop is up all along, so
+/// the drill window changes no SLA figure of the other reports).
+const INJECT: u64 = NOV + 11 * DAY_MS + 10 * HOUR_MS;
+/// The fixture's drill run.
+const DRILL_RUN: u64 = 1;
+
+#[allow(clippy::too_many_arguments)]
+fn step_line(
+    id: &str,
+    phase: &str,
+    kind: &str,
+    started: u64,
+    took_ms: u64,
+    attempts: usize,
+    detail: &str,
+    rpo: Option<RpoReading>,
+) -> StepLine {
+    StepLine {
+        run: 3,
+        id: id.into(),
+        phase: phase.into(),
+        kind: kind.into(),
+        status: "succeeded".into(),
+        started_ms: Some(started),
+        ended_ms: Some(started + took_ms),
+        duration_s: Some(took_ms as f64 / 1e3),
+        attempts,
+        detail: detail.into(),
+        rpo,
+    }
+}
+
+/// A finished, sealed, then reviewed drill of the web shop (planned 10:00, injected 10:00:00,
+/// first down result after 5.12 s, incident after 30.5 s, recovered after 130 s; RTO 15 min,
+/// RPO 5 min, the recovery point read as 42.5 s of lag).
+pub(super) fn drill_run() -> DrillRun {
+    let reading = RpoReading {
+        reads: Reads::LagS,
+        value: "42.5".into(),
+        at_ms: INJECT + 140_000,
+        lag_ms: 42_500,
+        rpo_ms: 300_000,
+        met: true,
+    };
+    let steps = vec![
+        step_line(
+            "break-primary",
+            "inject",
+            "http",
+            INJECT,
+            120,
+            1,
+            "HTTP 200; body: broken",
+            None,
+        ),
+        step_line(
+            "promote",
+            "recover",
+            "agent_action",
+            INJECT + 40_000,
+            75_000,
+            2,
+            "exit code 0 | promoted <standby>",
+            None,
+        ),
+        step_line(
+            "rpo",
+            "recover",
+            "rpo_check",
+            INJECT + 139_900,
+            100,
+            1,
+            &reading.describe(),
+            Some(reading.clone()),
+        ),
+        step_line(
+            "fail-back",
+            "restore",
+            "http",
+            INJECT + 150_000,
+            200,
+            1,
+            "HTTP 200; body: back on primary",
+            None,
+        ),
+    ];
+    let rpo = crate::drill::measure::rpo_result(&steps, 300_000);
+    let mut run = DrillRun {
+        id: DRILL_RUN,
+        drill: "web-dr".into(),
+        service: "web".into(),
+        runbook: "web-failover".into(),
+        scenario: "Primary site lost; standby promoted".into(),
+        participants: vec!["ana (continuity manager)".into(), "bob (DBA)".into()],
+        confirm_ms: 30_000,
+        max_duration_ms: Some(1_800_000),
+        notify: false,
+        trigger: DrillTrigger::Schedule {
+            planned_ms: INJECT - 2_000,
+        },
+        status: DrillStatus::Finished,
+        started_ms: INJECT - 1_500,
+        inject_ms: Some(INJECT),
+        run: Some(3),
+        restore_run: None,
+        aborted: None,
+        skipped: None,
+        deviations: Vec::new(),
+        ended_ms: Some(INJECT + 150_200),
+        settle_until_ms: Some(INJECT + 150_200 + 30_000 + 600_000),
+        finished_ms: Some(INJECT + 780_300),
+        outcome: Some(Outcome {
+            targets: Targets {
+                name: "Web shop".into(),
+                criticality: "high".into(),
+                rto_s: 900.0,
+                rpo_s: 300.0,
+            },
+            inject_ms: Some(INJECT),
+            first_down_ms: Some(INJECT + 5_120),
+            detect_s: Some(5.12),
+            incident_ms: Some(INJECT + 30_500),
+            detect_incident_s: Some(30.5),
+            recovered_ms: Some(INJECT + 130_000),
+            recover_s: Some(130.0),
+            confirm_s: 30.0,
+            rto_met: true,
+            non_up_s: 125.0,
+            rpo,
+            steps,
+            incidents: vec![IncidentLine {
+                id: 6,
+                rule: "service_down".into(),
+                detected_ms: INJECT + 30_500,
+                resolved_ms: Some(INJECT + 131_000),
+                drill: true,
+                notified: false,
+            }],
+            sla: Some(SlaEffect {
+                from_ms: INJECT,
+                to_ms: INJECT + 780_200,
+                drill_s: 125.0,
+                downtime_s: 0.0,
+                unmonitored_s: 0.0,
+                uptime_s: 655.2,
+            }),
+            deviations: vec!["step \"promote\" needed 2 attempts".into()],
+            verdict: Verdict::Met,
+            reason: "recovered in 130.0 s, within the RTO of 900.0 s".into(),
+        }),
+        sealed_sha256: None,
+        review: None,
+    };
+    run.sealed_sha256 = Some(content_hash(&run));
+    run.review = Some(Review {
+        reviewer: "ana".into(),
+        findings: "Promotion needed a retry: the standby's <health> check & the DNS TTL".into(),
+        corrective_actions: vec![
+            "Lower the DNS TTL to 30 s".into(),
+            "Check the standby before promoting".into(),
+        ],
+        plan_updated: true,
+        recorded_by: "ops-token".into(),
+        recorded_ms: INJECT + 2 * DAY_MS,
+    });
+    run
+}
+
+fn drill_runs(store: &Store) {
+    DrillStore::new(store.clone())
+        .put(&drill_run())
+        .expect("drill run");
+}
+
 /// The fixed store (written once, shared read-only by the tests) and the state of a collector
 /// over it (needs a tokio runtime: the state holds an engine task).
 fn fixture() -> crate::api::AppState {
@@ -299,6 +480,7 @@ fn fixture() -> crate::api::AppState {
             results(&store);
             incidents(&store);
             capacity(&store);
+            drill_runs(&store);
             store
         })
         .clone();
@@ -313,7 +495,14 @@ fn agents() -> Vec<String> {
     vec!["a".into(), "b".into()]
 }
 
+/// The `kind` report over `period`; the continuity kind is of the fixture's drill run.
 fn build_at(state: &crate::api::AppState, kind: Kind, period: &Period) -> Report {
+    if kind == Kind::Continuity {
+        return Report::Continuity(Box::new(
+            continuity::build(&state.store, &state.collector_id, DRILL_RUN, NOW)
+                .expect("continuity report"),
+        ));
+    }
     let agents = agents();
     let src = ReportSource {
         store: &state.store,
@@ -435,6 +624,56 @@ async fn csv_parses_back_to_the_models_figures() {
                     4,
                     "the October record is not in November: {text}"
                 );
+            }
+            Report::Continuity(r) => {
+                let rows = csv_round_trip(r.as_ref(), &text);
+                let col = |name: &str| {
+                    ContinuityReport::HEADER
+                        .iter()
+                        .position(|h| *h == name)
+                        .expect("column")
+                };
+                let figure = |name: &str| {
+                    rows.iter()
+                        .find(|r| r[col("section")] == "figure" && r[col("name")] == name)
+                        .unwrap_or_else(|| panic!("figure {name}: {text}"))
+                };
+                let recover = figure("recover");
+                assert_eq!(recover[col("value_s")].parse::<f64>().ok(), Some(130.0));
+                assert_eq!(recover[col("target_s")].parse::<f64>().ok(), Some(900.0));
+                assert_eq!(recover[col("result")], "met");
+                let rpo = figure("rpo");
+                assert_eq!(rpo[col("value_s")].parse::<f64>().ok(), Some(42.5));
+                assert_eq!(rpo[col("target_s")].parse::<f64>().ok(), Some(300.0));
+                assert_eq!(rpo[col("result")], "met");
+                assert_eq!(
+                    figure("detect_probe")[col("at_ms")].parse::<u64>().ok(),
+                    Some(INJECT + 5_120)
+                );
+                let steps: Vec<_> = rows
+                    .iter()
+                    .filter(|r| r[col("section")] == "step")
+                    .map(|r| (r[col("name")].as_str(), r[col("phase")].as_str()))
+                    .collect();
+                assert_eq!(
+                    steps,
+                    [
+                        ("break-primary", "inject"),
+                        ("promote", "recover"),
+                        ("rpo", "recover"),
+                        ("fail-back", "restore")
+                    ]
+                );
+                // The step's detail survives quoting (`|`, `<`).
+                assert!(rows
+                    .iter()
+                    .any(|r| r[col("detail")] == "exit code 0 | promoted <standby>"));
+                let hash = rows
+                    .iter()
+                    .find(|r| r[col("name")] == "content_sha256")
+                    .expect("hash row");
+                assert_eq!(hash[col("detail")], r.content_sha256);
+                assert!(rows.iter().all(|row| row[0] == "1"));
             }
             Report::Capacity(r) => {
                 let rows = csv_round_trip(r, &text);
@@ -667,7 +906,7 @@ async fn each_format_has_its_content_type_and_bad_parameters_are_named() {
         );
     }
     let cases = [
-        ("/api/v1/reports/uptime?period=2026-11", "kind", "invalid kind: \"uptime\" is not a report kind (availability, service, incident, capacity)"),
+        ("/api/v1/reports/uptime?period=2026-11", "kind", "invalid kind: \"uptime\" is not a report kind (availability, service, incident, capacity, continuity)"),
         ("/api/v1/reports/service?period=2026-13", "period", "invalid period: \"2026-13\" is not a calendar month (YYYY-MM, e.g. 2026-11)"),
         ("/api/v1/reports/service?period=2026-11&format=pdf", "format", "invalid format: \"pdf\" is not a report format (json, csv, md, html)"),
         ("/api/v1/reports/service?period=2026-11&from=5", "period", "invalid period: give either period or from/to, not both"),
@@ -706,4 +945,159 @@ async fn a_period_in_progress_is_measured_to_now_with_the_whole_periods_budget()
     assert_eq!(web.sla.error_budget_s, 2_678.4);
     // The last November result holds up to twice its interval into December.
     assert_eq!(web.sla.uptime_s, 300.0);
+}
+
+#[test]
+fn the_content_hash_covers_the_record_and_shows_a_later_edit() {
+    let run = drill_run();
+    let at = |now: u64, collector: &str| ContinuityReport::of(&run, collector, now);
+    let report = at(NOW, "main");
+    // Reviewed after it was sealed: the two hashes differ, and the report says so.
+    assert_eq!(report.sealed_sha256.as_deref().map(str::len), Some(64));
+    assert_ne!(Some(&report.content_sha256), report.sealed_sha256.as_ref());
+    assert!(report.changed_since_sealed);
+    // Without the review it is the content that was sealed.
+    let mut unreviewed = run.clone();
+    unreviewed.review = None;
+    let sealed = ContinuityReport::of(&unreviewed, "main", NOW);
+    assert_eq!(Some(&sealed.content_sha256), sealed.sealed_sha256.as_ref());
+    assert!(!sealed.changed_since_sealed);
+    // The header (when, by which collector) is not content: the hash stays.
+    assert_eq!(
+        at(NOW + DAY_MS, "other").content_sha256,
+        report.content_sha256
+    );
+    // Any edit of the content moves it.
+    let mut edited = run.clone();
+    if let Some(r) = edited.review.as_mut() {
+        r.plan_updated = false;
+    }
+    assert_ne!(content_hash(&edited), report.content_sha256);
+    let mut edited = run;
+    if let Some(o) = edited.outcome.as_mut() {
+        o.recover_s = Some(129.9);
+    }
+    assert_ne!(content_hash(&edited), report.content_sha256);
+}
+
+#[tokio::test]
+async fn the_continuity_report_says_what_the_drill_measured() {
+    let state = fixture();
+    let nov = Period::month("2026-11").expect("month");
+    let report = build_at(&state, Kind::Continuity, &nov);
+    assert_eq!(report.file_name(Format::Html), "continuity-run-1.html");
+    let md = render(&report, Format::Md).expect("md");
+    for want in [
+        "| **Verdict** | **met** — recovered in 130.0 s, within the RTO of 900.0 s |",
+        "| RPO result | met — recovery point 42.5 s within the RPO of 300.0 s (step \"rpo\", lag_s = 42.5) |",
+        "| BIA targets | criticality high, RTO 15m, RPO 5m |",
+        "| Time to recover (up for 30 s) vs RTO | 2026-11-12T10:02:10.000Z | 130.0 s | 900.0 s | met |",
+        "| 3 | `promote` | recover | agent_action | succeeded | 2026-11-12T10:00:40.000Z | 75.0 s | 2 | exit code 0 \\| promoted &lt;standby&gt; |",
+        "- Continuity plan updated: yes",
+        "**changed since it was sealed**",
+    ] {
+        assert!(md.contains(want), "{want}\n{md}");
+    }
+    let html = render(&report, Format::Html).expect("html");
+    assert!(
+        html.contains("the standby&#x27;s &lt;health&gt; check &amp; the DNS TTL")
+            || html.contains("the standby's &lt;health&gt; check &amp; the DNS TTL"),
+        "{html}"
+    );
+    let json: Value =
+        serde_json::from_str(&render(&report, Format::Json).expect("json")).expect("json");
+    assert_eq!(json["outcome"]["rpo"]["status"], "met");
+    assert_eq!(json["review"]["reviewer"], "ana");
+    assert_eq!(json["meta"]["kind"], "continuity");
+    // The period kinds refuse it by name.
+    let agents = agents();
+    let src = ReportSource {
+        store: &state.store,
+        catalogue: &state.catalogue,
+        capacity: &state.capacity,
+        agents: &agents,
+        collector: &state.collector_id,
+    };
+    let err = build(src, Kind::Continuity, &nov, NOW).expect_err("no drill run");
+    assert!(
+        matches!(
+            err,
+            ReportError::BadParam {
+                param: "drill_run",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A drill that did not meet its RPO says so.
+    let mut missed = drill_run();
+    if let Some(o) = missed.outcome.as_mut() {
+        o.rpo = RpoResult {
+            status: RpoStatus::NotMet,
+            ..o.rpo.clone()
+        };
+    }
+    let md = render(
+        &Report::Continuity(Box::new(ContinuityReport::of(&missed, "main", NOW))),
+        Format::Md,
+    )
+    .expect("md");
+    assert!(md.contains("| RPO result | not met — "), "{md}");
+}
+
+#[tokio::test]
+async fn the_continuity_report_is_served_by_both_routes_and_bad_requests_are_named() {
+    let app = crate::api::router(fixture());
+    for (format, ct) in [
+        ("json", "application/json"),
+        ("csv", "text/csv; charset=utf-8"),
+        ("md", "text/markdown; charset=utf-8"),
+        ("html", "text/html; charset=utf-8"),
+    ] {
+        let mut bodies = Vec::new();
+        for uri in [
+            format!("/api/v1/drill-runs/1/report?format={format}"),
+            format!("/api/v1/reports/continuity?drill_run=1&format={format}"),
+        ] {
+            let (status, got, body) = get(&app, &uri).await;
+            assert_eq!(
+                (status, got.as_str()),
+                (StatusCode::OK, ct),
+                "{uri}: {body}"
+            );
+            // Only the generation time may differ between two answers.
+            let stable = body
+                .lines()
+                .filter(|l| !l.contains("generated"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            bodies.push(stable);
+        }
+        assert_eq!(bodies[0], bodies[1], "{format}");
+    }
+    let (_, _, body) = get(&app, "/api/v1/reports/continuity?drill_run=1").await;
+    let v = json(&body);
+    assert_eq!(v["content_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(v["drill_run"], 1);
+    let cases = [
+        ("/api/v1/reports/continuity", StatusCode::BAD_REQUEST, Some("drill_run"), "invalid drill_run: is required for the continuity report (a drill run id)"),
+        ("/api/v1/reports/continuity?drill_run=x", StatusCode::BAD_REQUEST, Some("drill_run"), "invalid drill_run: \"x\" is not a drill run id"),
+        ("/api/v1/reports/continuity?drill_run=1&period=2026-11", StatusCode::BAD_REQUEST, Some("period"), "invalid period: the continuity report is of one drill run: give drill_run, not period/from/to"),
+        ("/api/v1/reports/continuity?drill_run=1&format=pdf", StatusCode::BAD_REQUEST, Some("format"), "invalid format: \"pdf\" is not a report format (json, csv, md, html)"),
+        ("/api/v1/reports/service?drill_run=1", StatusCode::BAD_REQUEST, Some("drill_run"), "invalid drill_run: only the continuity report takes it, not service"),
+        ("/api/v1/reports/continuity?drill_run=99", StatusCode::NOT_FOUND, None, "drill run \"99\" not found"),
+        ("/api/v1/drill-runs/99/report?format=md", StatusCode::NOT_FOUND, None, "drill run \"99\" not found"),
+        ("/api/v1/drill-runs/abc/report", StatusCode::BAD_REQUEST, Some("id"), "invalid id: \"abc\" is not a drill run id"),
+        ("/api/v1/drill-runs/1/report?format=pdf", StatusCode::BAD_REQUEST, Some("format"), "invalid format: \"pdf\" is not a report format (json, csv, md, html)"),
+    ];
+    for (uri, want, param, message) in cases {
+        let (status, _, body) = get(&app, uri).await;
+        assert_eq!(status, want, "{uri}: {body}");
+        let v = json(&body);
+        assert_eq!(
+            (v["param"].as_str(), v["error"].as_str()),
+            (param, Some(message)),
+            "{uri}"
+        );
+    }
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use watchstand_shared::config::{Duration, Problems};
 
+use super::rpo::{Reads, RpoSource};
 use crate::auth::Role;
 use crate::incident::Priority;
 
@@ -63,8 +64,8 @@ pub struct RawStep {
     /// Step id, unique in the runbook (default `step-N`, 1-based).
     #[serde(default)]
     pub id: Option<String>,
-    /// `agent_action`, `http`, `exec`, `wait_for`, `approval`, `notify`, or in drills `inject` /
-    /// `restore` (which wrap the kind named by `via`).
+    /// `agent_action`, `http`, `exec`, `wait_for`, `approval`, `notify`, `rpo_check`, or in
+    /// drills `inject` / `restore` (which wrap the kind named by `via`).
     pub kind: String,
     /// `inject` / `restore`: the kind of step that does the work (`agent_action`, `http`,
     /// `exec`, …), whose fields the step then takes.
@@ -91,13 +92,19 @@ pub struct RawStep {
     /// `http`: method (default `POST`).
     #[serde(default)]
     pub method: Option<String>,
-    /// `http`: URL.
+    /// `http`, `rpo_check`: URL.
     #[serde(default)]
     pub url: Option<String>,
+    /// `rpo_check`: where the number is in the URL's JSON answer (RFC 6901, `/a/b`).
+    #[serde(default)]
+    pub pointer: Option<String>,
+    /// `rpo_check`: what the number is, `lag_s` or `last_commit_unix`.
+    #[serde(default)]
+    pub reads: Option<String>,
     /// `http`: statuses that count as success (default any 2xx).
     #[serde(default)]
     pub expect_status: Option<Vec<u16>>,
-    /// `exec`: program and arguments on the collector host (no shell).
+    /// `exec`, `rpo_check`: program and arguments on the collector host (no shell).
     #[serde(default)]
     pub argv: Option<Vec<String>>,
     /// `wait_for`: the service whose measured state is awaited.
@@ -307,6 +314,13 @@ pub enum StepAction {
         /// Text.
         message: String,
     },
+    /// Read the recovery point and compare it with the runbook's service's `rpo`.
+    RpoCheck {
+        /// Where the number comes from.
+        source: RpoSource,
+        /// What it means.
+        reads: Reads,
+    },
 }
 
 impl StepAction {
@@ -319,6 +333,7 @@ impl StepAction {
             StepAction::WaitFor { .. } => "wait_for",
             StepAction::Approval { .. } => "approval",
             StepAction::Notify { .. } => "notify",
+            StepAction::RpoCheck { .. } => "rpo_check",
         }
     }
 
@@ -327,7 +342,7 @@ impl StepAction {
         match kind {
             "wait_for" => 600_000,
             "approval" => 3_600_000,
-            "notify" | "http" => 30_000,
+            "notify" | "http" | "rpo_check" => 30_000,
             _ => 60_000,
         }
     }
@@ -478,6 +493,7 @@ fn fields_of(kind: &str) -> Option<&'static [&'static str]> {
         "wait_for" => &["service", "state", "for"],
         "approval" => &["role"],
         "notify" => &["webhook", "message"],
+        "rpo_check" => &["url", "pointer", "argv", "reads"],
         _ => return None,
     })
 }
@@ -495,6 +511,8 @@ fn present(s: &RawStep) -> Vec<&'static str> {
     note(s.args.is_some(), "args");
     note(s.method.is_some(), "method");
     note(s.url.is_some(), "url");
+    note(s.pointer.is_some(), "pointer");
+    note(s.reads.is_some(), "reads");
     note(s.expect_status.is_some(), "expect_status");
     note(s.argv.is_some(), "argv");
     note(s.service.is_some(), "service");
@@ -516,6 +534,74 @@ fn required<'s>(value: &'s Option<String>, key: &str, kind: &str, p: &mut Proble
     }
 }
 
+/// `kind = "rpo_check"`: `reads`, and `url` (+ `pointer`) or `argv`.
+fn rpo_check(s: &RawStep, at: &str, p: &mut Problems) -> StepAction {
+    let reads = match s.reads.as_deref() {
+        Some(text) => Reads::parse(text).unwrap_or_else(|| {
+            p.push(
+                format!("{at}.reads"),
+                format!("{text:?} is not lag_s or last_commit_unix"),
+            );
+            Reads::LagS
+        }),
+        None => {
+            p.push(
+                format!("{at}.reads"),
+                "kind = \"rpo_check\" needs reads = \"lag_s\" (replication lag, seconds) or \"last_commit_unix\" (last committed transaction, unix seconds)",
+            );
+            Reads::LagS
+        }
+    };
+    let source = match (&s.url, &s.argv) {
+        (Some(url), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                p.push(
+                    format!("{at}.url"),
+                    format!("{url:?} is not an http(s) URL"),
+                );
+            }
+            let pointer = s.pointer.clone().unwrap_or_default();
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                p.push(
+                    format!("{at}.pointer"),
+                    format!("{pointer:?} is not a JSON pointer (\"/replication/lag_seconds\"; empty: the whole answer)"),
+                );
+            }
+            RpoSource::Http {
+                url: url.clone(),
+                pointer,
+            }
+        }
+        (None, Some(argv)) => {
+            if argv.first().is_none_or(|a| a.trim().is_empty()) {
+                p.push(
+                    format!("{at}.argv"),
+                    "kind = \"rpo_check\" needs argv = [\"program\", \"arg\", …] printing the number",
+                );
+            }
+            if s.pointer.is_some() {
+                p.push(
+                    format!("{at}.pointer"),
+                    "only with url (a program prints the number itself)",
+                );
+            }
+            RpoSource::Exec { argv: argv.clone() }
+        }
+        (Some(_), Some(_)) => {
+            p.push(format!("{at}.argv"), "give url or argv, not both");
+            RpoSource::Exec { argv: Vec::new() }
+        }
+        (None, None) => {
+            p.push(
+                format!("{at}.url"),
+                "kind = \"rpo_check\" needs url = \"http…\" (with pointer) or argv = [\"program\", …]",
+            );
+            RpoSource::Exec { argv: Vec::new() }
+        }
+    };
+    StepAction::RpoCheck { source, reads }
+}
+
 fn step(s: &RawStep, index: usize, at: &str, known: Known<'_>, p: &mut Problems) -> Option<Step> {
     let phase = match s.kind.as_str() {
         "inject" => Phase::Inject,
@@ -525,7 +611,12 @@ fn step(s: &RawStep, index: usize, at: &str, known: Known<'_>, p: &mut Problems)
     if phase != Phase::Recover {
         // `inject` / `restore` wrap the kind named by `via`: validated as that kind.
         let via = match s.via.as_deref() {
-            Some(v) if !matches!(v, "inject" | "restore") && fields_of(v).is_some() => v,
+            // An `rpo_check` measures; it neither breaks nor restores anything.
+            Some(v)
+                if !matches!(v, "inject" | "restore" | "rpo_check") && fields_of(v).is_some() =>
+            {
+                v
+            }
             Some(v) => {
                 p.push(
                     format!("{at}.via"),
@@ -567,7 +658,7 @@ fn step(s: &RawStep, index: usize, at: &str, known: Known<'_>, p: &mut Problems)
         p.push(
             format!("{at}.kind"),
             format!(
-                "{:?} is not a step kind; use agent_action, http, exec, wait_for, approval, notify, inject or restore",
+                "{:?} is not a step kind; use agent_action, http, exec, wait_for, approval, notify, rpo_check, inject or restore",
                 s.kind
             ),
         );
@@ -716,6 +807,7 @@ fn step(s: &RawStep, index: usize, at: &str, known: Known<'_>, p: &mut Problems)
             };
             StepAction::Approval { role }
         }
+        "rpo_check" => rpo_check(s, at, p),
         _ => {
             let webhook = required(&s.webhook, &format!("{at}.webhook"), kind, p).to_owned();
             if !webhook.is_empty() && !known.webhooks.contains(webhook.as_str()) {
@@ -899,7 +991,7 @@ retries = 11
             format!("{at}.on_incident.min_priority: \"P9\" is not a priority; use P1, P2, P3 or P4"),
             format!("{at}.steps[0].url: not a field of kind = \"agent_action\" (it takes agent, action, args)"),
             format!("{at}.steps[0].action: kind = \"agent_action\" needs this field"),
-            format!("{at}.steps[1].kind: \"teleport\" is not a step kind; use agent_action, http, exec, wait_for, approval, notify, inject or restore"),
+            format!("{at}.steps[1].kind: \"teleport\" is not a step kind; use agent_action, http, exec, wait_for, approval, notify, rpo_check, inject or restore"),
             format!("{at}.steps[2].state: \"down\": only state = \"up\" can be awaited"),
             format!("{at}.steps[2].for: 300000 ms is not shorter than the step's timeout (60000 ms)"),
             format!("{at}.steps[3].on_failure: \"shrug\" is not abort or continue"),
@@ -938,6 +1030,102 @@ argv = []
                 "runbooks[id=\"a\"].steps: a runbook needs at least one step",
                 "runbooks[id=\"a\"].id: duplicate runbook id \"a\"",
                 "runbooks[id=\"a\"].steps[1].argv: kind = \"exec\" needs argv = [\"program\", \"arg\", …]",
+            ]
+        );
+    }
+
+    #[test]
+    fn rpo_check_steps_read_by_http_or_exec_and_bad_ones_are_named() {
+        let (books, errors) = check(
+            r#"
+[[runbooks]]
+id = "db"
+service = "db"
+[[runbooks.steps]]
+id = "lag"
+kind = "rpo_check"
+url = "http://db-standby:9187/replication"
+pointer = "/lag_seconds"
+reads = "lag_s"
+[[runbooks.steps]]
+id = "commit"
+kind = "rpo_check"
+argv = ["/usr/local/bin/last-commit"]
+reads = "last_commit_unix"
+timeout = "5s"
+"#,
+        );
+        assert_eq!(errors, Vec::<String>::new());
+        let steps = &books[0].steps;
+        assert_eq!(
+            steps[0].action,
+            StepAction::RpoCheck {
+                source: RpoSource::Http {
+                    url: "http://db-standby:9187/replication".into(),
+                    pointer: "/lag_seconds".into()
+                },
+                reads: Reads::LagS
+            }
+        );
+        assert_eq!(steps[0].timeout_ms, 30_000);
+        assert_eq!(steps[0].action.kind(), "rpo_check");
+        assert_eq!(
+            steps[1].action,
+            StepAction::RpoCheck {
+                source: RpoSource::Exec {
+                    argv: vec!["/usr/local/bin/last-commit".into()]
+                },
+                reads: Reads::LastCommitUnix
+            }
+        );
+        let (books, errors) = check(
+            r#"
+[[runbooks]]
+id = "bad"
+service = "db"
+[[runbooks.steps]]
+kind = "rpo_check"
+url = "http://x/"
+[[runbooks.steps]]
+kind = "rpo_check"
+reads = "lag_ms"
+argv = ["lag"]
+pointer = "/x"
+[[runbooks.steps]]
+kind = "rpo_check"
+reads = "lag_s"
+url = "ftp://x"
+pointer = "lag"
+[[runbooks.steps]]
+kind = "rpo_check"
+reads = "lag_s"
+url = "http://x/"
+argv = ["lag"]
+[[runbooks.steps]]
+kind = "rpo_check"
+reads = "lag_s"
+method = "GET"
+[[runbooks.steps]]
+kind = "inject"
+via = "rpo_check"
+reads = "lag_s"
+argv = ["lag"]
+"#,
+        );
+        assert!(books.is_empty());
+        let at = "runbooks[id=\"bad\"].steps";
+        assert_eq!(
+            errors,
+            [
+                format!("{at}[0].reads: kind = \"rpo_check\" needs reads = \"lag_s\" (replication lag, seconds) or \"last_commit_unix\" (last committed transaction, unix seconds)"),
+                format!("{at}[1].reads: \"lag_ms\" is not lag_s or last_commit_unix"),
+                format!("{at}[1].pointer: only with url (a program prints the number itself)"),
+                format!("{at}[2].url: \"ftp://x\" is not an http(s) URL"),
+                format!("{at}[2].pointer: \"lag\" is not a JSON pointer (\"/replication/lag_seconds\"; empty: the whole answer)"),
+                format!("{at}[3].argv: give url or argv, not both"),
+                format!("{at}[4].method: not a field of kind = \"rpo_check\" (it takes url, pointer, argv, reads)"),
+                format!("{at}[4].url: kind = \"rpo_check\" needs url = \"http…\" (with pointer) or argv = [\"program\", …]"),
+                format!("{at}[5].via: \"rpo_check\" is not a step kind; use agent_action, http, exec, wait_for, approval or notify"),
             ]
         );
     }

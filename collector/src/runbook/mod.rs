@@ -9,10 +9,13 @@
 //!   outcome back to the engine); approvals and notifications are done by the engine itself.
 //! - [`agent_action`]: signed commands to agents (sign once per attempt, re-send until
 //!   answered, the answer as an outcome).
+//! - [`rpo`]: the `rpo_check` step (a recovery point read by http or exec, compared with the
+//!   service's `rpo`).
 
 pub mod agent_action;
 pub mod config;
 pub mod exec;
+pub mod rpo;
 pub mod run;
 pub mod store;
 

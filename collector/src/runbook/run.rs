@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use watchstand_shared::wire::v1::Command;
 
 use super::config::{OnFailure, Runbook};
+use super::rpo::RpoReading;
 
 /// What started a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +128,14 @@ pub enum Outcome {
         /// What was seen.
         detail: String,
     },
+    /// An `rpo_check` step read the recovery point (a success whether or not the RPO was met;
+    /// see [`super::rpo`]).
+    RpoChecked {
+        /// The reading in words.
+        detail: String,
+        /// The reading.
+        reading: RpoReading,
+    },
     /// Did not work.
     Failed {
         /// Why.
@@ -148,7 +157,19 @@ pub enum Outcome {
 
 impl Outcome {
     fn is_success(&self) -> bool {
-        matches!(self, Outcome::Succeeded { .. })
+        matches!(self, Outcome::Succeeded { .. } | Outcome::RpoChecked { .. })
+    }
+
+    /// What was seen or why it did not work, in words (empty for a plain success without
+    /// detail).
+    pub fn text(&self) -> String {
+        match self {
+            Outcome::Succeeded { detail } | Outcome::RpoChecked { detail, .. } => detail.clone(),
+            Outcome::Failed { reason } => reason.clone(),
+            Outcome::TimedOut => "timed out".to_owned(),
+            Outcome::Rejected { by } => format!("rejected by {by}"),
+            Outcome::Cancelled { by } => format!("cancelled by {by}"),
+        }
     }
 }
 
@@ -332,7 +353,7 @@ impl Run {
                     Outcome::TimedOut => "timed out".to_owned(),
                     Outcome::Rejected { by } => format!("rejected by {by}"),
                     Outcome::Cancelled { by } => format!("cancelled by {by}"),
-                    Outcome::Succeeded { .. } => String::new(),
+                    Outcome::Succeeded { .. } | Outcome::RpoChecked { .. } => String::new(),
                 };
                 let attempts = self.steps[step].attempts.len();
                 let reason = format!(
