@@ -191,6 +191,7 @@ async fn incidents(collector: &Collector, service: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_service_s_real_outage_during_a_drill_is_downtime_and_paged() {
     let began = Instant::now();
+    let from = now_ms();
     let dir = tempfile::tempdir().unwrap();
     let net = Loopback::default();
     let addr = net.start().await;
@@ -215,7 +216,6 @@ async fn another_service_s_real_outage_during_a_drill_is_downtime_and_paged() {
     )
     .spawn()
     .await;
-    let from = now_ms();
     // Both measured up before the drill.
     wait_for(
         "both services measured",
