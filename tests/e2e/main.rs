@@ -15,6 +15,7 @@ mod dashboard;
 mod delivery;
 mod disk_full;
 mod drills;
+mod drills_paging;
 mod faults;
 mod faults_agent;
 mod first_hour;

@@ -139,3 +139,107 @@ async fn an_rpo_reading_over_the_rpo_makes_the_drill_not_met() {
     stop.cancel();
     task.await.expect("task ends");
 }
+
+/// Two services, each with a drill whose runbook injects, notifies `ops` and restores:
+/// `web`'s drill does not notify, `api`'s does (`notify = true`).
+fn paging_config() -> crate::config::CollectorConfig {
+    let mut text = String::from(
+        "[collector]\ndata_dir = \"d\"\n[[webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+    );
+    for (service, probe, notify) in [("web", "p", false), ("api", "q", true)] {
+        text.push_str(&format!(
+            "[[services]]\nid = \"{service}\"\nname = \"{service}\"\ncriticality = \"high\"\nrto = \"5m\"\nrpo = \"1m\"\nprobes = [\"a/{probe}\"]\nslo = {{ availability = 99.9 }}\n\
+             [[runbooks]]\nid = \"rb-{service}\"\nservice = \"{service}\"\n\
+             [[runbooks.steps]]\nkind = \"inject\"\nvia = \"exec\"\nargv = [\"/bin/true\"]\n\
+             [[runbooks.steps]]\nkind = \"notify\"\nwebhook = \"ops\"\nmessage = \"failing over\"\n\
+             [[runbooks.steps]]\nkind = \"restore\"\nvia = \"exec\"\nargv = [\"/bin/true\"]\n\
+             [[drills]]\nid = \"dr-{service}\"\nservice = \"{service}\"\nrunbook = \"rb-{service}\"\nnotify = {notify}\n"
+        ));
+    }
+    let raw = crate::config::from_str(&text, Path::new("t.toml")).expect("parses");
+    crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid")
+}
+
+/// Waits (bounded) until runbook run `id` has ended.
+async fn ended_run(store: &Store, id: u64) -> crate::runbook::run::Run {
+    let runs = crate::runbook::store::RunStore::new(store.clone());
+    for _ in 0..200 {
+        if let Some(r) = runs.get(id).expect("read") {
+            if r.status.is_final() {
+                return r;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {id} never ended: {:?}", runs.get(id));
+}
+
+#[tokio::test]
+async fn a_drill_s_runbook_notices_are_held_unless_it_notifies_and_then_marked_drill() {
+    let config = paging_config();
+    let store = Store::in_memory();
+    let engine = Engine::load(
+        IncidentStore::new(store.clone()),
+        IncidentSettings::default(),
+        std::collections::HashMap::new(),
+        config.webhooks.clone(),
+    )
+    .expect("engine");
+    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
+    inbox.load_runbooks(&config.runbooks, &store).expect("runs");
+    inbox.drills = Some(drills::Drills::load(&config.drills, &store, now_ms()).expect("drills"));
+    let deps = EngineDeps {
+        store: store.clone(),
+        catalogue: Arc::new(config.catalogue.clone()),
+        registry: Arc::new(Registry::new(Vec::new())),
+        notifier: notify::wake_channel().0,
+        first_tick: Duration::from_secs(86_400),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    let outbox = || {
+        IncidentStore::new(store.clone())
+            .all_pending()
+            .expect("outbox")
+    };
+
+    // The quiet drill: its run goes through every step, and nothing is queued.
+    let quiet = handle.start_drill("dr-web", "ana").await.expect("started");
+    assert_eq!(quiet.status, DrillStatus::Running);
+    let run = ended_run(&store, quiet.run.expect("runbook run")).await;
+    assert_eq!(
+        run.status,
+        crate::runbook::run::RunStatus::Succeeded,
+        "{run:?}"
+    );
+    assert_eq!(
+        run.steps[1].attempts[0].outcome,
+        Some(crate::runbook::run::Outcome::Succeeded {
+            detail: "held: not sent to webhook \"ops\" (a drill without notify)".into()
+        })
+    );
+    assert_eq!(outbox(), Vec::new());
+
+    // The drill with `notify = true`: its notices go out, each marked with the drill run.
+    let loud = handle.start_drill("dr-api", "ana").await.expect("started");
+    ended_run(&store, loud.run.expect("runbook run")).await;
+    let queued = outbox();
+    let events: Vec<(&str, &str)> = queued
+        .iter()
+        .map(|n| (n.receiver.as_str(), n.event.as_str()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("ops", "runbook_started"),
+            ("ops", "runbook_notify"),
+            ("ops", "runbook_finished")
+        ]
+    );
+    assert!(
+        queued.iter().all(|n| n.body["drill"] == loud.id),
+        "{queued:?}"
+    );
+    stop.cancel();
+    task.await.expect("task ends");
+}

@@ -139,6 +139,11 @@ impl Drills {
         runs.chain(self.next_fire.values().copied()).min()
     }
 
+    /// Whether drill run `id` notifies (`notify = true`); a drill run not in progress does not.
+    pub(super) fn notifies(&self, id: u64) -> bool {
+        self.active.get(&id).is_some_and(|r| r.notify)
+    }
+
     /// The services under drill: service → (drill run, notify).
     fn marks(&self) -> HashMap<String, (u64, bool)> {
         self.active

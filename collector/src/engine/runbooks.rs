@@ -22,6 +22,10 @@
 //!   stored command re-sent (the agent answers a command id it already ran from its journal,
 //!   never running it twice); an `http` or `exec` attempt that was in progress is not run again
 //!   blindly: it ends `failed` ([`exec::RESTARTED`]) and the step's retry policy decides.
+//! - **Drills page nobody.** The webhook notices of a drill's runs (started, `notify` steps,
+//!   finished) are not queued unless the drill has `notify = true`; then they carry `drill`
+//!   (the drill run id), as the drill's incidents do. A held `notify` step still succeeds, its
+//!   outcome saying it was held.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -56,6 +60,9 @@ struct RunNotice<'a> {
     /// The `notify` step's text.
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
+    /// The drill run this run belongs to (`null` outside drills): a receiver tells a drill's
+    /// notices (sent only when the drill has `notify = true`) from real ones.
+    drill: Option<u64>,
     sent_ms: u64,
 }
 
@@ -88,6 +95,10 @@ fn notice(
             reason: run.reason.as_deref(),
         },
         message,
+        drill: match run.trigger {
+            Trigger::Drill { drill_run } => Some(drill_run),
+            _ => None,
+        },
         sent_ms: now,
     };
     (
@@ -551,6 +562,12 @@ impl Task {
     ) -> Result<Run, RunbookError> {
         let book = self.runbooks.books.get(&run.runbook).cloned();
         let now = now_ms();
+        // A drill's runs page nobody unless the drill has `notify = true` (then their notices
+        // carry `drill`), like the drill's incidents.
+        let held = match run.trigger {
+            Trigger::Drill { drill_run } => !self.drills.notifies(drill_run),
+            _ => false,
+        };
         let mut queue: VecDeque<Effect> = effects.into();
         let mut carry = Vec::new();
         while let Some(effect) = queue.pop_front() {
@@ -562,6 +579,11 @@ impl Task {
                 } => {
                     let Some(book) = &book else { continue };
                     let immediate = match &book.steps[step].action {
+                        StepAction::Notify { webhook, .. } if held => Some(Outcome::Succeeded {
+                            detail: format!(
+                                "held: not sent to webhook {webhook:?} (a drill without notify)"
+                            ),
+                        }),
                         StepAction::Notify { webhook, message } => {
                             notices.push(notice(
                                 "runbook_notify",
@@ -639,6 +661,14 @@ impl Task {
                     carry.push(effect);
                 }
             }
+        }
+        if held && !notices.is_empty() {
+            tracing::debug!(
+                run = run.id,
+                notices = notices.len(),
+                "Drill run notices held (the drill does not notify)."
+            );
+            notices.clear();
         }
         // Stored before anything is carried out.
         let mut batch = StoreBatch::default();

@@ -9,6 +9,11 @@
 //! instants are counted back from the evaluation's own `now`, whether a periodic tick or a
 //! state change caused it, so an extra (event-driven) evaluation never shortens `down_after`:
 //! the service must still be down at `down_after` instants `every` apart.
+//!
+//! The window rules (burn rates, SLA below target) judge the SLA report of their window, so a
+//! drill's non-up time is `drill` there, as in the availability figures: neither good nor bad
+//! time, out of the budget arithmetic. Service down still sees the raw state: a drill's
+//! outage opens an incident, which the engine marks as a drill incident and holds.
 
 use std::collections::BTreeSet;
 
@@ -76,6 +81,40 @@ pub fn measured_up_for(store: &Store, service: &Service, hold_ms: u64, now: u64)
     let inputs = availability::probe_inputs(store, service, span)?;
     let segments = sla::service_segments(&service.sla, &inputs, &[], span);
     Ok(!segments.is_empty() && segments.iter().all(|s| s.class == ServiceClass::Up))
+}
+
+/// How fast a service burns its error budget over one window ending at an instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burn {
+    /// `downtime / (uptime + downtime) / (1 − target/100)`: 1.0 spends the budget exactly over
+    /// the window's length; `None` with nothing measured (or a 100 % target).
+    pub rate: Option<f64>,
+    /// The window's measured share ([`sla::SlaReport::coverage_pct`], 0 when undefined).
+    pub coverage_pct: f64,
+}
+
+/// The burn rate of `s` over `[now − len_ms, now)`, from the same SLA report as the
+/// availability figures: maintenance and drill time (a drill's non-up time, see
+/// [`crate::drill::spans`]) are neither good nor bad time, so they are left out of both
+/// `uptime` and `downtime` and out of the coverage's denominator. A drill cannot open a burn-rate
+/// incident or spend budget.
+///
+/// # Errors
+/// Store failure.
+pub fn burn(store: &Store, s: &Service, len_ms: u64, now: u64) -> Result<Burn> {
+    let span = Span {
+        from_ms: now.saturating_sub(len_ms),
+        to_ms: now,
+    };
+    let r = availability::service_report(store, s, span)?;
+    let budget_fraction = 1.0 - s.sla.target_pct / 100.0;
+    let measured = r.uptime_s + r.downtime_s;
+    let rate = (measured > 0.0 && budget_fraction > 0.0)
+        .then(|| r.downtime_s / measured / budget_fraction);
+    Ok(Burn {
+        rate,
+        coverage_pct: r.coverage_pct.unwrap_or(0.0),
+    })
 }
 
 /// The dedup key of `rule` for `subject`.
@@ -217,21 +256,10 @@ pub fn conditions(
 
         // Burn rates: both windows at or above the factor, and the long window covered by
         // data (a young service's first outage is not a month's budget burning).
-        let budget_fraction = 1.0 - s.sla.target_pct / 100.0;
         for w in &p.burn_rate {
-            let burn = |len_ms: u64| -> Result<(Option<f64>, f64)> {
-                let span = Span {
-                    from_ms: now.saturating_sub(len_ms),
-                    to_ms: now,
-                };
-                let r = availability::service_report(store, s, span)?;
-                let measured = r.uptime_s + r.downtime_s;
-                let rate = (measured > 0.0 && budget_fraction > 0.0)
-                    .then(|| r.downtime_s / measured / budget_fraction);
-                Ok((rate, r.coverage_pct.unwrap_or(0.0)))
-            };
-            let (long, long_coverage) = burn(w.long.as_millis())?;
-            let (short, _) = burn(w.short.as_millis())?;
+            let long_burn = burn(store, s, w.long.as_millis(), now)?;
+            let (long, long_coverage) = (long_burn.rate, long_burn.coverage_pct);
+            let short = burn(store, s, w.short.as_millis(), now)?.rate;
             let breached = long_coverage >= p.burn_rate_min_coverage_pct
                 && matches!((long, short), (Some(l), Some(sh)) if l >= w.factor && sh >= w.factor);
             out.push(base(

@@ -255,6 +255,28 @@ impl Engine {
         }
     }
 
+    /// An operator's action on `incident` notifies like the incident's own events: not when it
+    /// is inhibited, nor when it is a drill incident whose drill does not notify (its opening
+    /// was not paged either, so its acknowledgement or resolution is not).
+    fn notify_unless_held(
+        &mut self,
+        batch: &mut StoreBatch,
+        incident: &mut Incident,
+        event: &str,
+        now: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        if incident.inhibited {
+            return;
+        }
+        if self.drill_holds(incident) {
+            incident.push(now, "notification_held", None, "drill incident");
+            changes.push(Change::Held(incident.id, event.to_owned()));
+            return;
+        }
+        self.notify(batch, incident, event, now, changes);
+    }
+
     /// A new open incident for `c`, detected at `detected_ms`, with the next id.
     fn new_incident(
         &mut self,
@@ -555,7 +577,8 @@ impl Engine {
     /// incident covers: opened at the outage's own start, resolved at its own end if the data
     /// shows it over (`resolved_by` = `data`), marked `late` with `found_late_ms` = `now`. An
     /// outage still going on stays open for the live rule to resolve. Whether it notifies (event
-    /// `late`) follows the service's `notify_late`.
+    /// `late`) follows the service's `notify_late`; an outage in a drill window is a drill
+    /// incident, held like one seen live.
     ///
     /// # Errors
     /// Store failure (nothing is kept; the next look retries).
@@ -593,6 +616,10 @@ impl Engine {
             incident.late = true;
             incident.found_late_ms = Some(now);
             incident.push(o.from_ms, "opened", None, c.summary.clone());
+            if let Some(run) = o.drill {
+                incident.drill = Some(run);
+                incident.push(now, "drill", None, format!("an outage of drill run {run}"));
+            }
             if let Some(to) = o.to_ms {
                 incident.state = IncidentState::Resolved;
                 incident.resolved_ms = Some(to);
@@ -612,7 +639,10 @@ impl Engine {
                 NotifyLate::OpenOnly => o.to_ms.is_none(),
                 NotifyLate::Never => false,
             };
-            if let Some(why) = &inhibited_by {
+            if self.drill_holds(&incident) {
+                incident.push(now, "notification_held", None, "drill incident");
+                changes.push(Change::Held(incident.id, "late".into()));
+            } else if let Some(why) = &inhibited_by {
                 incident.push(now, "inhibited", None, why.clone());
                 changes.push(Change::Held(incident.id, "late".into()));
             } else if notify {
@@ -731,9 +761,7 @@ impl Engine {
                 incident.acknowledged_by = Some(by.to_owned());
             }
             incident.push(now, "acknowledged", Some(by), comment);
-            if !incident.inhibited {
-                engine.notify(batch, incident, "acknowledged", now, changes);
-            }
+            engine.notify_unless_held(batch, incident, "acknowledged", now, changes);
         })
     }
 
@@ -754,9 +782,7 @@ impl Engine {
             incident.resolved_by = Some(by.to_owned());
             incident.resolution_note = Some(note.to_owned());
             incident.push(now, "resolved", Some(by), note);
-            if !incident.inhibited {
-                engine.notify(batch, incident, "resolved", now, changes);
-            }
+            engine.notify_unless_held(batch, incident, "resolved", now, changes);
         })
     }
 

@@ -8,7 +8,8 @@
 //! A stretch is judged once the data shows how it ended: followed by `up` (over), or reaching
 //! `now` (still going on). A stretch followed only by unknown time may still be filled by data
 //! on its way, so it is left for a later look ([`Scan::unfinished`]). Down stretches separated
-//! by less than `resolve_after` are one outage, as they would be live.
+//! by less than `resolve_after` are one outage, as they would be live. A stretch that starts
+//! inside a drill window is that drill's outage ([`LateOutage::drill`]).
 
 use super::conditions::{key, Condition};
 use super::policy::IncidentPolicy;
@@ -30,6 +31,9 @@ pub struct LateOutage {
     pub from_ms: u64,
     /// First instant up again; `None` while it goes on.
     pub to_ms: Option<u64>,
+    /// The drill run whose window holds the outage's start: a drill's outage, found late, is a
+    /// drill incident like one seen live.
+    pub drill: Option<u64>,
 }
 
 /// What one look at the data found.
@@ -78,6 +82,20 @@ pub fn scan(
         }
     }
     let shortest = u64::from(p.down_after.saturating_sub(1)) * every_ms;
+    let drills: Vec<crate::drill::DrillRun> = crate::drill::DrillStore::new(store.clone())
+        .all()?
+        .into_iter()
+        .filter(|r| r.service == s.id)
+        .collect();
+    let drill_at = |t: u64| {
+        drills
+            .iter()
+            .find(|r| {
+                r.window()
+                    .is_some_and(|(from, to)| from <= t && to.is_none_or(|to| t < to))
+            })
+            .map(|r| r.id)
+    };
     let mut out = Scan::default();
     for (from, to) in stretches {
         if to - from < shortest.max(1) {
@@ -114,6 +132,7 @@ pub fn scan(
             },
             from_ms: from,
             to_ms: (!ongoing).then_some(to),
+            drill: drill_at(from),
         });
     }
     Ok(out)

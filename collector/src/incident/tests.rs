@@ -1445,3 +1445,223 @@ fn a_manual_resolve_while_breaching_holds_until_the_condition_clears_and_breache
     w.evaluate(t + 1);
     assert_eq!(w.count(|c| matches!(c, Change::Opened(..))), 2);
 }
+
+/// A finished drill run of `web` whose window is `[from_ms, to_ms)`.
+fn finished_drill(id: u64, from_ms: u64, to_ms: u64) -> crate::drill::DrillRun {
+    crate::drill::DrillRun {
+        id,
+        drill: "dr".into(),
+        service: "web".into(),
+        runbook: "rb".into(),
+        scenario: String::new(),
+        participants: Vec::new(),
+        confirm_ms: 0,
+        max_duration_ms: None,
+        notify: false,
+        trigger: crate::drill::DrillTrigger::Manual { by: "ana".into() },
+        status: crate::drill::DrillStatus::Finished,
+        started_ms: from_ms,
+        inject_ms: Some(from_ms),
+        run: None,
+        restore_run: None,
+        aborted: None,
+        skipped: None,
+        deviations: Vec::new(),
+        ended_ms: Some(to_ms),
+        settle_until_ms: Some(to_ms),
+        finished_ms: Some(to_ms),
+        outcome: None,
+        sealed_sha256: None,
+        review: None,
+    }
+}
+
+impl World {
+    fn drill(&self, run: &crate::drill::DrillRun) {
+        crate::drill::DrillStore::new(self.store.clone())
+            .put(run)
+            .expect("drill stored");
+    }
+
+    fn burn(&self, len_ms: u64, now: u64) -> super::conditions::Burn {
+        let web = self.catalogue.get("web").expect("web");
+        super::conditions::burn(&self.store, web, len_ms, now).expect("burn")
+    }
+}
+
+#[test]
+fn a_burn_rate_leaves_drill_time_out_of_the_budget_arithmetic_exactly() {
+    // 99.9 %: the budget share is 0.1 %. Up, then down for 300 s from `down` (results every
+    // 10 s hold until the next one), judged at `now` = down + 360 s over 1 h and 5 min.
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "sla_below_target = false\ndown_after = 1000\nflapping = { enabled = false }\n",
+    );
+    let down = T0 + 2 * 3_600 * SECOND_MS;
+    let now = down + 360 * SECOND_MS;
+    let mut t = T0;
+    while t < now {
+        w.result(t, !(down..down + 300 * SECOND_MS).contains(&t), EVERY);
+        t += EVERY;
+    }
+    let share = 1.0 - 99.9 / 100.0;
+    let (hour, five) = (3_600 * SECOND_MS, 5 * MINUTE_MS);
+    // No drill: 300 s down of 3600 s; 240 s down of 300 s.
+    assert_eq!(w.burn(hour, now).rate, Some(300.0 / 3_600.0 / share));
+    assert_eq!(w.burn(five, now).rate, Some(240.0 / 300.0 / share));
+    // A drill over [down − 20 s, down + 200 s): its 200 s of down time leave both sides of the
+    // ratio (the 20 s measured up in it stay up); 100 s real downtime remain.
+    w.drill(&finished_drill(
+        1,
+        down - 20 * SECOND_MS,
+        down + 200 * SECOND_MS,
+    ));
+    let long = w.burn(hour, now);
+    assert_eq!(long.rate, Some(100.0 / 3_400.0 / share));
+    assert_eq!(long.coverage_pct, 100.0, "drill time is not a coverage gap");
+    // 5 min = [down + 60 s, down + 360 s): 140 s drill, 100 s down, 60 s up.
+    assert_eq!(w.burn(five, now).rate, Some(100.0 / 160.0 / share));
+    // A second drill run covering the rest of the outage: nothing burns.
+    w.drill(&finished_drill(
+        2,
+        down + 150 * SECOND_MS,
+        down + 320 * SECOND_MS,
+    ));
+    assert_eq!(w.burn(hour, now).rate, Some(0.0));
+    assert_eq!(w.burn(five, now).rate, Some(0.0));
+}
+
+#[test]
+fn a_drill_over_an_outage_opens_no_burn_rate_incident_and_one_past_its_end_opens_later() {
+    // As `fast_and_slow_burn_rates_fire_at_the_exact_evaluation` (fast opens 60 s into the
+    // outage without a drill), with drills over the outage.
+    let run = |drill_to: u64| -> Option<u64> {
+        let mut w = World::new(
+            "{ availability = 99.9 }",
+            "sla_below_target = false\ndown_after = 1000\nflapping = { enabled = false }\n",
+        );
+        let down = T0 + 2 * 3_600 * SECOND_MS;
+        w.drill(&finished_drill(1, down - 20 * SECOND_MS, down + drill_to));
+        let mut t = T0;
+        while t <= down + 10 * MINUTE_MS {
+            w.result(t, t < down, EVERY);
+            if t >= down {
+                w.evaluate(t);
+            }
+            t += EVERY;
+        }
+        let fast = w.first_at(|c| matches!(c, Change::Opened(_, k) if k == "burn_rate.fast:web"));
+        fast.map(|at| at - down)
+    };
+    // The drill lasts the whole 10 minutes looked at: no burn-rate incident.
+    assert_eq!(run(11 * MINUTE_MS), None);
+    // The drill ends 200 s into the outage: the real downtime d after it burns the hour at
+    // d / 3400 s / 0.1 % (drill time is in neither side), ≥ 14.4× from d = 48.96 s: at the
+    // evaluation 250 s in (d = 50 s; the 5 min window then burns 50 / 100 s / 0.1 %).
+    assert_eq!(run(200 * SECOND_MS), Some(250 * SECOND_MS));
+}
+
+#[test]
+fn drill_downtime_does_not_spend_the_slo_window_budget() {
+    // A 1-day window at 99.9 % allows 86.4 s; 300 s down spends it, unless it was a drill.
+    let judge = |with_drill: bool| -> (bool, crate::sla::SlaReport) {
+        let mut w = World::new(
+            "{ availability = 99.9, window = \"1d\" }",
+            "burn_rate = []\ndown_after = 1000\nflapping = { enabled = false }\n",
+        );
+        let down = T0 + 30 * MINUTE_MS;
+        let now = T0 + 40 * MINUTE_MS;
+        if with_drill {
+            w.drill(&finished_drill(1, down - MINUTE_MS, down + 6 * MINUTE_MS));
+        }
+        let mut t = T0;
+        while t < now {
+            w.result(t, !(down..down + 300 * SECOND_MS).contains(&t), EVERY);
+            t += EVERY;
+        }
+        w.evaluate(now);
+        let opened = w.count(|c| matches!(c, Change::Opened(_, k) if k == "sla_below_target:web"));
+        let web = w.catalogue.get("web").expect("web");
+        let report =
+            crate::availability::service_report(&w.store, web, web.window.resolve(now)).expect("r");
+        (opened == 1, report)
+    };
+    let (opened, r) = judge(false);
+    assert!(opened);
+    assert_eq!(
+        (r.downtime_s, r.drill_s, r.error_budget_s),
+        (300.0, 0.0, 86.4)
+    );
+    let (opened, r) = judge(true);
+    assert!(!opened, "{r:?}");
+    assert_eq!(
+        (r.downtime_s, r.drill_s, r.error_budget_s),
+        (0.0, 300.0, 86.1)
+    );
+}
+
+#[test]
+fn a_drill_incident_that_is_not_paged_is_not_paged_when_acknowledged_or_resolved_either() {
+    let outbox = |notify: bool| {
+        let mut w = World::new(
+            "{ availability = 99.9 }",
+            "burn_rate = []\nsla_below_target = false\ndown_after = 1\nflapping = { enabled = false }\n",
+        );
+        w.engine
+            .set_drills(HashMap::from([("web".to_owned(), (7, notify))]));
+        w.result(T0, false, EVERY);
+        w.evaluate(T0 + 1);
+        let incident = w.incidents().pop().expect("opened");
+        assert_eq!(incident.drill, Some(7));
+        w.engine
+            .acknowledge(incident.id, "ana", "drill", T0 + 2)
+            .expect("ack");
+        w.engine
+            .resolve(incident.id, "ana", "drill over", T0 + 3)
+            .expect("resolve");
+        (w.queued(), w.incidents().pop().expect("kept"))
+    };
+    let (queued, incident) = outbox(false);
+    assert!(queued.is_empty(), "{queued:?}");
+    let held: Vec<&str> = incident
+        .timeline
+        .iter()
+        .filter(|e| e.event == "notification_held")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(held, ["drill incident"; 3]);
+    // A drill with `notify = true`: every event goes out, marked with the drill run.
+    let (queued, _) = outbox(true);
+    let events: Vec<&str> = queued.iter().map(|n| n.event.as_str()).collect();
+    assert_eq!(events, ["opened", "acknowledged", "resolved"]);
+    assert!(queued.iter().all(|n| n.body["incident"]["drill"] == 7));
+}
+
+#[test]
+fn an_outage_found_late_inside_a_drill_window_is_a_drill_incident_and_not_paged() {
+    let mut w = World::new(
+        "{ availability = 99.9 }",
+        "burn_rate = []\nsla_below_target = false\nnotify_late = \"always\"\n",
+    );
+    let down_from = T0 + 13 * MINUTE_MS;
+    w.drill(&finished_drill(
+        4,
+        down_from - MINUTE_MS,
+        down_from + 5 * MINUTE_MS,
+    ));
+    let back = partitioned(&mut w, down_from, down_from + 2 * MINUTE_MS);
+    assert!(!w.evaluate_late((T0 + 10 * MINUTE_MS, back), back));
+    let incident = w
+        .incidents()
+        .into_iter()
+        .find(|i| i.rule == Rule::ServiceDown)
+        .expect("recorded");
+    assert!(incident.late, "{incident:#?}");
+    assert_eq!(incident.drill, Some(4));
+    let late: Vec<_> = w
+        .queued()
+        .into_iter()
+        .filter(|n| n.event == "late")
+        .collect();
+    assert_eq!(late, Vec::new(), "a drill's outage is not paged");
+}
