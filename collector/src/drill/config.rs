@@ -3,8 +3,8 @@
 //! (`max_duration`), how long the service must stay up to count as recovered (`confirm`), and
 //! whether its incidents still notify (marked as a drill).
 //!
-//! `schedule` is a cron expression (five fields, UTC, parsed by `croner`: `0 10 * * MON#1` is
-//! the first Monday of each month at 10:00) or the shorthand `monthly first monday 10:00`
+//! `schedule` is a cron expression (five fields, or six with seconds first; UTC, parsed by
+//! `croner`: `0 10 * * MON#1` is the first Monday of each month at 10:00) or the shorthand `monthly first monday 10:00`
 //! (`first` … `fourth` or `last`), which is turned into that expression.
 
 use std::collections::{HashMap, HashSet};
@@ -414,6 +414,10 @@ runbook = "db-failover"
         assert_eq!(again, jan);
         let cron = Schedule::parse("*/5 * * * *").expect("cron");
         assert_eq!(cron.next_after(from), Some(from + 300_000));
+        // Six fields: the first is seconds (the e2e test's every-10-seconds drill).
+        let secs = Schedule::parse("*/10 * * * * *").expect("seconds");
+        assert_eq!(secs.next_after(from + 1), Some(from + 10_000));
+        assert_eq!(secs.next_after(from + 10_000), Some(from + 20_000));
         let last = Schedule::parse("monthly last friday 16:30").expect("last");
         assert_eq!(
             last.next_after(from),

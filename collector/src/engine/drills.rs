@@ -127,6 +127,29 @@ impl Drills {
         })
     }
 
+    /// The scheduled drills due at `now` (the caller's clock: the engine's, or a test's virtual
+    /// one) with their planned times; each one's next time moves past `now`, so a drill fires
+    /// once per planned time, and once only after a gap that skipped several.
+    pub(super) fn due(&mut self, now: u64) -> Vec<(String, u64)> {
+        let due: Vec<(String, u64)> = self
+            .next_fire
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(d, t)| (d.clone(), *t))
+            .collect();
+        for (drill, _) in &due {
+            let next = self
+                .defs
+                .get(drill)
+                .and_then(|d| d.schedule.as_ref()?.next_after(now));
+            match next {
+                Some(n) => self.next_fire.insert(drill.clone(), n),
+                None => self.next_fire.remove(drill),
+            };
+        }
+        due
+    }
+
     /// When the task must wake next for a schedule, an abort or the end of settling.
     pub(super) fn next_due(&self) -> Option<u64> {
         let runs = self.active.values().filter_map(|r| match r.status {
@@ -351,17 +374,67 @@ impl Task {
                 self.drills.updates.push(r);
             }
         }
-        // A drill stored running whose runbook never started (a crash in between).
+        // A crash between storing a runbook run and storing its id in the drill: the run is
+        // found by its trigger (resuming it may already have ended it).
+        let unlinked = |d: &DrillRun| {
+            (d.status == DrillStatus::Running && d.run.is_none())
+                || (d.status == DrillStatus::Restoring && d.restore_run.is_none())
+        };
+        if self.drills.active.values().any(unlinked) {
+            let found = match runs.all() {
+                Ok(all) => all,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot read runbook runs to resume drills.");
+                    Vec::new()
+                }
+            };
+            for r in found {
+                let Trigger::Drill { drill_run } = r.trigger else {
+                    continue;
+                };
+                let Some(mut d) = self.drills.active.get(&drill_run).cloned() else {
+                    continue;
+                };
+                let main = r.runbook == drill_book_id(&d.runbook);
+                let restore = r.runbook == restore_book_id(&d.runbook);
+                match d.status {
+                    DrillStatus::Running if main && d.run.is_none() => d.run = Some(r.id),
+                    DrillStatus::Restoring if restore && d.restore_run.is_none() => {
+                        d.restore_run = Some(r.id);
+                    }
+                    _ => continue,
+                }
+                tracing::info!(
+                    drill_run,
+                    run = r.id,
+                    "Drill resumes with its runbook run found by its trigger."
+                );
+                if let Err(e) = self.put_drill(d).await {
+                    tracing::error!(drill_run, error = %e, "Cannot store a drill run.");
+                }
+                self.drills.updates.push(r);
+            }
+        }
         let orphans: Vec<DrillRun> = self
             .drills
             .active
             .values()
-            .filter(|d| d.status == DrillStatus::Running && d.run.is_none())
+            .filter(|d| unlinked(d))
             .cloned()
             .collect();
         for mut d in orphans {
-            d.aborted = Some("the collector stopped before the runbook started".to_owned());
-            self.settle(d).await;
+            if d.status == DrillStatus::Running {
+                // Its runbook never started: nothing was injected.
+                d.aborted = Some("the collector stopped before the runbook started".to_owned());
+                self.settle(d).await;
+            } else {
+                // Its restore run never started: start it now.
+                tracing::info!(
+                    drill_run = d.id,
+                    "Drill starts its restore steps after a restart."
+                );
+                self.start_restore(d).await;
+            }
         }
         self.drill_updates().await;
     }
@@ -370,7 +443,9 @@ impl Task {
     pub(super) async fn drill_action(&mut self, action: DrillAction) {
         match action {
             DrillAction::Start { drill, by, reply } => {
-                let out = self.start_drill(&drill, DrillTrigger::Manual { by }).await;
+                let out = self
+                    .start_drill(&drill, DrillTrigger::Manual { by }, now_ms())
+                    .await;
                 if reply.send(out).is_err() {
                     tracing::debug!("Drill started after its request was dropped.");
                 }
@@ -398,11 +473,12 @@ impl Task {
         self.put_drill(d).await
     }
 
-    /// Starts drill `id` (or stores it skipped with the reason).
+    /// Starts drill `id` at `now` (or stores it skipped with the reason).
     async fn start_drill(
         &mut self,
         id: &str,
         trigger: DrillTrigger,
+        now: u64,
     ) -> Result<DrillRun, DrillError> {
         let def = self
             .drills
@@ -410,7 +486,6 @@ impl Task {
             .get(id)
             .cloned()
             .ok_or_else(|| DrillError::UnknownDrill(id.to_owned()))?;
-        let now = now_ms();
         let run_id = self.drills.next_id;
         self.drills.next_id += 1;
         let busy = self
@@ -571,24 +646,7 @@ impl Task {
                     }
                 };
                 tracing::info!(drill_run, "Drill runs its restore steps on their own.");
-                match self
-                    .start_run(&restore_book_id(&d.runbook), Trigger::Drill { drill_run })
-                    .await
-                {
-                    Ok(r) => {
-                        let mut d = self.drills.active.get(&drill_run).cloned().unwrap_or(d);
-                        d.restore_run = Some(r.id);
-                        if let Err(e) = self.put_drill(d).await {
-                            tracing::error!(drill_run, error = %e, "Cannot store a drill run.");
-                        }
-                    }
-                    Err(e) => {
-                        let mut d = d;
-                        d.deviations
-                            .push(format!("the restore steps could not start: {e}"));
-                        self.settle(d).await;
-                    }
-                }
+                self.start_restore(d).await;
                 return;
             }
             self.settle(d).await;
@@ -605,6 +663,29 @@ impl Task {
             }
             d.restore_run = Some(run.id);
             self.settle(d).await;
+        }
+    }
+
+    /// Starts the restore book of drill `d` (stored `restoring`) and records its run.
+    async fn start_restore(&mut self, d: DrillRun) {
+        let drill_run = d.id;
+        match self
+            .start_run(&restore_book_id(&d.runbook), Trigger::Drill { drill_run })
+            .await
+        {
+            Ok(r) => {
+                let mut d = self.drills.active.get(&drill_run).cloned().unwrap_or(d);
+                d.restore_run = Some(r.id);
+                if let Err(e) = self.put_drill(d).await {
+                    tracing::error!(drill_run, error = %e, "Cannot store a drill run.");
+                }
+            }
+            Err(e) => {
+                let mut d = d;
+                d.deviations
+                    .push(format!("the restore steps could not start: {e}"));
+                self.settle(d).await;
+            }
         }
     }
 
@@ -633,29 +714,13 @@ impl Task {
         }
     }
 
-    /// Schedules, aborts and measurements that are due.
-    pub(super) async fn drill_timer(&mut self) {
-        let now = now_ms();
-        let due: Vec<(String, u64)> = self
-            .drills
-            .next_fire
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(d, t)| (d.clone(), *t))
-            .collect();
-        for (drill, planned_ms) in due {
-            let next = self
-                .drills
-                .defs
-                .get(&drill)
-                .and_then(|d| d.schedule.as_ref()?.next_after(now));
-            match next {
-                Some(n) => self.drills.next_fire.insert(drill.clone(), n),
-                None => self.drills.next_fire.remove(&drill),
-            };
+    /// Schedules, aborts and measurements due at `now` (the engine passes its clock; tests a
+    /// virtual one).
+    pub(super) async fn drill_timer(&mut self, now: u64) {
+        for (drill, planned_ms) in self.drills.due(now) {
             tracing::info!(drill = %drill, planned_ms, "Scheduled drill is due.");
             if let Err(e) = self
-                .start_drill(&drill, DrillTrigger::Schedule { planned_ms })
+                .start_drill(&drill, DrillTrigger::Schedule { planned_ms }, now)
                 .await
             {
                 tracing::error!(drill = %drill, error = %e, "Cannot start a scheduled drill.");

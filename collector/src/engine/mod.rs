@@ -227,56 +227,18 @@ pub async fn run(
     deps: EngineDeps,
     shutdown: CancellationToken,
 ) {
-    let every_ms = engine.settings().evaluate_every_ms;
-    let every = std::time::Duration::from_millis(every_ms);
+    let every = std::time::Duration::from_millis(engine.settings().evaluate_every_ms);
     let mut tick = tokio::time::interval_at(Instant::now() + deps.first_tick, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let books = match inbox.runbooks.take() {
-        Some(b) => b,
-        None => match runbooks::Runbooks::load(&[], &deps.store, inbox.weak.clone()) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot read runbook runs; the engine task stops.");
-                return;
-            }
-        },
+    let Some(mut task) = Task::new(&mut inbox, engine, deps) else {
+        return;
     };
-    let capacity = inbox
-        .capacity
-        .take()
-        .filter(|c| c.settings.incidents.enabled);
-    let mut capacity_tick = capacity.as_ref().map(|c| {
+    let mut capacity_tick = task.capacity.as_ref().map(|c| {
         let every = std::time::Duration::from_millis(c.settings.incidents.evaluate_every_ms);
         let mut t = tokio::time::interval_at(Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    let drills = match inbox.drills.take() {
-        Some(d) => d,
-        None => match drills::Drills::load(&[], &deps.store, now_ms()) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot read drill runs; the engine task stops.");
-                return;
-            }
-        },
-    };
-    let mut task = Task {
-        capacity,
-        drills,
-        runbooks: books,
-        engine: Some(engine),
-        deps,
-        presence: Presence::default(),
-        snapshot: inbox.snapshot.clone(),
-        every_ms,
-        follow_ups: BTreeMap::new(),
-        late_again: LateRanges::new(),
-        late_since: BTreeMap::new(),
-        last_wake_ms: None,
-        evaluations: 0,
-        last_evaluation_ms: None,
-    };
     task.resume_runs().await;
     task.resume_drills().await;
     task.look_for_triggers();
@@ -379,6 +341,50 @@ pub(crate) fn spawn_for_tests_with(
 }
 
 impl Task {
+    /// The task's state: `engine`, and the runbooks, drills and capacity context `inbox` was
+    /// given (taken from it); `None` (logged) when stored runs cannot be read.
+    fn new(inbox: &mut EngineInbox, engine: Engine, deps: EngineDeps) -> Option<Self> {
+        let books = match inbox.runbooks.take() {
+            Some(b) => b,
+            None => match runbooks::Runbooks::load(&[], &deps.store, inbox.weak.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot read runbook runs; the engine task stops.");
+                    return None;
+                }
+            },
+        };
+        let drills = match inbox.drills.take() {
+            Some(d) => d,
+            None => match drills::Drills::load(&[], &deps.store, now_ms()) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot read drill runs; the engine task stops.");
+                    return None;
+                }
+            },
+        };
+        Some(Self {
+            capacity: inbox
+                .capacity
+                .take()
+                .filter(|c| c.settings.incidents.enabled),
+            drills,
+            runbooks: books,
+            every_ms: engine.settings().evaluate_every_ms,
+            engine: Some(engine),
+            deps,
+            presence: Presence::default(),
+            snapshot: inbox.snapshot.clone(),
+            follow_ups: BTreeMap::new(),
+            late_again: LateRanges::new(),
+            late_since: BTreeMap::new(),
+            last_wake_ms: None,
+            evaluations: 0,
+            last_evaluation_ms: None,
+        })
+    }
+
     fn due_follow_ups(&mut self) -> BTreeSet<String> {
         let now = Instant::now();
         let due: BTreeSet<String> = self
@@ -420,7 +426,7 @@ impl Task {
             } => self.step_done(run, step, attempt, outcome).await,
             EngineEvent::RunbookTimer => {
                 self.runbook_timer().await;
-                self.drill_timer().await;
+                self.drill_timer(now_ms()).await;
             }
             EngineEvent::CommandAnswer(ack) => self.command_answer(*ack).await,
             EngineEvent::Drill(action) => self.drill_action(action).await,
