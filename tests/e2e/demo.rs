@@ -93,7 +93,8 @@ fn truth(changes: &[(u64, Change)], start: u64, end: u64) -> (Vec<(u64, u64)>, V
             Change::OnStandby(on) => standby = on,
             Change::Billing(up) => billing = up,
         }
-        let shop_down = !standby && !(scripted && !fault);
+        // Down while the shop answers from the primary and the primary is failed or broken.
+        let shop_down = (fault || !scripted) && !standby;
         match (shop_down, shop_since) {
             (true, None) => shop_since = Some(at),
             (false, Some(since)) => {
