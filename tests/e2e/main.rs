@@ -13,6 +13,7 @@ mod commands;
 mod configs;
 mod dashboard;
 mod delivery;
+mod demo;
 mod disk_full;
 mod drills;
 mod drills_paging;

@@ -11,10 +11,21 @@
 //! runbook: its `agent_action` step is a command signed with a key the demo makes for itself,
 //! sent to the demo agent, whose declared `promote` action (an `http` action) tells the router to
 //! answer from the standby; a `wait_for` step then waits until the shop is measured up again.
-//! When the primary is healthy again the script fails back. The demo prints this story as it
-//! happens (outage → incident → runbook steps → recovery), and every few seconds the live SLA
-//! summary and the incidents. Ctrl-C (or `--duration`) stops everything in order: agent,
-//! collector, demo services.
+//! When the primary is healthy again the script fails back.
+//!
+//! **Drill.** Once, at a quiet point of the first cycle ([`DRILL_AT`]), the demo starts drill
+//! `shop-dr` through the API as an operator would: the runbook runs in drill mode, its `inject`
+//! steps break the primary (the agent's `fault` action) and let the failure show, its recovery
+//! steps fail over, its `restore` steps heal the primary and fail back ([`drill`]).
+//!
+//! The demo prints this story as it happens (outage → incident → runbook steps → recovery; the
+//! drill's verdict and where its report is), each change of a demo service with its time (the
+//! script's truth, which the e2e test compares with the availability report), and every few
+//! seconds the live SLA summary and the incidents. Ctrl-C (or `--duration`) stops everything in
+//! order: agent, collector, demo services. A temporary data directory is removed at exit, except
+//! the drill's report files (`reports/`).
+
+mod drill;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -43,6 +54,12 @@ pub const CYCLE: Duration = Duration::from_secs(90);
 pub const PRIMARY_DOWN: (u64, u64) = (20, 45);
 /// Within each cycle, billing fails during `[60 s, 70 s)`.
 pub const BILLING_DOWN: (u64, u64) = (60, 70);
+/// Within the first cycle, the demo starts its drill at this second: after billing's outage,
+/// long after the shop's incident from its scripted outage resolved, and so that the drill with
+/// its settling (about 25 s) ends before the next cycle's outage at 110 s.
+pub const DRILL_AT: u64 = 72;
+/// The demo's drill.
+pub const DRILL_ID: &str = "shop-dr";
 /// How often the live summary is printed.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
@@ -57,29 +74,100 @@ pub struct DemoOptions {
     pub data_dir: Option<PathBuf>,
 }
 
-/// A local HTTP service whose health the script switches.
+/// A demo service's health: the script's switch and a fault a drill injects.
+#[derive(Clone)]
+struct Health {
+    /// Healthy by the script.
+    scripted: Arc<AtomicBool>,
+    /// Broken by a drill's inject (the agent's `fault` action), until its restore heals it.
+    fault: Arc<AtomicBool>,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            scripted: Arc::new(AtomicBool::new(true)),
+            fault: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn up(&self) -> bool {
+        self.scripted.load(Ordering::Relaxed) && !self.fault.load(Ordering::Relaxed)
+    }
+}
+
+/// A local HTTP service whose health the script switches and a drill can break
+/// (`POST /fault?state=broken|healthy`).
 struct DemoTarget {
     name: &'static str,
     addr: SocketAddr,
-    healthy: Arc<AtomicBool>,
+    health: Health,
+}
+
+#[derive(Debug, Deserialize)]
+struct Fault {
+    state: String,
+}
+
+/// Epoch ms as RFC 3339 UTC with milliseconds.
+fn iso(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || ms.to_string(),
+            |d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        )
+}
+
+/// Now, as [`iso`]: the time printed on the script's lines.
+fn stamp() -> String {
+    iso(watchstand_shared::time::now_ms())
 }
 
 async fn start_target(name: &'static str, stop: CancellationToken) -> anyhow::Result<DemoTarget> {
-    let healthy = Arc::new(AtomicBool::new(true));
-    let flag = healthy.clone();
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let flag = flag.clone();
-            async move {
-                if flag.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "scripted outage")
+    let health = Health::new();
+    let (probed, faulted) = (health.clone(), health.fault.clone());
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let up = probed.up();
+                async move {
+                    if up {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "outage")
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        )
+        .route(
+            "/fault",
+            post(move |Query(f): Query<Fault>| {
+                let fault = faulted.clone();
+                async move {
+                    let broken = match f.state.as_str() {
+                        "broken" => true,
+                        "healthy" => false,
+                        other => {
+                            return (StatusCode::BAD_REQUEST, format!("no such state {other:?}"))
+                        }
+                    };
+                    fault.store(broken, Ordering::Relaxed);
+                    say(&format!(
+                        "[demo] {name} {} at {}\n",
+                        if broken {
+                            "BROKEN by the drill's inject"
+                        } else {
+                            "HEALED by the drill's restore"
+                        },
+                        stamp()
+                    ));
+                    (StatusCode::OK, format!("{name} {}", f.state))
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .with_context(|| format!("demo service {name}: cannot listen on loopback"))?;
@@ -92,11 +180,7 @@ async fn start_target(name: &'static str, stop: CancellationToken) -> anyhow::Re
             tracing::warn!(service = name, error = %e, "Demo service failed.");
         }
     });
-    Ok(DemoTarget {
-        name,
-        addr,
-        healthy,
-    })
+    Ok(DemoTarget { name, addr, health })
 }
 
 /// The shop's address: answers from the primary or the standby, whichever is active (a load
@@ -112,8 +196,8 @@ struct Promote {
 }
 
 async fn start_router(
-    primary: Arc<AtomicBool>,
-    standby: Arc<AtomicBool>,
+    primary: Health,
+    standby: Health,
     stop: CancellationToken,
 ) -> anyhow::Result<ShopRouter> {
     let standby_active = Arc::new(AtomicBool::new(false));
@@ -130,9 +214,9 @@ async fn start_router(
                 );
                 async move {
                     let (name, healthy) = if on_standby {
-                        ("standby", standby.load(Ordering::Relaxed))
+                        ("standby", standby.up())
                     } else {
-                        ("primary", primary.load(Ordering::Relaxed))
+                        ("primary", primary.up())
                     };
                     if healthy {
                         (StatusCode::OK, format!("shop served by the {name}"))
@@ -154,6 +238,11 @@ async fn start_router(
                         "standby" | "primary" => {
                             switch.store(p.to == "standby", Ordering::Relaxed);
                             tracing::info!(to = %p.to, "Demo shop router switched.");
+                            say(&format!(
+                                "[demo] the shop's address answers from the {} (the agent's promote action) at {}\n",
+                                p.to,
+                                stamp()
+                            ));
                             (StatusCode::OK, format!("{} now answers", p.to))
                         }
                         other => (StatusCode::BAD_REQUEST, format!("no such role {other:?}")),
@@ -240,6 +329,24 @@ service = "shop"
 description = "Promote the standby when the shop is down"
 on_incident = {{ rules = ["service_down"], min_priority = "P2", after = "0s" }}
 
+# In drills only (incident runs skip them): break the primary, and let the failure show
+# for as long as an unattended outage would before anyone acts.
+[[runbooks.steps]]
+id = "break-primary"
+kind = "inject"
+via = "agent_action"
+agent = "demo-agent"
+action = "fault"
+args = {{ state = "broken" }}
+timeout = "15s"
+
+[[runbooks.steps]]
+id = "let-it-show"
+kind = "inject"
+via = "exec"
+argv = ["sleep", "6"]
+timeout = "15s"
+
 [[runbooks.steps]]
 id = "promote-standby"
 kind = "agent_action"
@@ -256,6 +363,36 @@ service = "shop"
 state = "up"
 for = "5s"
 timeout = "60s"
+
+# In drills only: heal the primary, then fail back to it.
+[[runbooks.steps]]
+id = "heal-primary"
+kind = "restore"
+via = "agent_action"
+agent = "demo-agent"
+action = "fault"
+args = {{ state = "healthy" }}
+timeout = "15s"
+retries = 1
+
+[[runbooks.steps]]
+id = "fail-back"
+kind = "restore"
+via = "agent_action"
+agent = "demo-agent"
+action = "promote"
+args = {{ role = "primary" }}
+timeout = "15s"
+retries = 1
+
+[[drills]]
+id = "{DRILL_ID}"
+service = "shop"
+runbook = "shop-failover"
+scenario = "The shop's primary fails; the standby is promoted by a signed agent action"
+participants = ["the demo (continuity manager)"]
+max_duration = "2m"
+confirm = "5s"
 
 [[services]]
 id = "billing"
@@ -275,6 +412,7 @@ fn agent_toml(
     broker: SocketAddr,
     targets: &[DemoTarget],
     router: SocketAddr,
+    primary: SocketAddr,
     key: &CommandKey,
 ) -> String {
     let mut text = format!(
@@ -305,6 +443,15 @@ timeout = "5s"
 [actions.args.role]
 allowed = ["standby", "primary"]
 
+[[actions]]
+id = "fault"
+kind = "http"
+method = "POST"
+url = "http://{primary}/fault?state={{state}}"
+timeout = "5s"
+[actions.args.state]
+allowed = ["broken", "healthy"]
+
 [[probes]]
 id = "shop"
 kind = "http"
@@ -312,7 +459,7 @@ url = "http://{router}/"
 interval = "1s"
 timeout = "900ms"
 "#,
-        public = key.public().to_base64()
+        public = key.public().to_base64(),
     );
     for t in targets {
         text.push_str(&format!(
@@ -375,8 +522,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         start_target("billing-http", targets_stop.clone()).await?,
     ];
     let router = start_router(
-        targets[0].healthy.clone(),
-        targets[1].healthy.clone(),
+        targets[0].health.clone(),
+        targets[1].health.clone(),
         targets_stop.clone(),
     )
     .await?;
@@ -387,6 +534,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let key_file = data_dir.join("command.key");
+    let reports = data_dir.join("reports");
     key.write(&key_file, true)?;
 
     // The demo's API needs a token like any other: it makes an operator token for itself and
@@ -409,7 +557,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let collector = server::start(collector_config, collector_stop.clone()).await?;
 
     let agent_config = watchstand_agent::load_config_str(
-        &agent_toml(&data_dir.join("agent"), broker, &targets, router.addr, &key),
+        &agent_toml(
+            &data_dir.join("agent"),
+            broker,
+            &targets,
+            router.addr,
+            targets[0].addr,
+            &key,
+        ),
         Path::new("<demo agent>"),
     )?;
     let agent_stop = CancellationToken::new();
@@ -418,25 +573,37 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let api = format!("http://{}", collector.api_addr);
     let secret = token.secret.expose();
     say(&format!(
-        "\nWatchstand demo is running.\n  API:      {api}/api/v1/services   (also /api/v1/agents, /api/v1/health, /metrics)\n  Token:    {secret}   ({DEMO_TOKEN_NAME}, operator; made for this run only)\n            export WATCHSTAND_TOKEN={secret}\n  CLI:      watchstand-collector sla --server {api}\n            watchstand-collector incidents list --server {api}\n            watchstand-collector incidents ack ID --comment \"on it\" --server {api}\n  curl:     curl -H \"Authorization: Bearer $WATCHSTAND_TOKEN\" {api}/api/v1/services\n  Broker:   {}\n  Script:   shop-primary fails {}–{} s and billing {}–{} s of every {} s cycle;\n            the shop's outage triggers runbook shop-failover (a signed agent action\n            promotes the standby), and the script fails back when the primary recovers.\n  Runbooks: watchstand-collector runbooks runs --server {api}\n  Stop:     Ctrl-C\n\n",
+        "\nWatchstand demo is running.\n  API:      {api}/api/v1/services   (also /api/v1/agents, /api/v1/health, /metrics)\n  Token:    {secret}   ({DEMO_TOKEN_NAME}, operator; made for this run only)\n            export WATCHSTAND_TOKEN={secret}\n  CLI:      watchstand-collector sla --server {api}\n            watchstand-collector incidents list --server {api}\n            watchstand-collector incidents ack ID --comment \"on it\" --server {api}\n  curl:     curl -H \"Authorization: Bearer $WATCHSTAND_TOKEN\" {api}/api/v1/services\n  Broker:   {}\n  Script:   shop-primary fails {}–{} s and billing {}–{} s of every {} s cycle;\n            the shop's outage triggers runbook shop-failover (a signed agent action\n            promotes the standby), and the script fails back when the primary recovers.\n  Drill:    at {DRILL_AT} s the demo starts drill {DRILL_ID} of the shop (POST /api/v1/drills/{DRILL_ID}/run);\n            its report is written to {}\n  Runbooks: watchstand-collector runbooks runs --server {api}\n  Drills:   watchstand-collector drills runs --server {api}\n  Stop:     Ctrl-C\n\n",
         collector.broker_url,
         PRIMARY_DOWN.0,
         PRIMARY_DOWN.1,
         BILLING_DOWN.0,
         BILLING_DOWN.1,
-        CYCLE.as_secs()
+        CYCLE.as_secs(),
+        reports.display(),
     ));
 
+    let started = tokio::time::Instant::now();
     let script = tokio::spawn(script(
         targets
             .iter()
-            .map(|t| (t.name, t.healthy.clone()))
+            .map(|t| (t.name, t.health.scripted.clone()))
             .collect(),
         router.standby_active.clone(),
+        started,
         stop.clone(),
     ));
     let client = ApiClient::new(&api)?.with_token(Some(token.secret.clone()));
     let story = tokio::spawn(story(client.clone(), stop.clone()));
+    let drill = tokio::spawn(drill::run(
+        drill::DrillStory {
+            client: client.clone(),
+            api: api.clone(),
+            reports: reports.clone(),
+            at: started + Duration::from_secs(DRILL_AT),
+        },
+        stop.clone(),
+    ));
     let since = watchstand_shared::time::now_ms().to_string();
     let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
     let mut summary = tokio::time::interval(SUMMARY_EVERY);
@@ -477,6 +644,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if let Err(e) = story.await {
         tracing::warn!(error = %e, "Demo story task failed.");
     }
+    if let Err(e) = drill.await {
+        tracing::warn!(error = %e, "Demo drill task failed.");
+    }
     agent_stop.cancel();
     match agent.await {
         Ok(Ok(())) => {}
@@ -487,11 +657,42 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let outcome = collector.task.await.context("collector task")?;
     targets_stop.cancel();
     if temporary {
-        if let Err(e) = std::fs::remove_dir_all(&data_dir) {
-            tracing::debug!(error = %e, dir = %data_dir.display(), "Demo data not removed.");
-        }
+        remove_all_but_reports(&data_dir, &reports);
     }
     outcome
+}
+
+/// Removes the temporary `data_dir`, except the drill's report files in `reports` (when there
+/// are any: they are what the demo leaves to look at).
+fn remove_all_but_reports(data_dir: &Path, reports: &Path) {
+    let keep = std::fs::read_dir(reports).is_ok_and(|mut d| d.next().is_some());
+    if !keep {
+        if let Err(e) = std::fs::remove_dir_all(data_dir) {
+            tracing::debug!(error = %e, dir = %data_dir.display(), "Demo data not removed.");
+        }
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == reports {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(e) = removed {
+            tracing::debug!(error = %e, path = %path.display(), "Demo data not removed.");
+        }
+    }
+    say(&format!(
+        "The drill's report stays in {} (the rest of the demo's data is removed).\n",
+        reports.display()
+    ));
 }
 
 /// Switches the demo services' health by the script until `stop`; fails the shop back to its
@@ -499,9 +700,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 async fn script(
     targets: Vec<(&'static str, Arc<AtomicBool>)>,
     standby_active: Arc<AtomicBool>,
+    started: tokio::time::Instant,
     stop: CancellationToken,
 ) {
-    let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -523,18 +724,21 @@ async fn script(
                     name,
                     if down { "fails" } else { "recovers" }
                 );
-                if *name == "shop-primary" {
+                say(&format!(
+                    "[demo] {name} {} at {}\n",
+                    if down {
+                        "FAILS (scripted outage)"
+                    } else {
+                        "is healthy again"
+                    },
+                    stamp()
+                ));
+                if *name == "shop-primary" && !down && standby_active.swap(false, Ordering::Relaxed)
+                {
                     say(&format!(
-                        "[demo] shop-primary {}\n",
-                        if down {
-                            "FAILS (scripted outage)"
-                        } else {
-                            "is healthy again"
-                        }
+                        "[demo] failing back: the shop's address answers from the primary at {}\n",
+                        stamp()
                     ));
-                    if !down && standby_active.swap(false, Ordering::Relaxed) {
-                        say("[demo] failing back: the shop's primary answers again\n");
-                    }
                 }
             }
         }
@@ -547,6 +751,9 @@ struct StoryIncident {
     id: u64,
     dedup_key: String,
     state: String,
+    /// The drill run it was opened during.
+    #[serde(default)]
+    drill: Option<u64>,
 }
 
 /// Prints what happens as it happens: incidents opening and resolving, runbook runs and each of
@@ -566,8 +773,12 @@ async fn story(client: ApiClient, stop: CancellationToken) {
             for i in &incidents {
                 let active = i.state != "resolved";
                 if active && open.insert(i.id) {
+                    let drill = i
+                        .drill
+                        .map(|d| format!(" (a drill incident of drill run {d}: kept, not paged)"))
+                        .unwrap_or_default();
                     say(&format!(
-                        "[demo] incident {} opened: {}\n",
+                        "[demo] incident {} opened: {}{drill}\n",
                         i.id, i.dedup_key
                     ));
                 } else if !active && open.remove(&i.id) {
