@@ -37,7 +37,7 @@ function setAttrs(el, attrs) {
 }
 
 function append(el, children) {
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -867,8 +867,8 @@ function reportsPage() {
       h('div', { class: 'controls' }, h('label', { for: 'report-kind' }, 'Report'), kind), kindHelp,
       h('fieldset', {}, h('legend', {}, 'Period'),
         h('div', { class: 'controls' },
-          h('span', {}, byMonth, h('label', { for: 'period-month' }, ' A calendar month')),
-          h('span', {}, byRange, h('label', { for: 'period-range' }, ' Days from … to'))),
+          h('span', { class: 'choice' }, byMonth, h('label', { for: 'period-month' }, 'A calendar month')),
+          h('span', { class: 'choice' }, byRange, h('label', { for: 'period-range' }, 'Days from … to'))),
         monthBox, rangeBox),
       h('div', { class: 'controls' }, h('label', { for: 'report-format' }, 'Format'), format),
       h('button', { type: 'submit', id: 'report-get' }, 'Get report')),
@@ -913,7 +913,7 @@ async function render() {
   }
   if (ticket !== rendering || !sessionStorage.getItem(TOKEN_KEY)) return;
   const m = main();
-  m.replaceChildren(...nodes.flat().filter(Boolean));
+  m.replaceChildren(...nodes.flat(Infinity).filter(Boolean));
   m.setAttribute('data-page', page || 'overview');
   m.setAttribute('data-loaded', String(ticket));
   document.getElementById('refreshed').textContent = 'Updated ' + when(Date.now()).slice(11, 19) + 'Z';
