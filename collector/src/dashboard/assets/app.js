@@ -430,7 +430,8 @@ function timeline(rows, from, to, title) {
     svg.append(rect);
   });
   const y = top + rows.length * rowH + 14;
-  const stamp = (t) => (span < 10 * 60000 ? when(t).slice(5, 19) : when(t).slice(5, 16));
+  // On a narrow screen only the time of day fits twice under the bars.
+  const stamp = (t) => (width < 520 ? when(t).slice(11, 19) : span < 10 * 60000 ? when(t).slice(5, 19) : when(t).slice(5, 16));
   svg.append(s('text', { x: left, y, class: 'tick' }, stamp(from)));
   svg.append(s('text', { x: width - 8, y, class: 'tick', 'text-anchor': 'end' }, stamp(to)));
   return h('figure', { class: 'chart' }, h('figcaption', {}, title), svg);
