@@ -3,7 +3,12 @@
 //! violations, failed requests and script errors all land in the console); the figures on the
 //! overview and on a service page equal the API's; a viewer's acknowledge is refused and changes
 //! nothing, an operator's works and the audit log names them; a wrong token shows the login
-//! again. A screenshot of each page goes to `target/dashboard-screenshots/`.
+//! again. Runbooks and drills: a viewer is offered no Run / Run drill / Approve button; an
+//! operator approves a waiting run and starts a drill from the page (the audit log names them),
+//! and the run's and the drill run's figures (attempts, durations, time to detect / recover,
+//! RTO) equal the API's. Reports: the page's file is the API's. The new pages have no
+//! horizontal scrolling on a phone. A screenshot of each page goes to
+//! `target/dashboard-screenshots/`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +48,51 @@ async fn api(collector: &Collector, token: &str, path: &str) -> Value {
         .expect("API request");
     assert!(r.status().is_success(), "GET {path}: {}", r.status());
     r.json().await.expect("API JSON")
+}
+
+async fn post(collector: &Collector, token: &str, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .post(collector.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("API request");
+    assert!(r.status().is_success(), "POST {path}: {}", r.status());
+    r.json().await.expect("API JSON")
+}
+
+/// A file answer of the API: its `Content-Disposition` file name and its text.
+async fn file(collector: &Collector, token: &str, path: &str) -> (String, String) {
+    let r = reqwest::Client::new()
+        .get(collector.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("API request");
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    let disposition = r
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let name = disposition
+        .split("filename=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    (name, r.text().await.expect("API text"))
+}
+
+/// How many elements match `css`.
+async fn count(b: &Browser, css: &str) -> u64 {
+    b.eval(&format!(
+        "return document.querySelectorAll(\"{css}\").length"
+    ))
+    .await
+    .as_u64()
+    .unwrap_or(0)
 }
 
 /// 14 days of a disk filling 1 %/day (a sample every 2 h) from an agent-equivalent `host-1`,
@@ -101,18 +151,26 @@ async fn figures(b: &Browser, scope: &str) -> Value {
 /// Whether every `field` shown equals the API's (`null` shows as an empty value).
 fn same_figures(shown: &Value, api: &Value, fields: &[&str]) -> Result<(), String> {
     for f in fields {
-        let text = shown[f]["value"].as_str().ok_or(format!("{f} not shown"))?;
-        let expected = &api[f];
-        let equal = match (text, expected) {
-            ("", Value::Null) => true,
-            (t, Value::Number(n)) => t.parse::<f64>().ok() == n.as_f64(),
-            _ => false,
-        };
-        if !equal {
-            return Err(format!("{f}: page {text:?}, API {expected}"));
-        }
+        same_figure(shown, f, &api[f])?;
     }
     Ok(())
+}
+
+/// Whether the shown figure `field` equals `expected` (`null`: shown empty).
+fn same_figure(shown: &Value, field: &str, expected: &Value) -> Result<(), String> {
+    let text = shown[field]["value"]
+        .as_str()
+        .ok_or(format!("{field} not shown"))?;
+    let equal = match (text, expected) {
+        ("", Value::Null) => true,
+        (t, Value::Number(n)) => t.parse::<f64>().ok() == n.as_f64(),
+        _ => false,
+    };
+    if equal {
+        Ok(())
+    } else {
+        Err(format!("{field}: page {text:?}, API {expected}"))
+    }
 }
 
 async fn sign_in(b: &Browser, base: &str, token: &str) {
@@ -152,6 +210,8 @@ async fn dashboard_pages_load_clean_show_the_api_figures_and_enforce_roles_in_ch
     let web = HttpTarget::start().await;
     let db = HttpTarget::start().await;
     let hook = HttpTarget::start().await;
+    // Hit by the drill's inject and restore steps; the test breaks `db` when it is hit.
+    let injector = HttpTarget::start().await;
     let services = format!(
         r#"
 {ana_toml}
@@ -205,8 +265,71 @@ service = "web"
 state = "up"
 for = "2s"
 timeout = "60s"
+
+[[runbooks]]
+id = "db-check"
+service = "db"
+description = "Checks the database after an operator approves"
+
+[[runbooks.steps]]
+id = "approve"
+kind = "approval"
+role = "operator"
+
+[[runbooks.steps]]
+id = "check"
+kind = "http"
+method = "GET"
+url = "{hook}check"
+expect_status = [200]
+
+[[runbooks]]
+id = "db-failover"
+service = "db"
+manual = false
+
+[[runbooks.steps]]
+id = "break-primary"
+kind = "inject"
+via = "http"
+method = "GET"
+url = "{injector}break"
+expect_status = [200]
+
+[[runbooks.steps]]
+id = "detection-delay"
+kind = "exec"
+argv = ["sleep", "3"]
+timeout = "10s"
+
+[[runbooks.steps]]
+id = "confirm"
+kind = "wait_for"
+service = "db"
+state = "up"
+for = "1s"
+timeout = "30s"
+
+[[runbooks.steps]]
+id = "fail-back"
+kind = "restore"
+via = "http"
+method = "GET"
+url = "{injector}failback"
+expect_status = [200]
+
+[[drills]]
+id = "db-dr"
+service = "db"
+runbook = "db-failover"
+scenario = "Database primary lost"
+participants = ["ana (operator)"]
+schedule = "0 3 1 1 *"
+confirm = "1s"
+max_duration = "60s"
 "#,
-        hook = hook.url()
+        hook = hook.url(),
+        injector = injector.url()
     );
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
@@ -259,6 +382,9 @@ timeout = "60s"
     .await;
     let run_id = run["id"].as_u64().unwrap();
     let t1 = now_ms();
+    // A run of `db-check` waiting on its approval step (started by the admin through the API).
+    let waiting = post(&collector, &root, "/api/v1/runbooks/db-check/run").await;
+    let waiting_id = waiting["id"].as_u64().unwrap();
 
     // A wrong token: the login form again, with a message.
     sign_in(&b, &base, "wst_not-a-token").await;
@@ -287,6 +413,7 @@ timeout = "60s"
         (format!("/incident/{id}"), "incident", "incident"),
         ("/runbooks".to_owned(), "runbooks", "runbooks"),
         (format!("/run/{run_id}"), "run", "runbook-run"),
+        (format!("/run/{waiting_id}"), "run", "runbook-run-waiting"),
         ("/capacity".to_owned(), "capacity", "capacity"),
         ("/agents".to_owned(), "agents", "agents"),
         ("/reports".to_owned(), "reports", "reports"),
@@ -314,6 +441,33 @@ timeout = "60s"
             .all(|n| n.as_u64() > Some(0)),
         "capacity charts: measured, trend, threshold lines {drawn}"
     );
+
+    // A viewer is offered no action on runbooks and drills (none of the buttons), and is told
+    // which role it takes.
+    open(&b, &base, "/runbooks", "runbooks").await;
+    b.wait_css(&format!("article[data-run='{waiting_id}']"))
+        .await;
+    assert_eq!(
+        count(&b, "main button[data-action]").await,
+        0,
+        "viewer: no Run / Run drill / Approve"
+    );
+    let note = b.wait_css("main p.note").await.text().await.unwrap();
+    assert!(note.contains("needs the operator role"), "{note}");
+    open(&b, &base, &format!("/run/{waiting_id}"), "run").await;
+    assert_eq!(
+        count(&b, "main button").await,
+        0,
+        "viewer: no Approve / Reject / Cancel"
+    );
+    let note = b
+        .wait_css("main .approval p.note")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(note.contains("signed in as viewer"), "{note}");
+    expect_no_console_errors(&b, "viewer on runbooks").await;
 
     // A viewer cannot acknowledge: refused, said so, nothing changes.
     open(&b, &base, &format!("/incident/{id}"), "incident").await;
@@ -365,6 +519,175 @@ timeout = "60s"
     };
     assert!(has("ana", "ok"), "{audit}");
     assert!(has("vic", "refused 403"), "{audit}");
+
+    // The operator approves the waiting run from the runbooks page; the run page then shows
+    // the API's attempts and durations.
+    open(&b, &base, "/runbooks", "runbooks").await;
+    b.wait_css(&format!(
+        "button[data-action='approve'][data-run='{waiting_id}']"
+    ))
+    .await
+    .click()
+    .await
+    .expect("click approve");
+    let approved = wait_for(
+        "the approved run to succeed",
+        Duration::from_secs(20),
+        || async {
+            let r = api(
+                &collector,
+                &ana,
+                &format!("/api/v1/runbook-runs/{waiting_id}"),
+            )
+            .await;
+            (r["status"] == "succeeded").then_some(r)
+        },
+    )
+    .await;
+    open(&b, &base, &format!("/run/{waiting_id}"), "run").await;
+    let shown = figures(&b, "main").await;
+    let secs = |from: &Value, to: &Value| {
+        json!((to.as_u64().unwrap() - from.as_u64().unwrap()) as f64 / 1000.0)
+    };
+    same_figure(
+        &shown,
+        "duration_s",
+        &secs(&approved["started_ms"], &approved["ended_ms"]),
+    )
+    .unwrap_or_else(|e| panic!("run page: {e}\n{shown}\n{approved}"));
+    for step in approved["steps"].as_array().unwrap() {
+        let sid = step["id"].as_str().unwrap();
+        let attempts = step["attempts"].as_array().unwrap();
+        let (first, last) = (&attempts[0], &attempts[attempts.len() - 1]);
+        let expected = [
+            (format!("{sid}.attempts"), json!(attempts.len())),
+            (
+                format!("{sid}.duration_s"),
+                secs(&first["started_ms"], &last["ended_ms"]),
+            ),
+        ];
+        for (field, value) in &expected {
+            same_figure(&shown, field, value)
+                .unwrap_or_else(|e| panic!("run page: {e}\n{shown}\n{approved}"));
+        }
+    }
+    b.screenshot_page(&shots.join("runbook-run-approved.png"))
+        .await;
+
+    // The operator starts the drill from the page (after confirming); the test breaks `db`
+    // when the inject step hits the injector and mends it 2.5 s later.
+    open(&b, &base, "/runbooks", "runbooks").await;
+    b.wait_css("button[data-action='run-drill'][data-drill='db-dr']")
+        .await
+        .click()
+        .await
+        .expect("click Run drill");
+    let start = b.wait_css("button[data-action='start-drill']").await;
+    b.screenshot(&shots.join("drill-confirm.png")).await;
+    start.click().await.expect("click Start drill");
+    b.wait_css("main[data-page='drill-run']").await;
+    wait_for(
+        "the drill's inject step",
+        Duration::from_secs(20),
+        || async { (injector.hits() > 0).then_some(()) },
+    )
+    .await;
+    db.set_healthy(false);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    db.set_healthy(true);
+    b.screenshot_page(&shots.join("drill-run-in-progress.png"))
+        .await;
+    let drill_id = wait_for(
+        "the drill to be measured",
+        Duration::from_secs(60),
+        || async {
+            let runs = api(&collector, &ana, "/api/v1/drill-runs?drill=db-dr").await;
+            let run = runs.as_array()?.first()?.clone();
+            (run["status"] == "finished").then(|| run["id"].as_u64())?
+        },
+    )
+    .await;
+    let drill = api(&collector, &ana, &format!("/api/v1/drill-runs/{drill_id}")).await;
+    assert_eq!(drill["trigger"]["by"], "ana", "{drill}");
+    open(&b, &base, &format!("/drill-run/{drill_id}"), "drill-run").await;
+    let shown = figures(&b, "main").await;
+    let o = &drill["outcome"];
+    let mut expected = vec![
+        ("detect_s".to_owned(), o["detect_s"].clone()),
+        (
+            "detect_incident_s".to_owned(),
+            o["detect_incident_s"].clone(),
+        ),
+        ("recover_s".to_owned(), o["recover_s"].clone()),
+        ("confirm_s".to_owned(), o["confirm_s"].clone()),
+        ("non_up_s".to_owned(), o["non_up_s"].clone()),
+        ("rto_s".to_owned(), o["targets"]["rto_s"].clone()),
+        ("rpo_s".to_owned(), o["targets"]["rpo_s"].clone()),
+        ("sla.drill_s".to_owned(), o["sla"]["drill_s"].clone()),
+        ("sla.downtime_s".to_owned(), o["sla"]["downtime_s"].clone()),
+    ];
+    for step in o["steps"].as_array().unwrap() {
+        let sid = step["id"].as_str().unwrap();
+        expected.push((
+            format!("steps.{sid}.duration_s"),
+            step["duration_s"].clone(),
+        ));
+    }
+    for (field, value) in &expected {
+        same_figure(&shown, field, value)
+            .unwrap_or_else(|e| panic!("drill run page: {e}\n{shown}\n{drill}"));
+    }
+    assert_eq!(shown["verdict"]["value"], o["verdict"], "{shown}");
+    assert!(
+        o["detect_s"].as_f64().is_some(),
+        "the failure was measured: {drill}"
+    );
+    b.screenshot_page(&shots.join("drill-run.png")).await;
+    expect_no_console_errors(&b, "operator approve and drill").await;
+    let audit = api(&collector, &root, "/api/v1/audit").await;
+    for action in ["runbook_run.approve", "drill.run"] {
+        assert!(
+            audit["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| { r["actor"] == "ana" && r["action"] == action && r["outcome"] == "ok" }),
+            "{action} by ana: {audit}"
+        );
+    }
+
+    // Reports: the page fetches the report with the token and offers the API's file.
+    open(&b, &base, "/reports", "reports").await;
+    b.eval("document.getElementById('report-format').value = 'md'; return null")
+        .await;
+    b.wait_css("#report-get")
+        .await
+        .click()
+        .await
+        .expect("get report");
+    let name = b
+        .wait_css("#report-result [data-file]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let month = b
+        .eval("return document.getElementById('report-month').value")
+        .await;
+    let (api_name, api_text) = file(
+        &collector,
+        &ana,
+        &format!(
+            "/api/v1/reports/availability?period={}&format=md",
+            month.as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(name, api_name);
+    let preview = b.wait_css("#report-preview").await.text().await.unwrap();
+    assert_eq!(preview.lines().next(), api_text.lines().next(), "{preview}");
+    b.screenshot_page(&shots.join("reports-markdown.png")).await;
+    expect_no_console_errors(&b, "reports").await;
 
     // A service page over a fixed past range shows exactly the SLA API's figures.
     let range = format!("from={t0}&to={t1}");
@@ -443,6 +766,27 @@ timeout = "60s"
         overflow.as_i64() <= Some(0),
         "horizontal overflow on a phone: {overflow}"
     );
+    for (hash, page, name) in [
+        ("/runbooks".to_owned(), "runbooks", "runbooks-phone"),
+        (
+            format!("/drill-run/{drill_id}"),
+            "drill-run",
+            "drill-run-phone",
+        ),
+        (format!("/run/{waiting_id}"), "run", "runbook-run-phone"),
+        ("/reports".to_owned(), "reports", "reports-phone"),
+    ] {
+        open(&b, &base, &hash, page).await;
+        b.screenshot_page(&shots.join(format!("{name}.png"))).await;
+        let overflow = b
+            .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            .await;
+        assert!(
+            overflow.as_i64() <= Some(0),
+            "{hash}: horizontal overflow on a phone: {overflow}"
+        );
+    }
+    expect_no_console_errors(&b, "phone pages").await;
     b.close().await;
     eprintln!(
         "dashboard e2e: {} pages, screenshots in {}, {:.1} s",

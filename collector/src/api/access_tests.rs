@@ -145,6 +145,7 @@ fn uri(path: &str) -> String {
 /// The rule every route must have, reviewed by hand: a route added without a line here fails.
 const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/health", None),
+    ("GET", "/api/v1/me", Some(Role::Viewer)),
     ("GET", "/api/v1/agents", Some(Role::Viewer)),
     ("GET", "/api/v1/agents/{id}", Some(Role::Viewer)),
     ("GET", "/api/v1/agents/{id}/results", Some(Role::Viewer)),
@@ -400,6 +401,26 @@ async fn without_tokens_the_api_is_open_and_acts_as_anonymous() {
     let audit = send(&state, &Method::GET, "/api/v1/audit", None).await;
     assert_eq!(audit.json["records"][0]["actor"], "anonymous");
     assert_eq!(audit.json["records"][0]["action"], "incident.ack");
+}
+
+#[tokio::test]
+async fn me_names_the_token_and_its_role() {
+    let state = state(access());
+    for (token, name, role) in [
+        (VIEWER, "vic", "viewer"),
+        (OPERATOR, "ana", "operator"),
+        (ADMIN, "root", "admin"),
+    ] {
+        let a = send(&state, &Method::GET, "/api/v1/me", Some(token)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        assert_eq!(a.json, serde_json::json!({"name": name, "role": role}));
+    }
+    let open = state_with(ApiAccess::default());
+    let a = send(&open, &Method::GET, "/api/v1/me", None).await;
+    assert_eq!(
+        a.json,
+        serde_json::json!({"name": "anonymous", "role": "admin"})
+    );
 }
 
 #[tokio::test]

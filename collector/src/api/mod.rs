@@ -7,6 +7,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/v1/health` | `status` ok / degraded / failing with `reasons` (503 when failing), ingest counters, rejected by reason, store size |
+//! | `GET /api/v1/me` | the token's name and role (the dashboard offers only what the role may do) |
 //! | `GET /api/v1/agents` | the agent registry |
 //! | `GET /api/v1/agents/{id}` | one agent with the delivery state of each boot (watermark, highest, missing) |
 //! | `GET /api/v1/agents/{id}/results?from=&to=&limit=` | raw stored results with boot and seq (export, audits) |
@@ -41,6 +42,7 @@ pub mod error;
 pub mod extract;
 pub mod history;
 pub mod incidents;
+pub mod me;
 pub mod metrics;
 pub mod params;
 pub mod reports;
@@ -138,6 +140,10 @@ pub fn routes_table() -> Vec<(RouteRule, Handler)> {
         (
             rule(Method::GET, "/api/v1/health", Public, "health.read"),
             get(routes::health),
+        ),
+        (
+            rule(Method::GET, "/api/v1/me", R(Viewer), "me.read"),
+            get(me::me),
         ),
         (
             rule(Method::GET, "/api/v1/agents", R(Viewer), "agents.read"),

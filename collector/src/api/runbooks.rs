@@ -16,7 +16,7 @@ use crate::engine::RunbookError;
 use crate::incident::Priority;
 use crate::runbook::run::{Run, RunStatus, Trigger};
 use crate::runbook::store::RunStore;
-use crate::runbook::{OnFailure, Runbook};
+use crate::runbook::{OnFailure, Runbook, StepAction};
 
 type Shared = State<Arc<AppState>>;
 
@@ -44,6 +44,9 @@ pub struct StepView {
     pub retries: u32,
     /// What a final failure does.
     pub on_failure: OnFailure,
+    /// `approval` steps: the least role that may approve or reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_role: Option<String>,
 }
 
 /// One runbook in `GET /api/v1/runbooks`.
@@ -86,6 +89,10 @@ impl RunbookView {
                     timeout_ms: s.timeout_ms,
                     retries: s.retries,
                     on_failure: s.on_failure,
+                    approve_role: match &s.action {
+                        StepAction::Approval { role } => Some(role.as_str().to_owned()),
+                        _ => None,
+                    },
                 })
                 .collect(),
             running,

@@ -1,6 +1,7 @@
 // Watchstand dashboard: a hand-written script with no dependencies. It asks /api/v1 with the
 // token the user typed (sessionStorage), renders each page from the answers, draws charts as
-// inline SVG, and refreshes the current page every REFRESH_MS. No markup strings: every node is built
+// inline SVG, and refreshes the current page every REFRESH_MS. It offers the actions the
+// signed-in role may take (`/me`); the API still decides every request. No markup strings: every node is built
 // with the DOM API, so nothing from the API is ever parsed as markup.
 'use strict';
 
@@ -36,7 +37,7 @@ function setAttrs(el, attrs) {
 }
 
 function append(el, children) {
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -97,29 +98,101 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(path, options) {
+// One request to /api/v1 with the token; a 401 signs out, any other failure throws ApiError
+// with the API's message.
+async function request(path, options) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   const init = Object.assign({ headers: {} }, options || {});
   init.headers.Authorization = 'Bearer ' + token;
   if (init.body !== undefined) init.headers['Content-Type'] = 'application/json';
   const res = await fetch('/api/v1' + path, init);
-  let body = null;
-  try { body = await res.json(); } catch (e) { body = null; }
   if (res.status === 401) {
     sessionStorage.removeItem(TOKEN_KEY);
     showLogin('The token was not accepted. Sign in again.');
     throw new ApiError(401, 'signed out');
   }
   if (!res.ok) {
+    let body = null;
+    try { body = await res.json(); } catch (e) { body = null; }
     const msg = body && (body.message || body.error) ? (body.message || body.error) : res.statusText;
     throw new ApiError(res.status, msg);
   }
-  return body;
+  return res;
+}
+
+async function api(path, options) {
+  const res = await request(path, options);
+  try { return await res.json(); } catch (e) { return null; }
+}
+
+// A file from the API (a report): its bytes, its file name (Content-Disposition, else
+// `fallback`) and its type. Links cannot carry the token, so files are fetched like any other
+// answer and saved from a blob.
+async function fetchFile(path, fallback) {
+  const res = await request(path);
+  const blob = await res.blob();
+  const named = /filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') || '');
+  return { blob, name: named ? named[1] : fallback, type: res.headers.get('Content-Type') || '' };
+}
+
+let blobUrl = null;
+
+// A link that saves `file` (one blob URL at a time: the previous one is released).
+function saveLink(file, label, attrs) {
+  if (blobUrl) URL.revokeObjectURL(blobUrl);
+  blobUrl = URL.createObjectURL(file.blob);
+  return h('a', Object.assign({ href: blobUrl, download: file.name, class: 'button' }, attrs || {}), label);
+}
+
+// ---- who is signed in -------------------------------------------------------------------
+
+const ROLES = ['viewer', 'operator', 'admin'];
+let me = null;
+
+// The token's name and role (`/me`, asked once per sign-in), shown in the header.
+async function whoAmI() {
+  if (!me) me = await api('/me');
+  document.getElementById('who').textContent = `${me.name} · ${me.role}`;
+  return me;
+}
+
+// Whether the signed-in role is at least `role`: the page offers only what the API would allow
+// (the API still checks every request).
+function mayAct(role) {
+  return me !== null && ROLES.indexOf(me.role) >= ROLES.indexOf(role || 'operator');
+}
+
+// A status line for what a button did.
+function statusLine(id) {
+  return h('p', { id, class: 'result', role: 'status', 'aria-live': 'polite' });
+}
+
+// A button that POSTs to `path`, says what happened in `msg`, and calls `done(answer)`.
+function actionButton(label, path, msg, done, attrs) {
+  const button = h('button', Object.assign({ type: 'button' }, attrs || {}), label);
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    msg.className = 'result';
+    msg.textContent = label + '…';
+    try {
+      const answer = await api(path, { method: 'POST' });
+      msg.textContent = '';
+      await done(answer);
+    } catch (e) {
+      button.disabled = false;
+      if (e.status === 401) return;
+      msg.className = 'result error';
+      msg.textContent = (e.status === 403 ? 'Not allowed: ' : 'Failed: ') + e.message;
+    }
+  });
+  return button;
 }
 
 // ---- login ------------------------------------------------------------------------------
 
 function showLogin(message) {
+  me = null;
+  document.getElementById('who').textContent = '';
   document.getElementById('login').hidden = false;
   document.getElementById('nav').hidden = true;
   document.getElementById('logout').hidden = true;
@@ -319,7 +392,7 @@ function table(head, rows, caption) {
   return h('div', { class: 'scroll' }, h('table', {},
     caption ? h('caption', {}, caption) : null,
     h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => (c instanceof HTMLTableCellElement ? c : h('td', {}, c))))))));
 }
 
 function incidentTable(incidents) {
@@ -357,7 +430,8 @@ function timeline(rows, from, to, title) {
     svg.append(rect);
   });
   const y = top + rows.length * rowH + 14;
-  const stamp = (t) => (span < 10 * 60000 ? when(t).slice(5, 19) : when(t).slice(5, 16));
+  // On a narrow screen only the time of day fits twice under the bars.
+  const stamp = (t) => (width < 520 ? when(t).slice(11, 19) : span < 10 * 60000 ? when(t).slice(5, 19) : when(t).slice(5, 16));
   svg.append(s('text', { x: left, y, class: 'tick' }, stamp(from)));
   svg.append(s('text', { x: width - 8, y, class: 'tick', 'text-anchor': 'end' }, stamp(to)));
   return h('figure', { class: 'chart' }, h('figcaption', {}, title), svg);
@@ -400,31 +474,6 @@ async function incidentPage(id) {
     h('h2', {}, 'Timeline'),
     table(['When', 'Event', 'By', 'Detail'], (x.timeline || []).map((t) => [when(t.at_ms), t.event.replace(/_/g, ' '), t.by || '—', t.detail || ''])),
   ];
-}
-
-async function runbooksPage() {
-  const [books, runs] = await Promise.all([api('/runbooks'), api('/runbook-runs')]);
-  const now = Date.now();
-  return [h('h1', {}, 'Runbook runs'),
-    runs.length ? timeline(runs.slice(0, 20).map((r) => ({ label: `#${r.id} ${r.runbook}`, from: r.started_ms, to: r.ended_ms || now, cls: r.status })),
-      Math.min(...runs.slice(0, 20).map((r) => r.started_ms)) - 60000, now, 'Runs over time') : null,
-    runs.length ? table(['#', 'Runbook', 'Service', 'Status', 'Started', 'Ended', 'Current step'],
-      runs.map((r) => [h('a', { href: '#/run/' + r.id }, '#' + r.id), r.runbook, r.service, badge(r.status), when(r.started_ms), r.ended_ms ? when(r.ended_ms) : '—', r.current_step || '—']))
-      : h('p', { class: 'empty' }, 'No runs yet.'),
-    h('h2', {}, 'Runbooks'),
-    books.length ? table(['Runbook', 'Service', 'Steps', 'Trigger'], books.map((b) => [b.id, b.service, b.steps.map((x) => x.id).join(' → '), b.on_incident ? b.on_incident.rules.join(', ') : 'manual']))
-      : h('p', { class: 'empty' }, 'No runbooks configured.')];
-}
-
-async function runPage(id) {
-  const r = await api('/runbook-runs/' + encodeURIComponent(id));
-  const now = Date.now();
-  const rows = r.steps.flatMap((st) => st.attempts.map((a) => ({ label: `${st.id} (${a.n})`, from: a.started_ms, to: a.ended_ms || now, cls: a.outcome ? a.outcome.kind : st.status })));
-  return [h('h1', {}, `Run #${r.id}: ${r.runbook} `, badge(r.status)),
-    h('dl', { class: 'kv wide' }, h('dt', {}, 'Service'), h('dd', {}, r.service), h('dt', {}, 'Started'), h('dd', {}, when(r.started_ms)),
-      h('dt', {}, 'Ended'), h('dd', {}, r.ended_ms ? when(r.ended_ms) : '—'), h('dt', {}, 'Reason'), h('dd', {}, r.reason || '—')),
-    rows.length ? timeline(rows, r.started_ms, r.ended_ms || now, 'Step attempts') : h('p', { class: 'empty' }, 'No step has started.'),
-    table(['Step', 'Kind', 'Status', 'Attempts'], r.steps.map((st) => [st.id, st.kind, badge(st.status), String(st.attempts.length)]))];
 }
 
 async function capacityPage() {
@@ -474,9 +523,357 @@ async function agentsPage() {
       : h('p', { class: 'empty' }, 'No agent has announced itself yet.')];
 }
 
+// ---- runbooks and drills ----------------------------------------------------------------
+
+const enc = encodeURIComponent;
+
+function triggerText(t) {
+  if (!t) return '—';
+  if (t.kind === 'incident') return h('a', { href: '#/incident/' + t.incident }, 'incident #' + t.incident);
+  if (t.kind === 'manual') return 'by hand (' + t.by + ')';
+  if (t.kind === 'drill') return h('a', { href: '#/drill-run/' + t.drill_run }, 'drill run #' + t.drill_run);
+  if (t.kind === 'schedule') return 'schedule (planned ' + when(t.planned_ms) + ')';
+  return String(t.kind);
+}
+
+function outcomeText(o) {
+  if (!o) return '—';
+  if (o.kind === 'succeeded') return o.detail || 'succeeded';
+  if (o.kind === 'failed') return 'failed: ' + o.reason;
+  if (o.kind === 'timed_out') return 'timed out';
+  if (o.kind === 'rejected') return 'rejected by ' + o.by;
+  if (o.kind === 'cancelled') return 'cancelled by ' + o.by;
+  return String(o.kind);
+}
+
+// A table cell whose text may wrap (details, reasons).
+function wrap(text) { return h('td', { class: 'wrap' }, text); }
+
+// The configured step (`/runbooks`) behind step `stepId` of `run`: a drill's books are
+// `{runbook}:drill` and `{runbook}:restore`.
+function configuredStep(books, run, stepId) {
+  const book = books.find((b) => b.id === run.runbook.split(':')[0]);
+  return book ? book.steps.find((st) => st.id === stepId) : undefined;
+}
+
+function waitsForApproval(books, run) {
+  if (run.status !== 'running' || !run.current_step) return null;
+  const step = configuredStep(books, run, run.current_step);
+  return step && step.kind === 'approval' ? step : null;
+}
+
+function roleName(role) { return role === 'admin' ? 'an admin' : 'an operator or admin'; }
+
+// Approve / Reject for `run` waiting on approval step `step`, or why they are not offered.
+function decision(run, step, msg) {
+  const need = step.approve_role || 'operator';
+  if (!mayAct(need)) {
+    return h('p', { class: 'note' }, `Waiting for approval by ${roleName(need)}; you are signed in as ${me.role}.`);
+  }
+  const attrs = (what) => ({ 'data-action': what, 'data-run': run.id, class: what === 'reject' ? 'danger' : null });
+  return h('div', { class: 'actions' },
+    actionButton('Approve', `/runbook-runs/${run.id}/approve`, msg, () => render(), attrs('approve')),
+    actionButton('Reject', `/runbook-runs/${run.id}/reject`, msg, () => render(), attrs('reject')));
+}
+
+// Attempts of a run's steps as timeline rows.
+function attemptRows(run, now) {
+  return run.steps.flatMap((st) => st.attempts.map((a) => ({
+    label: `${st.id} (${a.n})`, from: a.started_ms, to: a.ended_ms || now, cls: a.outcome ? a.outcome.kind : st.status })));
+}
+
+function drillBadge(d) {
+  return d.verdict ? badge(d.verdict.replace(/ /g, '_')) : badge(d.status);
+}
+
+async function runbooksPage() {
+  const [who, books, runs, drills, drillRuns] = await Promise.all(
+    [whoAmI(), api('/runbooks'), api('/runbook-runs'), api('/drills'), api('/drill-runs')]);
+  const now = Date.now();
+  const msg = statusLine('action-result');
+  const operator = mayAct('operator');
+  const waiting = runs.map((r) => [r, waitsForApproval(books, r)]).filter(([, st]) => st);
+
+  // Starting a drill breaks a service on purpose: the button asks first, in the page.
+  const confirmBox = h('div', { id: 'drill-confirm', class: 'confirm', hidden: true, role: 'group', 'aria-label': 'Confirm the drill' });
+  const askToStart = (d) => {
+    confirmBox.hidden = false;
+    confirmBox.setAttribute('data-hold', '');
+    const start = actionButton('Start drill', `/drills/${enc(d.id)}/run`, msg, (run) => { location.hash = '#/drill-run/' + run.id; },
+      { 'data-action': 'start-drill', 'data-drill': d.id, class: 'danger' });
+    confirmBox.replaceChildren(
+      h('p', {}, h('strong', {}, `Start drill ${d.id} now?`), ` It runs runbook ${d.runbook} in drill mode on ${d.service}: its inject steps break the service on purpose (${d.scenario}), then it is recovered and measured. Its downtime counts as drill time, not as downtime.`),
+      h('div', { class: 'actions' }, start,
+        h('button', { type: 'button', class: 'secondary', onclick: () => { confirmBox.hidden = true; confirmBox.removeAttribute('data-hold'); } }, 'Cancel')));
+    start.focus();
+  };
+
+  const lastRun = (id) => drillRuns.find((r) => r.drill === id);
+  const drillTable = table(['Drill', 'Service', 'Scenario', 'Schedule', 'Next run', 'Last run', 'Action'], drills.map((d) => {
+    const last = lastRun(d.id);
+    let action = '';
+    if (d.running) action = h('a', { href: '#/drill-run/' + d.running }, `In progress (#${d.running})`);
+    else if (operator) action = h('button', { type: 'button', 'data-action': 'run-drill', 'data-drill': d.id, onclick: () => askToStart(d) }, 'Run drill…');
+    return [d.id, h('a', { href: '#/service/' + enc(d.service) }, d.service), wrap(d.scenario), d.schedule || 'by hand only',
+      d.next_ms ? when(d.next_ms) : '—',
+      last ? [h('a', { href: '#/drill-run/' + last.id }, '#' + last.id), ' ', drillBadge(last), ' ', when(last.started_ms).slice(0, 10)] : 'never',
+      action];
+  }));
+  const drillRunTable = table(['#', 'Drill', 'Service', 'Status', 'Started', 'Verdict', 'Time to recover', 'Note'], drillRuns.map((r) => [
+    h('a', { href: '#/drill-run/' + r.id }, '#' + r.id), r.drill, r.service, badge(r.status), when(r.started_ms),
+    r.verdict ? badge(r.verdict.replace(/ /g, '_')) : '—', figure('recover_s', r.recover_s, dur(r.recover_s)), wrap(r.reason || '')]));
+  const runTable = table(['#', 'Runbook', 'Trigger', 'Status', 'Started', 'Duration', 'Current step'], runs.map((r) => [
+    h('a', { href: '#/run/' + r.id }, '#' + r.id), r.runbook, triggerText(r.trigger),
+    waitsForApproval(books, r) ? badge('awaiting_approval') : badge(r.status), when(r.started_ms),
+    dur(((r.ended_ms || now) - r.started_ms) / 1000), r.current_step || '—']));
+  const bookTable = table(['Runbook', 'Service', 'Steps', 'Starts on', 'Action'], books.map((b) => {
+    const starts = [b.on_incident ? 'incident' + (b.on_incident.rules.length ? ' (' + b.on_incident.rules.join(', ') + ')' : '') : null, b.manual ? 'by hand' : null].filter(Boolean).join(', ');
+    let action = '';
+    if (b.running) action = h('a', { href: '#/run/' + b.running }, `Running (#${b.running})`);
+    else if (operator && b.manual) {
+      action = actionButton('Run', `/runbooks/${enc(b.id)}/run`, msg, (run) => { location.hash = '#/run/' + run.id; },
+        { 'data-action': 'run-runbook', 'data-runbook': b.id });
+    }
+    return [b.id, b.service, wrap(b.steps.map((x) => x.id).join(' → ')), starts || 'drills only', action];
+  }));
+  const recent = runs.slice(0, 20);
+  return [h('h1', {}, 'Runbooks & drills'),
+    operator ? null : h('p', { class: 'note' }, `You are signed in as ${who.role}: you can see every run and report; starting runbooks and drills and approving steps needs the operator role.`),
+    msg,
+    waiting.length ? [h('h2', {}, 'Waiting for approval'), h('div', { class: 'cards' }, waiting.map(([r, st]) =>
+      h('article', { class: 'card', 'data-run': r.id },
+        h('h2', {}, h('a', { href: '#/run/' + r.id }, `Run #${r.id}: ${r.runbook}`)),
+        h('p', {}, `Step ${st.id} waits for approval since ${when(r.started_ms)} (started ${dur((now - r.started_ms) / 1000)} ago).`),
+        decision(r, st, msg))))] : null,
+    h('h2', {}, 'Drills'),
+    drills.length ? [drillTable, confirmBox] : h('p', { class: 'empty' }, 'No drills configured ([[drills]]).'),
+    h('h2', {}, 'Drill runs'),
+    drillRuns.length ? drillRunTable : h('p', { class: 'empty' }, 'No drill has run yet.'),
+    h('h2', {}, 'Runbook runs'),
+    recent.length ? timeline(recent.map((r) => ({ label: `#${r.id} ${r.runbook}`, from: r.started_ms, to: r.ended_ms || now, cls: r.status })),
+      Math.min(...recent.map((r) => r.started_ms)) - 60000, now, 'Runs over time (newest 20)') : null,
+    runs.length ? runTable : h('p', { class: 'empty' }, 'No runs yet.'),
+    h('h2', {}, 'Runbooks'),
+    books.length ? bookTable : h('p', { class: 'empty' }, 'No runbooks configured.')];
+}
+
+async function runPage(id) {
+  const [, r, books] = await Promise.all([whoAmI(), api('/runbook-runs/' + enc(id)), api('/runbooks')]);
+  const now = Date.now();
+  const msg = statusLine('action-result');
+  const current = r.steps.find((st) => st.status === 'running');
+  const approval = r.status === 'running' && current ? configuredStep(books, r, current.id) : null;
+  const total = ((r.ended_ms || now) - r.started_ms) / 1000;
+  const rows = attemptRows(r, now);
+  return [h('h1', {}, `Run #${r.id}: ${r.runbook} `, badge(r.status)),
+    h('dl', { class: 'kv wide' },
+      h('dt', {}, 'Service'), h('dd', {}, h('a', { href: '#/service/' + enc(r.service) }, r.service)),
+      h('dt', {}, 'Trigger'), h('dd', {}, triggerText(r.trigger)),
+      h('dt', {}, 'Started'), h('dd', {}, when(r.started_ms)),
+      h('dt', {}, 'Ended'), h('dd', {}, r.ended_ms ? when(r.ended_ms) : '—'),
+      h('dt', {}, r.ended_ms ? 'Took' : 'Running for'), h('dd', {}, figure('duration_s', r.ended_ms ? total : null, dur(total))),
+      h('dt', {}, 'Reason'), h('dd', {}, r.reason || '—')),
+    approval && approval.kind === 'approval' ? h('section', { class: 'card approval', 'aria-labelledby': 'approval-title' },
+      h('h2', { id: 'approval-title' }, `Step ${current.id} waits for approval`), decision(r, approval, msg)) : null,
+    r.status === 'running' && mayAct('operator') ? h('div', { class: 'actions' },
+      actionButton('Cancel run', `/runbook-runs/${r.id}/cancel`, msg, () => render(), { class: 'secondary', 'data-action': 'cancel' })) : null,
+    msg,
+    h('h2', {}, 'Step timeline'),
+    rows.length ? timeline(rows, r.started_ms, r.ended_ms || now, 'Step attempts') : h('p', { class: 'empty' }, 'No step has started.'),
+    table(['Step', 'Kind', 'Status', 'Attempts', 'Started', 'Duration', 'Outcome'], r.steps.map((st) => {
+      const first = st.attempts[0], last = st.attempts[st.attempts.length - 1];
+      const took = first && last.ended_ms ? (last.ended_ms - first.started_ms) / 1000 : null;
+      return [st.id, st.kind, badge(st.status), figure(st.id + '.attempts', st.attempts.length, String(st.attempts.length)),
+        first ? when(first.started_ms) : '—', figure(st.id + '.duration_s', took, dur(took)), wrap(outcomeText(last && last.outcome))];
+    }))];
+}
+
+// Time to detect and to recover (from the injected failure) as bars against the RTO line.
+function recoveryChart(o) {
+  const rows = [['Detected (probe)', o.detect_s, 'detect'], ['Detected (incident)', o.detect_incident_s, 'detect'],
+    ['Recovered', o.recover_s, o.rto_met ? 'met' : 'missed']];
+  const rto = o.targets.rto_s;
+  const max = Math.max(rto, ...rows.map((r) => r[1] || 0)) * 1.08 || 1;
+  const width = chartWidth(true), left = 150, right = 70, rowH = 28, top = 22;
+  const X = (v) => left + (v / max) * (width - left - right);
+  const height = top + rows.length * rowH + 22;
+  const title = `Time to detect and to recover after the failure was injected, against the RTO of ${dur(rto)}`;
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width, height, class: 'timeline', role: 'img', 'aria-label': title });
+  rows.forEach(([label, v, cls], i) => {
+    const y = top + i * rowH;
+    svg.append(s('text', { x: 4, y: y + 17, class: 'rowlabel' }, label));
+    if (v === null || v === undefined) {
+      svg.append(s('text', { x: left + 4, y: y + 17, class: 'tick' }, 'not measured'));
+      return;
+    }
+    svg.append(s('rect', { x: left, y: y + 4, width: Math.max(X(v) - left, 2).toFixed(1), height: rowH - 10, class: 'span ' + cls }));
+    svg.append(s('text', { x: X(v) + 6, y: y + 17, class: 'tick' }, dur(v)));
+  });
+  const bottom = top + rows.length * rowH;
+  svg.append(s('line', { x1: X(rto), x2: X(rto), y1: top - 4, y2: bottom, class: 'hline threshold' }));
+  svg.append(s('text', { x: X(rto), y: top - 8, class: 'tick', 'text-anchor': 'middle' }, 'RTO ' + dur(rto)));
+  svg.append(s('text', { x: left, y: bottom + 16, class: 'tick' }, '0 s'));
+  return h('figure', { class: 'chart' }, h('figcaption', {}, 'Detection and recovery against the RTO'), svg);
+}
+
+// Continuity report formats the API serves for a drill run.
+const DRILL_REPORT_FORMATS = [['html', 'HTML'], ['md', 'Markdown'], ['json', 'JSON'], ['csv', 'CSV']];
+
+async function drillRunPage(id) {
+  const [, d] = await Promise.all([whoAmI(), api('/drill-runs/' + enc(id))]);
+  const now = Date.now();
+  const o = d.outcome;
+  // Before it is measured, the steps so far come from its runbook run.
+  const book = !o && d.run ? await api('/runbook-runs/' + d.run) : null;
+  const msg = statusLine('report-result');
+  const fig = (field, v, text) => figure(field, v, text === undefined ? dur(v) : text);
+  const reportButtons = DRILL_REPORT_FORMATS.map(([f, label]) => h('button', { type: 'button', class: 'secondary', 'data-report': f, onclick: async () => {
+    msg.className = 'result';
+    msg.textContent = 'Fetching the report…';
+    try {
+      const file = await fetchFile(`/drill-runs/${d.id}/report?format=${f}`, `continuity-drill-run-${d.id}.${f}`);
+      const link = saveLink(file, 'Save ' + file.name);
+      msg.replaceChildren(link);
+      link.click();
+    } catch (e) {
+      if (e.status === 401) return;
+      msg.className = 'result error';
+      msg.textContent = 'Failed: ' + e.message;
+    }
+  } }, label));
+  const stepRows = o ? o.steps.filter((st) => st.started_ms).map((st) => ({ label: `${st.phase}: ${st.id}`, from: st.started_ms, to: st.ended_ms || now, cls: st.status })) : [];
+  return [h('h1', {}, `Drill run #${d.id}: ${d.drill} `, badge(d.status), ' ', o ? badge(o.verdict) : null),
+    h('dl', { class: 'kv wide' },
+      h('dt', {}, 'Service'), h('dd', {}, h('a', { href: '#/service/' + enc(d.service) }, d.service)),
+      h('dt', {}, 'Scenario'), h('dd', {}, d.scenario),
+      h('dt', {}, 'Participants'), h('dd', {}, d.participants.length ? d.participants.join(', ') : '—'),
+      h('dt', {}, 'Started'), h('dd', {}, when(d.started_ms), ' ', triggerText(d.trigger)),
+      h('dt', {}, 'Failure injected'), h('dd', {}, when(d.inject_ms)),
+      h('dt', {}, 'Runbook ended'), h('dd', {}, when(d.ended_ms)),
+      h('dt', {}, 'Measured'), h('dd', {}, d.finished_ms ? when(d.finished_ms) : d.settle_until_ms ? 'after ' + when(d.settle_until_ms) : '—'),
+      h('dt', {}, 'Runbook run'), h('dd', {}, d.run ? h('a', { href: '#/run/' + d.run }, '#' + d.run) : '—',
+        d.restore_run ? [' · restore ', h('a', { href: '#/run/' + d.restore_run }, '#' + d.restore_run)] : null),
+      d.skipped ? [h('dt', {}, 'Skipped'), h('dd', {}, d.skipped)] : null,
+      d.aborted ? [h('dt', {}, 'Aborted'), h('dd', {}, d.aborted)] : null),
+    o ? [h('h2', {}, 'Detection and recovery'),
+      h('dl', { class: 'kv wide', 'data-drill-run': d.id },
+        h('dt', {}, 'Verdict'), h('dd', {}, figure('verdict', o.verdict, o.verdict.replace(/_/g, ' ')), ' — ', o.reason),
+        h('dt', {}, 'Time to detect (probe)'), h('dd', {}, fig('detect_s', o.detect_s)),
+        h('dt', {}, 'Time to detect (incident)'), h('dd', {}, fig('detect_incident_s', o.detect_incident_s)),
+        h('dt', {}, 'Time to recover'), h('dd', {}, fig('recover_s', o.recover_s)),
+        h('dt', {}, 'RTO'), h('dd', {}, fig('rto_s', o.targets.rto_s), ' ', badge(o.rto_met ? 'met' : 'not_met')),
+        h('dt', {}, 'Confirmation period'), h('dd', {}, fig('confirm_s', o.confirm_s)),
+        h('dt', {}, 'Non-up time'), h('dd', {}, fig('non_up_s', o.non_up_s)),
+        h('dt', {}, 'RPO'), h('dd', {}, fig('rpo_s', o.targets.rpo_s), ' — ', o.rpo_result)),
+      recoveryChart(o),
+      h('h2', {}, 'Steps'),
+      stepRows.length ? timeline(stepRows, Math.min(...stepRows.map((r) => r.from)), Math.max(...stepRows.map((r) => r.to)), 'Drill steps') : null,
+      table(['Step', 'Phase', 'Kind', 'Status', 'Started', 'Duration', 'Attempts', 'Detail'], o.steps.map((st) => [
+        st.id, st.phase, st.kind, badge(st.status), when(st.started_ms), fig('steps.' + st.id + '.duration_s', st.duration_s),
+        String(st.attempts), wrap(st.detail)])),
+      h('h2', {}, 'Incidents during the drill'),
+      o.incidents.length ? table(['#', 'Rule', 'Detected', 'Resolved', 'Drill incident', 'Paged'], o.incidents.map((x) => [
+        h('a', { href: '#/incident/' + x.id }, '#' + x.id), x.rule.replace(/_/g, ' '), when(x.detected_ms), when(x.resolved_ms), x.drill ? 'yes' : 'no', x.notified ? 'yes' : 'no']))
+        : h('p', { class: 'empty' }, 'No incident was opened.'),
+      o.sla ? [h('h2', {}, 'SLA over the drill window'), h('dl', { class: 'kv wide' },
+        h('dt', {}, 'Window'), h('dd', {}, `${when(o.sla.from_ms)} → ${when(o.sla.to_ms)}`),
+        h('dt', {}, 'Drill time'), h('dd', {}, fig('sla.drill_s', o.sla.drill_s)),
+        h('dt', {}, 'Downtime'), h('dd', {}, fig('sla.downtime_s', o.sla.downtime_s)),
+        h('dt', {}, 'Unmonitored'), h('dd', {}, fig('sla.unmonitored_s', o.sla.unmonitored_s)),
+        h('dt', {}, 'Uptime'), h('dd', {}, fig('sla.uptime_s', o.sla.uptime_s)))] : null,
+      o.deviations.length ? [h('h2', {}, 'Deviations'), h('ul', {}, o.deviations.map((x) => h('li', {}, x)))] : null]
+      : [h('h2', {}, 'Steps so far'), book && attemptRows(book, now).length ? timeline(attemptRows(book, now), book.started_ms, book.ended_ms || now, 'Step attempts')
+        : h('p', { class: 'empty' }, d.status === 'skipped' ? 'The drill did not start.' : 'No step has started yet.'),
+      d.status === 'skipped' ? null : h('p', { class: 'note' }, 'The figures appear once the drill is measured (after the confirmation period); this page refreshes itself.')],
+    h('h2', {}, 'Continuity test report'),
+    h('div', { class: 'actions' }, h('span', {}, o ? 'Download:' : 'Download (not final yet):'), reportButtons), msg,
+    h('h2', {}, 'Review'),
+    d.review ? h('dl', { class: 'kv wide' },
+      h('dt', {}, 'Reviewer'), h('dd', {}, d.review.reviewer),
+      h('dt', {}, 'Findings'), h('dd', {}, d.review.findings),
+      h('dt', {}, 'Corrective actions'), h('dd', {}, d.review.corrective_actions.join('; ') || '—'),
+      h('dt', {}, 'Plan updated'), h('dd', {}, d.review.plan_updated ? 'yes' : 'no'),
+      h('dt', {}, 'Recorded'), h('dd', {}, `${d.review.recorded_by} at ${when(d.review.recorded_ms)}`))
+      : h('p', { class: 'empty' }, o ? 'Not reviewed yet (watchstand-collector drill review, or POST /api/v1/drill-runs/' + d.id + '/review).' : 'Reviewed after the drill is finished.')];
+}
+
+// ---- reports ----------------------------------------------------------------------------
+
+const REPORT_KINDS = [
+  ['availability', 'Availability measurement', 'per service: availability against the target, every outage of the period'],
+  ['service', 'Service report', 'all services against their SLAs, compared with the previous period'],
+  ['incident', 'Incident report', 'the incidents of the period with their timelines, MTTR and MTBF'],
+  ['capacity', 'Capacity report', 'every host and metric: peak, trend and projected crossing, at risk first']];
+const REPORT_FORMATS = [['html', 'HTML (print or archive)'], ['md', 'Markdown'], ['csv', 'CSV (spreadsheet)'], ['json', 'JSON']];
+
+function monthOf(ms) { return new Date(ms).toISOString().slice(0, 7); }
+function dayOf(ms) { return new Date(ms).toISOString().slice(0, 10); }
+
+// The report page: nothing here refreshes by itself (data-hold); the report is fetched with
+// the token and offered as a file to save, with a preview of the text formats.
 function reportsPage() {
-  return [h('h1', {}, 'Reports'), h('p', {}, 'Availability, service, incident, continuity and capacity reports are produced by the collector\'s report module (',
-    h('code', {}, 'watchstand-collector report'), ', ', h('code', {}, 'GET /api/v1/reports/{kind}'), '). Links to them appear here once that API is part of this build.')];
+  const now = Date.now();
+  const firstOfMonth = Date.parse(monthOf(now) + '-01T00:00:00Z');
+  const kindHelp = h('p', { class: 'hint', id: 'report-kind-help' });
+  const describe = () => { kindHelp.textContent = REPORT_KINDS.find((k) => k[0] === kind.value)[2] + '.'; };
+  const kind = h('select', { id: 'report-kind', 'aria-describedby': 'report-kind-help', onchange: describe },
+    REPORT_KINDS.map(([v, t]) => h('option', { value: v }, t)));
+  describe();
+  const month = h('input', { type: 'month', id: 'report-month', value: monthOf(firstOfMonth - 1), max: monthOf(now), pattern: '[0-9]{4}-[0-9]{2}', placeholder: 'YYYY-MM' });
+  const from = h('input', { type: 'date', id: 'report-from', value: dayOf(now - 30 * DAY), max: dayOf(now) });
+  const to = h('input', { type: 'date', id: 'report-to', value: dayOf(now), max: dayOf(now) });
+  const monthBox = h('div', { class: 'controls', id: 'period-month-fields' }, h('label', { for: 'report-month' }, 'Month'), month);
+  const rangeBox = h('div', { class: 'controls', id: 'period-range-fields', hidden: true },
+    h('label', { for: 'report-from' }, 'From'), from, h('label', { for: 'report-to' }, 'to (inclusive)'), to);
+  const choose = (e) => { monthBox.hidden = e.target.value !== 'month'; rangeBox.hidden = e.target.value !== 'range'; };
+  const byMonth = h('input', { type: 'radio', name: 'period', id: 'period-month', value: 'month', checked: true, onchange: choose });
+  const byRange = h('input', { type: 'radio', name: 'period', id: 'period-range', value: 'range', onchange: choose });
+  const format = h('select', { id: 'report-format' }, REPORT_FORMATS.map(([v, t]) => h('option', { value: v }, t)));
+  const result = h('div', { id: 'report-result', role: 'status', 'aria-live': 'polite' });
+
+  const submit = async (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (byMonth.checked) {
+      if (!/^\d{4}-\d{2}$/.test(month.value)) { result.replaceChildren(h('p', { class: 'error' }, 'Pick a month (YYYY-MM).')); return; }
+      q.set('period', month.value);
+    } else {
+      const f = Date.parse(from.value + 'T00:00:00Z'), t = Date.parse(to.value + 'T00:00:00Z') + DAY;
+      if (!Number.isFinite(f) || !Number.isFinite(t) || f >= t) { result.replaceChildren(h('p', { class: 'error' }, 'Pick a start day on or before the end day.')); return; }
+      q.set('from', String(f));
+      q.set('to', String(Math.min(t, Date.now())));
+    }
+    q.set('format', format.value);
+    result.replaceChildren(h('p', { class: 'result' }, 'Building the report…'));
+    try {
+      const file = await fetchFile(`/reports/${kind.value}?${q}`, `${kind.value}.${format.value}`);
+      const text = format.value === 'html' ? null : await file.blob.text();
+      result.replaceChildren(
+        h('div', { class: 'actions' },
+          h('span', {}, h('strong', { 'data-file': file.name }, file.name), ` (${(file.blob.size / 1024).toFixed(1)} kB)`),
+          saveLink(file, 'Save file', { id: 'report-save' })),
+        text === null
+          ? h('p', { class: 'note' }, 'The HTML report is a document of its own (its own styles, made to print or archive): save it and open it in a browser. The dashboard does not show it inside itself, because its security policy allows no inline styles or frames.')
+          : h('pre', { class: 'preview', id: 'report-preview', tabindex: 0, 'aria-label': 'Report preview' }, text));
+    } catch (err) {
+      if (err.status === 401) return;
+      result.replaceChildren(h('p', { class: 'error', role: 'alert' }, 'The report could not be made: ' + err.message));
+    }
+  };
+
+  return [h('h1', {}, 'Reports'),
+    h('p', {}, 'The ISO/IEC 20000 records, built from what the collector measured. The same reports come from ',
+      h('code', {}, 'watchstand-collector report'), ' and ', h('code', {}, 'GET /api/v1/reports/{kind}'), '; continuity test reports are on each drill run\'s page.'),
+    h('form', { id: 'report-form', class: 'panel', 'data-hold': '', onsubmit: submit },
+      h('div', { class: 'controls' }, h('label', { for: 'report-kind' }, 'Report'), kind), kindHelp,
+      h('fieldset', {}, h('legend', {}, 'Period'),
+        h('div', { class: 'controls' },
+          h('span', { class: 'choice' }, byMonth, h('label', { for: 'period-month' }, 'A calendar month')),
+          h('span', { class: 'choice' }, byRange, h('label', { for: 'period-range' }, 'Days from … to'))),
+        monthBox, rangeBox),
+      h('div', { class: 'controls' }, h('label', { for: 'report-format' }, 'Format'), format),
+      h('button', { type: 'submit', id: 'report-get' }, 'Get report')),
+    result];
 }
 
 // ---- routing and refresh ----------------------------------------------------------------
@@ -492,18 +889,21 @@ async function render() {
   const page = parts[0] || '';
   for (const a of document.querySelectorAll('#nav a')) {
     const target = a.getAttribute('href').slice(2);
-    const current = target === page || (target === '' && page === 'service') || (target === 'incidents' && page === 'incident') || (target === 'runbooks' && page === 'run');
+    const current = target === page || (target === '' && page === 'service') || (target === 'incidents' && page === 'incident')
+      || (target === 'runbooks' && (page === 'run' || page === 'drill-run'));
     if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   const ticket = ++rendering;
   let nodes;
   try {
+    await whoAmI();
     if (page === '') nodes = await overview();
     else if (page === 'service') nodes = await servicePage(parts[1], params);
     else if (page === 'incidents') nodes = await incidentsPage(params);
     else if (page === 'incident') nodes = await incidentPage(parts[1]);
     else if (page === 'runbooks') nodes = await runbooksPage();
     else if (page === 'run') nodes = await runPage(parts[1]);
+    else if (page === 'drill-run') nodes = await drillRunPage(parts[1]);
     else if (page === 'capacity') nodes = await capacityPage();
     else if (page === 'agents') nodes = await agentsPage();
     else if (page === 'reports') nodes = reportsPage();
@@ -514,16 +914,18 @@ async function render() {
   }
   if (ticket !== rendering || !sessionStorage.getItem(TOKEN_KEY)) return;
   const m = main();
-  // Keep what the user is typing: a refresh waits while a field in the page has focus.
-  m.replaceChildren(...nodes.flat().filter(Boolean));
+  m.replaceChildren(...nodes.flat(Infinity).filter(Boolean));
   m.setAttribute('data-page', page || 'overview');
   m.setAttribute('data-loaded', String(ticket));
   document.getElementById('refreshed').textContent = 'Updated ' + when(Date.now()).slice(11, 19) + 'Z';
 }
 
+// A refresh (timer, resize) waits while a field in the page has focus, and skips parts of a
+// page that hold what the user is doing (`data-hold`: a drill's confirmation, the report form).
 function refresh() {
   const active = document.activeElement;
   if (active && main().contains(active) && (active.tagName === 'INPUT' || active.tagName === 'SELECT')) return;
+  if (main().querySelector('[data-hold]')) return;
   render();
 }
 
@@ -531,6 +933,7 @@ document.addEventListener('DOMContentLoaded', () => {
   document.getElementById('login-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const field = document.getElementById('token');
+    me = null;
     sessionStorage.setItem(TOKEN_KEY, field.value.trim());
     field.value = '';
     render();
