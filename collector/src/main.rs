@@ -17,6 +17,7 @@ use watchstand_collector::audit::AuditLog;
 use watchstand_collector::auth::{Role, Token};
 use watchstand_collector::capacity::cli as capacity_cli;
 use watchstand_collector::cli::{self, ApiClient, Format, Output};
+use watchstand_collector::human::format_seconds;
 use watchstand_collector::report::cli as report_cli;
 use watchstand_collector::store::Store;
 use watchstand_collector::{config, demo, server};
@@ -25,9 +26,17 @@ use watchstand_shared::config::{Duration, LoadError};
 use watchstand_shared::runtime::{install_tracing, shutdown_on_signals};
 use watchstand_shared::secrets::{read_secret_file, Secret};
 
-/// How a client subcommand authenticates to the API.
+/// Where a client subcommand finds the API and how it authenticates.
 #[derive(Debug, clap::Args)]
-struct ClientAuth {
+struct ApiOpts {
+    /// The collector's API.
+    #[arg(
+        long,
+        env = "WATCHSTAND_SERVER",
+        default_value = "http://127.0.0.1:8088",
+        global = true
+    )]
+    server: String,
     /// API token (`wst_…`, from `token create`). Prefer WATCHSTAND_TOKEN or --token-file: a
     /// command line is visible to other users of the host.
     #[arg(long, env = "WATCHSTAND_TOKEN", hide_env_values = true, global = true)]
@@ -40,7 +49,7 @@ struct ClientAuth {
     ca_file: Option<PathBuf>,
 }
 
-impl ClientAuth {
+impl ApiOpts {
     fn secret(&self) -> anyhow::Result<Option<Secret>> {
         if let Some(t) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
             return Ok(Some(Secret::new(t.trim())));
@@ -54,7 +63,8 @@ impl ClientAuth {
             .transpose()
     }
 
-    fn client(&self, server: &str) -> anyhow::Result<ApiClient> {
+    /// The API client of every client subcommand: `--server`, its CA and the token.
+    fn client(&self) -> anyhow::Result<ApiClient> {
         let ca = self
             .ca_file
             .as_deref()
@@ -63,7 +73,28 @@ impl ClientAuth {
                     .with_context(|| format!("cannot read the CA file {}", path.display()))
             })
             .transpose()?;
-        Ok(ApiClient::with_ca(server, ca.as_deref())?.with_token(self.secret()?))
+        Ok(ApiClient::with_ca(&self.server, ca.as_deref())?.with_token(self.secret()?))
+    }
+}
+
+/// The options of a client subcommand that prints tables or JSON: the output form and the API.
+#[derive(Debug, clap::Args)]
+struct ClientOpts {
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    format: Format,
+    /// Tables show local time, not UTC.
+    #[arg(long, global = true)]
+    local: bool,
+    #[command(flatten)]
+    api: ApiOpts,
+}
+
+impl ClientOpts {
+    fn output(&self) -> Output {
+        Output {
+            format: self.format,
+            local: self.local,
+        }
     }
 }
 
@@ -109,6 +140,9 @@ enum Command {
         data_dir: Option<PathBuf>,
     },
     /// SLA attainment per service, from a running collector's API.
+    #[command(mut_arg("local", |a| a.help(
+        "Tables show local time (and dates in --from/--to are local midnight), not UTC"
+    )))]
     Sla {
         /// Only this service.
         #[arg(long)]
@@ -120,93 +154,35 @@ enum Command {
         /// End, in the same forms; default: now.
         #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Tables show local time (and dates in --from/--to are local midnight), not UTC.
-        #[arg(long)]
-        local: bool,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088"
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        opts: ClientOpts,
     },
     /// Incidents of a running collector: list, show, acknowledge, resolve.
     Incidents {
         #[command(subcommand)]
         action: IncidentAction,
-        #[arg(long, value_enum, default_value = "table", global = true)]
-        format: Format,
-        /// Tables show local time, not UTC.
-        #[arg(long, global = true)]
-        local: bool,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088",
-            global = true
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        opts: ClientOpts,
     },
     /// Failover drills of a running collector: list, run, runs, show, report, review, summary.
     Drills {
         #[command(subcommand)]
         action: DrillCmd,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088",
-            global = true
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        api: ApiOpts,
     },
     /// Continuity runbooks of a running collector: list, run, runs, show, approve, reject,
     /// cancel.
     Runbooks {
         #[command(subcommand)]
         action: RunbookCmd,
-        #[arg(long, value_enum, default_value = "table", global = true)]
-        format: Format,
-        /// Tables show local time, not UTC.
-        #[arg(long, global = true)]
-        local: bool,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088",
-            global = true
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        opts: ClientOpts,
     },
     /// The agent registry of a running collector.
     Agents {
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Tables show local time, not UTC.
-        #[arg(long)]
-        local: bool,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088"
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        opts: ClientOpts,
     },
     /// Capacity of a running collector: the summary of every agent and metric (hosts at risk
     /// first), or one metric's forecast.
@@ -225,21 +201,8 @@ enum Command {
         /// Period end; default: now.
         #[arg(long, allow_hyphen_values = true, global = true)]
         to: Option<String>,
-        #[arg(long, value_enum, default_value = "table", global = true)]
-        format: Format,
-        /// Tables show local time, not UTC.
-        #[arg(long, global = true)]
-        local: bool,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088",
-            global = true
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        opts: ClientOpts,
     },
     /// An ISO/IEC 20000 report from a running collector's API: availability, service,
     /// incident or capacity, as JSON, CSV, Markdown or HTML.
@@ -265,15 +228,8 @@ enum Command {
         /// Dates in --from/--to are local midnight, not UTC.
         #[arg(long)]
         local: bool,
-        /// The collector's API.
-        #[arg(
-            long,
-            env = "WATCHSTAND_SERVER",
-            default_value = "http://127.0.0.1:8088"
-        )]
-        server: String,
         #[command(flatten)]
-        auth: ClientAuth,
+        api: ApiOpts,
     },
     /// API tokens.
     Token {
@@ -554,8 +510,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             for b in &c.runbooks {
                 let trigger = b.on_incident.as_ref().map_or_else(String::new, |t| {
                     format!(
-                        ", on incidents ≥ {:?} after {} ms",
-                        t.min_priority, t.after_ms
+                        ", on incidents ≥ {:?} after {}",
+                        t.min_priority,
+                        format_seconds(t.after_ms as f64 / 1_000.0)
                     )
                 });
                 let steps: Vec<String> = b
@@ -591,32 +548,21 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             service,
             from,
             to,
-            format,
-            local,
-            server,
-            auth,
+            opts,
         } => {
-            let client = auth.client(&server)?;
             let text = cli::sla(
-                &client,
+                &opts.api.client()?,
                 service.as_deref(),
                 from.as_deref(),
                 to.as_deref(),
-                Output { format, local },
+                opts.output(),
             )
             .await?;
             write_stdout(&text)?;
             Ok(EXIT_OK)
         }
-        Command::Incidents {
-            action,
-            format,
-            local,
-            server,
-            auth,
-        } => {
-            let client = auth.client(&server)?;
-            let format = Output { format, local };
+        Command::Incidents { action, opts } => {
+            let (client, format) = (opts.api.client()?, opts.output());
             let text = match action {
                 IncidentAction::List { state, service } => {
                     cli::incidents(&client, state.as_deref(), service.as_deref(), format).await?
@@ -632,15 +578,8 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             write_stdout(&text)?;
             Ok(EXIT_OK)
         }
-        Command::Runbooks {
-            action,
-            format,
-            local,
-            server,
-            auth,
-        } => {
-            let client = auth.client(&server)?;
-            let format = Output { format, local };
+        Command::Runbooks { action, opts } => {
+            let (client, format) = (opts.api.client()?, opts.output());
             let text = match action {
                 RunbookCmd::List => cli::runbooks(&client, format).await?,
                 RunbookCmd::Run { id } => cli::start_runbook(&client, &id, format).await?,
@@ -662,13 +601,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             write_stdout(&text)?;
             Ok(EXIT_OK)
         }
-        Command::Drills {
-            action,
-            server,
-            auth,
-        } => {
+        Command::Drills { action, api } => {
             use watchstand_collector::drill::cli as d;
-            let client = auth.client(&server)?;
+            let client = api.client()?;
             let text = match action {
                 DrillCmd::List => d::list(&client).await?,
                 DrillCmd::Run { id } => d::run(&client, &id).await?,
@@ -708,14 +643,8 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             write_stdout(&text)?;
             Ok(EXIT_OK)
         }
-        Command::Agents {
-            format,
-            local,
-            server,
-            auth,
-        } => {
-            let client = auth.client(&server)?;
-            write_stdout(&cli::agents(&client, Output { format, local }).await?)?;
+        Command::Agents { opts } => {
+            write_stdout(&cli::agents(&opts.api.client()?, opts.output()).await?)?;
             Ok(EXIT_OK)
         }
         Command::Capacity {
@@ -724,13 +653,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             metric,
             from,
             to,
-            format,
-            local,
-            server,
-            auth,
+            opts,
         } => {
-            let client = auth.client(&server)?;
-            let output = Output { format, local };
+            let (client, output) = (opts.api.client()?, opts.output());
             let (agent, metric, from, to) = (
                 agent.as_deref(),
                 metric.as_deref(),
@@ -756,10 +681,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             format,
             out,
             local,
-            server,
-            auth,
+            api,
         } => {
-            let client = auth.client(&server)?;
+            let client = api.client()?;
             let text = report_cli::fetch(
                 &client,
                 report_cli::ReportRequest {
@@ -926,5 +850,53 @@ async fn run_main() -> ExitCode {
             );
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn client_options_are_read_before_and_after_the_action() {
+        let args = Args::try_parse_from([
+            "watchstand-collector",
+            "runbooks",
+            "--server",
+            "http://a:1",
+            "show",
+            "7",
+            "--format",
+            "json",
+            "--token",
+            "wst_x",
+        ])
+        .expect("parses");
+        let Command::Runbooks {
+            action: RunbookCmd::Show { id: 7 },
+            opts,
+        } = args.command
+        else {
+            panic!("not `runbooks show`");
+        };
+        assert_eq!(opts.api.server, "http://a:1");
+        assert_eq!(opts.api.token.as_deref(), Some("wst_x"));
+        assert_eq!(opts.output().format, Format::Json);
+        let e = Args::try_parse_from([
+            "watchstand-collector",
+            "agents",
+            "--token",
+            "t",
+            "--token-file",
+            "f",
+        ])
+        .expect_err("conflicting options");
+        assert!(e.to_string().contains("--token-file"), "{e}");
     }
 }

@@ -11,6 +11,8 @@
 //! - [`storage`]: the storage trait with its sled engine and the in-memory model that the
 //!   conformance suite checks it against. The agent's outbox and the collector's store both use it.
 //! - [`mqtt`]: the event-loop driver task (backoff, publish routing, connection events).
+//! - [`process`]: the one process runner (argv, deadline, process-group kill, bounded output)
+//!   of the agent's `exec` actions and probe and the collector's runbook `exec` step.
 //! - [`runtime`]: the binaries' edge: log subscriber, shutdown on SIGINT/SIGTERM.
 //! - [`secrets`]: a redacting `Secret` string and the check for secret files others can read.
 //! - [`time`]: the wall clock in epoch milliseconds, the unit of every `*_ms` field.
@@ -19,6 +21,7 @@
 pub mod command;
 pub mod config;
 pub mod mqtt;
+pub mod process;
 pub mod runtime;
 pub mod secrets;
 pub mod storage;

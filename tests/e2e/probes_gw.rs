@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use watchstand_agent::probe::{Probe, ProbeConfig};
+use watchstand_shared::process::all_ended;
 use watchstand_shared::wire::v1::ProbeState;
 use watchstand_tests::modbus::{f32_words, ModbusTarget};
 use watchstand_tests::process::{AgentSpec, BrokerChoice, CollectorSpec, MosquittoSpec};
-use watchstand_tests::{free_addr, now_ms, wait_for, HttpTarget, TcpTarget};
+use watchstand_tests::{free_addr, now_ms, wait_for, Agent, Collector, HttpTarget, TcpTarget};
 
 const PLUGINS: &str = "/usr/lib/nagios/plugins";
 
@@ -29,6 +30,42 @@ fn services(ids: &[&str]) -> String {
             )
         })
         .collect()
+}
+
+/// The collector (embedded broker) with one service per probe of `ids`, and agent `agent-1`
+/// running `probes` (`[[probes]]` entries) against it; the epoch ms between the two starts.
+async fn pipeline(dir: &Path, ids: &[&str], probes: &str) -> (Collector, Agent, u64) {
+    let collector = CollectorSpec::new(
+        &dir.join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &services(ids),
+    )
+    .spawn()
+    .await;
+    let start = now_ms();
+    let agent = AgentSpec::new(
+        &dir.join("agent"),
+        "agent-1",
+        &collector.broker_url(),
+        probes,
+    )
+    .spawn()
+    .await;
+    (collector, agent, start)
+}
+
+/// An `exec` probe's keys (of a `[[probes]]` entry).
+fn exec_probe(id: &str, command: &[String], interval: &str, timeout: &str) -> String {
+    format!(
+        "id = \"{id}\"\nkind = \"exec\"\ncommand = {command:?}\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\n"
+    )
+}
+
+/// An `mqtt` probe's keys: a round trip through the broker at `url`.
+fn mqtt_probe(url: &str, interval: &str, timeout: &str) -> String {
+    format!(
+        "id = \"broker\"\nkind = \"mqtt\"\nurl = \"{url}\"\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\ntopic = \"watchstand/probe/rt\"\n"
+    )
 }
 
 /// The newest stored result of `probe` (through `GET /api/v1/agents/agent-1/results`).
@@ -102,16 +139,6 @@ fn plugins() -> Option<&'static str> {
     None
 }
 
-/// Whether `pid` runs no more (gone, or a zombie waiting for init to reap it).
-fn dead(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 fn write_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -123,12 +150,7 @@ async fn monitoring_plugins_run_unchanged_with_their_exit_codes_and_perfdata() {
     let Some(dir_p) = plugins() else { return };
     let tcp = TcpTarget::start().await;
     let http = HttpTarget::start().await;
-    let run = |args: &[String]| {
-        let toml = format!(
-            "id = \"p\"\nkind = \"exec\"\ncommand = {args:?}\ninterval = \"10s\"\ntimeout = \"5s\"\n"
-        );
-        probe(&toml)
-    };
+    let run = |args: &[String]| probe(&exec_probe("p", args, "10s", "5s"));
     let o = run(&[
         format!("{dir_p}/check_tcp"),
         "-H".into(),
@@ -227,88 +249,59 @@ async fn exec_probes_through_the_pipeline_with_sla_metrics_and_no_leftover_proce
             p = pids.display()
         ),
     );
-    let probes = format!(
-        r#"
-[[probes]]
-id = "tcp"
-kind = "exec"
-command = ["{dir_p}/check_tcp", "-H", "127.0.0.1", "-p", "{tcp_port}"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "http"
-kind = "exec"
-command = ["{dir_p}/check_http", "-I", "127.0.0.1", "-p", "{http_port}", "-u", "/"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "dummy0"
-kind = "exec"
-command = ["{dir_p}/check_dummy", "0", "fine"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "dummy1"
-kind = "exec"
-command = ["{dir_p}/check_dummy", "1", "warm"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "dummy2"
-kind = "exec"
-command = ["{dir_p}/check_dummy", "2", "broken"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "dummy3"
-kind = "exec"
-command = ["{dir_p}/check_dummy", "3", "no idea"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "perf"
-kind = "exec"
-command = ["{perf}"]
-interval = "1s"
-timeout = "800ms"
-
-[[probes]]
-id = "hang"
-kind = "exec"
-command = ["{hang}"]
-interval = "1s"
-timeout = "500ms"
-"#,
-        tcp_port = tcp.addr.port(),
-        http_port = http.addr.port(),
-        perf = perf.display(),
-        hang = hang.display(),
-    );
-    let ids = [
-        "tcp", "http", "dummy0", "dummy1", "dummy2", "dummy3", "perf", "hang",
+    let plugin = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    let (tcp_port, http_port) = (tcp.addr.port().to_string(), http.addr.port().to_string());
+    let commands = [
+        (
+            "tcp",
+            plugin(&[
+                &format!("{dir_p}/check_tcp"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &tcp_port,
+            ]),
+        ),
+        (
+            "http",
+            plugin(&[
+                &format!("{dir_p}/check_http"),
+                "-I",
+                "127.0.0.1",
+                "-p",
+                &http_port,
+                "-u",
+                "/",
+            ]),
+        ),
+        (
+            "dummy0",
+            plugin(&[&format!("{dir_p}/check_dummy"), "0", "fine"]),
+        ),
+        (
+            "dummy1",
+            plugin(&[&format!("{dir_p}/check_dummy"), "1", "warm"]),
+        ),
+        (
+            "dummy2",
+            plugin(&[&format!("{dir_p}/check_dummy"), "2", "broken"]),
+        ),
+        (
+            "dummy3",
+            plugin(&[&format!("{dir_p}/check_dummy"), "3", "no idea"]),
+        ),
+        ("perf", plugin(&[&perf.display().to_string()])),
+        ("hang", plugin(&[&hang.display().to_string()])),
     ];
-    let collector = CollectorSpec::new(
-        &dir.path().join("collector"),
-        BrokerChoice::Embedded(free_addr()),
-        &services(&ids),
-    )
-    .spawn()
-    .await;
-    let start = now_ms();
-    let mut agent = AgentSpec::new(
-        &dir.path().join("agent"),
-        "agent-1",
-        &collector.broker_url(),
-        &probes,
-    )
-    .spawn()
-    .await;
+    let probes: String = commands
+        .iter()
+        .map(|(id, command)| {
+            let timeout = if *id == "hang" { "500ms" } else { "800ms" };
+            format!("[[probes]]\n{}\n", exec_probe(id, command, "1s", timeout))
+        })
+        .collect();
+    let ids: Vec<&str> = commands.iter().map(|(id, _)| *id).collect();
+    let (collector, mut agent, start) = pipeline(dir.path(), &ids, &probes).await;
 
     wait_state(&collector, "tcp", "up", None).await;
     wait_state(&collector, "http", "up", None).await;
@@ -364,14 +357,12 @@ timeout = "500ms"
     // The hanging plugin and the child it forked are killed every time.
     assert!(agent.terminate(), "the agent stops cleanly");
     let text = std::fs::read_to_string(&pids).unwrap();
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<u32> = text.lines().map(|p| p.trim().parse().unwrap()).collect();
     assert!(all.len() >= 4, "at least two runs: {all:?}");
-    wait_for(
-        "every plugin process gone",
-        Duration::from_secs(5),
-        || async { all.iter().all(|p| dead(p)).then_some(()) },
-    )
-    .await;
+    assert!(
+        all_ended(&all, Duration::from_secs(5)).await,
+        "a plugin process still runs: {all:?}"
+    );
 }
 
 #[tokio::test]
@@ -515,22 +506,7 @@ async fn modbus_through_the_pipeline_with_state_changes_and_metrics() {
         "[[probes]]\nid = \"plc\"\nkind = \"modbus\"\naddress = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\nfunction = \"holding_registers\"\nregister = 0\nnames = [\"level\"]\nup = [0.0, 50.0]\ndegraded = [50.0, 80.0]\n",
         plc.addr
     );
-    let collector = CollectorSpec::new(
-        &dir.path().join("collector"),
-        BrokerChoice::Embedded(free_addr()),
-        &services(&["plc"]),
-    )
-    .spawn()
-    .await;
-    let start = now_ms();
-    let _agent = AgentSpec::new(
-        &dir.path().join("agent"),
-        "agent-1",
-        &collector.broker_url(),
-        &probes,
-    )
-    .spawn()
-    .await;
+    let (collector, _agent, start) = pipeline(dir.path(), &["plc"], &probes).await;
     wait_state(&collector, "plc", "up", None).await;
     plc.set_holding(0, &[65]);
     wait_state(
@@ -565,35 +541,12 @@ async fn mqtt_round_trip_through_mosquitto_up_then_down_when_it_stops() {
     let Some(mut mosquitto) = spec.spawn().await else {
         return;
     };
-    let direct = probe(&format!(
-        "id = \"broker\"\nkind = \"mqtt\"\nurl = \"{}\"\ninterval = \"10s\"\ntimeout = \"2s\"\ntopic = \"watchstand/probe/rt\"\n",
-        spec.url()
-    ))
-    .check()
-    .await;
+    let direct = probe(&mqtt_probe(&spec.url(), "10s", "2s")).check().await;
     assert_eq!(direct.state, ProbeState::Up, "{direct:?}");
     assert!(direct.latency > Duration::ZERO);
 
-    let probes = format!(
-        "[[probes]]\nid = \"broker\"\nkind = \"mqtt\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\ntopic = \"watchstand/probe/rt\"\n",
-        spec.url()
-    );
-    let collector = CollectorSpec::new(
-        &dir.path().join("collector"),
-        BrokerChoice::Embedded(free_addr()),
-        &services(&["broker"]),
-    )
-    .spawn()
-    .await;
-    let start = now_ms();
-    let _agent = AgentSpec::new(
-        &dir.path().join("agent"),
-        "agent-1",
-        &collector.broker_url(),
-        &probes,
-    )
-    .spawn()
-    .await;
+    let probes = format!("[[probes]]\n{}", mqtt_probe(&spec.url(), "1s", "800ms"));
+    let (collector, _agent, start) = pipeline(dir.path(), &["broker"], &probes).await;
     wait_state(&collector, "broker", "up", None).await;
     mosquitto.kill();
     let down = wait_state(&collector, "broker", "down", Some("connect")).await;

@@ -15,7 +15,6 @@
 //!   restart and every attempt's action ran at most once (here: exactly once, as none is lost).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +23,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
+use tempfile::TempDir;
 use watchstand_shared::command::CommandKey;
 use watchstand_tests::process::{
-    AgentSpec, BrokerChoice, Collector, CollectorSpec, Mosquitto, MosquittoSpec,
+    Agent, AgentSpec, BrokerChoice, Collector, CollectorSpec, Mosquitto, MosquittoSpec,
 };
+use watchstand_tests::runbook::{cli_ok, lines, run_ended, start_run, web_service};
 use watchstand_tests::{free_addr, now_ms, wait_for};
 
 /// The service address: the primary answers while healthy; once the roles file's last line is
@@ -79,10 +80,6 @@ impl Service {
     }
 }
 
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
-}
-
 /// A collector key in `dir`; the collector's `[commands]` lines for it.
 fn key(dir: &Path) -> (CommandKey, String) {
     std::fs::create_dir_all(dir).unwrap();
@@ -96,41 +93,12 @@ fn key(dir: &Path) -> (CommandKey, String) {
     (key, lines)
 }
 
-/// The collector's catalogue: `web` measured by `agent-1/web`, fast incidents, `runbooks`.
-fn services(commands: &str, runbooks: &str) -> String {
-    format!(
-        r#"
-{commands}
-[incidents]
-evaluate_every = "1s"
-down_after = 2
-resolve_after = "3s"
-burn_rate = []
-sla_below_target = false
-
-[[services]]
-id = "web"
-name = "Web"
-criticality = "critical"
-rto = "5m"
-rpo = "1m"
-probes = ["agent-1/web"]
-slo = {{ availability = 99.9, window = "1d" }}
-{runbooks}
-"#
-    )
-}
-
-/// Agent `agent-1` probing `addr` every second, accepting commands signed by `key`: action
-/// `promote` (after `delay` seconds, appends its `role` to `roles`).
-fn agent(
-    dir: &Path,
-    broker: &str,
-    addr: std::net::SocketAddr,
-    key: &CommandKey,
-    roles: &Path,
-    delay: &str,
-) -> AgentSpec {
+/// Agent `agent-1` probing the service every second, accepting commands signed by the key:
+/// action `promote` (after `delay` seconds, appends its `role` to the roles file).
+fn agent(dir: &Path, broker: &str, parts: &Parts, delay: &str) -> AgentSpec {
+    let Parts {
+        addr, key, roles, ..
+    } = parts;
     let mut spec = AgentSpec::new(
         dir,
         "agent-1",
@@ -158,36 +126,71 @@ allowed = ["primary", "standby"]
     spec
 }
 
-fn cli(collector: &Collector, args: &[&str]) -> Output {
-    std::process::Command::new(watchstand_tests::bin("watchstand-collector"))
-        .args(args)
-        .arg("--server")
-        .arg(collector.url(""))
-        .output()
-        .unwrap()
+/// What every test here starts with: the service (answering from the primary), the
+/// collector's signing key and its `[commands]` lines.
+struct Parts {
+    roles: PathBuf,
+    service: Service,
+    addr: std::net::SocketAddr,
+    key: CommandKey,
+    commands: String,
 }
 
-fn cli_ok(collector: &Collector, args: &[&str]) -> String {
-    let out = cli(collector, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+async fn parts(dir: &Path) -> Parts {
+    let roles = dir.join("roles.txt");
+    let service = Service::new(&roles);
+    let addr = service.start().await;
+    let (key, commands) = key(&dir.join("keys"));
+    Parts {
+        roles,
+        service,
+        addr,
+        key,
+        commands,
+    }
 }
 
-async fn run_until(
-    collector: &Collector,
-    id: u64,
-    what: &str,
-    f: impl Fn(&Value) -> bool,
-) -> Value {
-    wait_for(what, Duration::from_secs(40), || async {
-        let run = collector.get(&format!("/api/v1/runbook-runs/{id}")).await;
-        f(&run).then_some(run)
+/// A running scenario: a collector (embedded broker) with `runbooks` and agent `agent-1`,
+/// known to it, whose `promote` action runs at once.
+struct Scenario {
+    parts: Parts,
+    collector: Collector,
+    _agent: Agent,
+    _dir: TempDir,
+}
+
+async fn scenario(runbooks: &str) -> Scenario {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = parts(dir.path()).await;
+    let collector = CollectorSpec::new(
+        &dir.path().join("collector"),
+        BrokerChoice::Embedded(free_addr()),
+        &web_service(&parts.commands, runbooks),
+    )
+    .spawn()
+    .await;
+    let agent = agent(
+        &dir.path().join("agent"),
+        &collector.broker_url(),
+        &parts,
+        "0",
+    )
+    .spawn()
+    .await;
+    agent_known(&collector).await;
+    Scenario {
+        parts,
+        collector,
+        _agent: agent,
+        _dir: dir,
+    }
+}
+
+async fn agent_known(collector: &Collector) {
+    wait_for("agent-1 to be known", Duration::from_secs(20), || async {
+        collector.agent("agent-1").await.map(|_| ())
     })
-    .await
+    .await;
 }
 
 /// Every step that ran has an attempt with start and end; none ended before it started.
@@ -206,11 +209,6 @@ fn assert_timestamps(run: &Value, since: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_recovered_by_a_signed_agent_action() {
-    let dir = tempfile::tempdir().unwrap();
-    let roles = dir.path().join("roles.txt");
-    let service = Service::new(&roles);
-    let addr = service.start().await;
-    let (key, commands) = key(&dir.path().join("keys"));
     let runbooks = r#"
 [[runbooks]]
 id = "failover"
@@ -233,27 +231,11 @@ state = "up"
 for = "2s"
 timeout = "30s"
 "#;
-    let collector = CollectorSpec::new(
-        &dir.path().join("collector"),
-        BrokerChoice::Embedded(free_addr()),
-        &services(&commands, runbooks),
-    )
-    .spawn()
-    .await;
-    let _agent = agent(
-        &dir.path().join("agent"),
-        &collector.broker_url(),
-        addr,
-        &key,
-        &roles,
-        "0",
-    )
-    .spawn()
-    .await;
-    wait_for("agent-1 to be known", Duration::from_secs(20), || async {
-        collector.agent("agent-1").await.map(|_| ())
-    })
-    .await;
+    let Scenario {
+        parts: Parts { roles, service, .. },
+        collector,
+        ..
+    } = &scenario(runbooks).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     service.primary_failed.store(true, Ordering::SeqCst);
@@ -269,10 +251,7 @@ timeout = "30s"
     .await;
     let id = run["id"].as_u64().unwrap();
     assert_eq!(run["trigger"]["kind"], "incident", "{run}");
-    let run = run_until(&collector, id, "the run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    let run = run_ended(collector, id, "the run to end").await;
     let recovered_in = now_ms() - down_at;
     assert_eq!(run["status"], "succeeded", "{run}");
     eprintln!(
@@ -294,11 +273,11 @@ timeout = "30s"
     assert_eq!(command["action"], "promote", "{run}");
     assert_eq!(command["args"]["role"], "standby", "{run}");
     assert_eq!(promote["command_id"], command["command_id"], "{run}");
-    assert_eq!(lines(&roles), 1, "the action ran exactly once");
+    assert_eq!(lines(roles), 1, "the action ran exactly once");
     // The service is up from the standby while the primary is still down.
     assert!(service.primary_failed.load(Ordering::SeqCst));
     assert_eq!(service.active(), "standby");
-    let shown = cli_ok(&collector, &["runbooks", "show", &id.to_string()]);
+    let shown = cli_ok(collector, &["runbooks", "show", &id.to_string()]);
     assert!(
         shown.contains("promote") && shown.contains("succeeded"),
         "{shown}"
@@ -315,11 +294,6 @@ timeout = "30s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_agent_action_runs_and_a_rejected_one_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let roles = dir.path().join("roles.txt");
-    let service = Service::new(&roles);
-    let addr = service.start().await;
-    let (key, commands) = key(&dir.path().join("keys"));
     let runbooks = r#"
 [[runbooks]]
 id = "switch"
@@ -347,42 +321,19 @@ state = "up"
 for = "1s"
 timeout = "20s"
 "#;
-    let collector = CollectorSpec::new(
-        &dir.path().join("collector"),
-        BrokerChoice::Embedded(free_addr()),
-        &services(&commands, runbooks),
-    )
-    .spawn()
-    .await;
-    let _agent = agent(
-        &dir.path().join("agent"),
-        &collector.broker_url(),
-        addr,
-        &key,
-        &roles,
-        "0",
-    )
-    .spawn()
-    .await;
-    wait_for("agent-1 to be known", Duration::from_secs(20), || async {
-        collector.agent("agent-1").await.map(|_| ())
-    })
-    .await;
+    let Scenario {
+        parts: Parts { roles, service, .. },
+        collector,
+        ..
+    } = &scenario(runbooks).await;
 
     let since = now_ms();
-    let run: Value = serde_json::from_str(&cli_ok(
-        &collector,
-        &["runbooks", "run", "switch", "--format", "json"],
-    ))
-    .unwrap();
+    let run = start_run(collector, "switch");
     let rejected = run["id"].as_u64().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(lines(&roles), 0, "nothing runs before the approval");
-    cli_ok(&collector, &["runbooks", "reject", &rejected.to_string()]);
-    let run = run_until(&collector, rejected, "the rejected run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    assert_eq!(lines(roles), 0, "nothing runs before the approval");
+    cli_ok(collector, &["runbooks", "reject", &rejected.to_string()]);
+    let run = run_ended(collector, rejected, "the rejected run to end").await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["steps"][1]["status"], "skipped", "{run}");
     assert!(
@@ -392,26 +343,19 @@ timeout = "20s"
             .contains("rejected by anonymous"),
         "{run}"
     );
-    assert_eq!(lines(&roles), 0, "a rejected run sends no command");
+    assert_eq!(lines(roles), 0, "a rejected run sends no command");
 
-    let run: Value = serde_json::from_str(&cli_ok(
-        &collector,
-        &["runbooks", "run", "switch", "--format", "json"],
-    ))
-    .unwrap();
+    let run = start_run(collector, "switch");
     let approved = run["id"].as_u64().unwrap();
-    cli_ok(&collector, &["runbooks", "approve", &approved.to_string()]);
-    let run = run_until(&collector, approved, "the approved run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    cli_ok(collector, &["runbooks", "approve", &approved.to_string()]);
+    let run = run_ended(collector, approved, "the approved run to end").await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_timestamps(&run, since);
     assert_eq!(
         run["steps"][0]["attempts"][0]["outcome"]["detail"], "approved by anonymous",
         "{run}"
     );
-    assert_eq!(lines(&roles), 1, "the approved action ran exactly once");
+    assert_eq!(lines(roles), 1, "the approved action ran exactly once");
     assert_eq!(service.active(), "standby");
 }
 
@@ -434,10 +378,7 @@ async fn collector_crashes_at_random_points_never_run_an_attempt_twice() {
         .unwrap_or(20);
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let roles = dir.path().join("roles.txt");
-    let service = Service::new(&roles);
-    let addr = service.start().await;
-    let (key, commands) = key(&dir.path().join("keys"));
+    let parts = parts(dir.path()).await;
     // Two agent actions per run (each sleeps 150 ms before it appends), so a kill lands before,
     // during and after sends, executions and answers.
     let runbooks = r#"
@@ -465,22 +406,13 @@ timeout = "20s"
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
         broker.clone(),
-        &services(&commands, runbooks),
+        &web_service(&parts.commands, runbooks),
     );
     let mut collector = spec.spawn().await;
-    let agent_spec = agent(
-        &dir.path().join("agent"),
-        &broker.url(),
-        addr,
-        &key,
-        &roles,
-        "0.15",
-    );
-    let agent = agent_spec.spawn().await;
-    wait_for("agent-1 to be known", Duration::from_secs(20), || async {
-        collector.agent("agent-1").await.map(|_| ())
-    })
-    .await;
+    let agent = agent(&dir.path().join("agent"), &broker.url(), &parts, "0.15")
+        .spawn()
+        .await;
+    agent_known(&collector).await;
     let http = reqwest::Client::new();
     let mut kills = 0;
     let rounds_started = Instant::now();
@@ -530,7 +462,7 @@ timeout = "20s"
             }
         }
     }
-    let executed = lines(&roles);
+    let executed = lines(&parts.roles);
     let health = agent.health().await;
     eprintln!(
         "crash rounds: {rounds} rounds, {kills} SIGKILLs, {} runs {statuses:?}, {attempts} agent-action attempts ({succeeded_attempts} succeeded), {executed} executions, agent health commands {}, rounds {:.1} s (test {:.1} s)",

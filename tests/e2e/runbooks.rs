@@ -10,7 +10,6 @@
 //!   each restart the run continues, and the approval is accepted.
 
 use std::path::Path;
-use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +19,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 use watchstand_tests::process::{AgentSpec, BrokerChoice, Collector, CollectorSpec};
+use watchstand_tests::runbook::{
+    cli, cli_ok, lines, run_ended, run_until, start_run as start, web_service,
+};
 use watchstand_tests::{free_addr, now_ms, wait_for};
 
 /// A primary that answers 503 while "failed", and a `POST /failover` that brings it back (as a
@@ -67,85 +69,12 @@ impl Primary {
     }
 }
 
-/// The service `web` measured by `agent-1/web`, fast incident settings, and `runbooks`.
-fn services(runbooks: &str) -> String {
-    format!(
-        r#"
-[incidents]
-evaluate_every = "1s"
-down_after = 2
-resolve_after = "3s"
-burn_rate = []
-sla_below_target = false
-
-[[services]]
-id = "web"
-name = "Web"
-criticality = "critical"
-rto = "5m"
-rpo = "1m"
-probes = ["agent-1/web"]
-slo = {{ availability = 99.9, window = "1d" }}
-{runbooks}
-"#
-    )
-}
-
-/// Runs the CLI binary against `collector`.
-fn cli(collector: &Collector, args: &[&str]) -> Output {
-    std::process::Command::new(watchstand_tests::bin("watchstand-collector"))
-        .args(args)
-        .arg("--server")
-        .arg(collector.url(""))
-        .output()
-        .unwrap()
-}
-
-fn cli_ok(collector: &Collector, args: &[&str]) -> String {
-    let out = cli(collector, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Starts runbook `id` from the CLI; the run as JSON.
-fn start(collector: &Collector, id: &str) -> Value {
-    serde_json::from_str(&cli_ok(
-        collector,
-        &["runbooks", "run", id, "--format", "json"],
-    ))
-    .unwrap()
-}
-
-/// Waits until run `id` satisfies `f`; the run.
-async fn run_until(
-    collector: &Collector,
-    id: u64,
-    what: &str,
-    f: impl Fn(&Value) -> bool,
-) -> Value {
-    wait_for(what, Duration::from_secs(30), || async {
-        let run = collector.get(&format!("/api/v1/runbook-runs/{id}")).await;
-        f(&run).then_some(run)
-    })
-    .await
-}
-
 fn current_step(run: &Value) -> Option<String> {
     run["steps"]
         .as_array()?
         .iter()
         .find(|s| s["status"] == "running")
         .and_then(|s| s["id"].as_str().map(str::to_owned))
-}
-
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +110,7 @@ timeout = "30s"
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
         BrokerChoice::Embedded(free_addr()),
-        &services(&runbooks),
+        &web_service("", &runbooks),
     );
     let collector = spec.spawn().await;
     let probe = format!(
@@ -216,10 +145,7 @@ timeout = "30s"
     let id = run["id"].as_u64().unwrap();
     assert_eq!(run["trigger"]["kind"], "incident", "{run}");
     let incident = run["trigger"]["incident"].as_u64().unwrap();
-    let run = run_until(&collector, id, "the run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    let run = run_ended(&collector, id, "the run to end").await;
     let recovered_in = now_ms() - down_at;
     assert_eq!(run["status"], "succeeded", "{run}");
     eprintln!("outage → incident → runbook → measured up again: {recovered_in} ms");
@@ -299,7 +225,7 @@ timeout = "10s"
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
         BrokerChoice::Embedded(free_addr()),
-        &services(&runbooks),
+        &web_service("", &runbooks),
     );
     let collector = spec.spawn().await;
 
@@ -320,10 +246,7 @@ timeout = "10s"
     assert_eq!(lines(&marker), 0, "nothing runs before the approval");
 
     cli_ok(&collector, &["runbooks", "approve", &first.to_string()]);
-    let run = run_until(&collector, first, "the approved run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    let run = run_ended(&collector, first, "the approved run to end").await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let approval = &run["steps"][0]["attempts"][0]["outcome"];
     assert_eq!(approval["detail"], "approved by anonymous", "{run}");
@@ -336,10 +259,7 @@ timeout = "10s"
     let run = start(&collector, "switch");
     let rejected = run["id"].as_u64().unwrap();
     cli_ok(&collector, &["runbooks", "reject", &rejected.to_string()]);
-    let run = run_until(&collector, rejected, "the rejected run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    let run = run_ended(&collector, rejected, "the rejected run to end").await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["steps"][1]["status"], "skipped", "{run}");
     assert!(
@@ -400,7 +320,7 @@ timeout = "10s"
     let spec = CollectorSpec::new(
         &dir.path().join("collector"),
         BrokerChoice::Embedded(free_addr()),
-        &services(&runbooks),
+        &web_service("", &runbooks),
     );
     let mut collector = spec.spawn().await;
     let run = start(&collector, "recover");
@@ -483,10 +403,7 @@ async fn crash_during_retries_then_approve(
         "re-armed, not restarted: {run}"
     );
     cli_ok(&collector, &["runbooks", "approve", &id.to_string()]);
-    let run = run_until(&collector, id, "the run to end", |r| {
-        r["status"] != "running"
-    })
-    .await;
+    let run = run_ended(&collector, id, "the run to end").await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(lines(after), 1);
     assert_eq!(lines(slow), 3);

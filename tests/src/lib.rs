@@ -21,6 +21,7 @@ pub mod netns;
 pub mod oracle;
 pub mod process;
 pub mod relay;
+pub mod runbook;
 pub mod sim;
 /// A small tmpfs a test fills (shared with the storage crash harness).
 #[path = "../../shared/tests/support/small_fs.rs"]

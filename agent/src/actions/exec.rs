@@ -1,32 +1,15 @@
-//! `kind = "exec"`: runs the program directly (argv, never a shell), stdin closed, stdout and
-//! stderr kept as bounded tails, killed at the timeout.
+//! `kind = "exec"`: runs the program directly (argv, never a shell) through the shared
+//! [`process`](watchstand_shared::process) runner: stdin closed, stdout and stderr kept as
+//! bounded tails, its process group killed at the timeout.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt as _};
+use watchstand_shared::process::{Keep, Process, ProcessError};
 use watchstand_shared::time::now_ms;
 use watchstand_shared::wire::v1::{CommandOutcome, OutcomeStatus, TAIL_BYTES};
 
 use super::template::Template;
-
-/// The last `TAIL_BYTES` bytes read from `reader` (reads to its end).
-async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut kept = Vec::with_capacity(TAIL_BYTES);
-    let mut buf = [0u8; 4096];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 2 * TAIL_BYTES {
-                    kept.drain(..kept.len() - TAIL_BYTES);
-                }
-            }
-        }
-    }
-}
 
 /// The last [`TAIL_BYTES`] of `bytes` as (lossy) UTF-8.
 pub fn tail_text(bytes: &[u8]) -> String {
@@ -66,65 +49,34 @@ pub async fn run(
         outcome.error = Some("empty argv".into());
         return outcome;
     };
-    let spawned = tokio::process::Command::new(program)
+    let ran = Process::new(program, timeout)
         .args(rest)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            outcome.error = Some(format!("cannot start {program}: {e}"));
-            outcome.duration_ms = elapsed_ms(started);
-            return outcome;
-        }
-    };
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let work = async {
-        let out = async {
-            match stdout {
-                Some(s) => tail(s).await,
-                None => Vec::new(),
-            }
-        };
-        let err = async {
-            match stderr {
-                Some(s) => tail(s).await,
-                None => Vec::new(),
-            }
-        };
-        let (out, err, status) = tokio::join!(out, err, child.wait());
-        (out, err, status)
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok((out, err, status)) => {
-            outcome.stdout_tail = tail_text(&out);
-            outcome.stderr_tail = tail_text(&err);
-            match status {
-                Ok(s) => {
-                    outcome.exit_code = s.code();
-                    outcome.status = if s.success() {
-                        OutcomeStatus::Succeeded
-                    } else {
-                        OutcomeStatus::Failed
-                    };
-                    if s.code().is_none() {
-                        outcome.error = Some(format!("{s}"));
-                    }
-                }
-                Err(e) => outcome.error = Some(format!("waiting for {program}: {e}")),
+        .stdout(Keep::Tail(TAIL_BYTES))
+        .stderr(Keep::Tail(TAIL_BYTES))
+        .run()
+        .await;
+    match ran {
+        Ok(done) => {
+            outcome.stdout_tail = tail_text(done.stdout.bytes());
+            outcome.stderr_tail = tail_text(done.stderr.bytes());
+            let s = done.status;
+            outcome.exit_code = s.code();
+            outcome.status = if s.success() {
+                OutcomeStatus::Succeeded
+            } else {
+                OutcomeStatus::Failed
+            };
+            if s.code().is_none() {
+                outcome.error = Some(format!("{s}"));
             }
         }
-        Err(_) => {
-            // The futures holding the pipes are gone; kill the process itself.
-            if let Err(e) = child.kill().await {
-                tracing::warn!(program = %program, error = %e, "Could not kill a timed-out action.");
-            }
+        Err(ProcessError::TimedOut { .. }) => {
             outcome.status = OutcomeStatus::TimedOut;
             outcome.error = Some(format!("killed after {} ms", timeout.as_millis()));
+        }
+        // "cannot start {program}: …", "waiting for {program}: …".
+        Err(e @ (ProcessError::Spawn { .. } | ProcessError::Wait { .. })) => {
+            outcome.error = Some(e.to_string());
         }
     }
     outcome.duration_ms = elapsed_ms(started);

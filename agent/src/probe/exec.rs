@@ -1,9 +1,11 @@
 //! The `exec` probe kind (probe stage of probe → scheduler → outbox → publisher → mqtt): runs a
 //! Nagios/Icinga/Zabbix-style check plugin unchanged and reads the plugin protocol.
 //!
-//! - The command is an argv list run directly (no shell), in its own process group, stdin
-//!   closed. On timeout the whole group gets SIGKILL (`killpg`), so a plugin's children die
-//!   with it; the same happens when the scheduler's hard timeout drops the check.
+//! - The command is an argv list run directly (no shell) by the shared
+//!   [`process`](watchstand_shared::process) runner, in its own process group, stdin closed. On
+//!   timeout the whole group gets SIGKILL (`killpg`), so a plugin's children die with it; the
+//!   same happens when the scheduler's hard timeout drops the check, and when the plugin exits
+//!   (what it left running dies with it).
 //! - Exit 0 → up, 1 (WARNING) → degraded, 2 (CRITICAL) → down, 3 (UNKNOWN) → down with the text
 //!   prefixed `UNKNOWN: ` unless it already says UNKNOWN (the plugin could not tell, so the service cannot be counted as up; the
 //!   prefix keeps it apart from a real CRITICAL), any other exit or a signal → down.
@@ -14,15 +16,11 @@
 //!   plugin never blocks on a full pipe.
 
 use std::os::unix::process::ExitStatusExt as _;
-use std::process::Stdio;
 use std::time::{Duration as StdDuration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::Command;
 use watchstand_shared::config::{Duration, Problems};
+use watchstand_shared::process::{Keep, Process, ProcessError};
 use watchstand_shared::wire::v1::ProbeMetric;
 
 use super::{Check, Observation};
@@ -124,44 +122,6 @@ impl ExecProbe {
     }
 }
 
-/// Kills a process group with SIGKILL when dropped, unless disarmed: a check dropped by the
-/// scheduler's hard timeout still takes the plugin's whole group down.
-struct GroupGuard(Option<Pid>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            // ESRCH (the group is already gone) is the good case.
-            if let Err(e) = killpg(pgid, Signal::SIGKILL) {
-                if e != nix::errno::Errno::ESRCH {
-                    tracing::warn!(pgid = pgid.as_raw(), error = %e, "Cannot kill a plugin's process group.");
-                }
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads `from` to its end, keeping the first `limit` bytes.
-async fn read_bounded(mut from: impl AsyncRead + Unpin, limit: usize) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => {
-                let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
-}
-
 impl Check for ExecProbe {
     fn kind(&self) -> &'static str {
         KIND
@@ -176,63 +136,35 @@ impl Check for ExecProbe {
         let Some((program, args)) = self.command.split_first() else {
             return Observation::down(start.elapsed(), "no command");
         };
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so the timeout can kill the plugin's children too.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                return Observation::down(start.elapsed(), format!("cannot run {program}: {e}"))
+        let ran = Process::new(program, self.run_deadline())
+            .args(args)
+            .stdout(Keep::Head(MAX_OUTPUT_BYTES))
+            .stderr(Keep::Head(MAX_STDERR_BYTES))
+            // The plugin has exited: children it left in its group die with it.
+            .kill_leftovers()
+            .run()
+            .await;
+        let latency = start.elapsed();
+        let (status, out, err) = match ran {
+            Ok(done) => (done.status, done.stdout, done.stderr),
+            Err(ProcessError::Spawn { source, .. }) => {
+                return Observation::down(latency, format!("cannot run {program}: {source}"))
             }
-        };
-        let mut guard = GroupGuard(
-            child
-                .id()
-                .and_then(|id| i32::try_from(id).ok())
-                .map(Pid::from_raw),
-        );
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Observation::down(start.elapsed(), "plugin output not captured");
-        };
-        let run = async {
-            let (out, err, status) = tokio::join!(
-                read_bounded(stdout, MAX_OUTPUT_BYTES),
-                read_bounded(stderr, MAX_STDERR_BYTES),
-                child.wait()
-            );
-            (out, err, status)
-        };
-        let (out, err, status) = match tokio::time::timeout(self.run_deadline(), run).await {
-            Ok(done) => done,
-            Err(_) => {
-                guard.kill();
-                // Reap the leader (its group is gone; this returns at once).
-                let _reaped = child.wait().await.is_ok();
+            Err(ProcessError::TimedOut { .. }) => {
                 return Observation::down(
-                    start.elapsed(),
+                    latency,
                     format!(
                         "timed out after {}; process group killed",
                         Duration(self.timeout)
                     ),
-                );
+                )
             }
+            Err(e @ ProcessError::Wait { .. }) => return Observation::down(latency, e.to_string()),
         };
-        let latency = start.elapsed();
-        // The leader has exited; children it left in the group die with it.
-        guard.kill();
-        let status = match status {
-            Ok(s) => s,
-            Err(e) => return Observation::down(latency, format!("waiting for {program}: {e}")),
-        };
-        let output = PluginOutput::parse(&String::from_utf8_lossy(&out));
+        let output = PluginOutput::parse(&String::from_utf8_lossy(out.bytes()));
         let mut text = output.text.clone();
         if text.is_empty() {
-            text = String::from_utf8_lossy(&err)
+            text = String::from_utf8_lossy(err.bytes())
                 .lines()
                 .map(str::trim)
                 .find(|l| !l.is_empty())
@@ -382,6 +314,7 @@ pub fn parse_perfdata(text: &str) -> Vec<ProbeMetric> {
 mod tests {
     use super::*;
     use crate::probe::ProbeKind;
+    use watchstand_shared::process::all_ended;
 
     fn m(name: &str, value: f64, uom: Option<&str>) -> ProbeMetric {
         ProbeMetric {
@@ -462,25 +395,13 @@ mod tests {
         probe(&["/bin/sh", "-c", script], Duration::from_secs(5))
     }
 
-    /// Whether `pid` is gone (or a zombie waiting for init: it runs no more).
-    fn dead(pid: &str) -> bool {
-        match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-            Err(_) => true,
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        }
+    /// The pid a test script wrote to `path`.
+    fn pid_in(path: &std::path::Path) -> u32 {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.trim().parse().unwrap()
     }
 
-    async fn all_dead(pids: &[String]) -> bool {
-        for _ in 0..40 {
-            if pids.iter().all(|p| dead(p)) {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        false
-    }
+    const TWO_SECONDS: std::time::Duration = std::time::Duration::from_secs(2);
 
     #[tokio::test]
     async fn exit_codes_map_to_states_and_the_first_line_is_the_text() {
@@ -578,10 +499,13 @@ mod tests {
             Some("timed out after 500ms; process group killed")
         );
         let pids = [
-            std::fs::read_to_string(dir.path().join("leader")).unwrap(),
-            std::fs::read_to_string(dir.path().join("child")).unwrap(),
+            pid_in(&dir.path().join("leader")),
+            pid_in(&dir.path().join("child")),
         ];
-        assert!(all_dead(&pids).await, "still running: {pids:?}");
+        assert!(
+            all_ended(&pids, TWO_SECONDS).await,
+            "still running: {pids:?}"
+        );
     }
 
     #[tokio::test]
@@ -596,9 +520,9 @@ mod tests {
         let dropped =
             tokio::time::timeout(std::time::Duration::from_millis(300), exec.check()).await;
         assert!(dropped.is_err());
-        let child = std::fs::read_to_string(dir.path().join("child")).unwrap();
+        let child = pid_in(&dir.path().join("child"));
         assert!(
-            all_dead(std::slice::from_ref(&child)).await,
+            all_ended(&[child], TWO_SECONDS).await,
             "still running: {child}"
         );
     }

@@ -300,12 +300,64 @@ pub struct CapacityQuery {
     to: Option<String>,
 }
 
+/// The answer of `GET /api/v1/capacity`: one agent's metrics over a span.
+#[derive(Debug, Serialize)]
+pub struct CapacityView {
+    /// The agent.
+    pub agent: String,
+    /// Span start, epoch ms.
+    pub from_ms: u64,
+    /// Span end (exclusive), epoch ms.
+    pub to_ms: u64,
+    /// Every metric of the agent, or the one asked for.
+    pub metrics: Vec<CapacityMetricView>,
+}
+
+/// One metric's figures over the span; with its points when the query named the metric.
+#[derive(Debug, Serialize)]
+pub struct CapacityMetricView {
+    /// Metric name, e.g. `disk_used_pct:/`.
+    pub metric: String,
+    /// Stored samples in the span.
+    pub samples: usize,
+    /// The latest value.
+    pub current: Option<f64>,
+    /// The highest value.
+    pub peak: Option<f64>,
+    /// The 95th percentile (nearest rank).
+    pub p95: Option<f64>,
+    /// The mean.
+    pub mean: Option<f64>,
+    /// `[epoch ms, value]` pairs, oldest first (only for `metric=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<Vec<(u64, f64)>>,
+}
+
+impl CapacityMetricView {
+    /// The figures of `series`; `with_points` keeps the series itself.
+    fn of(metric: String, series: Vec<(u64, f64)>, with_points: bool) -> Self {
+        let mut values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
+        // Sorts `values`: the peak is the last.
+        let p95 = crate::capacity::forecast::percentile(&mut values, 95.0);
+        let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+        Self {
+            metric,
+            samples: series.len(),
+            current: series.last().map(|(_, v)| *v),
+            peak: values.last().copied(),
+            p95,
+            mean,
+            points: with_points.then_some(series),
+        }
+    }
+}
+
 /// `GET /api/v1/capacity?agent=&metric=&from=&to=`: without `metric`, the agent's metrics with
 /// their latest values; with it, the series and its current, peak, p95 and mean.
 pub async fn capacity(
     State(state): Shared,
     Query(q): Query<CapacityQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CapacityView>, ApiError> {
     let agent = q.agent.clone().ok_or(ApiError::BadRequest {
         param: "agent",
         message: "is required".into(),
@@ -324,38 +376,52 @@ pub async fn capacity(
     )?;
     let store = state.store.clone();
     blocking(move || {
-        let metrics = match &q.metric {
+        let names = match &q.metric {
             Some(m) => vec![m.clone()],
             None => store.capacity_metrics(&agent)?,
         };
-        let mut out = Vec::new();
-        for metric in metrics {
+        let mut metrics = Vec::with_capacity(names.len());
+        for metric in names {
             let series = store.capacity_series(&agent, &metric, span.from_ms, span.to_ms)?;
-            let mut values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
-            values.sort_by(f64::total_cmp);
-            let p95 = values
-                .get(((values.len() as f64 * 0.95).ceil() as usize).saturating_sub(1))
-                .copied();
-            let mean =
-                (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
-            let mut entry = json!({
-                "metric": metric,
-                "samples": series.len(),
-                "current": series.last().map(|(_, v)| *v),
-                "peak": values.last().copied(),
-                "p95": p95,
-                "mean": mean,
-            });
-            if q.metric.is_some() {
-                entry["points"] = json!(series
-                    .iter()
-                    .map(|(t, v)| json!([t, v]))
-                    .collect::<Vec<_>>());
-            }
-            out.push(entry);
+            metrics.push(CapacityMetricView::of(metric, series, q.metric.is_some()));
         }
-        Ok(json!({"agent": agent, "from_ms": span.from_ms, "to_ms": span.to_ms, "metrics": out}))
+        Ok(CapacityView {
+            agent,
+            from_ms: span.from_ms,
+            to_ms: span.to_ms,
+            metrics,
+        })
     })
     .await
     .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capacity_view_keeps_the_json_shape_of_the_old_rows() {
+        let view = CapacityView {
+            agent: "a".into(),
+            from_ms: 0,
+            to_ms: 4,
+            metrics: vec![
+                CapacityMetricView::of("m".into(), vec![(1, 3.0), (2, 1.0), (3, 2.0)], true),
+                CapacityMetricView::of("e".into(), Vec::new(), false),
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&view).expect("serializes"),
+            json!({
+                "agent": "a", "from_ms": 0, "to_ms": 4,
+                "metrics": [
+                    {"metric": "m", "samples": 3, "current": 2.0, "peak": 3.0, "p95": 3.0,
+                     "mean": 2.0, "points": [[1, 3.0], [2, 1.0], [3, 2.0]]},
+                    {"metric": "e", "samples": 0, "current": null, "peak": null, "p95": null,
+                     "mean": null},
+                ],
+            })
+        );
+    }
 }

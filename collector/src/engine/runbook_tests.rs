@@ -32,60 +32,111 @@ fn config(runbooks: &str) -> crate::config::CollectorConfig {
     crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid")
 }
 
-/// Starts the engine task over `store` (incident 1 of `web` open, from the incident tests'
-/// fixture) with `books`.
-fn spawn(
-    store: &Store,
-    config: &crate::config::CollectorConfig,
-    books: &[Runbook],
-) -> (EngineHandle, CancellationToken, tokio::task::JoinHandle<()>) {
-    spawn_with(store, config, books, None, Registry::new(Vec::new()))
+/// What the engine under test can send agent actions to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Agents {
+    /// No command link (as without a signing key).
+    NoLink,
+    /// A command link, and agent `a` at site `s` known to the registry.
+    Known,
+    /// A command link, and an empty registry.
+    Unknown,
 }
 
-/// [`spawn`] with a command link and a registry.
-fn spawn_with(
-    store: &Store,
-    config: &crate::config::CollectorConfig,
-    books: &[Runbook],
-    link: Option<CommandLink>,
-    registry: Registry,
-) -> (EngineHandle, CancellationToken, tokio::task::JoinHandle<()>) {
-    let engine = Engine::load(
-        IncidentStore::new(store.clone()),
-        IncidentSettings::default(),
-        std::collections::HashMap::new(),
-        config.webhooks.clone(),
-    )
-    .expect("engine");
-    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
-    inbox.load_runbooks(books, store).expect("runs load");
-    if let Some(link) = link {
-        inbox.set_command_link(link);
+/// The engine task under test with the config's runbooks, over its store.
+struct Bench {
+    store: Store,
+    handle: EngineHandle,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bench {
+    /// Starts the engine task over a new store with incident 1 of `web` open (the incident
+    /// tests' fixture).
+    fn new(config: &crate::config::CollectorConfig, agents: Agents) -> Self {
+        Self::on(&super::tests::engine_with_one_open().0, config, agents)
     }
-    let stop = CancellationToken::new();
-    let deps = EngineDeps {
-        store: store.clone(),
-        catalogue: Arc::new(config.catalogue.clone()),
-        registry: Arc::new(registry),
-        notifier: notify::wake_channel().0,
-        first_tick: Duration::from_secs(86_400),
-    };
-    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
-    (handle, stop, task)
-}
 
-/// Waits (bounded) until run `id` is stored and satisfies `f`.
-async fn stored_until(store: &Store, id: u64, f: impl Fn(&Run) -> bool) -> Run {
-    let runs = RunStore::new(store.clone());
-    for _ in 0..200 {
-        if let Some(r) = runs.get(id).expect("read") {
-            if f(&r) {
-                return r;
+    /// Starts the engine task over `store` (what a restart finds).
+    fn on(store: &Store, config: &crate::config::CollectorConfig, agents: Agents) -> Self {
+        let engine = Engine::load(
+            IncidentStore::new(store.clone()),
+            IncidentSettings::default(),
+            std::collections::HashMap::new(),
+            config.webhooks.clone(),
+        )
+        .expect("engine");
+        let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
+        inbox
+            .load_runbooks(&config.runbooks, store)
+            .expect("runs load");
+        let mut registry = Registry::new(Vec::new());
+        if agents != Agents::NoLink {
+            let (link, known) = link_and_registry(&key());
+            inbox.set_command_link(link);
+            if agents == Agents::Known {
+                registry = known;
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stop = CancellationToken::new();
+        let deps = EngineDeps {
+            store: store.clone(),
+            catalogue: Arc::new(config.catalogue.clone()),
+            registry: Arc::new(registry),
+            notifier: notify::wake_channel().0,
+            first_tick: Duration::from_secs(86_400),
+        };
+        let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+        Self {
+            store: store.clone(),
+            handle,
+            stop,
+            task,
+        }
     }
-    panic!("run {id} never got there: {:?}", runs.get(id));
+
+    /// Stops the task (as the collector's stop does) and starts it again over the same store.
+    async fn restart(self, config: &crate::config::CollectorConfig, agents: Agents) -> Self {
+        self.stop.cancel();
+        self.task.await.expect("task ends");
+        Self::on(&self.store, config, agents)
+    }
+
+    /// Starts runbook `id` by hand (as `ana`).
+    async fn start(&self, id: &str) -> Run {
+        self.handle.start_runbook(id, "ana").await.expect("starts")
+    }
+
+    /// Run `id` as stored now.
+    fn stored(&self, id: u64) -> Run {
+        RunStore::new(self.store.clone())
+            .get(id)
+            .expect("read")
+            .expect("stored")
+    }
+
+    /// Waits (bounded) until run `id` is stored and satisfies `f`.
+    async fn stored_until(&self, id: u64, f: impl Fn(&Run) -> bool) -> Run {
+        let runs = RunStore::new(self.store.clone());
+        for _ in 0..200 {
+            if let Some(r) = runs.get(id).expect("read") {
+                if f(&r) {
+                    return r;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("run {id} never got there: {:?}", runs.get(id));
+    }
+}
+
+/// Stores run 1 of `book` as a crashed collector left it: its first attempt begun.
+fn store_begun_run(store: &Store, book: &Runbook) {
+    let (begun, _) = Run::start(1, book, Trigger::Manual { by: "ana".into() }, 1);
+    let mut batch = StoreBatch::default();
+    RunStore::put(&mut batch, &begun, 2);
+    store.commit(batch).expect("commit");
 }
 
 #[tokio::test]
@@ -105,10 +156,10 @@ kind = "exec"
 argv = ["true"]
 "#,
     );
-    let (store, _) = super::tests::engine_with_one_open();
-    let (handle, _stop, _task) = spawn(&store, &config, &config.runbooks);
+    let bench = Bench::new(&config, Agents::NoLink);
+    let handle = &bench.handle;
 
-    let run = handle.start_runbook("rb", "ana").await.expect("starts");
+    let run = bench.start("rb").await;
     assert_eq!((run.id, run.status), (1, RunStatus::Running));
     assert_eq!(run.current().map(|(i, _)| i), Some(0));
     let skipped = handle.start_runbook("rb", "bo").await.expect("recorded");
@@ -132,7 +183,7 @@ argv = ["true"]
             detail: "approved by ana".into()
         })
     );
-    let done = stored_until(&store, 1, |r| r.status.is_final()).await;
+    let done = bench.stored_until(1, |r| r.status.is_final()).await;
     assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
     assert!(matches!(
         handle.decide(1, true, "ana", Role::Operator).await,
@@ -151,7 +202,7 @@ argv = ["true"]
         Err(RunbookError::UnknownRunbook(_))
     ));
     // A new run may start now; cancelling it ends its attempt.
-    let third = handle.start_runbook("rb", "ana").await.expect("starts");
+    let third = bench.start("rb").await;
     assert_eq!(third.id, 3);
     let cancelled = handle.cancel_run(3, "bo").await.expect("cancels");
     assert_eq!(cancelled.status, RunStatus::Cancelled);
@@ -183,9 +234,9 @@ kind = "approval"
 timeout = "300ms"
 "#,
     );
-    let (store, _) = super::tests::engine_with_one_open();
-    let (handle, stop, task) = spawn(&store, &config, &config.runbooks);
-    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    let bench = Bench::new(&config, Agents::NoLink);
+    let store = bench.store.clone();
+    let run = bench.stored_until(1, |r| r.status.is_final()).await;
     assert_eq!(run.trigger, Trigger::Incident { incident: 1 });
     assert_eq!(run.status, RunStatus::Failed, "{run:?}");
     assert_eq!(
@@ -222,14 +273,12 @@ timeout = "300ms"
     let events: Vec<&str> = incident.timeline.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(events, ["runbook_started", "runbook_finished"]);
     assert!(matches!(
-        handle.start_runbook("auto", "ana").await,
+        bench.handle.start_runbook("auto", "ana").await,
         Err(RunbookError::NotManual(_))
     ));
-    stop.cancel();
-    task.await.expect("task ends");
 
     // Restarted with the incident still open: its runbook already ran for it.
-    let (_handle, _stop, _task) = spawn(&store, &config, &config.runbooks);
+    let _bench = bench.restart(&config, Agents::NoLink).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(RunStore::new(store.clone()).all().expect("runs").len(), 1);
 }
@@ -251,17 +300,9 @@ retries = 1
     );
     let (store, _) = super::tests::engine_with_one_open();
     // As a crashed collector left it: attempt 1 of the http step stored as begun.
-    let (begun, _) = Run::start(
-        1,
-        &config.runbooks[0],
-        Trigger::Manual { by: "ana".into() },
-        1,
-    );
-    let mut batch = StoreBatch::default();
-    RunStore::put(&mut batch, &begun, 2);
-    store.commit(batch).expect("commit");
-    let (handle, _stop, _task) = spawn(&store, &config, &config.runbooks);
-    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    store_begun_run(&store, &config.runbooks[0]);
+    let bench = Bench::on(&store, &config, Agents::NoLink);
+    let run = bench.stored_until(1, |r| r.status.is_final()).await;
     let attempts = &run.steps[0].attempts;
     assert_eq!(attempts.len(), 2, "{run:?}");
     assert_eq!(
@@ -277,7 +318,7 @@ retries = 1
     );
     assert_eq!(run.status, RunStatus::Failed);
     // Ids go on after the stored ones.
-    let next = handle.start_runbook("h", "ana").await.expect("starts");
+    let next = bench.start("h").await;
     assert_eq!(next.id, 2);
 }
 
@@ -305,17 +346,9 @@ argv = ["true"]
 "#,
     );
     let (store, _) = super::tests::engine_with_one_open();
-    let (begun, _) = Run::start(
-        1,
-        &before.runbooks[0],
-        Trigger::Manual { by: "ana".into() },
-        1,
-    );
-    let mut batch = StoreBatch::default();
-    RunStore::put(&mut batch, &begun, 2);
-    store.commit(batch).expect("commit");
-    let (_handle, _stop, _task) = spawn(&store, &after, &after.runbooks);
-    let run = stored_until(&store, 1, |r| r.status.is_final()).await;
+    store_begun_run(&store, &before.runbooks[0]);
+    let bench = Bench::on(&store, &after, Agents::NoLink);
+    let run = bench.stored_until(1, |r| r.status.is_final()).await;
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(
         run.reason.as_deref().is_some_and(|r| r.contains("changed")),
@@ -337,6 +370,11 @@ fn link_and_registry(key: &watchstand_shared::command::CommandKey) -> (CommandLi
     let registry = Registry::new(Vec::new());
     registry.update("s", "a", "b1", 1, |_| {});
     (link, registry)
+}
+
+/// The collector's signing key in these tests.
+fn key() -> watchstand_shared::command::CommandKey {
+    watchstand_shared::command::CommandKey::from_seed([9; 32])
 }
 
 fn answer(agent: &str, command_id: &str, status: OutcomeStatus, from_journal: bool) -> CmdAck {
@@ -383,12 +421,9 @@ timeout = "3s"
 #[tokio::test]
 async fn an_agent_action_is_signed_stored_and_ends_with_the_agents_answer() {
     let config = config(PROMOTE);
-    let key = watchstand_shared::command::CommandKey::from_seed([9; 32]);
-    let (store, _) = super::tests::engine_with_one_open();
-    let (link, registry) = link_and_registry(&key);
-    let (handle, _stop, _task) =
-        spawn_with(&store, &config, &config.runbooks, Some(link), registry);
-    let run = handle.start_runbook("fo", "ana").await.expect("starts");
+    let bench = Bench::new(&config, Agents::Known);
+    let handle = &bench.handle;
+    let run = bench.start("fo").await;
     let attempt = &run.steps[0].attempts[0];
     let command = attempt.command.clone().expect("stored with the attempt");
     assert_eq!(
@@ -408,7 +443,7 @@ async fn an_agent_action_is_signed_stored_and_ends_with_the_agents_answer() {
         Some("standby")
     );
     assert_eq!(command.expires_ms, attempt.deadline_ms);
-    let verifier = watchstand_shared::command::Verifier::new(key.public(), "s", "a", 0);
+    let verifier = watchstand_shared::command::Verifier::new(key().public(), "s", "a", 0);
     assert!(verifier
         .verify(&watchstand_shared::wire::v1::encode(&command), now_ms())
         .is_ok());
@@ -426,18 +461,14 @@ async fn an_agent_action_is_signed_stored_and_ends_with_the_agents_answer() {
         false
     )));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let still = RunStore::new(store.clone())
-        .get(1)
-        .expect("read")
-        .expect("stored");
-    assert_eq!(still.status, RunStatus::Running);
+    assert_eq!(bench.stored(1).status, RunStatus::Running);
     assert!(handle.try_command_answer(answer(
         "a",
         &command.command_id,
         OutcomeStatus::Succeeded,
         false
     )));
-    let done = stored_until(&store, 1, |r| r.status.is_final()).await;
+    let done = bench.stored_until(1, |r| r.status.is_final()).await;
     assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
     assert!(matches!(
         &done.steps[0].attempts[0].outcome,
@@ -461,44 +492,30 @@ async fn an_agent_action_is_signed_stored_and_ends_with_the_agents_answer() {
         true
     )));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let same = RunStore::new(store.clone())
-        .get(1)
-        .expect("read")
-        .expect("stored");
-    assert_eq!(same, done);
+    assert_eq!(bench.stored(1), done);
 }
 
 #[tokio::test]
 async fn an_unanswered_command_is_resumed_after_a_restart_and_an_unknown_agent_fails() {
     let config = config(PROMOTE);
-    let key = watchstand_shared::command::CommandKey::from_seed([9; 32]);
-    let (store, _) = super::tests::engine_with_one_open();
-    let (link, registry) = link_and_registry(&key);
-    let (handle, stop, task) = spawn_with(&store, &config, &config.runbooks, Some(link), registry);
-    let run = handle.start_runbook("fo", "ana").await.expect("starts");
+    let bench = Bench::new(&config, Agents::Known);
+    let run = bench.start("fo").await;
     let sent = run.steps[0].attempts[0].command.clone().expect("stored");
-    stop.cancel();
-    task.await.expect("task ends");
 
     // Restarted: the same attempt goes on with the stored command (not failed, not re-signed).
-    let (link, registry) = link_and_registry(&key);
-    let (handle, _stop, _task) =
-        spawn_with(&store, &config, &config.runbooks, Some(link), registry);
+    let bench = bench.restart(&config, Agents::Known).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let resumed = RunStore::new(store.clone())
-        .get(1)
-        .expect("read")
-        .expect("stored");
+    let resumed = bench.stored(1);
     assert_eq!(resumed.status, RunStatus::Running);
     assert_eq!(resumed.steps[0].attempts.len(), 1);
     assert_eq!(resumed.steps[0].attempts[0].command.as_ref(), Some(&sent));
-    assert!(handle.try_command_answer(answer(
+    assert!(bench.handle.try_command_answer(answer(
         "a",
         &sent.command_id,
         OutcomeStatus::Succeeded,
         true
     )));
-    let done = stored_until(&store, 1, |r| r.status.is_final()).await;
+    let done = bench.stored_until(1, |r| r.status.is_final()).await;
     assert!(
         matches!(
             &done.steps[0].attempts[0].outcome,
@@ -508,16 +525,8 @@ async fn an_unanswered_command_is_resumed_after_a_restart_and_an_unknown_agent_f
     );
 
     // An agent the collector never heard of: the attempt fails at once, naming it.
-    let (link, _) = link_and_registry(&key);
-    let (store, _) = super::tests::engine_with_one_open();
-    let (handle, _stop, _task) = spawn_with(
-        &store,
-        &config,
-        &config.runbooks,
-        Some(link),
-        Registry::new(Vec::new()),
-    );
-    let run = handle.start_runbook("fo", "ana").await.expect("starts");
+    let bench = Bench::new(&config, Agents::Unknown);
+    let run = bench.start("fo").await;
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
         matches!(

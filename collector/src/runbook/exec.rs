@@ -3,16 +3,16 @@
 //! (the service's measured state, from the stored probe stream). Each runs as a task the engine
 //! spawns for one attempt and ends with one [`Outcome`], which the engine receives as an event.
 //! The engine keeps the attempt's deadline itself; when it passes (or the run is cancelled) the
-//! engine aborts the task, which kills an `exec` child (`kill_on_drop`). Each executor also
-//! bounds itself by the same timeout, so nothing it starts outlives the attempt.
+//! engine aborts the task, which kills an `exec` program's process group (the shared
+//! [`process`](watchstand_shared::process) runner). Each executor also bounds itself by the
+//! same timeout, so nothing it starts outlives the attempt.
 //!
 //! `agent_action` steps are in [`super::agent_action`].
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use watchstand_shared::process::{Captured, Keep, Process, ProcessError};
 use watchstand_shared::time::now_ms;
 
 use super::run::Outcome;
@@ -28,30 +28,13 @@ pub const RESTARTED: &str = "collector restarted during the attempt; outcome unk
 /// How often `wait_for` looks at the service's measured state.
 pub const WAIT_FOR_POLL: Duration = Duration::from_millis(250);
 
-/// Keeps the last [`TAIL_BYTES`] of a stream.
-#[derive(Debug, Default)]
-struct Tail {
-    bytes: Vec<u8>,
-    total: u64,
-}
-
-impl Tail {
-    fn push(&mut self, chunk: &[u8]) {
-        self.total += chunk.len() as u64;
-        self.bytes.extend_from_slice(chunk);
-        if self.bytes.len() > TAIL_BYTES {
-            let cut = self.bytes.len() - TAIL_BYTES;
-            self.bytes.drain(..cut);
-        }
-    }
-
-    fn text(&self) -> String {
-        let text = String::from_utf8_lossy(&self.bytes).trim().to_owned();
-        if self.total > TAIL_BYTES as u64 {
-            format!("…{text}")
-        } else {
-            text
-        }
+/// A kept tail as text: trimmed, with `…` in front when the stream was longer.
+fn tail_text(tail: &Captured) -> String {
+    let text = String::from_utf8_lossy(tail.bytes()).trim().to_owned();
+    if tail.truncated() {
+        format!("…{text}")
+    } else {
+        text
     }
 }
 
@@ -75,7 +58,7 @@ pub async fn http(
     let attempt = async {
         let mut response = client.request(method, url).send().await?;
         let status = response.status().as_u16();
-        let mut tail = Tail::default();
+        let mut tail = Captured::new(Keep::Tail(TAIL_BYTES));
         while let Some(chunk) = response.chunk().await? {
             tail.push(&chunk);
         }
@@ -92,7 +75,7 @@ pub async fn http(
             } else {
                 expect_status.contains(&status)
             };
-            let body = tail.text();
+            let body = tail_text(&tail);
             if ok {
                 Outcome::Succeeded {
                     detail: format!("HTTP {status}; body: {body}"),
@@ -112,67 +95,41 @@ pub async fn http(
 }
 
 /// One `exec` attempt: `argv[0]` with the rest as arguments, no shell, stdin closed; success
-/// on exit code 0. Killed when `timeout` passes or the task is aborted.
+/// on exit code 0. Its process group is killed when `timeout` passes or the task is aborted.
 pub async fn exec(argv: &[String], timeout: Duration) -> Outcome {
     let Some((program, args)) = argv.split_first() else {
         return Outcome::Failed {
             reason: "empty argv".into(),
         };
     };
-    let mut child = match tokio::process::Command::new(program)
+    let ran = Process::new(program, timeout)
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome::Failed {
-                reason: format!("cannot start {program:?}: {e}"),
-            }
-        }
-    };
-    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return Outcome::Failed {
-            reason: "no pipes to the child".into(),
-        };
-    };
-    let run = async {
-        let (stdout, stderr, status) = tokio::join!(read_tail(out), read_tail(err), child.wait());
-        (stdout, stderr, status)
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Err(_) => Outcome::TimedOut,
-        Ok((_, _, Err(e))) => Outcome::Failed {
-            reason: format!("waiting for {program:?}: {e}"),
+        .stdout(Keep::Tail(TAIL_BYTES))
+        .stderr(Keep::Tail(TAIL_BYTES))
+        .run()
+        .await;
+    match ran {
+        Err(ProcessError::TimedOut { .. }) => Outcome::TimedOut,
+        Err(ProcessError::Spawn { source, .. }) => Outcome::Failed {
+            reason: format!("cannot start {program:?}: {source}"),
         },
-        Ok((stdout, stderr, Ok(status))) => {
+        Err(ProcessError::Wait { source, .. }) => Outcome::Failed {
+            reason: format!("waiting for {program:?}: {source}"),
+        },
+        Ok(done) => {
             let detail = format!(
-                "{status}; stdout: {}; stderr: {}",
-                stdout.text(),
-                stderr.text()
+                "{}; stdout: {}; stderr: {}",
+                done.status,
+                tail_text(&done.stdout),
+                tail_text(&done.stderr)
             );
-            if status.success() {
+            if done.status.success() {
                 Outcome::Succeeded { detail }
             } else {
                 Outcome::Failed { reason: detail }
             }
         }
     }
-}
-
-async fn read_tail(mut pipe: impl tokio::io::AsyncRead + Unpin) -> Tail {
-    let mut tail = Tail::default();
-    let mut buf = [0u8; 8_192];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => tail.push(&buf[..n]),
-        }
-    }
-    tail
 }
 
 /// One `wait_for` attempt: until `service` has been measured up for `hold_ms` (see
