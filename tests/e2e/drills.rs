@@ -500,6 +500,26 @@ async fn shop_drill(collector: &Collector, lab: &Lab) {
         md.contains(json["content_sha256"].as_str().unwrap()),
         "{md}"
     );
+    // HTML, written to a file as an operator would: one page with the verdict and the hash.
+    let html_file = collector.spec.dir.join(format!("drill-run-{id}.html"));
+    cli(
+        collector,
+        &[
+            "drills",
+            "report",
+            &id.to_string(),
+            "--format",
+            "html",
+            "--out",
+            html_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let html = std::fs::read_to_string(&html_file).unwrap();
+    assert!(html.trim_start().starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.trim_end().ends_with("</html>"), "{html}");
+    assert!(html.contains(json["content_sha256"].as_str().unwrap()));
+    assert!(html.contains("met"), "{html}");
     cli(
         collector,
         &[
@@ -555,7 +575,15 @@ async fn pay_drill(collector: &Collector, lab: &Lab) {
     .await;
     assert!(md.contains("**not met**"), "{md}");
     assert!(md.contains(reason), "{md}");
-    assert!(md.contains("RTO 2 s: not met"), "{md}");
+    // The figures row: time to recover against the RTO of 2 s, not met.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| Time to recover"))
+        .unwrap_or_else(|| panic!("no time-to-recover row:\n{md}"));
+    assert!(
+        row.contains(&format!("| {recover:.1} s | 2.0 s | not met |")),
+        "{row}"
+    );
 }
 
 /// The `queue` drill: aborted at `max_duration`, restore still runs.

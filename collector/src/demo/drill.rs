@@ -2,7 +2,7 @@
 //! [`super::DRILL_ID`] through the API (`POST /api/v1/drills/{id}/run` with the demo's operator
 //! token, as an operator would), follows the drill run until it is measured, prints the verdict,
 //! time to detect and time to recover against the RTO and the steps, and writes the continuity
-//! report (Markdown and JSON, and HTML when the API renders it) into the demo's `reports/`.
+//! report (Markdown, JSON and HTML) into the demo's `reports/`.
 //!
 //! A start refused because the shop has an open incident is stored `skipped` by the collector;
 //! the demo then tries again a few times, a little later.
@@ -216,18 +216,13 @@ fn tell_outcome(run: &DrillRun) {
     say(&text);
 }
 
-/// Writes the continuity report of drill run `id` into `dir` as Markdown and JSON, and as HTML
-/// when the API renders it; returns the paths written.
+/// Writes the continuity report of drill run `id` into `dir` as Markdown, JSON and HTML;
+/// returns the paths written.
 async fn write_reports(client: &ApiClient, id: u64, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut files = vec![
-        ("md", crate::drill::cli::report(client, id, true).await?),
-        ("json", crate::drill::cli::report(client, id, false).await?),
-    ];
-    let path = format!("/api/v1/drill-runs/{id}/report");
-    match client.get_text(&path, &[("format", "html")]).await {
-        Ok(html) => files.push(("html", html)),
-        Err(e) => tracing::debug!(error = %e, "No HTML continuity report from this collector."),
+    let mut files = Vec::new();
+    for ext in ["md", "json", "html"] {
+        files.push((ext, crate::drill::cli::report(client, id, ext).await?));
     }
     let mut written = Vec::new();
     for (ext, text) in files {

@@ -536,3 +536,43 @@ async fn an_unanswered_command_is_resumed_after_a_restart_and_an_unknown_agent_f
         "{run:?}"
     );
 }
+
+/// A drill incident (incident 1 of `web`, opened inside drill run 5) triggers no incident
+/// runbook: the drill's own run is the recovery under test.
+#[tokio::test]
+async fn a_drill_incident_triggers_no_incident_runbook() {
+    let config = config(
+        r#"
+[[runbooks]]
+id = "auto"
+service = "web"
+manual = false
+on_incident = { rules = ["service_down"], min_priority = "P2", after = "0s" }
+[[runbooks.steps]]
+id = "tell"
+kind = "notify"
+webhook = "ops"
+message = "failing over"
+"#,
+    );
+    let (store, _) = super::tests::engine_with_one_open();
+    let incidents = IncidentStore::new(store.clone());
+    let mut incident = incidents.get(1).expect("read").expect("incident 1");
+    incident.drill = Some(5);
+    let mut batch = StoreBatch::default();
+    IncidentStore::put(&mut batch, &incident);
+    incidents.commit(batch).expect("commit");
+
+    let bench = Bench::on(&store, &config, Agents::NoLink);
+    // The trigger's `after` is 0 s: a run would be stored on the task's first look; give it
+    // well past that, then check that none was.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(RunStore::new(store.clone()).get(1).expect("read"), None);
+    // The same incident outside a drill does trigger (the control).
+    bench.stop.cancel();
+    bench.task.await.expect("task ends");
+    let (store, _) = super::tests::engine_with_one_open();
+    let bench = Bench::on(&store, &config, Agents::NoLink);
+    let run = bench.stored_until(1, |_| true).await;
+    assert_eq!(run.trigger, Trigger::Incident { incident: 1 });
+}

@@ -293,7 +293,9 @@ impl Task {
     }
 
     /// Looks at active incidents not seen yet: each matching runbook without a run for that
-    /// incident gets a trigger due at detection + `after`.
+    /// incident gets a trigger due at detection + `after`. A drill incident triggers nothing:
+    /// the drill's own runbook run is the recovery under test, and a second (incident) run of
+    /// the same plan would act on the service beside it and muddle what the drill measures.
     pub(super) fn look_for_triggers(&mut self) {
         let Some(engine) = &self.engine else {
             return;
@@ -303,6 +305,14 @@ impl Task {
         rb.seen.retain(|id| active.contains(id));
         for incident in engine.active() {
             if !rb.seen.insert(incident.id) {
+                continue;
+            }
+            if let Some(drill) = incident.drill {
+                tracing::info!(
+                    incident = incident.id,
+                    drill_run = drill,
+                    "A drill incident triggers no incident runbook."
+                );
                 continue;
             }
             for book in rb.books.values() {
