@@ -21,24 +21,29 @@ fn config() -> crate::config::CollectorConfig {
     crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid")
 }
 
-#[tokio::test]
-async fn a_drill_is_skipped_while_its_service_has_an_open_incident_and_fires_on_schedule() {
-    let config = config();
-    let (store, _) = super::tests::engine_with_one_open();
+/// Starts the engine task over `store` with `config`'s runbooks and drills; the drills'
+/// schedules are loaded as at `schedules_at` (a virtual time), or as the collector loads
+/// them at start when `None`.
+fn start_task(
+    config: &crate::config::CollectorConfig,
+    store: &Store,
+    schedules_at: Option<u64>,
+) -> (EngineHandle, CancellationToken, tokio::task::JoinHandle<()>) {
     let engine = Engine::load(
         IncidentStore::new(store.clone()),
         IncidentSettings::default(),
         std::collections::HashMap::new(),
-        Vec::new(),
+        config.webhooks.clone(),
     )
     .expect("engine");
     let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
-    inbox.load_runbooks(&config.runbooks, &store).expect("runs");
-    // Loaded as if a minute ago, so the every-minute schedule is already due.
-    inbox.drills = Some(
-        drills::Drills::load(&config.drills, &store, now_ms().saturating_sub(61_000))
-            .expect("drills"),
-    );
+    inbox.load_runbooks(&config.runbooks, store).expect("runs");
+    match schedules_at {
+        Some(at) => {
+            inbox.drills = Some(drills::Drills::load(&config.drills, store, at).expect("drills"));
+        }
+        None => inbox.load_drills(&config.drills, store).expect("drills"),
+    }
     let deps = EngineDeps {
         store: store.clone(),
         catalogue: Arc::new(config.catalogue.clone()),
@@ -48,6 +53,15 @@ async fn a_drill_is_skipped_while_its_service_has_an_open_incident_and_fires_on_
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    (handle, stop, task)
+}
+
+#[tokio::test]
+async fn a_drill_is_skipped_while_its_service_has_an_open_incident_and_fires_on_schedule() {
+    let config = config();
+    let (store, _) = super::tests::engine_with_one_open();
+    // Loaded as if a minute ago, so the every-minute schedule is already due.
+    let (handle, stop, task) = start_task(&config, &store, Some(now_ms().saturating_sub(61_000)));
     let manual = handle.start_drill("dr", "ana").await.expect("stored");
     assert_eq!(manual.status, DrillStatus::Skipped);
     assert_eq!(
@@ -83,25 +97,7 @@ async fn an_rpo_reading_over_the_rpo_makes_the_drill_not_met() {
     let raw = crate::config::from_str(text, Path::new("t.toml")).expect("parses");
     let config = crate::config::validate(raw, Path::new("t.toml"), Path::new(".")).expect("valid");
     let store = crate::store::Store::in_memory();
-    let engine = Engine::load(
-        IncidentStore::new(store.clone()),
-        IncidentSettings::default(),
-        std::collections::HashMap::new(),
-        Vec::new(),
-    )
-    .expect("engine");
-    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
-    inbox.load_runbooks(&config.runbooks, &store).expect("runs");
-    inbox.drills = Some(drills::Drills::load(&config.drills, &store, now_ms()).expect("drills"));
-    let deps = EngineDeps {
-        store: store.clone(),
-        catalogue: Arc::new(config.catalogue.clone()),
-        registry: Arc::new(Registry::new(Vec::new())),
-        notifier: notify::wake_channel().0,
-        first_tick: Duration::from_secs(86_400),
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    let (handle, stop, task) = start_task(&config, &store, Some(now_ms()));
     let started = handle.start_drill("dr", "ana").await.expect("stored");
     assert_eq!(started.status, DrillStatus::Running, "{started:?}");
     let ds = DrillStore::new(store.clone());
@@ -179,25 +175,7 @@ async fn ended_run(store: &Store, id: u64) -> crate::runbook::run::Run {
 async fn a_drill_s_runbook_notices_are_held_unless_it_notifies_and_then_marked_drill() {
     let config = paging_config();
     let store = Store::in_memory();
-    let engine = Engine::load(
-        IncidentStore::new(store.clone()),
-        IncidentSettings::default(),
-        std::collections::HashMap::new(),
-        config.webhooks.clone(),
-    )
-    .expect("engine");
-    let (handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
-    inbox.load_runbooks(&config.runbooks, &store).expect("runs");
-    inbox.drills = Some(drills::Drills::load(&config.drills, &store, now_ms()).expect("drills"));
-    let deps = EngineDeps {
-        store: store.clone(),
-        catalogue: Arc::new(config.catalogue.clone()),
-        registry: Arc::new(Registry::new(Vec::new())),
-        notifier: notify::wake_channel().0,
-        first_tick: Duration::from_secs(86_400),
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    let (handle, stop, task) = start_task(&config, &store, Some(now_ms()));
     let outbox = || {
         IncidentStore::new(store.clone())
             .all_pending()
@@ -473,25 +451,7 @@ async fn a_drill_whose_run_id_was_lost_to_a_crash_finds_its_run_and_restores() {
     crate::runbook::store::RunStore::put(&mut batch, &started, 8);
     runs.commit(batch).expect("run stored");
 
-    let engine = Engine::load(
-        IncidentStore::new(store.clone()),
-        IncidentSettings::default(),
-        std::collections::HashMap::new(),
-        Vec::new(),
-    )
-    .expect("engine");
-    let (_handle, mut inbox) = channel(EngineSnapshot::of(&engine, 0, None));
-    inbox.load_runbooks(&config.runbooks, &store).expect("runs");
-    inbox.load_drills(&config.drills, &store).expect("drills");
-    let deps = EngineDeps {
-        store: store.clone(),
-        catalogue: Arc::new(config.catalogue.clone()),
-        registry: Arc::new(Registry::new(Vec::new())),
-        notifier: notify::wake_channel().0,
-        first_tick: Duration::from_secs(86_400),
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(inbox, engine, deps, stop.clone()));
+    let (_handle, stop, task) = start_task(&config, &store, None);
     let done = drill_until(&store, 1, |d| d.status == DrillStatus::Finished).await;
     // Not aborted as if its runbook never started: the run was found, its inject (in flight at
     // the crash) failed "restarted", and the restore steps ran on their own.
