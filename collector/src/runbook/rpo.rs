@@ -12,11 +12,10 @@
 //! last-commit time more than [`FUTURE_SLACK_MS`] ahead of the collector's clock is refused
 //! (milliseconds given as seconds, or a clock that is far off) rather than read as lag 0.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use watchstand_shared::process::{Keep, Process};
 use watchstand_shared::time::now_ms;
 
 use super::run::Outcome;
@@ -187,24 +186,12 @@ fn shorten(t: &str) -> String {
     }
 }
 
-/// Reads `pipe` to its end, keeping the first [`MAX_BYTES`].
-async fn bounded(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8_192];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = MAX_BYTES.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
-    kept
-}
-
 /// The text the source answers.
-async fn fetch(client: &reqwest::Client, source: &RpoSource) -> Result<(String, String), String> {
+async fn fetch(
+    client: &reqwest::Client,
+    source: &RpoSource,
+    timeout: Duration,
+) -> Result<(String, String), String> {
     match source {
         RpoSource::Http { url, pointer } => {
             let mut response = client
@@ -232,27 +219,26 @@ async fn fetch(client: &reqwest::Client, source: &RpoSource) -> Result<(String, 
             let Some((program, args)) = argv.split_first() else {
                 return Err("empty argv".into());
             };
-            let mut child = tokio::process::Command::new(program)
+            // The attempt's own timeout (in `check`) always comes first; dropping the run
+            // then kills the program's process group. This deadline is only a backstop.
+            let finished = Process::new(program.clone(), timeout + Duration::from_secs(1))
                 .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("cannot start {program:?}: {e}"))?;
-            let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-                return Err("no pipes to the child".into());
-            };
-            let (stdout, stderr, status) = tokio::join!(bounded(out), bounded(err), child.wait());
-            let status = status.map_err(|e| format!("waiting for {program:?}: {e}"))?;
-            let stdout = String::from_utf8_lossy(&stdout).into_owned();
-            if !status.success() {
+                .stdout(Keep::Head(MAX_BYTES))
+                .stderr(Keep::Tail(MAX_BYTES))
+                .run()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !finished.status.success() {
                 return Err(format!(
-                    "{program:?}: {status}; stderr: {}",
-                    shorten(String::from_utf8_lossy(&stderr).trim())
+                    "{program:?}: {}; stderr: {}",
+                    finished.status,
+                    shorten(String::from_utf8_lossy(finished.stderr.bytes()).trim())
                 ));
             }
-            Ok((stdout, String::new()))
+            Ok((
+                String::from_utf8_lossy(finished.stdout.bytes()).into_owned(),
+                String::new(),
+            ))
         }
     }
 }
@@ -267,7 +253,7 @@ pub async fn check(
     timeout: Duration,
 ) -> Outcome {
     let read = async {
-        let (text, pointer) = fetch(client, source).await?;
+        let (text, pointer) = fetch(client, source, timeout).await?;
         let (value, shown) = match source {
             RpoSource::Http { .. } => number_at(&text, &pointer)?,
             RpoSource::Exec { .. } => number_of(&text).map_err(|e| format!("stdout: {e}"))?,
